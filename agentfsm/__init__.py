@@ -1,0 +1,74 @@
+"""agentfsm: declarative YAML state machines for LLM agents.
+
+    >>> import asyncio, agentfsm
+    >>> result = asyncio.run(agentfsm.run("machines/hello.yaml", {"name": "Ada"}))
+    >>> result.output
+    'Hello, Ada!'
+
+Names are imported on first use, so `agentfsm --help` and `agentfsm validate` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "StateMachine": "agentfsm.runtime.machine",
+    "MachineDefinitionError": "agentfsm.runtime.machine",
+    "State": "agentfsm.runtime.model",
+    "StateContext": "agentfsm.runtime.model",
+    "StateTransition": "agentfsm.runtime.model",
+    "StateType": "agentfsm.runtime.model",
+    "Event": "agentfsm.runtime.model",
+    "RetryRule": "agentfsm.runtime.model",
+    "CatchRule": "agentfsm.runtime.model",
+    "StateError": "agentfsm.runtime.errors",
+    "RunResult": "agentfsm.runtime.loop",
+    "StepRecord": "agentfsm.runtime.hooks",
+    "load_machine": "agentfsm.api",
+    "run": "agentfsm.api",
+    "validate_file": "agentfsm.spec.loader",
+    "MachineFileError": "agentfsm.spec.problems",
+    "Problem": "agentfsm.spec.problems",
+    "InputError": "agentfsm.spec.inputs",
+    "BindingError": "agentfsm.bindings.imports",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agentfsm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:
+    from agentfsm.api import load_machine, run
+    from agentfsm.bindings.imports import BindingError
+    from agentfsm.runtime.errors import StateError
+    from agentfsm.runtime.hooks import StepRecord
+    from agentfsm.runtime.loop import RunResult
+    from agentfsm.runtime.machine import MachineDefinitionError, StateMachine
+    from agentfsm.runtime.model import (
+        CatchRule,
+        Event,
+        RetryRule,
+        State,
+        StateContext,
+        StateTransition,
+        StateType,
+    )
+    from agentfsm.spec.inputs import InputError
+    from agentfsm.spec.loader import validate_file
+    from agentfsm.spec.problems import MachineFileError, Problem

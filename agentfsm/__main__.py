@@ -1,0 +1,3 @@
+from agentfsm.cli.app import main
+
+main()

@@ -1,0 +1,76 @@
+"""Tool bindings: the interface, the builtins, and Python functions."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic_core import to_jsonable_python
+
+from agentfsm.bindings.calculator import CalculatorError, evaluate
+from agentfsm.bindings.imports import BindingError, import_reference
+from agentfsm.runtime.errors import StateError
+from agentfsm.spec.models import BuiltinTool, PythonTool
+
+
+class ToolClient(Protocol):
+    """A tool bound to a name under `tools:`. Failures raise StateError with a `tool.*` type."""
+
+    name: str
+
+    async def call(self, args: Mapping[str, Any]) -> Any: ...
+
+
+class CalculatorTool:
+    """`builtin: calculator`: evaluates `expression` with a safe arithmetic parser (no eval)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def call(self, args: Mapping[str, Any]) -> Any:
+        unexpected = set(args) - {"expression"}
+        if "expression" not in args or unexpected:
+            raise StateError("tool.error", "calculator takes exactly one argument, 'expression'",
+                             detail={"tool": self.name, "args": sorted(args)})
+        try:
+            value = evaluate(args["expression"])
+        except CalculatorError as exc:
+            raise StateError("tool.error", f"calculator: {exc}", detail={"tool": self.name}) from None
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+            return int(value)
+        return value
+
+
+class PythonFunctionTool:
+    """`python: module:function`: called with the args as keywords; sync functions run in a worker thread."""
+
+    def __init__(self, name: str, function: Callable[..., Any]) -> None:
+        self.name = name
+        self.function = function
+        self.is_async = inspect.iscoroutinefunction(function)
+
+    async def call(self, args: Mapping[str, Any]) -> Any:
+        try:
+            if self.is_async:
+                value = await self.function(**args)
+            else:
+                value = await asyncio.to_thread(self.function, **args)
+        except StateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's tool failed: a taxonomy error
+            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise StateError("tool.error", message, detail={"tool": self.name}) from None
+        return to_jsonable_python(value, fallback=str)
+
+
+def make_tool(name: str, binding: BuiltinTool | PythonTool, base_dir: Path | None) -> ToolClient:
+    if isinstance(binding, BuiltinTool):
+        return CalculatorTool(name)
+    function = import_reference(binding.python, base_dir, f"tools.{name}.python")
+    if not callable(function):
+        raise BindingError(f"tools.{name}.python: '{binding.python}' is not a function")
+    return PythonFunctionTool(name, function)

@@ -1,0 +1,1 @@
+"""The `agentfsm` command: a thin layer over the Python API."""

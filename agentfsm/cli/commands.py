@@ -1,0 +1,151 @@
+"""What each `agentfsm` command does, over the Python API; `app.py` only parses arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from agentfsm.bindings.imports import BindingError
+from agentfsm.cli import exit_codes
+from agentfsm.compiler.build import compile_machine
+from agentfsm.runtime.machine import MachineDefinitionError
+from agentfsm.spec.inputs import InputError, parse_cli_input
+from agentfsm.spec.loader import load_spec, validate_file
+from agentfsm.spec.problems import MachineFileError, Problem
+from agentfsm.spec.yamlsource import load_yaml_file
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _say_error(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+@contextmanager
+def guarded(debug: bool) -> Iterator[None]:
+    """Every failure becomes one clear line and a documented exit code; tracebacks only with --debug."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except MachineFileError as exc:
+        for found in exc.problems:
+            typer.echo(str(found), err=True)
+        raise typer.Exit(exit_codes.BAD_INPUT) from None
+    except (InputError, BindingError, MachineDefinitionError) as exc:
+        if debug:
+            traceback.print_exc()
+        _say_error(str(exc))
+        raise typer.Exit(exit_codes.BAD_INPUT) from None
+    except KeyboardInterrupt:
+        _say_error("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
+        if debug:
+            traceback.print_exc()
+        _say_error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        raise typer.Exit(exit_codes.INTERNAL_ERROR) from None
+
+
+def read_inputs_file(path: Path) -> dict[str, Any]:
+    """A JSON or YAML mapping of inputs, read safely."""
+    document, problems = load_yaml_file(path, str(path))
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise InputError(f"--inputs {errors[0]}")
+    if document is None or not isinstance(document.data, dict):
+        raise InputError(f"--inputs {path}: the file must hold a mapping of input names to values")
+    return dict(document.data)
+
+
+def _print_warnings(warnings: tuple[Problem, ...] | list[Problem]) -> None:
+    for warning in warnings:
+        typer.echo(str(warning), err=True)
+
+
+def run_command(file: Path, input_pairs: list[str], inputs_file: Path | None, *, as_json: bool, quiet: bool) -> int:
+    loaded = load_spec(file)
+    if not quiet:
+        _print_warnings(loaded.warnings)
+    given: dict[str, Any] = read_inputs_file(inputs_file) if inputs_file else {}
+    for pair in input_pairs:
+        key, value = parse_cli_input(pair, loaded.spec.inputs)
+        given[key] = value
+    machine = compile_machine(loaded)
+    context = machine.new_context(given)
+    hooks: list[object] = []
+    if not quiet:
+        from agentfsm.observability.progress import ProgressReporter
+
+        hooks.append(ProgressReporter(_stderr(), machine.name))
+    result = asyncio.run(machine.run(context=context, hooks=hooks))
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+    elif result.succeeded:
+        _print_output(result.output)
+    if not result.succeeded and not as_json:
+        error = result.error or {}
+        where = f"state '{error.get('state')}': " if error.get("state") else ""
+        _say_error(f"{where}{error.get('type')}: {error.get('message')}")
+    return exit_codes.SUCCESS if result.succeeded else exit_codes.RUN_FAILED
+
+
+def _print_output(output: Any) -> None:
+    if output is None:
+        return
+    if isinstance(output, str):
+        typer.echo(output)
+    else:
+        typer.echo(json.dumps(output, ensure_ascii=False, indent=2, default=str))
+
+
+def validate_command(files: list[Path], *, as_json: bool) -> int:
+    problems: list[Problem] = []
+    for file in files:
+        problems.extend(validate_file(file).problems)
+    if as_json:
+        typer.echo(json.dumps([p.as_dict() for p in problems], ensure_ascii=False, indent=2))
+    else:
+        for found in problems:
+            typer.echo(str(found))
+        errors = sum(p.severity == "error" for p in problems)
+        warnings = len(problems) - errors
+        summary = f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)"
+        typer.echo(summary if problems else f"{len(files)} file(s) checked: no problems", err=True)
+    return exit_codes.BAD_INPUT if any(p.severity == "error" for p in problems) else exit_codes.SUCCESS
+
+
+def diagram_command(file: Path, output: Path | None) -> int:
+    from agentfsm.observability.diagram import mermaid_from_spec
+
+    loaded = load_spec(file)
+    text = mermaid_from_spec(loaded.spec)
+    if output is None:
+        typer.echo(text, nl=False)
+        return exit_codes.SUCCESS
+    if output.suffix.lower() in (".md", ".markdown"):
+        text = f"```mermaid\n{text}```\n"
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror}") from None
+    typer.echo(f"wrote {output}", err=True)
+    return exit_codes.SUCCESS
+
+
+def schema_command() -> int:
+    from agentfsm.spec.models import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+    return exit_codes.SUCCESS

@@ -1,0 +1,1 @@
+"""The compiler: a validated machine spec -> runtime `StateMachine` objects."""

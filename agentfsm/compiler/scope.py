@@ -1,0 +1,62 @@
+"""What templates see: the context keys, plus `event`, `result` and `run`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agentfsm.runtime.errors import StateError
+from agentfsm.runtime.model import Event, StateContext
+from agentfsm.spec.expressions import ExpressionError, base_scope, compile_template, is_template
+
+_BASE_SCOPE = base_scope()
+_NO_EVENT = {"name": None, "data": None}
+
+Renderer = Callable[[dict[str, Any]], Any]
+
+
+def make_scope(context: StateContext, event: Event | None = None, result: Any = None) -> dict[str, Any]:
+    """A fresh scope for one render; `event` defaults to the event that led into the state."""
+    scope = _BASE_SCOPE.copy()
+    scope.update(context.data)
+    current = event if event is not None else context.event
+    scope["event"] = _NO_EVENT if current is None else {"name": current.name, "data": current.data}
+    scope["result"] = result
+    scope["run"] = {"id": context.run_id, "step": context.step, "state": context.state}
+    return scope
+
+
+def compile_value(value: Any) -> Renderer:
+    """A renderer for a value whose strings (at any depth) may be templates; other values are kept as they are."""
+    if isinstance(value, str):
+        if is_template(value):
+            return compile_template(value).render
+        return lambda scope: value
+    if isinstance(value, dict):
+        items = [(key, compile_value(item)) for key, item in value.items()]
+        return lambda scope: {key: render(scope) for key, render in items}
+    if isinstance(value, list):
+        renderers = [compile_value(item) for item in value]
+        return lambda scope: [render(scope) for render in renderers]
+    return lambda scope: value
+
+
+def compile_text(text: str) -> Renderer:
+    """A renderer that always yields text (prompts, messages, event names)."""
+    render = compile_value(text)
+    return lambda scope: _as_text(render(scope))
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def compile_assignments(values: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Render a `set:` mapping; every value sees the same scope (assignments are simultaneous)."""
+    items = [(key, compile_value(value)) for key, value in values.items()]
+    return lambda scope: {key: render(scope) for key, render in items}
+
+
+def template_failure(exc: ExpressionError, where: str | None = None) -> StateError:
+    message = f"{where}: {exc}" if where else str(exc)
+    return StateError("template.error", message)

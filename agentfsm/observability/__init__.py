@@ -1,0 +1,1 @@
+"""Observability: progress display and Mermaid diagrams (later: traces, breakpoints, metrics)."""

@@ -1,0 +1,49 @@
+"""The error taxonomy. `retry` and `catch` match on `StateError.type` by prefix (`llm` matches `llm.parse`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR_TYPES: dict[str, str] = {
+    "timeout": "The state ran longer than its `timeout`; its work was cancelled.",
+    "template.error": "A template or guard failed: an undefined variable, a sandbox violation, a type error.",
+    "llm.error": "The LLM binding failed (for `scripted`: no reply left for this call).",
+    "llm.parse": "The reply could not be parsed as the state's `parse:` asks (for example not JSON).",
+    "tool.error": "The tool raised an error or returned a failure.",
+    "state.error": "A Python `State` raised an exception.",
+    "fail": "A `fail` state was reached.",
+    "transition.none": "No transition rule matched the state's event.",
+    "transition.invalid": "A Python state returned the name of a state that does not exist or cannot be reached from it.",
+    "limit.max_steps": "The run took more steps than `max_steps`.",
+    "limit.max_visits": "A state was entered more times than its `max_visits`.",
+}
+"""Every error type the runtime raises, with what it means; `docs/errors.md` is generated from this."""
+
+UNCATCHABLE = frozenset({"fail", "transition.none", "transition.invalid", "limit.max_steps", "limit.max_visits"})
+"""Errors that end the run: they come from the machine's own structure, not from a state's work."""
+
+
+class StateError(Exception):
+    """An error with a taxonomy type, raised by a state's work or by the runtime."""
+
+    def __init__(self, type: str, message: str, *, state: str | None = None, detail: Any = None) -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+        self.state = state
+        self.detail = detail
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "state": self.state, "detail": self.detail}
+
+    def __str__(self) -> str:
+        where = f"state '{self.state}': " if self.state else ""
+        return f"{where}{self.type}: {self.message}"
+
+
+def error_matches(patterns: tuple[str, ...], error_type: str) -> bool:
+    """True when any pattern is `*`, equals the type, or is a dotted prefix of it."""
+    for pattern in patterns:
+        if pattern == "*" or pattern == error_type or error_type.startswith(pattern + "."):
+            return True
+    return False

@@ -1,0 +1,182 @@
+"""`StateMachine`: states, transitions and callbacks, assembled in Python or compiled from YAML."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from agentfsm.runtime.model import Action, Callback, Guard, State, StateContext, StateType, Transition
+
+if TYPE_CHECKING:
+    from agentfsm.runtime.loop import RunResult
+
+
+class MachineDefinitionError(ValueError):
+    """A machine assembled in Python is inconsistent (no initial state, a transition to nowhere...)."""
+
+
+class StateMachine:
+    """A state machine: add states and transitions, then `await start()` or `await run()`.
+
+    >>> machine = StateMachine("greeter")
+    >>> _ = machine.add_state(State("hello"), initial=True)
+    >>> _ = machine.add_state(State("bye"), final=True)
+    >>> _ = machine.add_transition("hello", "bye")
+    """
+
+    def __init__(self, name: str = "machine", *, description: str | None = None, max_steps: int = 1000) -> None:
+        self.name = name
+        self.description = description
+        self.max_steps = max_steps
+        self.states: dict[str, State] = {}
+        self.initial: str | None = None
+        self.current_state: str | None = None
+        self.hooks: list[object] = []
+        self.initial_data: dict[str, Any] = {}
+        """Context data every run starts from (a YAML machine's `context:`); copied per run."""
+        self.prepare_inputs: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+        """Checks run inputs and fills defaults (set by the YAML compiler); None accepts any inputs."""
+        self._rules: dict[str, list[Transition]] = {}
+        self._entry: dict[str, list[Callback]] = {}
+        self._exit: dict[str, list[Callback]] = {}
+        self._on_transition: list[Callback] = []
+        self._checked = False
+
+    # -- building -------------------------------------------------------------------------
+
+    def add_state(self, state: State, initial: bool = False, final: bool = False) -> State:
+        if state.name in self.states:
+            raise MachineDefinitionError(f"state '{state.name}' is already defined")
+        if final and state.state_type not in (StateType.FINAL, StateType.ERROR):
+            state.state_type = StateType.FINAL
+        if initial:
+            if self.initial is not None and self.initial != state.name:
+                raise MachineDefinitionError(f"initial state is already '{self.initial}'")
+            self.initial = state.name
+            if state.state_type is StateType.PROCESSING:
+                state.state_type = StateType.INITIAL
+        self.states[state.name] = state
+        self._checked = False
+        return state
+
+    def add_transition(
+        self,
+        from_state: str,
+        to_state: str,
+        trigger: str | Iterable[str] | None = None,
+        *,
+        guard: Guard | None = None,
+        action: Action | None = None,
+        label: str | None = None,
+    ) -> Transition:
+        """Add a rule; rules from one state are tried in the order they were added.
+
+        `trigger` None accepts any event; `guard(context, event)` must return true for the rule to be taken.
+        """
+        normalized = trigger if trigger is None or isinstance(trigger, str) else tuple(trigger)
+        rule = Transition(from_state, to_state, normalized, guard, action, label)
+        self._rules.setdefault(from_state, []).append(rule)
+        self._checked = False
+        return rule
+
+    def add_entry_callback(self, state: str, callback: Callback) -> None:
+        """`callback(state_name, context)` runs when `state` is entered (sync or async)."""
+        self._entry.setdefault(state, []).append(callback)
+
+    def add_exit_callback(self, state: str, callback: Callback) -> None:
+        """`callback(state_name, context)` runs when `state` is left (sync or async)."""
+        self._exit.setdefault(state, []).append(callback)
+
+    def add_transition_callback(self, callback: Callback) -> None:
+        """`callback(transition: StateTransition, context)` runs after every transition (sync or async)."""
+        self._on_transition.append(callback)
+
+    def add_hooks(self, hooks: object) -> None:
+        """Attach a runtime hook object to every run of this machine (see `agentfsm.runtime.hooks`)."""
+        self.hooks.append(hooks)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def transitions_from(self, state: str) -> tuple[Transition, ...]:
+        return tuple(self._rules.get(state, ()))
+
+    def rules_by_state(self) -> dict[str, tuple[Transition, ...]]:
+        return {name: tuple(rules) for name, rules in self._rules.items()}
+
+    def callbacks(self) -> tuple[dict[str, list[Callback]], dict[str, list[Callback]], list[Callback]]:
+        return self._entry, self._exit, self._on_transition
+
+    def get_possible_transitions(self, state: str | None = None) -> list[Transition]:
+        """The rules leading out of `state` (default: the current state, else the initial one)."""
+        name = state or self.current_state or self.initial
+        return list(self._rules.get(name or "", ()))
+
+    def can_transition_to(self, target: str, from_state: str | None = None) -> bool:
+        return any(rule.target == target for rule in self.get_possible_transitions(from_state))
+
+    def check(self) -> None:
+        """Raise MachineDefinitionError if the machine cannot run."""
+        if self._checked:
+            return
+        if not self.states:
+            raise MachineDefinitionError(f"machine '{self.name}' has no states")
+        if self.initial is None:
+            raise MachineDefinitionError(f"machine '{self.name}' has no initial state (add_state(..., initial=True))")
+        for source, rules in self._rules.items():
+            if source not in self.states:
+                raise MachineDefinitionError(f"transition from unknown state '{source}'")
+            for rule in rules:
+                if rule.target not in self.states:
+                    raise MachineDefinitionError(f"transition from '{source}' to unknown state '{rule.target}'")
+        for state in self.states.values():
+            for catch in state.catch:
+                if catch.target not in self.states:
+                    raise MachineDefinitionError(f"catch of '{state.name}' goes to unknown state '{catch.target}'")
+        self._checked = True
+
+    # -- running --------------------------------------------------------------------------
+
+    def new_context(self, inputs: Mapping[str, Any] | None = None) -> StateContext:
+        """A fresh context: the machine's initial data, with checked inputs on top."""
+        data = copy.deepcopy(self.initial_data)
+        if self.prepare_inputs is not None:
+            data.update(self.prepare_inputs(inputs or {}))
+        elif inputs:
+            data.update(inputs)
+        return StateContext(data, metadata={"machine": self.name})
+
+    async def run(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        context: StateContext | None = None,
+        hooks: Iterable[object] = (),
+        run_id: str | None = None,
+    ) -> RunResult:
+        """Run to the end and report how it ended (status, output, error, usage)."""
+        from agentfsm.runtime.loop import run_machine
+
+        if context is None:
+            context = self.new_context(inputs)
+        elif inputs:
+            context.update(inputs)
+        self.context = context
+        return await run_machine(self, context, hooks=hooks, run_id=run_id)
+
+    async def start(self, context: StateContext | Mapping[str, Any] | None = None) -> StateContext:
+        """Run to the end and return the final context (its `metadata` says `status` and `error`)."""
+        if context is None or isinstance(context, StateContext):
+            result = await self.run(context=context)
+        else:
+            result = await self.run(context=self.new_context(context))
+        return result.context
+
+    def visualize(self, **options: Any) -> str:
+        """Mermaid stateDiagram-v2 source for this machine."""
+        from agentfsm.observability.diagram import mermaid_diagram  # the one upward import: a convenience
+
+        return mermaid_diagram(self, **options)
+
+    def __repr__(self) -> str:
+        return f"StateMachine({self.name!r}, states={len(self.states)}, initial={self.initial!r})"

@@ -1,0 +1,285 @@
+"""Checks beyond the schema: references, the transition graph, and every template.
+
+They run on a machine that passed the schema, never import user code and never call
+anything: `validate` is static.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+from pydantic import BaseModel
+
+from agentfsm.spec.diagnostics import did_you_mean
+from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_template, is_template
+from agentfsm.spec.models import (
+    TEMPLATE_KEY,
+    ActiveStateSpec,
+    CatchSpec,
+    ChoiceStateSpec,
+    LlmStateSpec,
+    MachineSpec,
+    PythonStateSpec,
+    RetrySpec,
+    SetAction,
+    SetStateSpec,
+    StateSpec,
+    ToolStateSpec,
+)
+from agentfsm.spec.problems import Problem, problem
+from agentfsm.spec.yamlsource import NodePath, SourceMap
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSite:
+    """One template in the document: where it is, its text, and how it is used."""
+
+    path: NodePath
+    source: str
+    kind: str  # "value" | "text" | "guard"
+
+
+def template_sites(model: BaseModel, path: NodePath = ()) -> Iterator[TemplateSite]:
+    """Every template in a validated model, found through the fields marked in `models.py`."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = field.alias or name
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        kind = extra.get(TEMPLATE_KEY)
+        if kind is not None and value is not None:
+            if kind == "value":
+                yield from _value_sites(value, (*path, key))
+            elif isinstance(value, str):
+                yield TemplateSite((*path, key), value, str(kind))
+        elif isinstance(value, BaseModel):
+            yield from template_sites(value, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from template_sites(item, (*path, key, index))
+        elif isinstance(value, dict):
+            for item_key, item in value.items():
+                if isinstance(item, BaseModel):
+                    yield from template_sites(item, (*path, key, item_key))
+
+
+def _value_sites(value: Any, path: NodePath) -> Iterator[TemplateSite]:
+    if isinstance(value, str):
+        if is_template(value):
+            yield TemplateSite(path, value, "value")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _value_sites(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _value_sites(item, (*path, index))
+
+
+def provided_names(spec: MachineSpec) -> set[str]:
+    """Every name a template may read: inputs, context keys, saves, set keys, catch `as`, and the reserved ones."""
+    names = set(spec.inputs) | set(spec.context) | set(RESERVED_NAMES)
+    for state in spec.states.values():
+        names.update(_assigned_names(state))
+    return names
+
+
+def _assigned_names(state: StateSpec) -> Iterator[str]:
+    for action in (*state.on_enter, *state.on_exit):
+        yield from action.set
+    if isinstance(state, SetStateSpec):
+        yield from state.set
+    if isinstance(state, LlmStateSpec | ToolStateSpec) and state.save:
+        yield state.save
+    if isinstance(state, ActiveStateSpec | ChoiceStateSpec):
+        for rule in state.transitions:
+            if rule.set:
+                yield from rule.set
+    if isinstance(state, ActiveStateSpec):
+        for catch in state.catch:
+            if catch.as_:
+                yield catch.as_
+
+
+def successors(state: StateSpec) -> list[tuple[str, NodePath]]:
+    """(target, path of the reference inside the state) for every way out of a state."""
+    out: list[tuple[str, NodePath]] = []
+    if isinstance(state, ActiveStateSpec) and state.next is not None:
+        out.append((state.next, ("next",)))
+    if isinstance(state, ActiveStateSpec | ChoiceStateSpec):
+        out.extend((rule.to, ("transitions", index, "to")) for index, rule in enumerate(state.transitions))
+    if isinstance(state, ActiveStateSpec):
+        out.extend((catch.to, ("catch", index, "to")) for index, catch in enumerate(state.catch))
+    return out
+
+
+class _Checker:
+    def __init__(self, spec: MachineSpec, source_map: SourceMap, filename: str) -> None:
+        self.spec = spec
+        self.source_map = source_map
+        self.filename = filename
+        self.problems: list[Problem] = []
+
+    def report(self, path: NodePath, code: str, message: str, *, key: bool = False, line_offset: int = 0) -> None:
+        mark = (self.source_map.key(path) if key else self.source_map.value(path)) or self.source_map.nearest(path)
+        self.problems.append(problem(self.filename, mark.line + line_offset, mark.column, code, message))
+
+    def run(self) -> list[Problem]:
+        self.check_names()
+        self.check_initial()
+        for name, state in self.spec.states.items():
+            self.check_state(name, state)
+        self.check_graph()
+        self.check_templates()
+        return self.problems
+
+    def check_names(self) -> None:
+        for section in ("inputs", "context"):
+            for name in getattr(self.spec, section):
+                if name in RESERVED_NAMES:
+                    self.report((section, name), "invalid-name",
+                                f"{section}.{name}: '{name}' is reserved (templates see the current {name} under it)",
+                                key=True)
+        for state_name, state in self.spec.states.items():
+            for name, path in _assignment_sites(state):
+                if name in RESERVED_NAMES:
+                    self.report(("states", state_name, *path), "invalid-name",
+                                f"states.{state_name}: '{name}' is reserved and cannot be assigned", key=True)
+
+    def check_initial(self) -> None:
+        if self.spec.initial not in self.spec.states:
+            hint = did_you_mean(self.spec.initial, self.spec.states)
+            self.report(("initial",), "unknown-initial", f"initial: no state named '{self.spec.initial}'{hint}")
+
+    def check_state(self, name: str, state: StateSpec) -> None:
+        where = ("states", name)
+        for target, path in successors(state):
+            if target not in self.spec.states:
+                hint = did_you_mean(target, self.spec.states)
+                self.report((*where, *path), "unknown-target",
+                            f"states.{name}.{'.'.join(map(str, path))}: no state named '{target}'{hint}")
+        if isinstance(state, ActiveStateSpec):
+            if state.next is not None and state.transitions:
+                self.report((*where, "next"), "next-and-transitions",
+                            f"states.{name}: has both next: and transitions:; use one", key=True)
+            if state.next is None and not state.transitions and not isinstance(state, PythonStateSpec):
+                self.report(where, "no-transition",
+                            f"states.{name}: no next: or transitions:; say where the run goes after this state",
+                            key=True)
+            self.check_catch_all_last(name, "retry", state.retry)
+            self.check_catch_all_last(name, "catch", state.catch)
+        if isinstance(state, ChoiceStateSpec):
+            last = state.transitions[-1]
+            if last.when is not None or last.event is not None:
+                self.report((*where, "transitions", len(state.transitions) - 1), "choice-without-default",
+                            f"states.{name}: a choice must end with a default rule (only 'to:'), "
+                            "taken when no guard holds")
+        if isinstance(state, LlmStateSpec) and state.llm not in self.spec.llms:
+            hint = did_you_mean(state.llm, self.spec.llms)
+            self.report((*where, "llm"), "unknown-llm", f"states.{name}.llm: no LLM binding named '{state.llm}' "
+                                                         f"under llms:{hint}")
+        if isinstance(state, ToolStateSpec) and state.tool not in self.spec.tools:
+            hint = did_you_mean(state.tool, self.spec.tools)
+            self.report((*where, "tool"), "unknown-tool",
+                        f"states.{name}.tool: no tool binding named '{state.tool}' under tools:{hint}")
+
+    def check_catch_all_last(self, name: str, field: str, rules: list[RetrySpec] | list[CatchSpec]) -> None:
+        for index, rule in enumerate(rules[:-1]):
+            if "*" in rule.errors:
+                self.report(("states", name, field, index, "errors"), "catch-all-not-last",
+                            f"states.{name}.{field}[{index}]: matches every error ('*'), so the rules after it "
+                            "never apply; move it last")
+
+    def check_graph(self) -> None:
+        states = self.spec.states
+        if self.spec.initial not in states:
+            return
+        edges = {name: self._targets(state) for name, state in states.items()}
+        reachable = _closure([self.spec.initial], edges)
+        for name in states:
+            if name not in reachable:
+                self.report(("states", name), "unreachable-state",
+                            f"states.{name}: no path leads here from the initial state '{self.spec.initial}'",
+                            key=True)
+        reverse: dict[str, set[str]] = {name: set() for name in states}
+        for source, targets in edges.items():
+            for target in targets:
+                reverse[target].add(source)
+        ends = [name for name, state in states.items() if state.model_fields.get("type") and _is_terminal(state)]
+        can_end = _closure(ends, reverse)
+        for name in states:
+            if name in reachable and name not in can_end:
+                self.report(("states", name), "no-way-out",
+                            f"states.{name}: no final or fail state can be reached from here; the run would loop "
+                            "until max_steps", key=True)
+
+    def _targets(self, state: StateSpec) -> set[str]:
+        if isinstance(state, PythonStateSpec):
+            return set(self.spec.states)  # a Python state may return any state's name
+        return {target for target, _ in successors(state) if target in self.spec.states}
+
+    def check_templates(self) -> None:
+        known = provided_names(self.spec)
+        for site in template_sites(self.spec):
+            try:
+                compiled = compile_guard(site.source) if site.kind == "guard" else compile_template(site.source)
+            except TemplateSyntaxError as exc:
+                offset = (exc.lineno or 1) - 1
+                if self.source_map.is_block_scalar(site.path):
+                    offset += 1
+                self.report(site.path, "template-syntax",
+                            f"{_dotted(site.path)}: template syntax error: {exc.message}", line_offset=offset)
+                continue
+            for name in sorted(compiled.names - known):
+                hint = did_you_mean(name, known - RESERVED_NAMES)
+                self.report(site.path, "undefined-variable",
+                            f"{_dotted(site.path)}: '{name}' is not an input, a context key, or saved by any "
+                            f"state{hint}")
+
+
+def _assignment_sites(state: StateSpec) -> Iterator[tuple[str, NodePath]]:
+    for field in ("on_enter", "on_exit"):
+        for index, action in enumerate(getattr(state, field)):
+            assert isinstance(action, SetAction)
+            for key in action.set:
+                yield key, (field, index, "set", key)
+    if isinstance(state, SetStateSpec):
+        for key in state.set:
+            yield key, ("set", key)
+    if isinstance(state, LlmStateSpec | ToolStateSpec) and state.save:
+        yield state.save, ("save",)
+    if isinstance(state, ActiveStateSpec | ChoiceStateSpec):
+        for index, rule in enumerate(state.transitions):
+            for key in rule.set or {}:
+                yield key, ("transitions", index, "set", key)
+    if isinstance(state, ActiveStateSpec):
+        for index, catch in enumerate(state.catch):
+            if catch.as_:
+                yield catch.as_, ("catch", index, "as")
+
+
+def _is_terminal(state: StateSpec) -> bool:
+    return getattr(state, "type", None) in ("final", "fail")
+
+
+def _closure(start: list[str], edges: dict[str, set[str]]) -> set[str]:
+    seen = set(start)
+    queue = deque(start)
+    while queue:
+        for target in edges.get(queue.popleft(), ()):
+            if target not in seen:
+                seen.add(target)
+                queue.append(target)
+    return seen
+
+
+def _dotted(path: NodePath) -> str:
+    return ".".join(str(part) for part in path)
+
+
+def check_machine(spec: MachineSpec, source_map: SourceMap, filename: str) -> list[Problem]:
+    """Every reference, graph and template problem of a schema-valid machine."""
+    return _Checker(spec, source_map, filename).run()

@@ -1,0 +1,273 @@
+"""Turn pydantic's validation errors into located, human problems.
+
+pydantic reports a `loc` through the model (with union tags such as a state's kind
+mixed in); we walk that `loc` through the model's annotations to find the path in the
+user's document, then the line and column through the source map.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from agentfsm.spec.models import STATE_KINDS, MachineSpec
+from agentfsm.spec.problems import Problem, problem
+from agentfsm.spec.yamlsource import NodePath, SourceMap
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` when a choice is close to `word`, else ``."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Where a pydantic `loc` lands: the document path, the model owning the last field, and whether it is a key."""
+
+    path: NodePath
+    owner: type[BaseModel] | None
+    is_key: bool
+
+
+def _unwrap(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _union_member(annotation: Any, tag: object) -> Any | None:
+    """The member of a union that pydantic names `tag` in a loc (a kind, a Tag, or a type name)."""
+    for member in typing.get_args(annotation):
+        tags = [m.tag for m in getattr(member, "__metadata__", ()) if hasattr(m, "tag")]
+        plain = _unwrap(member)
+        if isinstance(plain, type) and issubclass(plain, BaseModel):
+            kind = plain.model_fields.get("type")
+            if kind is not None and typing.get_args(kind.annotation) == (tag,):
+                return plain
+            tags.append(plain.__name__)
+        tags.append(getattr(plain, "__name__", None) or str(plain))
+        tags.append(str(plain).replace("typing.", ""))
+        if tag in tags:
+            return plain
+    return None
+
+
+def locate(loc: Sequence[int | str]) -> _Place:
+    annotation: Any = MachineSpec
+    owner: type[BaseModel] | None = None
+    path: list[str | int] = []
+    is_key = False
+    for part in loc:
+        if part == "[key]":
+            is_key = True
+            continue
+        annotation = _unwrap(annotation)
+        if _is_union(annotation):
+            member = _union_member(annotation, part)
+            if member is not None:
+                annotation = member
+                continue
+            non_none = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = _unwrap(non_none[0]) if len(non_none) == 1 else None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            owner = annotation
+            field = _field_by_key(annotation, str(part))
+            path.append(field[0] if field else part)
+            annotation = field[1] if field else None
+        elif typing.get_origin(annotation) is dict:
+            path.append(part)
+            annotation = typing.get_args(annotation)[1]
+        elif typing.get_origin(annotation) is list:
+            path.append(part)
+            annotation = typing.get_args(annotation)[0]
+        else:
+            path.append(part)
+            annotation = None
+    return _Place(tuple(path), owner, is_key)
+
+
+def _field_by_key(model: type[BaseModel], key: str) -> tuple[str, Any] | None:
+    """(the key as written in YAML, the field's annotation) for a field name or alias."""
+    for name, field in model.model_fields.items():
+        if key in (name, field.alias):
+            return (field.alias or name), _field_annotation(field)
+    return None
+
+
+def _field_annotation(field: Any) -> Any:
+    return field.annotation
+
+
+def field_keys(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+_TYPE_WORDS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def describe_value(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"the string '{shown}'"
+    return f"the {type(value).__name__} {value}"
+
+
+def _owner_label(place: _Place) -> str:
+    """`state 'think' (llm)`-style words naming what the bad field belongs to."""
+    path = place.path
+    if len(path) >= 2 and path[0] == "states":
+        kind = next((k for k, m in STATE_KINDS.items() if m is place.owner), None)
+        return f"state '{path[1]}'" + (f" ({kind})" if kind else "")
+    if len(path) >= 2 and path[0] in ("llms", "tools", "inputs"):
+        return f"{path[0][:-1]} '{path[1]}'"
+    return "the machine" if len(path) <= 1 else "this mapping"
+
+
+class _Mapper:
+    def __init__(self, data: Any, source_map: SourceMap, filename: str) -> None:
+        self.data = data
+        self.source_map = source_map
+        self.filename = filename
+
+    def at(self, path: NodePath, code: str, message: str, *, key: bool = False) -> Problem:
+        mark = (self.source_map.key(path) if key else self.source_map.value(path)) or self.source_map.nearest(path)
+        return problem(self.filename, mark.line, mark.column, code, message)
+
+    def convert(self, error: ErrorDetails, place: _Place) -> Problem:
+        kind = error["type"]
+        ctx = error.get("ctx") or {}
+        value = error.get("input")
+        path = place.path
+        last = str(path[-1]) if path else ""
+        dotted = ".".join(str(p) for p in path)
+
+        if kind == "missing":
+            if path == ("agentfsm",):
+                return self.at((), "version", "missing 'agentfsm: 1' (the language version) at the top of the file")
+            where = _owner_label(place)
+            return self.at(path[:-1], "missing-field", f"{where} is missing the required field '{last}'", key=True)
+        if kind == "extra_forbidden":
+            if last == "on":
+                return self.at(
+                    path, "on-key",
+                    f"{dotted}: YAML 1.1 reads a bare 'on:' as the boolean true; write transition rules "
+                    "under 'transitions:' as a list of {event, when, to, set}",
+                    key=True,
+                )
+            choices = field_keys(place.owner) if place.owner else []
+            hint = did_you_mean(last, choices)
+            return self.at(path, "unknown-field", f"{dotted}: unknown field '{last}' for {_owner_label(place)}{hint}",
+                           key=True)
+        if kind == "union_tag_invalid":
+            tag = ctx.get("tag")
+            if len(path) == 2 and path[0] == "states":
+                return self.at(
+                    (*path, "type"), "unknown-state-type",
+                    f"{dotted}.type: unknown state type '{tag}'{did_you_mean(str(tag), STATE_KINDS)} "
+                    f"(one of: {', '.join(STATE_KINDS)})",
+                )
+            return self.at(path, "invalid-value", f"{dotted}: unknown kind '{tag}'")
+        if kind == "union_tag_not_found":
+            return self.at(
+                path, "missing-field",
+                f"{dotted}: a state needs 'type:' (one of: {', '.join(STATE_KINDS)})", key=True,
+            )
+        if kind == "tool_kind":
+            return self.at(path, "invalid-value", f"{dotted}: a tool needs one of the keys builtin:, python:", key=True)
+        if kind == "literal_error":
+            expected = str(ctx.get("expected", ""))
+            if path == ("agentfsm",):
+                return self.at(path, "version",
+                               f"agentfsm: unsupported language version {value!r} (this release reads agentfsm: 1)")
+            if last == "provider":
+                return self.at(path, "unknown-provider",
+                               f"{dotted}: unknown provider {value!r} (available: {expected.replace(chr(39), '')})")
+            options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",") if o.strip()]
+            return self.at(path, "invalid-value",
+                           f"{dotted}: {value!r} is not one of {', '.join(options)}{did_you_mean(str(value), options)}")
+        if kind == "string_pattern_mismatch":
+            if place.is_key:
+                return self.at(
+                    path, "invalid-name",
+                    f"{dotted}: '{last}' is not a valid name: use letters, digits and _, not starting with a digit",
+                    key=True,
+                )
+            if "\\w" in str(ctx.get("pattern", "")) or ":" in str(ctx.get("pattern", "")):
+                return self.at(path, "invalid-value", f"{dotted}: {value!r} is not a Python reference; "
+                                                      "write module:attribute, e.g. mypkg.tools:search")
+            return self.at(path, "invalid-name", f"{dotted}: {value!r} is not a valid name: use letters, digits "
+                                                 "and _, not starting with a digit")
+        if kind == "string_too_short":
+            return self.at(path, "invalid-value", f"{dotted}: must not be empty")
+        if kind == "too_short":
+            return self.at(path, "invalid-value", f"{dotted}: needs at least {ctx.get('min_length', 1)} item(s)")
+        if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+            bound = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+            limit = next(iter(ctx.values()), "?")
+            return self.at(path, "invalid-value", f"{dotted}: must be {bound} {limit}, got {value!r}")
+        if kind == "value_error":
+            reason = ctx.get("error")
+            return self.at(path, "invalid-value", f"{dotted}: {reason}")
+        if kind in _TYPE_WORDS:
+            return self.at(path, "invalid-value", f"{dotted}: expected {_TYPE_WORDS[kind]}, got {describe_value(value)}")
+        return self.at(path, "invalid-value", f"{dotted}: {error['msg']}")
+
+
+def validation_problems(exc: ValidationError, data: Any, source_map: SourceMap, filename: str) -> list[Problem]:
+    """One problem per offending place; alternatives of one union are merged into one message."""
+    mapper = _Mapper(data, source_map, filename)
+    by_path: dict[NodePath, list[tuple[ErrorDetails, _Place]]] = {}
+    for error in exc.errors(include_url=False):
+        place = locate(error["loc"])
+        key = (*place.path, "[key]") if place.is_key else place.path
+        by_path.setdefault(key, []).append((error, place))
+    problems = []
+    for entries in by_path.values():
+        type_words = [_TYPE_WORDS[e["type"]] for e, _ in entries if e["type"] in _TYPE_WORDS]
+        if len(entries) > 1 and len(type_words) == len(entries):
+            error, place = entries[0]
+            dotted = ".".join(str(p) for p in place.path)
+            words = " or ".join(dict.fromkeys(type_words))
+            problems.append(mapper.at(place.path, "invalid-value",
+                                      f"{dotted}: expected {words}, got {describe_value(error.get('input'))}"))
+            continue
+        seen: set[str] = set()
+        for error, place in entries:
+            converted = mapper.convert(error, place)
+            if converted.message not in seen:
+                seen.add(converted.message)
+                problems.append(converted)
+    return problems

@@ -1,0 +1,31 @@
+"""Durations in the language: a number of seconds, or text such as `500ms`, `30s`, `5m`, `24h`, `7d`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds as a float; raises ValueError with a message fit for a person."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m or 24h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+        raise ValueError(f"'{value}' is not a duration; write for example 500ms, 30s, 5m, 24h or 7d")
+    raise ValueError("expected a duration such as 30s, 5m or 24h")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    return f"{seconds:g}s"

@@ -1,0 +1,181 @@
+"""Templates and guards: Jinja2 in an immutable sandbox, compiled once, rendered many times.
+
+The YAML is the author's and is trusted like a Makefile; data (inputs, LLM replies,
+tool output, event payloads) is untrusted and only ever a *value* in the scope: it is
+never parsed as a template. The sandbox stops attribute escapes (`''.__class__`), and
+the operator limits below stop a template from hanging or exhausting memory
+(`2 ** 10 ** 10`, `'x' * 10 ** 10`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.meta import find_undeclared_variables
+from jinja2.parser import Parser
+from jinja2.runtime import Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+RESERVED_NAMES = frozenset({"event", "result", "run"})
+"""Names every template sees besides the context keys; no input or context key may take them."""
+
+MAX_EXPONENT = 10_000
+MAX_SEQUENCE_LENGTH = 1_000_000
+MAX_INT_BITS = 100_000
+
+
+class ExpressionError(Exception):
+    """A template or guard failed while rendering; the message is one line for a person."""
+
+
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus bounds on `**` and `*` so no template can hang the run."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            return _bounded_power(left, right)
+        return _bounded_multiply(left, right)
+
+
+def _bounded_power(base: Any, exponent: Any) -> Any:
+    if isinstance(exponent, int | float) and abs(exponent) > MAX_EXPONENT:
+        raise SecurityError(f"exponent {exponent} is larger than {MAX_EXPONENT}")
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        if abs(base).bit_length() * exponent > MAX_INT_BITS:
+            raise SecurityError("result of ** would be too large")
+    return operator.pow(base, exponent)
+
+
+def _bounded_multiply(left: Any, right: Any) -> Any:
+    for sequence, times in ((left, right), (right, left)):
+        if isinstance(sequence, str | list | tuple) and isinstance(times, int):
+            if len(sequence) * times > MAX_SEQUENCE_LENGTH:
+                raise SecurityError("result of * would be too long")
+    if isinstance(left, int) and isinstance(right, int):
+        if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+            raise SecurityError("result of * would be too large")
+    return operator.mul(left, right)
+
+
+ENVIRONMENT = _LimitedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+GLOBAL_NAMES = frozenset(ENVIRONMENT.globals)
+
+
+@dataclass(frozen=True, slots=True)
+class Expression:
+    """A compiled value template or guard. `render(scope)` returns a Python value."""
+
+    source: str
+    is_single_expression: bool
+    names: frozenset[str]
+    _render: Callable[[dict[str, Any]], Any]
+
+    def render(self, scope: dict[str, Any]) -> Any:
+        try:
+            return self._render(scope)
+        except ExpressionError:
+            raise
+        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+            raise ExpressionError(describe_template_error(exc, self.source)) from exc
+
+
+def describe_template_error(exc: BaseException, source: str) -> str:
+    """One line naming what went wrong and in which template."""
+    if isinstance(exc, UndefinedError):
+        what = f"undefined variable: {exc.message}"
+    elif isinstance(exc, SecurityError):
+        what = f"not allowed in the sandbox: {exc}"
+    else:
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    snippet = " ".join(source.split())
+    if len(snippet) > 60:
+        snippet = snippet[:57] + "..."
+    return f"{what} (in {snippet!r})"
+
+
+def _run_template(template: Any, scope: dict[str, Any]) -> str:
+    return "".join(template.root_render_func(template.new_context(scope, shared=True)))
+
+
+def _evaluate(template: Any, scope: dict[str, Any]) -> Any:
+    context = template.new_context(scope, shared=True)
+    for _ in template.root_render_func(context):
+        pass
+    value = context.vars["result"]
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the variable
+    return value
+
+
+def _parse_expression(source: str) -> nodes.Expr:
+    parser = Parser(ENVIRONMENT, source, state="variable")
+    expression = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("unexpected text after the expression", parser.stream.current.lineno)
+    return expression
+
+
+def _expression_template(expression: nodes.Expr) -> tuple[Any, frozenset[str]]:
+    body = nodes.Template([nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)], lineno=1)
+    body.set_environment(ENVIRONMENT)
+    names = frozenset(find_undeclared_variables(body)) - {"result"} - GLOBAL_NAMES
+    # `result` is both the assignment target and a visible name; keep it when the expression reads it
+    if any(node.name == "result" for node in expression.find_all(nodes.Name)):
+        names = names | {"result"}
+    return ENVIRONMENT.from_string(body), names
+
+
+def single_expression_source(text: str) -> str | None:
+    """The inner expression when `text` is exactly one `{{ expression }}`, else None."""
+    stripped = text.strip()
+    if not (stripped.startswith("{{") and stripped.endswith("}}")) or stripped != text:
+        return None
+    try:
+        tokens = list(ENVIRONMENT.lex(text))
+    except TemplateSyntaxError:
+        return None
+    kinds = [kind for _, kind, _ in tokens if kind != "whitespace"]
+    if kinds.count("variable_begin") != 1 or kinds[0] != "variable_begin" or kinds[-1] != "variable_end":
+        return None
+    if "data" in kinds:
+        return None
+    return text[2:-2].strip().removeprefix("-").removesuffix("-")
+
+
+def compile_guard(source: str) -> Expression:
+    """Compile a guard such as `attempts < 3`. Raises TemplateSyntaxError."""
+    template, names = _expression_template(_parse_expression(source))
+    return Expression(source, True, names, lambda scope: _evaluate(template, scope))
+
+
+def compile_template(text: str) -> Expression:
+    """Compile a value template. Exactly one `{{ expr }}` keeps the expression's type; anything else renders to text.
+
+    Raises TemplateSyntaxError.
+    """
+    inner = single_expression_source(text)
+    if inner is not None:
+        template, names = _expression_template(_parse_expression(inner))
+        return Expression(text, True, names, lambda scope: _evaluate(template, scope))
+    if "{{" not in text and "{%" not in text and "{#" not in text:
+        return Expression(text, False, frozenset(), lambda scope: text)
+    ast = ENVIRONMENT.parse(text)
+    names = frozenset(find_undeclared_variables(ast)) - GLOBAL_NAMES
+    template = ENVIRONMENT.from_string(ast)
+    return Expression(text, False, names, lambda scope: _run_template(template, scope))
+
+
+def is_template(text: str) -> bool:
+    return "{{" in text or "{%" in text or "{#" in text
+
+
+def base_scope() -> dict[str, Any]:
+    """The names every render sees before the context is layered on (Jinja's globals such as `range`)."""
+    return dict(ENVIRONMENT.globals)

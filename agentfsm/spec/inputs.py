@@ -1,0 +1,67 @@
+"""Checking a run's inputs against the machine's `inputs:` before any state runs."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from agentfsm.spec.models import InputSpec
+
+_TYPE_CHECKS = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "any": lambda v: True,
+}
+
+
+class InputError(ValueError):
+    """A run's inputs do not fit the machine's `inputs:`; the message names the input."""
+
+
+def check_inputs(declared: Mapping[str, InputSpec], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs with defaults filled in; raises InputError on a missing, unknown or ill-typed input."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        known = ", ".join(declared) if declared else "none"
+        raise InputError(f"unknown input '{unknown[0]}' (this machine's inputs: {known})")
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        if name in given:
+            value = given[name]
+            if not _TYPE_CHECKS[spec.type](value):
+                raise InputError(f"input '{name}' must be {_article(spec.type)}, got {json.dumps(value)[:60]}")
+            if spec.enum is not None and value not in spec.enum:
+                raise InputError(f"input '{name}' must be one of {json.dumps(spec.enum)}, got {json.dumps(value)}")
+            values[name] = value
+        elif spec.required:
+            raise InputError(f"missing required input '{name}' ({spec.type}); pass it with -i {name}=...")
+        else:
+            values[name] = copy.deepcopy(spec.default)
+    return values
+
+
+def _article(type_name: str) -> str:
+    return {"integer": "an integer", "array": "an array", "object": "an object", "any": "any value"}.get(
+        type_name, f"a {type_name}"
+    )
+
+
+def parse_cli_input(pair: str, declared: Mapping[str, InputSpec]) -> tuple[str, Any]:
+    """`key=value` from `-i`: the value is JSON when it parses, else text; a declared string stays text."""
+    key, sep, raw = pair.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InputError(f"-i expects key=value, got {pair!r}")
+    spec = declared.get(key)
+    if spec is not None and spec.type == "string":
+        return key, raw
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw

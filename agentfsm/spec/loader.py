@@ -1,0 +1,90 @@
+"""Read, parse and check a machine file: every problem found, each with its location."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from agentfsm.spec.checks import check_machine
+from agentfsm.spec.diagnostics import validation_problems
+from agentfsm.spec.models import MachineSpec
+from agentfsm.spec.problems import MachineFileError, Problem
+from agentfsm.spec.yamlsource import SourceMap, parse_yaml, read_text
+
+
+@dataclass(slots=True)
+class ValidationReport:
+    """The outcome of checking one file: the machine when it is valid, and every problem found."""
+
+    path: Path
+    display_name: str
+    spec: MachineSpec | None
+    source_map: SourceMap | None
+    text: str | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return self.spec is not None and not self.errors
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSpec:
+    """A valid machine, with what a run needs to record it: its source text and digest, and its folder."""
+
+    spec: MachineSpec
+    path: Path
+    text: str
+    source_map: SourceMap
+    warnings: tuple[Problem, ...]
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.resolve().parent
+
+
+def validate_file(path: str | Path, display_name: str | None = None) -> ValidationReport:
+    """Check one machine file without importing or calling anything it names."""
+    path = Path(path)
+    name = display_name or str(path)
+    text, problems = read_text(path, name)
+    report = ValidationReport(path, name, None, None, text, list(problems))
+    if text is None:
+        return report
+    document, problems = parse_yaml(text, name)
+    report.problems.extend(problems)
+    if document is None:
+        return report
+    report.source_map = document.source_map
+    try:
+        spec = MachineSpec.model_validate(document.data)
+    except ValidationError as exc:
+        report.problems.extend(validation_problems(exc, document.data, document.source_map, name))
+    else:
+        report.problems.extend(check_machine(spec, document.source_map, name))
+        report.spec = spec
+    report.problems.sort(key=lambda p: (p.line, p.column))
+    return report
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """A valid machine, or MachineFileError listing every problem."""
+    report = validate_file(path)
+    if not report.ok or report.spec is None or report.source_map is None:
+        raise MachineFileError(report.problems)
+    return LoadedSpec(report.spec, report.path, report.text or "", report.source_map, tuple(report.warnings))

@@ -1,0 +1,358 @@
+"""The YAML machine language (v1) as pydantic models.
+
+These models are the single source of truth for the language: the loader validates
+with them, `schemas/machine.schema.json` is generated from them, and so are the
+field tables in `docs/language.md`. Field descriptions are written for users.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+)
+
+from agentfsm.spec.durations import parse_duration
+
+LANGUAGE_VERSION = 1
+
+TEMPLATE_KEY = "x-agentfsm-template"
+"""Marks a field holding templates: `value` (strings anywhere inside are value templates), `text`
+(one template rendered to text) or `guard` (one Jinja2 expression). Checks and the compiler read it."""
+VALUE_TEMPLATE = {TEMPLATE_KEY: "value"}
+TEXT_TEMPLATE = {TEMPLATE_KEY: "text"}
+GUARD = {TEMPLATE_KEY: "guard"}
+
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+"""A name templates can use: context keys, inputs, `save`, `set` keys, `as`."""
+
+PYTHON_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
+PythonRef = Annotated[str, StringConstraints(pattern=PYTHON_REF_PATTERN)]
+
+StateName = Annotated[str, StringConstraints(min_length=1)]
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
+            ],
+            "description": "Seconds as a number, or a string such as 500ms, 30s, 5m, 24h, 7d.",
+        }
+    ),
+]
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str | dict) else value
+
+
+EventNames = Annotated[
+    list[str],
+    BeforeValidator(_as_list),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+]
+
+
+class LanguageModel(BaseModel):
+    """Base of every model of the language: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+InputType = Literal["string", "integer", "number", "boolean", "array", "object", "any"]
+
+
+class InputSpec(LanguageModel):
+    """An input of the machine, checked before the run starts."""
+
+    type: InputType = Field("any", description="JSON type the value must have.")
+    required: bool = Field(False, description="The run refuses to start without it.")
+    default: Any = Field(None, description="Value used when the input is not given.")
+    description: str | None = Field(None, description="Shown in `agentfsm validate --json` and docs.")
+    enum: list[Any] | None = Field(None, description="The value must be one of these.")
+
+
+# -- bindings --------------------------------------------------------------------------------
+
+ReplyValue = str | dict[str, Any] | list[Any]
+
+
+class ScriptedReply(LanguageModel):
+    """A scripted reply chosen by rule: by the calling state's name and/or a regex searched in the prompt."""
+
+    reply: ReplyValue = Field(
+        description="The reply: text, or a mapping/list sent as JSON text. "
+        r"`\1` or `\g<name>` insert groups of `match`."
+    )
+    state: str | None = Field(None, description="Use only for calls from this state.")
+    match: str | None = Field(None, description="Use only when this regular expression is found in the prompt.")
+    times: int | None = Field(None, ge=1, description="Use at most this many times (default: unlimited).")
+
+    @field_validator("match")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+
+class ScriptedLLM(LanguageModel):
+    """Deterministic, offline replies: for examples, tests and demos."""
+
+    provider: Literal["scripted"] = Field(description="The provider; `scripted` replays listed replies.")
+    model: str = Field("scripted", description="Recorded as the model name on each call.")
+    replies: list[str | ScriptedReply] = Field(
+        default_factory=list,
+        description="Plain strings are used in order; rules (mappings with `reply:`) are tried first, in order.",
+    )
+    replies_file: str | None = Field(
+        None, description="A YAML or JSON file (relative to the machine file) holding more `replies`."
+    )
+
+
+LLMBinding = ScriptedLLM
+
+
+class BuiltinTool(LanguageModel):
+    """A tool that ships with agentfsm."""
+
+    builtin: Literal["calculator"] = Field(description="Which builtin: `calculator` (safe arithmetic).")
+    description: str | None = None
+
+
+class PythonTool(LanguageModel):
+    """A Python function `module:function`, sync or async, called with the rendered `args` as keywords."""
+
+    python: PythonRef = Field(description="`module:function`; the machine file's folder is searched first.")
+    description: str | None = None
+
+
+def _tool_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for kind in ("builtin", "python"):
+            if kind in value:
+                return kind
+        return None
+    return getattr(value, "kind", None)
+
+
+ToolBinding = Annotated[
+    Annotated[BuiltinTool, Tag("builtin")] | Annotated[PythonTool, Tag("python")],
+    Discriminator(
+        _tool_kind,
+        custom_error_type="tool_kind",
+        custom_error_message="a tool needs one of the keys builtin:, python:",
+    ),
+]
+
+
+# -- transitions, actions, retry, catch ------------------------------------------------------
+
+
+class TransitionRule(LanguageModel):
+    """A rule: the first whose `event` matches and whose `when` guard is true is taken."""
+
+    event: EventNames | None = Field(None, description="Event name(s) this rule answers; omitted: any event.")
+    when: str | None = Field(
+        None, description="A Jinja2 expression (no braces), e.g. `attempts < 3`.", json_schema_extra=GUARD
+    )
+    to: StateName = Field(description="The state to go to.")
+    set: dict[Identifier, Any] | None = Field(
+        None, description="Context values assigned when taking the rule.", json_schema_extra=VALUE_TEMPLATE
+    )
+
+
+class SetAction(LanguageModel):
+    """Assign templated values into the context."""
+
+    set: dict[Identifier, Any] = Field(description="Context key -> value template.", json_schema_extra=VALUE_TEMPLATE)
+
+
+class RetrySpec(LanguageModel):
+    """Retry the state's work on matching errors (Step Functions' Retry semantics)."""
+
+    errors: EventNames = Field(default_factory=lambda: ["*"], description="Error types, by prefix; `*` for all.")
+    interval: Duration = Field(1.0, description="Wait before the first retry.")
+    max_attempts: int = Field(3, ge=0, description="Retries after the first attempt; 0 never retries.")
+    backoff_rate: float = Field(2.0, ge=1.0, description="Each wait is this many times the previous one.")
+    max_delay: Duration | None = Field(None, description="Upper bound of any single wait.")
+    jitter: Literal["full", "none"] = Field("none", description="`full`: wait a random time up to the delay.")
+
+
+def _one_or_many(schema: dict[str, Any]) -> None:
+    """JSON Schema for a list field that also accepts a single item (wrapped by `_as_list`)."""
+    items = schema.pop("items")
+    schema.pop("type", None)
+    schema["anyOf"] = [items, {"type": "array", "items": items}]
+
+
+RetryList = Annotated[list[RetrySpec], BeforeValidator(_as_list)]
+
+
+class CatchSpec(LanguageModel):
+    """On a matching error, go to another state (Step Functions' Catch semantics)."""
+
+    errors: EventNames = Field(description="Error types, by prefix; `*` for all (only in the last rule).")
+    to: StateName = Field(description="The state to go to.")
+    as_: Identifier | None = Field(None, alias="as", description="Context key the error object is saved under.")
+
+
+# -- states ----------------------------------------------------------------------------------
+
+
+class StateSpec(LanguageModel):
+    """Fields every state has."""
+
+    description: str | None = Field(None, description="What the state is for; shown in diagrams' notes and docs.")
+    on_enter: list[SetAction] = Field(default_factory=list, description="Actions run when the state is entered.")
+    on_exit: list[SetAction] = Field(default_factory=list, description="Actions run when the state is left.")
+    checkpoint: bool = Field(False, description="Name a checkpoint after this state on each visit.")
+    max_visits: int | None = Field(None, ge=1, description="Fail the run if the state is entered more often.")
+
+
+class ActiveStateSpec(StateSpec):
+    """Fields of states that do work and then move on."""
+
+    next: StateName | None = Field(None, description="The unconditional next state.")
+    transitions: list[TransitionRule] = Field(default_factory=list, description="Ordered rules; first match wins.")
+    timeout: Duration | None = Field(None, description="Cancel the state's work after this long (error `timeout`).")
+    retry: RetryList = Field(
+        default_factory=list, description="Retry rules, tried in order.", json_schema_extra=_one_or_many
+    )
+    catch: list[CatchSpec] = Field(default_factory=list, description="Catch rules, tried in order.")
+
+
+class SetStateSpec(ActiveStateSpec):
+    """Assign values into the context."""
+
+    type: Literal["set"]
+    set: dict[Identifier, Any] = Field(description="Context key -> value template.", json_schema_extra=VALUE_TEMPLATE)
+
+
+class ChoiceStateSpec(StateSpec):
+    """Route by guards; does no work."""
+
+    type: Literal["choice"]
+    transitions: list[TransitionRule] = Field(
+        min_length=1, description="Ordered rules; the last must be a default (no `when:`, no `event:`)."
+    )
+
+
+class LlmStateSpec(ActiveStateSpec):
+    """Render a prompt, call an LLM binding, parse and save the reply."""
+
+    type: Literal["llm"]
+    llm: str = Field(description="Name of a binding under `llms:`.")
+    system: str | None = Field(None, description="System prompt template.", json_schema_extra=TEXT_TEMPLATE)
+    prompt: str = Field(description="User prompt template.", json_schema_extra=TEXT_TEMPLATE)
+    parse: Literal["text", "json", "lines"] = Field(
+        "text", description="`text` as is; `json` an object or list (code fences allowed); `lines` non-empty lines."
+    )
+    save: Identifier | None = Field(None, description="Context key the parsed reply is saved under.")
+    emit: str | None = Field(
+        None, description="Template for the event name (sees `result`); default `done`.", json_schema_extra=TEXT_TEMPLATE
+    )
+
+
+class ToolStateSpec(ActiveStateSpec):
+    """Call a tool binding with rendered arguments, save the result."""
+
+    type: Literal["tool"]
+    tool: str = Field(description="Name of a binding under `tools:`.")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Argument name -> value template.", json_schema_extra=VALUE_TEMPLATE
+    )
+    save: Identifier | None = Field(None, description="Context key the result is saved under.")
+    emit: str | None = Field(
+        None, description="Template for the event name (sees `result`); default `done`.", json_schema_extra=TEXT_TEMPLATE
+    )
+
+
+class PythonStateSpec(ActiveStateSpec):
+    """Run a user's `State` subclass; its `execute` returns the next state's name, an Event, or None."""
+
+    type: Literal["python"]
+    call: PythonRef = Field(description="`module:StateSubclass`; the machine file's folder is searched first.")
+
+
+class FinalStateSpec(StateSpec):
+    """End the run successfully; `output` is the run's result."""
+
+    type: Literal["final"]
+    output: Any = Field(None, description="Value template of the run's result.", json_schema_extra=VALUE_TEMPLATE)
+
+
+class FailStateSpec(StateSpec):
+    """End the run as failed."""
+
+    type: Literal["fail"]
+    error: str = Field("failed", description="Error message template.", json_schema_extra=TEXT_TEMPLATE)
+
+
+AnyStateSpec = Annotated[
+    SetStateSpec
+    | ChoiceStateSpec
+    | LlmStateSpec
+    | ToolStateSpec
+    | PythonStateSpec
+    | FinalStateSpec
+    | FailStateSpec,
+    Field(discriminator="type"),
+]
+
+STATE_KINDS: dict[str, type[StateSpec]] = {
+    "set": SetStateSpec,
+    "choice": ChoiceStateSpec,
+    "llm": LlmStateSpec,
+    "tool": ToolStateSpec,
+    "python": PythonStateSpec,
+    "final": FinalStateSpec,
+    "fail": FailStateSpec,
+}
+TERMINAL_KINDS = frozenset({"final", "fail"})
+
+
+# -- the machine -----------------------------------------------------------------------------
+
+
+class MachineSpec(LanguageModel):
+    """A machine file."""
+
+    model_config = ConfigDict(title="agentfsm machine")
+
+    agentfsm: Literal[1] = Field(description="Language version; this release reads 1.")
+    name: Annotated[str, StringConstraints(min_length=1)] = Field(description="The machine's name.")
+    description: str | None = Field(None, description="What the machine does.")
+    inputs: dict[Identifier, InputSpec] = Field(default_factory=dict, description="Inputs, checked before a run.")
+    context: dict[Identifier, Any] = Field(default_factory=dict, description="Initial data, merged with the inputs.")
+    llms: dict[Identifier, LLMBinding] = Field(default_factory=dict, description="LLM bindings by name.")
+    tools: dict[Identifier, ToolBinding] = Field(default_factory=dict, description="Tool bindings by name.")
+    initial: StateName = Field(description="The state a run starts in.")
+    max_steps: int = Field(1000, ge=1, description="Loop guard: the run fails when it takes more steps.")
+    states: dict[StateName, AnyStateSpec] = Field(min_length=1, description="The states, by name.")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the language, as `agentfsm schema` prints it."""
+    schema = MachineSpec.model_json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "agentfsm/machine/v1", **schema}

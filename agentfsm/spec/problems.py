@@ -1,0 +1,88 @@
+"""Problems found while loading or validating a machine file, and their stable codes.
+
+Every problem carries the file, line and column it is about. Codes are part of the
+public contract (scripts match on them), so a code is never renamed or reused;
+`CODES` is the registry the docs table in `docs/validation.md` is generated from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+# code -> (severity, what it means). Keep in sync with docs via `python -m agentfsm.spec.reference`.
+CODES: dict[str, tuple[Severity, str]] = {
+    # reading the file
+    "file-not-found": ("error", "The path does not exist."),
+    "not-a-file": ("error", "The path is a directory or another non-regular file."),
+    "file-too-large": ("error", "The file is larger than 5 MB."),
+    "file-encoding": ("error", "The file is not valid UTF-8 text."),
+    # YAML
+    "yaml-syntax": ("error", "The file is not valid YAML."),
+    "yaml-duplicate-key": ("error", "A mapping has the same key twice."),
+    "yaml-alias-bomb": ("error", "Anchors and aliases expand to an excessive document (a 'billion laughs' attack)."),
+    "yaml-tag": ("error", "A YAML tag (such as !!python/object) that safe loading refuses."),
+    "yaml-empty": ("error", "The file holds no YAML document."),
+    "yaml-multiple-documents": ("error", "The file holds more than one YAML document."),
+    "not-a-mapping": ("error", "The document, or a value that must be a mapping, is something else."),
+    # the language's shape (from the pydantic models)
+    "version": ("error", "`agentfsm:` is missing or names a language version this release does not read."),
+    "on-key": ("error", "A key `on:` (YAML 1.1 reads it as `true`); transitions are written under `transitions:`."),
+    "unknown-field": ("error", "A key the language does not define at this place."),
+    "missing-field": ("error", "A required key is absent."),
+    "unknown-state-type": ("error", "`type:` of a state names no state kind."),
+    "unknown-provider": ("error", "`provider:` of an LLM binding names no provider."),
+    "invalid-value": ("error", "A value has the wrong type or is out of range."),
+    "invalid-name": ("error", "A state, input, binding or context key name is empty, reserved or malformed."),
+    # references and graph
+    "unknown-initial": ("error", "`initial:` names no state."),
+    "unknown-target": ("error", "A transition, `next:` or `catch` goes to a state that does not exist."),
+    "unknown-llm": ("error", "An `llm` state names an LLM binding not declared under `llms:`."),
+    "unknown-tool": ("error", "A `tool` state names a tool binding not declared under `tools:`."),
+    "no-transition": ("error", "A non-terminal state has neither `next:` nor `transitions:`."),
+    "next-and-transitions": ("error", "A state has both `next:` and `transitions:`; use one."),
+    "choice-without-default": ("error", "The last rule of a `choice` has a `when:` or `event:`; a choice must end with a default rule."),
+    "catch-all-not-last": ("error", "A `retry` or `catch` rule matching `*` is followed by other rules that can never match."),
+    "unreachable-state": ("warning", "No path leads from `initial` to this state."),
+    "no-way-out": ("warning", "No `final` or `fail` state can be reached from this state."),
+    # templates and guards
+    "template-syntax": ("error", "A template or guard is not valid Jinja2."),
+    "undefined-variable": ("warning", "A template uses a name that no input, context key, `save`, `set` or `as` provides."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding about a machine file, printed as `file:line:col: severity code message`."""
+
+    file: str
+    line: int
+    column: int
+    code: str
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.severity} {self.code} {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def problem(file: str, line: int, column: int, code: str, message: str) -> Problem:
+    """Build a Problem whose severity comes from the code registry."""
+    severity, _ = CODES[code]
+    return Problem(file=file, line=line, column=column, code=code, message=message, severity=severity)
+
+
+class MachineFileError(Exception):
+    """A machine file has errors; `problems` lists every one of them (errors and warnings)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        errors = [p for p in problems if p.severity == "error"]
+        first = str(errors[0]) if errors else "invalid machine"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(first + more)

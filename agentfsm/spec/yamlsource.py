@@ -1,0 +1,670 @@
+"""Safe YAML reading for machine files, remembering where every node is.
+
+PyYAML (libyaml when it is available) turns the text into events. This module builds
+its own small node tree from those events and then plain JSON-like values, so that it
+controls every step: only the JSON tags are accepted (nothing is ever instantiated from
+a tag), the line and column of every node and alias are kept for error messages, and
+nesting depth and alias expansion are bounded.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import stat
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.events import (
+    AliasEvent,
+    MappingEndEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import ScalarNode
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.scanner import Scanner
+
+from agentfsm.spec.problems import Problem, problem
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "Mark",
+    "NodePath",
+    "SourceMap",
+    "YamlDocument",
+    "load_yaml_file",
+    "parse_yaml",
+    "read_text",
+]
+
+
+class _PyEventParser(Reader, Scanner, Parser):
+    """PyYAML's pure-Python event parser, used when libyaml is not available."""
+
+    def __init__(self, stream: str) -> None:
+        Reader.__init__(self, stream)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+
+
+_EventParser: Any
+if yaml.__with_libyaml__:
+    from yaml.cyaml import CParser
+
+    _EventParser = CParser
+else:
+    _EventParser = _PyEventParser
+
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+# Nodes built through aliases before the document is taken for a "billion laughs" bomb.
+_MAX_ALIASED_NODES = 100_000
+# Machine files nest a dozen levels at most; the bound keeps construction far from
+# Python's recursion limit.
+_MAX_DEPTH = 100
+
+NodePath = tuple[str | int, ...]
+
+_TAG_PREFIX = "tag:yaml.org,2002:"
+_STR_TAG = _TAG_PREFIX + "str"
+_INT_TAG = _TAG_PREFIX + "int"
+_FLOAT_TAG = _TAG_PREFIX + "float"
+_BOOL_TAG = _TAG_PREFIX + "bool"
+_NULL_TAG = _TAG_PREFIX + "null"
+_MAP_TAG = _TAG_PREFIX + "map"
+_SEQ_TAG = _TAG_PREFIX + "seq"
+_MERGE_TAG = _TAG_PREFIX + "merge"
+
+# SafeLoader's implicit typing minus timestamps (dates stay strings, data is JSON) and
+# the `=` / `!` oddities, which SafeLoader itself cannot construct.
+_KEPT_IMPLICIT_TAGS = {_BOOL_TAG, _NULL_TAG, _INT_TAG, _FLOAT_TAG, _MERGE_TAG}
+# Keyed by the scalar's first character ("" for the empty scalar); SafeLoader has no
+# wildcard (None) resolvers.
+_IMPLICIT_RESOLVERS: dict[str | None, list[tuple[str, Any]]] = {
+    first: kept
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    if (kept := [(tag, rx) for tag, rx in resolvers if tag in _KEPT_IMPLICIT_TAGS])
+}
+
+# Tags a mapping key may carry; whatever it says, the key is its text.
+_KEY_TAGS = {_STR_TAG, _INT_TAG, _FLOAT_TAG, _BOOL_TAG, _NULL_TAG}
+_SAFE = SafeConstructor()
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A position in the file, 1-based as editors show it."""
+
+    line: int
+    column: int
+
+
+_DOCUMENT_START = Mark(1, 1)
+
+
+# --- node tree ------------------------------------------------------------------------
+# Plain slotted classes rather than dataclasses: they are created per node and the CLI
+# imports this module on every run.
+
+
+class _Scalar:
+    __slots__ = ("tag", "value", "mark", "block")
+
+    def __init__(self, tag: str, value: str, mark: Mark, block: bool) -> None:
+        self.tag = tag
+        self.value = value
+        self.mark = mark
+        self.block = block  # written with | or >
+
+
+class _Sequence:
+    __slots__ = ("tag", "items", "mark")
+
+    def __init__(self, tag: str, items: list[_Node], mark: Mark) -> None:
+        self.tag = tag
+        self.items = items
+        self.mark = mark
+
+
+class _Mapping:
+    __slots__ = ("tag", "flat", "mark")
+
+    def __init__(self, tag: str, flat: list[_Node], mark: Mark) -> None:
+        self.tag = tag
+        self.flat = flat  # key, value, key, value ... in source order
+        self.mark = mark
+
+
+class _Alias:
+    __slots__ = ("name", "target", "mark")
+
+    def __init__(self, name: str, target: _Node, mark: Mark) -> None:
+        self.name = name
+        self.target = target
+        self.mark = mark
+
+
+_Node = _Scalar | _Sequence | _Mapping | _Alias
+
+
+class _Fatal(Exception):
+    """A problem after which no document can be returned."""
+
+    def __init__(self, mark: Mark, code: str, message: str) -> None:
+        super().__init__(message)
+        self.mark = mark
+        self.code = code
+        self.message = message
+
+
+def _mark(yaml_mark: Any) -> Mark:
+    return Mark(yaml_mark.line + 1, yaml_mark.column + 1)
+
+
+def _tag_name(tag: str) -> str:
+    return "!!" + tag[len(_TAG_PREFIX) :] if tag.startswith(_TAG_PREFIX) else tag
+
+
+def _resolve_scalar(value: str, plain: bool) -> str:
+    if not plain:
+        return _STR_TAG
+    for tag, regexp in _IMPLICIT_RESOLVERS.get(value[0] if value else "", ()):
+        if regexp.match(value):
+            return tag
+    return _STR_TAG
+
+
+class _Composer:
+    """Builds the node tree of the first document from parser events, without recursion."""
+
+    def __init__(self, parser: Any) -> None:
+        self._parser = parser
+        self._anchors: dict[str, _Node] = {}
+
+    def compose(self) -> tuple[_Node | None, Mark | None]:
+        """Return the first document's root (None for an empty stream) and where a second document starts."""
+        parser = self._parser
+        parser.get_event()  # StreamStart
+        if parser.check_event(StreamEndEvent):
+            return None, None
+        parser.get_event()  # DocumentStart
+        root = self._compose_root()
+        parser.get_event()  # DocumentEnd
+        nxt = parser.peek_event()
+        return root, None if isinstance(nxt, StreamEndEvent) else _mark(nxt.start_mark)
+
+    def _compose_root(self) -> _Node:
+        stack: list[_Sequence | _Mapping] = []
+        while True:
+            event = self._parser.get_event()
+            kind = type(event)
+            if kind is SequenceEndEvent or kind is MappingEndEvent:
+                done = stack.pop()
+                if not stack:
+                    return done
+                continue
+            node = self._node(event, kind)
+            if stack:
+                parent = stack[-1]
+                (parent.items if type(parent) is _Sequence else parent.flat).append(node)
+            if type(node) is _Sequence or type(node) is _Mapping:
+                stack.append(node)
+                if len(stack) > _MAX_DEPTH:
+                    raise _Fatal(node.mark, "yaml-syntax", f"the document nests more than {_MAX_DEPTH} levels deep")
+            elif not stack:
+                return node
+
+    def _node(self, event: Any, kind: type) -> _Node:
+        mark = _mark(event.start_mark)
+        if kind is AliasEvent:
+            target = self._anchors.get(event.anchor)
+            if target is None:
+                raise _Fatal(mark, "yaml-syntax", f"alias *{event.anchor} names no anchor defined before it")
+            return _Alias(event.anchor, target, mark)
+        tag = event.tag
+        node: _Node
+        if kind is ScalarEvent:
+            if tag is None or tag == "!":
+                tag = _resolve_scalar(event.value, event.implicit[0])
+            node = _Scalar(tag, event.value, mark, event.style in ("|", ">"))
+        elif kind is SequenceStartEvent:
+            node = _Sequence(_SEQ_TAG if tag is None or tag == "!" else tag, [], mark)
+        else:  # MappingStartEvent
+            node = _Mapping(_MAP_TAG if tag is None or tag == "!" else tag, [], mark)
+        if event.anchor is not None:
+            self._add_anchor(event.anchor, node)
+        return node
+
+    def _add_anchor(self, name: str, node: _Node) -> None:
+        first = self._anchors.get(name)
+        if first is not None:
+            raise _Fatal(node.mark, "yaml-syntax", f"anchor &{name} is defined twice (first at line {first.mark.line})")
+        # Registered before the children are composed, as PyYAML does, so an alias inside
+        # its own anchor points back at it; construction reports that as recursion.
+        self._anchors[name] = node
+
+
+# --- construction ---------------------------------------------------------------------
+
+
+class _Spot(NamedTuple):
+    value: Mark
+    key: Mark | None
+    block: bool
+
+
+class _Entry(NamedTuple):
+    key: str
+    key_mark: Mark
+    value: _Node
+    via: _Alias | None  # the merge alias it came through, if any
+
+
+def _describe(node: _Node) -> str:
+    return {_Scalar: "a scalar", _Sequence: "a list", _Mapping: "a mapping"}[type(node)]
+
+
+def _tag_message(node: _Scalar | _Sequence | _Mapping) -> str:
+    name = _tag_name(node.tag)
+    if node.tag in _KEY_TAGS or node.tag in (_MAP_TAG, _SEQ_TAG):
+        return f"tag {name} cannot be used on {_describe(node)}"
+    return (
+        f"tag {name} is not allowed; machine files hold plain data "
+        "(text, numbers, true/false, null, lists and mappings)"
+    )
+
+
+class _Builder:
+    """Turns the node tree into dicts, lists and scalars, recording a mark per path."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.problems: list[Problem] = []
+        self.spots: dict[NodePath, _Spot] = {}
+        self._aliased = 0
+        self._active: set[int] = set()  # collections being built: an alias to one is recursion
+        self._entries_cache: dict[int, list[_Entry]] = {}
+        self._merge_depth = 0  # merges of merges are flattened recursively
+
+    def report(self, mark: Mark, code: str, message: str) -> None:
+        self.problems.append(problem(self.filename, mark.line, mark.column, code, message))
+
+    def build(self, node: _Node, path: NodePath, key_mark: Mark | None, depth: int, via: _Alias | None) -> Any:
+        if type(node) is _Alias:
+            via = via or node
+            node = self._deref(node)
+        if via is not None:
+            self._count_aliased(via)
+        self.spots[path] = _Spot(node.mark, key_mark, type(node) is _Scalar and node.block)
+        if type(node) is _Scalar:
+            return self._scalar(node)
+        if depth >= _MAX_DEPTH:
+            raise _Fatal(node.mark, "yaml-syntax", f"the document nests more than {_MAX_DEPTH} levels deep")
+        if not self._tag_fits(node):
+            return None
+        self._active.add(id(node))
+        try:
+            if type(node) is _Sequence:
+                return [self.build(item, (*path, i), item.mark, depth + 1, via) for i, item in enumerate(node.items)]
+            return {
+                e.key: self.build(e.value, (*path, e.key), e.key_mark, depth + 1, via or e.via)
+                for e in self.entries(node)
+            }
+        finally:
+            self._active.discard(id(node))
+
+    def _deref(self, alias: _Alias) -> _Node:
+        if id(alias.target) in self._active:
+            raise _Fatal(
+                alias.mark,
+                "yaml-alias-bomb",
+                f"alias *{alias.name} is used inside its own anchor &{alias.name}, which makes an endless structure",
+            )
+        return alias.target
+
+    def _count_aliased(self, via: _Alias) -> None:
+        self._aliased += 1
+        if self._aliased > _MAX_ALIASED_NODES:
+            raise _Fatal(
+                via.mark,
+                "yaml-alias-bomb",
+                f"aliases expand to more than {_MAX_ALIASED_NODES:,} nodes (starting with *{via.name} here); "
+                "this looks like a 'billion laughs' document",
+            )
+
+    def _tag_fits(self, node: _Sequence | _Mapping) -> bool:
+        expected = _SEQ_TAG if type(node) is _Sequence else _MAP_TAG
+        if node.tag == expected:
+            return True
+        self.refuse_tag(node)
+        return False
+
+    def refuse_tag(self, node: _Scalar | _Sequence | _Mapping) -> None:
+        self.report(node.mark, "yaml-tag", _tag_message(node))
+
+    def _scalar(self, node: _Scalar) -> Any:
+        tag = node.tag
+        if tag == _STR_TAG or tag == _MERGE_TAG:  # `<<` outside a key is just text
+            return node.value
+        if tag == _NULL_TAG:
+            return None
+        try:
+            if tag == _BOOL_TAG:
+                return _SAFE.bool_values[node.value.lower()]
+            if tag == _INT_TAG:
+                return _SAFE.construct_yaml_int(ScalarNode(tag, node.value))
+            if tag == _FLOAT_TAG:
+                return _SAFE.construct_yaml_float(ScalarNode(tag, node.value))
+        except (ValueError, KeyError, IndexError):
+            # An explicit tag on the wrong text (`!!int abc`), or an int Python refuses to
+            # convert (more than 4300 digits).
+            shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+            self.report(node.mark, "invalid-value", f"{shown!r} is not a valid {_tag_name(tag)}")
+            return None
+        self.refuse_tag(node)
+        return None
+
+    # mappings: keys, duplicates and merge keys
+
+    def entries(self, node: _Mapping) -> list[_Entry]:
+        """The mapping's entries in source order, merges flattened, first definitions kept."""
+        cached = self._entries_cache.get(id(node))
+        if cached is None:
+            # Usually called from build(), which already marks the node as in progress.
+            added = id(node) not in self._active
+            self._active.add(id(node))
+            self._merge_depth += 1
+            if self._merge_depth > _MAX_DEPTH:
+                raise _Fatal(node.mark, "yaml-syntax", f"merge keys nest more than {_MAX_DEPTH} levels deep")
+            try:
+                cached = self._flatten(node)
+            finally:
+                self._merge_depth -= 1
+                if added:
+                    self._active.discard(id(node))
+            self._entries_cache[id(node)] = cached
+        return cached
+
+    def _flatten(self, node: _Mapping) -> list[_Entry]:
+        # Pass 1: explicit keys (they win over merged ones wherever `<<` stands).
+        explicit: dict[str, Mark] = {}
+        merge_mark: Mark | None = None
+        items: list[_Entry | list[tuple[_Mapping, _Alias | None]]] = []
+        flat = node.flat
+        for i in range(0, len(flat), 2):
+            key_node, value_node = flat[i], flat[i + 1]
+            key = self._key_text(key_node)
+            if key is None:
+                continue
+            key_mark = key_node.mark
+            is_merge = self._is_merge_key(key_node)
+            first = merge_mark if is_merge else explicit.get(key)
+            if first is not None:
+                message = f"duplicate key {key!r} (first defined at line {first.line})"
+                self.report(key_mark, "yaml-duplicate-key", message)
+            elif is_merge:
+                merge_mark = key_mark
+                items.append(self._merge_sources(value_node))
+            else:
+                explicit[key] = key_mark
+                items.append(_Entry(key, key_mark, value_node, None))
+        # Pass 2: merged entries take their place at `<<`, earlier sources winning.
+        result: list[_Entry] = []
+        seen: set[str] = set()
+        for item in items:
+            if isinstance(item, _Entry):
+                result.append(item)
+                continue
+            for source, alias in item:
+                for entry in self.entries(source):
+                    if entry.key in explicit or entry.key in seen:
+                        continue
+                    seen.add(entry.key)
+                    via = alias or entry.via
+                    if via is not None:
+                        self._count_aliased(via)
+                    result.append(entry._replace(via=via))
+        return result
+
+    def _key_text(self, key_node: _Node) -> str | None:
+        node = self._deref(key_node) if type(key_node) is _Alias else key_node
+        if type(node) is not _Scalar:
+            self.report(key_node.mark, "invalid-value", f"a key must be text, not {_describe(node)}")
+            return None
+        if node.tag not in _KEY_TAGS and node.tag != _MERGE_TAG:
+            self.refuse_tag(node)
+            return None
+        # The text as written: `on`, `1`, `null` stay the strings "on", "1", "null".
+        return node.value
+
+    @staticmethod
+    def _is_merge_key(key_node: _Node) -> bool:
+        return type(key_node) is _Scalar and key_node.tag == _MERGE_TAG
+
+    def _merge_sources(self, value_node: _Node) -> list[tuple[_Mapping, _Alias | None]]:
+        target, alias = self._merge_target(value_node)
+        if type(target) is _Mapping:
+            return [(target, alias)]
+        if type(target) is _Sequence and target.tag == _SEQ_TAG:
+            sources = []
+            for item in target.items:
+                source, item_alias = self._merge_target(item)
+                if type(source) is _Mapping:
+                    sources.append((source, item_alias or alias))
+                else:
+                    self._bad_merge(item)
+            return sources
+        self._bad_merge(value_node)
+        return []
+
+    def _merge_target(self, node: _Node) -> tuple[_Node, _Alias | None]:
+        if type(node) is _Alias:
+            return self._deref(node), node
+        return node, None
+
+    def _bad_merge(self, node: _Node) -> None:
+        message = "a merge key << takes a mapping or a list of mappings, like <<: *defaults"
+        self.report(node.mark, "invalid-value", message)
+
+
+# --- public API -----------------------------------------------------------------------
+
+
+class SourceMap:
+    """Where each node of the document is. Paths are tuples like ("states", "think", "transitions", 0, "to")."""
+
+    __slots__ = ("_spots",)
+
+    def __init__(self, spots: dict[NodePath, _Spot]) -> None:
+        self._spots = spots
+
+    def value(self, path: NodePath) -> Mark | None:
+        """Start of the value node at `path` (for an alias: of the anchored node it stands for)."""
+        spot = self._spots.get(tuple(path))
+        return spot.value if spot else None
+
+    def key(self, path: NodePath) -> Mark | None:
+        """Start of the key of a mapping entry; for a list item, the item's start."""
+        spot = self._spots.get(tuple(path))
+        return spot.key if spot else None
+
+    def nearest(self, path: NodePath) -> Mark:
+        """The value mark of the longest prefix of `path` that exists; the document start at worst."""
+        path = tuple(path)
+        for end in range(len(path), -1, -1):
+            spot = self._spots.get(path[:end])
+            if spot is not None:
+                return spot.value
+        return _DOCUMENT_START
+
+    def is_block_scalar(self, path: NodePath) -> bool:
+        """True when the scalar at `path` was written with | or > (its text starts on the next line)."""
+        spot = self._spots.get(tuple(path))
+        return bool(spot and spot.block)
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    data: Any
+    source_map: SourceMap
+
+
+def read_text(path: pathlib.Path | str, display_name: str | None = None) -> tuple[str | None, list[Problem]]:
+    """Read a machine file as UTF-8 text (a BOM is dropped); problems are placed at 1:1."""
+    name = display_name or str(path)
+
+    def fail(code: str, message: str) -> tuple[None, list[Problem]]:
+        return None, [problem(name, 1, 1, code, message)]
+
+    try:
+        info = pathlib.Path(path).stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return fail("file-not-found", f"{name} does not exist")
+    except OSError as err:
+        return fail("file-not-found", f"cannot read {name}: {err.strerror or err}")
+    if not stat.S_ISREG(info.st_mode):
+        what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        return fail("not-a-file", f"{name} is {what}; a machine file is expected")
+    if info.st_size > MAX_FILE_BYTES:
+        return fail("file-too-large", _too_large(name, info.st_size))
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)  # bounded: the file may have grown since stat
+    except OSError as err:
+        return fail("file-not-found", f"cannot read {name}: {err.strerror or err}")
+    if len(data) > MAX_FILE_BYTES:
+        return fail("file-too-large", _too_large(name, len(data)))
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return data[bom:].decode("utf-8"), []
+    except UnicodeDecodeError as err:
+        return fail("file-encoding", _not_utf8(data, bom + err.start))
+
+
+def _too_large(name: str, size: int) -> str:
+    return f"{name} is {size:,} bytes; machine files are limited to 5 MB ({MAX_FILE_BYTES:,} bytes)"
+
+
+def _not_utf8(data: bytes, offset: int) -> str:
+    line = data.count(b"\n", 0, offset) + 1
+    return (
+        f"the file is not valid UTF-8: byte 0x{data[offset]:02x} at offset {offset} (line {line}) "
+        "cannot be decoded; save the file as UTF-8"
+    )
+
+
+def parse_yaml(text: str, filename: str) -> tuple[YamlDocument | None, list[Problem]]:
+    """Parse machine-file text into plain data plus a SourceMap.
+
+    Problems about single nodes (duplicate keys, refused tags, bad keys) still return the
+    document, so later checks can report more; problems about the whole stream (syntax,
+    alias bombs, empty file, several documents, not a mapping) return None.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    builder = _Builder(filename)
+    try:
+        data = _parse(text, builder)
+    except _Fatal as fatal:
+        builder.report(fatal.mark, fatal.code, fatal.message)
+        return None, _sorted(builder.problems)
+    except yaml.MarkedYAMLError as err:
+        mark, message = _syntax_problem(err, text)
+        builder.report(mark, "yaml-syntax", message)
+        return None, _sorted(builder.problems)
+    except yaml.YAMLError as err:  # unmarked (a reader error the character check missed)
+        builder.report(_DOCUMENT_START, "yaml-syntax", " ".join(str(err).split()))
+        return None, _sorted(builder.problems)
+    return YamlDocument(data, SourceMap(builder.spots)), _sorted(builder.problems)
+
+
+def _parse(text: str, builder: _Builder) -> Any:
+    _check_characters(text)
+    root, second = _Composer(_EventParser(text)).compose()
+    if second is not None:
+        raise _Fatal(second, "yaml-multiple-documents", "the file holds more than one YAML document; keep one per file")
+    if root is None or (type(root) is _Scalar and root.tag == _NULL_TAG and root.value == ""):
+        raise _Fatal(_DOCUMENT_START, "yaml-empty", "the file holds no YAML document (it is empty or only comments)")
+    if type(root) is not _Mapping or root.tag != _MAP_TAG:
+        raise _root_problem(root)
+    return builder.build(root, (), None, 0, None)
+
+
+_ROOT_KINDS = {
+    _STR_TAG: "a string",
+    _INT_TAG: "a number",
+    _FLOAT_TAG: "a number",
+    _BOOL_TAG: "true/false",
+    _NULL_TAG: "null",
+}
+
+
+def _root_problem(root: _Scalar | _Sequence | _Mapping) -> _Fatal:
+    if type(root) is _Scalar and root.tag in _ROOT_KINDS:
+        kind = _ROOT_KINDS[root.tag]
+    elif type(root) is _Sequence and root.tag == _SEQ_TAG:
+        kind = "a list"
+    else:  # a tagged root such as `!!python/object/apply:...`
+        return _Fatal(root.mark, "yaml-tag", _tag_message(root))
+    return _Fatal(
+        root.mark, "not-a-mapping", f"the file must hold a mapping (keys like agentfsm:, name:, states:), not {kind}"
+    )
+
+
+def _check_characters(text: str) -> None:
+    """Refuse characters YAML forbids, with an exact position (the parsers give only an offset)."""
+    bad = Reader.NON_PRINTABLE.search(text)
+    if bad is None:
+        return
+    start = bad.start()
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    raise _Fatal(
+        Mark(line, column),
+        "yaml-syntax",
+        f"the character U+{ord(bad.group()):04X} is not allowed in YAML "
+        "(control characters and unpaired surrogates are refused)",
+    )
+
+
+def _syntax_problem(err: yaml.MarkedYAMLError, text: str) -> tuple[Mark, str]:
+    where = err.problem_mark or err.context_mark
+    mark = _mark(where) if where is not None else _DOCUMENT_START
+    message = err.problem or err.context or "invalid YAML"
+    if err.problem and err.context:
+        context = err.context
+        if err.context_mark is not None and _mark(err.context_mark) != mark:
+            start = _mark(err.context_mark)
+            context += f" started at line {start.line}, column {start.column}"
+        message = f"{message} ({context})"
+    if _char_at(text, mark) == "\t":
+        message += "; indent with spaces, not tabs"
+    return mark, " ".join(message.split())
+
+
+def _char_at(text: str, mark: Mark) -> str:
+    lines = text.split("\n", mark.line)
+    if mark.line > len(lines):
+        return ""
+    line = lines[mark.line - 1]
+    return line[mark.column - 1] if 0 < mark.column <= len(line) else ""
+
+
+def _sorted(problems: list[Problem]) -> list[Problem]:
+    # Nodes reached through several aliases would report the same problem again.
+    return sorted(dict.fromkeys(problems), key=lambda p: (p.line, p.column))
+
+
+def load_yaml_file(
+    path: pathlib.Path | str, display_name: str | None = None
+) -> tuple[YamlDocument | None, list[Problem]]:
+    """read_text + parse_yaml."""
+    text, problems = read_text(path, display_name)
+    if text is None:
+        return None, problems
+    return parse_yaml(text, display_name or str(path))
