@@ -13,7 +13,7 @@ from pydantic_core import to_jsonable_python
 
 from agentfsm.bindings.calculator import CalculatorError, evaluate
 from agentfsm.bindings.imports import BindingError, import_reference
-from agentfsm.runtime.errors import StateError
+from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.spec.models import BuiltinTool, PythonTool
 
 
@@ -62,8 +62,7 @@ class PythonFunctionTool:
         except StateError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's tool failed: a taxonomy error
-            message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise StateError("tool.error", message, detail={"tool": self.name}) from None
+            raise StateError("tool.error", describe_exception(exc), detail={"tool": self.name}) from None
         return to_jsonable_python(value, fallback=str)
 
 

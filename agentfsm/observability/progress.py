@@ -39,8 +39,8 @@ class ProgressReporter:
         line = Text.assemble(
             (f"{record.step:>4} ", "dim"),
             (record.state, "bold"),
-            (f" --{record.event}--> " if record.event else " ", "dim"),
-            (record.next_state or "", "bold"),
+            (f" --{record.event}--> " if record.next_state else "", "dim"),
+            (record.next_state or ("" if record.error else " (end)"), "bold" if record.next_state else "dim"),
             (f"  {record.duration * 1000:.1f} ms", "dim"),
         )
         if record.retries:

@@ -41,6 +41,16 @@ class StateError(Exception):
         return f"{where}{self.type}: {self.message}"
 
 
+def describe_exception(exc: BaseException) -> str:
+    """`ValueError: bad input`: one line naming an exception (a KeyError's message without repr quotes)."""
+    if len(exc.args) == 1 and isinstance(exc.args[0], str):
+        detail = exc.args[0]
+    else:
+        detail = str(exc)
+    detail = " ".join(detail.split())
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 def error_matches(patterns: tuple[str, ...], error_type: str) -> bool:
     """True when any pattern is `*`, equals the type, or is a dotted prefix of it."""
     for pattern in patterns:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from agentfsm.runtime.errors import UNCATCHABLE, StateError
+from agentfsm.runtime.errors import UNCATCHABLE, StateError, describe_exception
 from agentfsm.runtime.hooks import HookSet, StepRecord
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.model import Event, State, StateContext, StateTransition, StateType, Transition
@@ -63,8 +63,7 @@ def as_state_error(exc: BaseException, state: str) -> StateError:
         if exc.state is None:
             exc.state = state
         return exc
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return StateError("state.error", message, state=state)
+    return StateError("state.error", describe_exception(exc), state=state)
 
 
 async def execute_with_policy(state: State, context: StateContext) -> tuple[str | Event | None, int]:

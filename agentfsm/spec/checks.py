@@ -14,7 +14,7 @@ from typing import Any
 from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel
 
-from agentfsm.spec.diagnostics import did_you_mean
+from agentfsm.spec.diagnostics import did_you_mean, dotted_path
 from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_template, is_template
 from agentfsm.spec.models import (
     TEMPLATE_KEY,
@@ -160,7 +160,7 @@ class _Checker:
             if target not in self.spec.states:
                 hint = did_you_mean(target, self.spec.states)
                 self.report((*where, *path), "unknown-target",
-                            f"states.{name}.{'.'.join(map(str, path))}: no state named '{target}'{hint}")
+                            f"{dotted_path(('states', name, *path))}: no state named '{target}'{hint}")
         if isinstance(state, ActiveStateSpec):
             if state.next is not None and state.transitions:
                 self.report((*where, "next"), "next-and-transitions",
@@ -231,12 +231,12 @@ class _Checker:
                 if self.source_map.is_block_scalar(site.path):
                     offset += 1
                 self.report(site.path, "template-syntax",
-                            f"{_dotted(site.path)}: template syntax error: {exc.message}", line_offset=offset)
+                            f"{dotted_path(site.path)}: template syntax error: {exc.message}", line_offset=offset)
                 continue
             for name in sorted(compiled.names - known):
                 hint = did_you_mean(name, known - RESERVED_NAMES)
                 self.report(site.path, "undefined-variable",
-                            f"{_dotted(site.path)}: '{name}' is not an input, a context key, or saved by any "
+                            f"{dotted_path(site.path)}: '{name}' is not an input, a context key, or saved by any "
                             f"state{hint}")
 
 
@@ -274,10 +274,6 @@ def _closure(start: list[str], edges: dict[str, set[str]]) -> set[str]:
                 seen.add(target)
                 queue.append(target)
     return seen
-
-
-def _dotted(path: NodePath) -> str:
-    return ".".join(str(part) for part in path)
 
 
 def check_machine(spec: MachineSpec, source_map: SourceMap, filename: str) -> list[Problem]:

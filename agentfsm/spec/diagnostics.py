@@ -22,6 +22,14 @@ from agentfsm.spec.problems import Problem, problem
 from agentfsm.spec.yamlsource import NodePath, SourceMap
 
 
+def dotted_path(path: NodePath) -> str:
+    """`states.think.transitions[0].to`: a document path as a person reads it."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)` when a choice is close to `word`, else ``."""
     close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
@@ -102,12 +110,8 @@ def _field_by_key(model: type[BaseModel], key: str) -> tuple[str, Any] | None:
     """(the key as written in YAML, the field's annotation) for a field name or alias."""
     for name, field in model.model_fields.items():
         if key in (name, field.alias):
-            return (field.alias or name), _field_annotation(field)
+            return (field.alias or name), field.annotation
     return None
-
-
-def _field_annotation(field: Any) -> Any:
-    return field.annotation
 
 
 def field_keys(model: type[BaseModel]) -> list[str]:
@@ -172,7 +176,7 @@ class _Mapper:
         value = error.get("input")
         path = place.path
         last = str(path[-1]) if path else ""
-        dotted = ".".join(str(p) for p in path)
+        dotted = dotted_path(path)
 
         if kind == "missing":
             if path == ("agentfsm",):
@@ -259,7 +263,7 @@ def validation_problems(exc: ValidationError, data: Any, source_map: SourceMap, 
         type_words = [_TYPE_WORDS[e["type"]] for e, _ in entries if e["type"] in _TYPE_WORDS]
         if len(entries) > 1 and len(type_words) == len(entries):
             error, place = entries[0]
-            dotted = ".".join(str(p) for p in place.path)
+            dotted = dotted_path(place.path)
             words = " or ".join(dict.fromkeys(type_words))
             problems.append(mapper.at(place.path, "invalid-value",
                                       f"{dotted}: expected {words}, got {describe_value(error.get('input'))}"))
