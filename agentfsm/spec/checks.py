@@ -208,7 +208,7 @@ class _Checker:
         for source, targets in edges.items():
             for target in targets:
                 reverse[target].add(source)
-        ends = [name for name, state in states.items() if state.model_fields.get("type") and _is_terminal(state)]
+        ends = [name for name, state in states.items() if _is_terminal(state)]
         can_end = _closure(ends, reverse)
         for name in states:
             if name in reachable and name not in can_end:

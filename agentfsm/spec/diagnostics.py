@@ -235,6 +235,8 @@ class _Mapper:
             return self.at(path, "invalid-name", f"{dotted}: {value!r} is not a valid name: use letters, digits "
                                                  "and _, not starting with a digit")
         if kind == "string_too_short":
+            if place.is_key:
+                return self.at(path, "invalid-name", f"{dotted_path(path[:-1])}: a name must not be empty", key=True)
             return self.at(path, "invalid-value", f"{dotted}: must not be empty")
         if kind == "too_short":
             return self.at(path, "invalid-value", f"{dotted}: needs at least {ctx.get('min_length', 1)} item(s)")

@@ -85,7 +85,7 @@ class InputSpec(LanguageModel):
     type: InputType = Field("any", description="JSON type the value must have.")
     required: bool = Field(False, description="The run refuses to start without it.")
     default: Any = Field(None, description="Value used when the input is not given.")
-    description: str | None = Field(None, description="Shown in `agentfsm validate --json` and docs.")
+    description: str | None = Field(None, description="What the input means, for people reading the machine.")
     enum: list[Any] | None = Field(None, description="The value must be one of these.")
 
 
@@ -223,7 +223,7 @@ class CatchSpec(LanguageModel):
 class StateSpec(LanguageModel):
     """Fields every state has."""
 
-    description: str | None = Field(None, description="What the state is for; shown in diagrams' notes and docs.")
+    description: str | None = Field(None, description="What the state is for, for people reading the machine.")
     on_enter: list[SetAction] = Field(default_factory=list, description="Actions run when the state is entered.")
     on_exit: list[SetAction] = Field(default_factory=list, description="Actions run when the state is left.")
     checkpoint: bool = Field(False, description="Name a checkpoint after this state on each visit.")
@@ -349,7 +349,9 @@ class MachineSpec(LanguageModel):
     tools: dict[Identifier, ToolBinding] = Field(default_factory=dict, description="Tool bindings by name.")
     initial: StateName = Field(description="The state a run starts in.")
     max_steps: int = Field(1000, ge=1, description="Loop guard: the run fails when it takes more steps.")
-    states: dict[StateName, AnyStateSpec] = Field(min_length=1, description="The states, by name.")
+    states: dict[StateName, AnyStateSpec] = Field(
+        min_length=1, description="The states, by name; any text is a valid name."
+    )
 
 
 def json_schema() -> dict[str, Any]:
