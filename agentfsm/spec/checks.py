@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateSyntaxError
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agentfsm.spec.diagnostics import did_you_mean, dotted_path
 from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_template, is_template
 from agentfsm.spec.models import (
     TEMPLATE_KEY,
     ActiveStateSpec,
+    AnyStateSpec,
     CatchSpec,
     ChoiceStateSpec,
     LlmStateSpec,
@@ -117,10 +118,14 @@ def successors(state: StateSpec) -> list[tuple[str, NodePath]]:
 
 
 class _Checker:
-    def __init__(self, spec: MachineSpec, source_map: SourceMap, filename: str) -> None:
+    def __init__(
+        self, spec: MachineSpec, source_map: SourceMap, filename: str, salvaged: Salvage | None = None
+    ) -> None:
         self.spec = spec
         self.source_map = source_map
         self.filename = filename
+        self.salvaged = salvaged
+        self.state_names = salvaged.state_names if salvaged else frozenset(spec.states)
         self.problems: list[Problem] = []
 
     def report(self, path: NodePath, code: str, message: str, *, key: bool = False, line_offset: int = 0) -> None:
@@ -132,7 +137,8 @@ class _Checker:
         self.check_initial()
         for name, state in self.spec.states.items():
             self.check_state(name, state)
-        self.check_graph()
+        if self.salvaged is None:  # on a partial machine the graph and the names provided are incomplete
+            self.check_graph()
         self.check_templates()
         return self.problems
 
@@ -150,15 +156,17 @@ class _Checker:
                                 f"states.{state_name}: '{name}' is reserved and cannot be assigned", key=True)
 
     def check_initial(self) -> None:
-        if self.spec.initial not in self.spec.states:
-            hint = did_you_mean(self.spec.initial, self.spec.states)
+        if self.salvaged is not None and "initial" in self.salvaged.dropped:
+            return
+        if self.spec.initial not in self.state_names:
+            hint = did_you_mean(self.spec.initial, self.state_names)
             self.report(("initial",), "unknown-initial", f"initial: no state named '{self.spec.initial}'{hint}")
 
     def check_state(self, name: str, state: StateSpec) -> None:
         where = ("states", name)
         for target, path in successors(state):
-            if target not in self.spec.states:
-                hint = did_you_mean(target, self.spec.states)
+            if target not in self.state_names:
+                hint = did_you_mean(target, self.state_names)
                 self.report((*where, *path), "unknown-target",
                             f"{dotted_path(('states', name, *path))}: no state named '{target}'{hint}")
         if isinstance(state, ActiveStateSpec):
@@ -177,14 +185,17 @@ class _Checker:
                 self.report((*where, "transitions", len(state.transitions) - 1), "choice-without-default",
                             f"states.{name}: a choice must end with a default rule (only 'to:'), "
                             "taken when no guard holds")
-        if isinstance(state, LlmStateSpec) and state.llm not in self.spec.llms:
+        if isinstance(state, LlmStateSpec) and state.llm not in self.spec.llms and not self._dropped("llms"):
             hint = did_you_mean(state.llm, self.spec.llms)
             self.report((*where, "llm"), "unknown-llm", f"states.{name}.llm: no LLM binding named '{state.llm}' "
                                                          f"under llms:{hint}")
-        if isinstance(state, ToolStateSpec) and state.tool not in self.spec.tools:
+        if isinstance(state, ToolStateSpec) and state.tool not in self.spec.tools and not self._dropped("tools"):
             hint = did_you_mean(state.tool, self.spec.tools)
             self.report((*where, "tool"), "unknown-tool",
                         f"states.{name}.tool: no tool binding named '{state.tool}' under tools:{hint}")
+
+    def _dropped(self, section: str) -> bool:
+        return self.salvaged is not None and section in self.salvaged.dropped
 
     def check_catch_all_last(self, name: str, field: str, rules: list[RetrySpec] | list[CatchSpec]) -> None:
         for index, rule in enumerate(rules[:-1]):
@@ -233,6 +244,8 @@ class _Checker:
                 self.report(site.path, "template-syntax",
                             f"{dotted_path(site.path)}: template syntax error: {exc.message}", line_offset=offset)
                 continue
+            if self.salvaged is not None:
+                continue
             for name in sorted(compiled.names - known):
                 hint = did_you_mean(name, known - RESERVED_NAMES)
                 self.report(site.path, "undefined-variable",
@@ -279,3 +292,56 @@ def _closure(start: list[str], edges: dict[str, set[str]]) -> set[str]:
 def check_machine(spec: MachineSpec, source_map: SourceMap, filename: str) -> list[Problem]:
     """Every reference, graph and template problem of a schema-valid machine."""
     return _Checker(spec, source_map, filename).run()
+
+
+@dataclass(frozen=True, slots=True)
+class Salvage:
+    """The schema-valid parts of an invalid machine, so their problems are reported in the same pass."""
+
+    spec: MachineSpec
+    state_names: frozenset[str]
+    dropped: frozenset[str]
+
+
+_STATE_ADAPTER: TypeAdapter[Any] | None = None
+
+
+def salvage(data: Any) -> Salvage | None:
+    """A machine made of the valid states and sections of `data`, or None when too little is valid."""
+    global _STATE_ADAPTER
+    if not isinstance(data, dict) or not isinstance(data.get("states"), dict) or not data["states"]:
+        return None
+    if _STATE_ADAPTER is None:
+        _STATE_ADAPTER = TypeAdapter(AnyStateSpec)
+    states = {}
+    for name, raw in data["states"].items():
+        try:
+            states[name] = _STATE_ADAPTER.validate_python(raw)
+        except ValidationError:
+            continue
+    if not states:
+        return None
+    candidate = {key: data[key] for key in ("inputs", "context", "llms", "tools", "initial") if key in data}
+    dropped: set[str] = set()
+    for _ in range(len(candidate) + 1):
+        try:
+            spec = MachineSpec.model_validate(
+                {"agentfsm": 1, "name": "salvaged", "initial": "", **candidate, "states": states}
+            )
+        except ValidationError as exc:
+            failing = {str(error["loc"][0]) for error in exc.errors() if error["loc"]} & set(candidate)
+            if not failing:
+                return None
+            dropped |= failing
+            for key in failing:
+                del candidate[key]
+            continue
+        if "initial" not in candidate:
+            dropped.add("initial")
+        return Salvage(spec, frozenset(str(name) for name in data["states"]), frozenset(dropped))
+    return None
+
+
+def check_salvaged(salvaged: Salvage, source_map: SourceMap, filename: str) -> list[Problem]:
+    """Reference and template problems of the valid parts of an invalid machine (no graph checks)."""
+    return _Checker(salvaged.spec, source_map, filename, salvaged).run()

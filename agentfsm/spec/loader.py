@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agentfsm.spec.checks import check_machine
+from agentfsm.spec.checks import check_machine, check_salvaged, salvage
 from agentfsm.spec.diagnostics import validation_problems
 from agentfsm.spec.models import MachineSpec
 from agentfsm.spec.problems import MachineFileError, Problem
@@ -75,6 +75,9 @@ def validate_file(path: str | Path, display_name: str | None = None) -> Validati
         spec = MachineSpec.model_validate(document.data)
     except ValidationError as exc:
         report.problems.extend(validation_problems(exc, document.data, document.source_map, name))
+        salvaged = salvage(document.data)
+        if salvaged is not None:
+            report.problems.extend(check_salvaged(salvaged, document.source_map, name))
     else:
         report.problems.extend(check_machine(spec, document.source_map, name))
         report.spec = spec
