@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import traceback
@@ -12,20 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
 from agentfsm.bindings.imports import BindingError
 from agentfsm.cli import exit_codes
-from agentfsm.compiler.build import compile_machine
 from agentfsm.runtime.machine import MachineDefinitionError
 from agentfsm.spec.inputs import InputError, parse_cli_input
 from agentfsm.spec.loader import load_spec, validate_file
 from agentfsm.spec.problems import MachineFileError, Problem
 from agentfsm.spec.yamlsource import load_yaml_file
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _say_error(message: str) -> None:
@@ -75,6 +68,10 @@ def _print_warnings(warnings: tuple[Problem, ...] | list[Problem]) -> None:
 
 
 def run_command(file: Path, input_pairs: list[str], inputs_file: Path | None, *, as_json: bool, quiet: bool) -> int:
+    import asyncio
+
+    from agentfsm.compiler.build import compile_machine
+
     loaded = load_spec(file)
     if not quiet:
         _print_warnings(loaded.warnings)
@@ -86,9 +83,11 @@ def run_command(file: Path, input_pairs: list[str], inputs_file: Path | None, *,
     context = machine.new_context(given)
     hooks: list[object] = []
     if not quiet:
+        from rich.console import Console
+
         from agentfsm.observability.progress import ProgressReporter
 
-        hooks.append(ProgressReporter(_stderr(), machine.name))
+        hooks.append(ProgressReporter(Console(stderr=True, highlight=False, soft_wrap=True), machine.name))
     result = asyncio.run(machine.run(context=context, hooks=hooks))
     if as_json:
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))

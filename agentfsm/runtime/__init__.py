@@ -1,22 +1,5 @@
-"""The async runtime: the object model and the step loop. Knows nothing of YAML or storage."""
+"""The async runtime: the object model (`model.py`, `machine.py`) and the step loop (`loop.py`).
 
-from agentfsm.runtime.errors import ERROR_TYPES, StateError
-from agentfsm.runtime.hooks import StepRecord
-from agentfsm.runtime.loop import RunResult, run_machine
-from agentfsm.runtime.machine import MachineDefinitionError, StateMachine
-from agentfsm.runtime.model import (
-    CatchRule,
-    Event,
-    RetryRule,
-    State,
-    StateContext,
-    StateTransition,
-    StateType,
-    Transition,
-)
-
-__all__ = [
-    "ERROR_TYPES", "CatchRule", "Event", "MachineDefinitionError", "RetryRule", "RunResult", "State",
-    "StateContext", "StateError", "StateMachine", "StateTransition", "StateType", "StepRecord", "Transition",
-    "run_machine",
-]
+It knows nothing of YAML, templates or storage. The public names are exported, lazily,
+from the top-level `agentfsm` package.
+"""
