@@ -37,14 +37,14 @@ class ProgressReporter:
 
     def after_step(self, context: StateContext, record: StepRecord) -> None:
         line = Text.assemble(
-            (f"{record.step:>4} ", "dim"),
+            (f"{record.step:>4} {self._elapsed():>8}  ", "dim"),
             (record.state, "bold"),
             (f" --{record.event}--> " if record.next_state else "", "dim"),
             (record.next_state or ("" if record.error else " (end)"), "bold" if record.next_state else "dim"),
             (f"  {record.duration * 1000:.1f} ms", "dim"),
         )
         if record.retries:
-            line.append(f"  ({record.retries} retries)", "yellow")
+            line.append(f"  ({record.retries} {'retry' if record.retries == 1 else 'retries'})", "yellow")
         if record.error:
             line.append(f"  {record.error['type']}: {record.error['message']}", "red")
         for call in record.calls:
