@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import math
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,6 +47,42 @@ class CalculatorTool:
         return value
 
 
+async def _in_daemon_thread(function: Callable[..., Any], args: Mapping[str, Any]) -> Any:
+    """Call a sync function in its own daemon thread.
+
+    Not `asyncio.to_thread`: the default executor's threads are joined when the loop and the
+    interpreter shut down, so a call abandoned on `timeout` (Python cannot stop a thread) would
+    keep the process alive until the function returned. A daemon thread is left behind instead.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():  # cancelled by a timeout: nobody waits for the result
+            return
+        if error is None:
+            future.set_result(value)
+        else:
+            future.set_exception(error)
+
+    def work() -> None:
+        value, error = None, None
+        try:
+            value = context.run(function, **args)
+        except StopIteration as exc:  # a Future refuses StopIteration
+            error = RuntimeError(f"StopIteration: {exc}")
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:
+            pass  # the loop is closed: the run has ended
+
+    threading.Thread(target=work, name=f"agentfsm-tool-{getattr(function, '__name__', 'call')}", daemon=True).start()
+    return await future
+
+
 class PythonFunctionTool:
     """`python: module:function`: called with the args as keywords; sync functions run in a worker thread."""
 
@@ -58,7 +96,7 @@ class PythonFunctionTool:
             if self.is_async:
                 value = await self.function(**args)
             else:
-                value = await asyncio.to_thread(self.function, **args)
+                value = await _in_daemon_thread(self.function, args)
         except StateError:
             raise
         except Exception as exc:  # noqa: BLE001 - the user's tool failed: a taxonomy error
