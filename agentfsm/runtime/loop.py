@@ -274,8 +274,9 @@ async def run_machine(
             await run_callbacks(exit_callbacks[name], name, context)
         if transition_callbacks and target is not None and failure is None:
             await run_callbacks(transition_callbacks, record, context)
-        if error is not None and hookset.on_error:
-            await hookset.call(hookset.on_error, context, error)
+        reported = error if error is not None else failure  # routing errors (transition.*, a guard) too
+        if reported is not None and hookset.on_error:
+            await hookset.call(hookset.on_error, context, reported)
         if hookset.after_step:
             step_record = StepRecord(
                 context.run_id, step, name, event.name, record.to_state, started_at, duration, retries,
