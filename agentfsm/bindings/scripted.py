@@ -97,7 +97,7 @@ def _as_text(reply: Any) -> str:
 def _read_replies_file(name: str, relative: str, base_dir: Path | None) -> Sequence[str | ScriptedReply]:
     path = (base_dir or Path.cwd()) / relative
     where = f"llms.{name}.replies_file"
-    document, problems = load_yaml_file(path, str(path))
+    document, problems = load_yaml_file(path, str(path), mapping_root=False)  # a bare list of replies is fine
     errors = [p for p in problems if p.severity == "error"]
     if errors or document is None:
         raise BindingError(f"{where}: {errors[0] if errors else 'cannot read ' + str(path)}")

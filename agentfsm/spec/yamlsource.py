@@ -558,8 +558,11 @@ def _not_utf8(data: bytes, offset: int) -> str:
     )
 
 
-def parse_yaml(text: str, filename: str) -> tuple[YamlDocument | None, list[Problem]]:
+def parse_yaml(text: str, filename: str, *, mapping_root: bool = True) -> tuple[YamlDocument | None, list[Problem]]:
     """Parse machine-file text into plain data plus a SourceMap.
+
+    `mapping_root=False` also accepts a list or a scalar as the whole document (for data
+    files such as a scripted binding's `replies_file`, which may be a bare list).
 
     Problems about single nodes (duplicate keys, refused tags, bad keys) still return the
     document, so later checks can report more; problems about the whole stream (syntax,
@@ -569,7 +572,7 @@ def parse_yaml(text: str, filename: str) -> tuple[YamlDocument | None, list[Prob
         text = text[1:]
     builder = _Builder(filename)
     try:
-        data = _parse(text, builder)
+        data = _parse(text, builder, mapping_root)
     except _Fatal as fatal:
         builder.report(fatal.mark, fatal.code, fatal.message)
         return None, _sorted(builder.problems)
@@ -583,14 +586,14 @@ def parse_yaml(text: str, filename: str) -> tuple[YamlDocument | None, list[Prob
     return YamlDocument(data, SourceMap(builder.spots)), _sorted(builder.problems)
 
 
-def _parse(text: str, builder: _Builder) -> Any:
+def _parse(text: str, builder: _Builder, mapping_root: bool = True) -> Any:
     _check_characters(text)
     root, second = _Composer(_EventParser(text)).compose()
     if second is not None:
         raise _Fatal(second, "yaml-multiple-documents", "the file holds more than one YAML document; keep one per file")
     if root is None or (type(root) is _Scalar and root.tag == _NULL_TAG and root.value == ""):
         raise _Fatal(_DOCUMENT_START, "yaml-empty", "the file holds no YAML document (it is empty or only comments)")
-    if type(root) is not _Mapping or root.tag != _MAP_TAG:
+    if mapping_root and (type(root) is not _Mapping or root.tag != _MAP_TAG):
         raise _root_problem(root)
     return builder.build(root, (), None, 0, None)
 
@@ -661,10 +664,10 @@ def _sorted(problems: list[Problem]) -> list[Problem]:
 
 
 def load_yaml_file(
-    path: pathlib.Path | str, display_name: str | None = None
+    path: pathlib.Path | str, display_name: str | None = None, *, mapping_root: bool = True
 ) -> tuple[YamlDocument | None, list[Problem]]:
     """read_text + parse_yaml."""
     text, problems = read_text(path, display_name)
     if text is None:
         return None, problems
-    return parse_yaml(text, display_name or str(path))
+    return parse_yaml(text, display_name or str(path), mapping_root=mapping_root)
