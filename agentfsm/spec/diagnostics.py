@@ -261,8 +261,10 @@ def validation_problems(exc: ValidationError, data: Any, source_map: SourceMap, 
         key = (*place.path, "[key]") if place.is_key else place.path
         by_path.setdefault(key, []).append((error, place))
     problems = []
-    for entries in by_path.values():
+    for path, entries in by_path.items():
         type_words = [_TYPE_WORDS[e["type"]] for e, _ in entries if e["type"] in _TYPE_WORDS]
+        if len(type_words) == len(entries) and any(len(o) > len(path) and o[: len(path)] == path for o in by_path):
+            continue  # a union member that got further reports the real problem deeper in this value
         if len(entries) > 1 and len(type_words) == len(entries):
             error, place = entries[0]
             dotted = dotted_path(place.path)

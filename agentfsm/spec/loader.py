@@ -74,7 +74,12 @@ def validate_file(path: str | Path, display_name: str | None = None) -> Validati
     try:
         spec = MachineSpec.model_validate(document.data)
     except ValidationError as exc:
-        report.problems.extend(validation_problems(exc, document.data, document.source_map, name))
+        # A node YAML already refused (a tag, a bad !!int) reached the models as null; one problem is enough.
+        refused = {(p.line, p.column) for p in problems if p.severity == "error"}
+        report.problems.extend(
+            p for p in validation_problems(exc, document.data, document.source_map, name)
+            if (p.line, p.column) not in refused
+        )
         salvaged = salvage(document.data)
         if salvaged is not None:
             report.problems.extend(check_salvaged(salvaged, document.source_map, name))
