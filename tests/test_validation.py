@@ -1,0 +1,759 @@
+"""`agentfsm.validate_file`: every stable problem code, where it points, and what it says.
+
+Each case is a small machine file written to tmp_path; the test checks that the
+expected code is reported at the expected line and column with the severity the
+registry (`agentfsm.spec.problems.CODES`) gives it. A registry code without a case
+here fails `test_every_code_has_a_case`, so a new code cannot land untested.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import agentfsm
+from agentfsm.spec.problems import CODES, Problem
+
+HEAD = "agentfsm: 1\nname: t\n"
+"""Lines 1-2 of most cases; so in a case's text, line 3 is the first line after HEAD."""
+
+
+def machine(body: str) -> str:
+    return HEAD + textwrap.dedent(body)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    content: str | bytes | Callable[[Path], Path]
+    """The file's text or bytes, or a function making the path to validate in a folder."""
+    code: str
+    line: int
+    column: int
+
+
+def _missing(folder: Path) -> Path:
+    return folder / "nope.yaml"
+
+
+def _directory(folder: Path) -> Path:
+    target = folder / "adir.yaml"
+    target.mkdir()
+    return target
+
+
+def _too_large(folder: Path) -> Path:
+    target = folder / "big.yaml"
+    target.write_text(HEAD + "# " + "x" * (5 * 1024 * 1024) + "\n", encoding="utf-8")
+    return target
+
+
+CASES = [
+    # --- reading the file -----------------------------------------------------------
+    Case("file-not-found", _missing, "file-not-found", 1, 1),
+    Case("not-a-file", _directory, "not-a-file", 1, 1),
+    Case("file-too-large", _too_large, "file-too-large", 1, 1),
+    Case("file-encoding", b"agentfsm: 1\nname: caf\xe9\n", "file-encoding", 1, 1),
+    # --- YAML -------------------------------------------------------------------------
+    Case(
+        "yaml-syntax-unclosed-flow",
+        machine("""\
+            initial: a
+            states:
+              a: {type: final
+              b: x
+            """),
+        "yaml-syntax", 6, 4,
+    ),
+    Case("yaml-syntax-tab", machine("initial: a\nstates:\n\ta: {type: final}\n"), "yaml-syntax", 5, 1),
+    Case(
+        "yaml-duplicate-key",
+        machine("""\
+            initial: a
+            states:
+              a: {type: final}
+              a: {type: final}
+            """),
+        "yaml-duplicate-key", 6, 3,
+    ),
+    Case(
+        "yaml-alias-bomb",
+        "".join(
+            f"{name}: &{name} [{', '.join([prev] * 9)}]\n"
+            for name, prev in zip("abcdefghi", ['"lol"', "*a", "*b", "*c", "*d", "*e", "*f", "*g", "*h"], strict=True)
+        ),
+        "yaml-alias-bomb", 6, 8,
+    ),
+    Case(
+        "yaml-alias-recursive",
+        machine("initial: a\nstates:\n  a: &x {type: final, more: [*x]}\n"),
+        "yaml-alias-bomb", 5, 30,
+    ),
+    Case(
+        "yaml-tag",
+        machine("initial: a\nstates:\n  a: !!python/object/apply:os.system [echo hi]\n"),
+        "yaml-tag", 5, 6,
+    ),
+    Case("yaml-empty", "# only a comment\n", "yaml-empty", 1, 1),
+    Case("yaml-empty-file", "", "yaml-empty", 1, 1),
+    Case(
+        "yaml-multiple-documents",
+        machine("initial: a\nstates:\n  a: {type: final}\n---\nx: 1\n"),
+        "yaml-multiple-documents", 6, 1,
+    ),
+    Case("not-a-mapping", "- agentfsm\n- 1\n", "not-a-mapping", 1, 1),
+    Case("not-a-mapping-scalar", "just text\n", "not-a-mapping", 1, 1),
+    # --- the language's shape -------------------------------------------------------
+    Case("version-wrong", "agentfsm: 2\nname: t\ninitial: a\nstates:\n  a: {type: final}\n", "version", 1, 11),
+    Case("version-missing", "name: t\ninitial: a\nstates:\n  a: {type: final}\n", "version", 1, 1),
+    Case(
+        "on-key",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: set
+                set: {x: 1}
+                on:
+                  - {to: b}
+              b: {type: final}
+            """),
+        "on-key", 8, 5,
+    ),
+    Case(
+        "unknown-field-in-state",
+        machine("""\
+            llms:
+              m: {provider: scripted}
+            initial: a
+            states:
+              a:
+                type: llm
+                llm: m
+                prompt: hi
+                promt: hi
+                next: b
+              b: {type: final}
+            """),
+        "unknown-field", 11, 5,
+    ),
+    Case("unknown-field-top", machine("initial: a\nstate:\n  a: {type: final}\n"), "unknown-field", 4, 1),
+    Case("missing-field-initial", machine("states:\n  a: {type: final}\n"), "missing-field", 1, 1),
+    Case(
+        "missing-field-prompt",
+        machine("""\
+            llms:
+              m: {provider: scripted}
+            initial: a
+            states:
+              a: {type: llm, llm: m, next: b}
+              b: {type: final}
+            """),
+        "missing-field", 7, 3,
+    ),
+    Case("missing-field-type", machine("initial: a\nstates:\n  a: {next: b}\n  b: {type: final}\n"),
+         "missing-field", 5, 3),
+    Case(
+        "unknown-state-type",
+        machine("initial: a\nstates:\n  a: {type: llmm, next: b}\n  b: {type: final}\n"),
+        "unknown-state-type", 5, 13,
+    ),
+    Case(
+        "unknown-provider",
+        machine("llms:\n  m: {provider: openia}\ninitial: a\nstates:\n  a: {type: final}\n"),
+        "unknown-provider", 4, 17,
+    ),
+    Case("invalid-value-type", machine("max_steps: many\ninitial: a\nstates:\n  a: {type: final}\n"),
+         "invalid-value", 3, 12),
+    Case("invalid-value-range", machine("max_steps: 0\ninitial: a\nstates:\n  a: {type: final}\n"),
+         "invalid-value", 3, 12),
+    Case(
+        "invalid-value-duration",
+        machine("""\
+            tools:
+              c: {builtin: calculator}
+            initial: a
+            states:
+              a: {type: tool, tool: c, timeout: 5 minutes, next: b}
+              b: {type: final}
+            """),
+        "invalid-value", 7, 37,
+    ),
+    Case(
+        "invalid-value-enum",
+        machine("inputs:\n  x: {type: str}\ninitial: a\nstates:\n  a: {type: final}\n"),
+        "invalid-value", 4, 13,
+    ),
+    Case(
+        "invalid-value-python-ref",
+        machine("tools:\n  c: {python: notaref}\ninitial: a\nstates:\n  a: {type: final}\n"),
+        "invalid-value", 4, 15,
+    ),
+    Case("invalid-value-states-list", machine("initial: a\nstates: [1, 2]\n"), "invalid-value", 4, 9),
+    Case(
+        "invalid-name-malformed",
+        machine("inputs:\n  1bad: {type: string}\ninitial: a\nstates:\n  a: {type: final}\n"),
+        "invalid-name", 4, 3,
+    ),
+    Case(
+        "invalid-name-reserved-context",
+        machine("context:\n  run: 1\ninitial: a\nstates:\n  a: {type: final}\n"),
+        "invalid-name", 4, 3,
+    ),
+    Case(
+        "invalid-name-reserved-set",
+        machine("initial: a\nstates:\n  a: {type: set, set: {event: 1}, next: b}\n  b: {type: final}\n"),
+        "invalid-name", 5, 24,
+    ),
+    Case(
+        "invalid-name-empty-state",
+        machine("initial: a\nstates:\n  '': {type: final}\n  a: {type: final}\n"),
+        "invalid-name", 5, 3,
+    ),
+    # --- references and graph ---------------------------------------------------------
+    Case("unknown-initial", machine("initial: c\nstates:\n  b: {type: final}\n"), "unknown-initial", 3, 10),
+    Case(
+        "unknown-target-next",
+        machine("initial: a\nstates:\n  a: {type: set, set: {x: 1}, next: bb}\n  b: {type: final}\n"),
+        "unknown-target", 5, 37,
+    ),
+    Case(
+        "unknown-target-transition",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: choice
+                transitions:
+                  - {when: "true", to: b}
+                  - {to: nowhere}
+              b: {type: final}
+            """),
+        "unknown-target", 9, 14,
+    ),
+    Case(
+        "unknown-target-catch",
+        machine("""\
+            tools:
+              c: {builtin: calculator}
+            initial: a
+            states:
+              a:
+                type: tool
+                tool: c
+                catch: [{errors: ["*"], to: recover}]
+                next: b
+              b: {type: final}
+            """),
+        "unknown-target", 10, 33,
+    ),
+    Case(
+        "unknown-llm",
+        machine("""\
+            llms:
+              brain: {provider: scripted}
+            initial: a
+            states:
+              a: {type: llm, llm: brian, prompt: hi, next: b}
+              b: {type: final}
+            """),
+        "unknown-llm", 7, 23,
+    ),
+    Case(
+        "unknown-tool",
+        machine("""\
+            tools:
+              calc: {builtin: calculator}
+            initial: a
+            states:
+              a: {type: tool, tool: calk, next: b}
+              b: {type: final}
+            """),
+        "unknown-tool", 7, 25,
+    ),
+    Case(
+        "no-transition",
+        machine("initial: a\nstates:\n  a: {type: set, set: {x: 1}}\n  b: {type: final}\n"),
+        "no-transition", 5, 3,
+    ),
+    Case(
+        "next-and-transitions",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: set
+                set: {x: 1}
+                next: b
+                transitions: [{to: b}]
+              b: {type: final}
+            """),
+        "next-and-transitions", 8, 5,
+    ),
+    Case(
+        "choice-without-default",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: choice
+                transitions:
+                  - {when: "true", to: b}
+              b: {type: final}
+            """),
+        "choice-without-default", 8, 9,
+    ),
+    Case(
+        "catch-all-not-last",
+        machine("""\
+            tools:
+              c: {builtin: calculator}
+            initial: a
+            states:
+              a:
+                type: tool
+                tool: c
+                catch:
+                  - {errors: ["*"], to: b}
+                  - {errors: [timeout], to: b}
+                next: b
+              b: {type: final}
+            """),
+        "catch-all-not-last", 11, 18,
+    ),
+    Case(
+        "catch-all-not-last-retry",
+        machine("""\
+            tools:
+              c: {builtin: calculator}
+            initial: a
+            states:
+              a:
+                type: tool
+                tool: c
+                retry:
+                  - {errors: "*"}
+                  - {errors: timeout}
+                next: b
+              b: {type: final}
+            """),
+        "catch-all-not-last", 11, 18,
+    ),
+    Case(
+        "unreachable-state",
+        machine("initial: a\nstates:\n  a: {type: final}\n  b: {type: final}\n"),
+        "unreachable-state", 6, 3,
+    ),
+    Case(
+        "no-way-out",
+        machine("""\
+            initial: a
+            states:
+              a: {type: set, set: {x: 1}, next: c}
+              c: {type: set, set: {x: 2}, next: a}
+            """),
+        "no-way-out", 6, 3,
+    ),
+    # --- templates and guards ---------------------------------------------------------
+    Case(
+        "template-syntax-value",
+        machine('initial: a\nstates:\n  a: {type: set, set: {x: "{{ 1 + }}"}, next: b}\n  b: {type: final}\n'),
+        "template-syntax", 5, 27,
+    ),
+    Case(
+        "template-syntax-guard",
+        machine("""\
+            context: {x: 1}
+            initial: a
+            states:
+              a:
+                type: choice
+                transitions:
+                  - {when: "x <", to: b}
+                  - {to: b}
+              b: {type: final}
+            """),
+        "template-syntax", 9, 16,
+    ),
+    Case(
+        "template-syntax-block-scalar",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: fail
+                error: |
+                  line one
+                  {{ oops( }}
+            """),
+        "template-syntax", 9, 12,  # the line of the bad template inside the block, not the `|`
+    ),
+    Case(
+        "undefined-variable",
+        machine("""\
+            inputs:
+              task: {type: string}
+            initial: a
+            states:
+              a: {type: final, output: "{{ tsk }}"}
+            """),
+        "undefined-variable", 7, 28,
+    ),
+]
+
+
+def _write(case: Case, folder: Path) -> Path:
+    if callable(case.content):
+        return case.content(folder)
+    target = folder / f"{case.id}.yaml"
+    if isinstance(case.content, bytes):
+        target.write_bytes(case.content)
+    else:
+        target.write_text(case.content, encoding="utf-8")
+    return target
+
+
+def _problems(text: str, tmp_path: Path, name: str = "m.yaml") -> list[Problem]:
+    target = tmp_path / name
+    target.write_text(text, encoding="utf-8")
+    return agentfsm.validate_file(target).problems
+
+
+def _codes(problems: list[Problem]) -> list[str]:
+    return [p.code for p in problems]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_code_is_reported_at_its_place(case: Case, tmp_path: Path) -> None:
+    path = _write(case, tmp_path)
+    report = agentfsm.validate_file(path)
+    found = [(p.code, p.line, p.column) for p in report.problems]
+    assert (case.code, case.line, case.column) in found, "\n".join(map(str, report.problems))
+    for found_problem in report.problems:
+        assert found_problem.file == str(path)
+        assert found_problem.severity == CODES[found_problem.code][0]
+        assert found_problem.message and "\n" not in found_problem.message
+        assert found_problem.line >= 1 and found_problem.column >= 1
+    severity = CODES[case.code][0]
+    assert report.ok == (severity == "warning" and not report.errors)
+
+
+def test_every_code_has_a_case() -> None:
+    covered = {case.code for case in CASES}
+    assert set(CODES) - covered == set(), "codes without a validation test case"
+    assert covered - set(CODES) == set(), "cases naming codes that are not in the registry"
+
+
+def test_display_name_and_problem_fields(tmp_path: Path) -> None:
+    target = tmp_path / "m.yaml"
+    target.write_text(machine("initial: c\nstates:\n  b: {type: final}\n"), encoding="utf-8")
+    report = agentfsm.validate_file(target, display_name="shown.yaml")
+    [found] = report.errors
+    assert found.as_dict() == {
+        "file": "shown.yaml",
+        "line": 3,
+        "column": 10,
+        "code": "unknown-initial",
+        "severity": "error",
+        "message": "initial: no state named 'c'",
+    }
+    assert str(found) == "shown.yaml:3:10: error unknown-initial initial: no state named 'c'"
+    assert not report.ok
+
+
+def test_a_valid_file_has_no_problems(tmp_path: Path) -> None:
+    report = agentfsm.validate_file(Path("machines/hello.yaml"))
+    assert report.problems == []
+    assert report.ok and report.spec is not None and report.spec.name == "hello"
+
+
+def test_every_error_is_reported_not_just_the_first(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("""\
+            llms:
+              brain: {provider: scripted}
+            tools:
+              calc: {builtin: calculator}
+            initial: a
+            states:
+              a: {type: llm, llm: brian, prompt: hi, next: b}
+              b: {type: tool, tool: calk, next: cc}
+              c: {type: final}
+            """),
+        tmp_path,
+    )
+    assert {"unknown-llm", "unknown-tool", "unknown-target"} <= set(_codes(problems))
+    assert [(p.line, p.column) for p in problems] == sorted((p.line, p.column) for p in problems)
+
+
+# --- messages ---------------------------------------------------------------------------
+
+
+def test_unknown_state_type_suggests_the_close_kind(tmp_path: Path) -> None:
+    problems = _problems(machine("initial: a\nstates:\n  a: {type: llmm, next: b}\n  b: {type: final}\n"), tmp_path)
+    [found] = [p for p in problems if p.code == "unknown-state-type"]
+    assert "'llmm'" in found.message
+    assert "did you mean 'llm'?" in found.message
+    for kind in ("set", "choice", "llm", "tool", "python", "final", "fail"):
+        assert kind in found.message  # the kinds are listed
+
+
+def test_unknown_target_suggests_the_close_state(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("initial: think\nstates:\n  think: {type: set, set: {x: 1}, next: finsh}\n  finish: {type: final}\n"),
+        tmp_path,
+    )
+    [found] = [p for p in problems if p.code == "unknown-target"]
+    assert found.message == "states.think.next: no state named 'finsh' (did you mean 'finish'?)"
+
+
+def test_unknown_target_in_a_list_names_the_rule(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: choice
+                transitions:
+                  - {when: "true", to: b}
+                  - {to: nowhere}
+              b: {type: final}
+            """),
+        tmp_path,
+    )
+    [found] = [p for p in problems if p.code == "unknown-target"]
+    assert found.message.startswith("states.a.transitions[1].to: no state named 'nowhere'")
+    assert "did you mean" not in found.message  # nothing is close
+
+
+def test_unknown_field_suggests_the_close_field(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("""\
+            llms:
+              m: {provider: scripted}
+            initial: a
+            states:
+              a: {type: llm, llm: m, prompt: hi, promt: hi, next: b}
+              b: {type: final}
+            """),
+        tmp_path,
+    )
+    [found] = [p for p in problems if p.code == "unknown-field"]
+    assert "'promt'" in found.message
+    assert "did you mean 'prompt'?" in found.message
+    assert "state 'a'" in found.message
+
+
+def test_on_key_points_to_transitions(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("initial: a\nstates:\n  a:\n    type: set\n    set: {x: 1}\n    on: [{to: b}]\n  b: {type: final}\n"),
+        tmp_path,
+    )
+    [found] = [p for p in problems if p.code == "on-key"]
+    assert "transitions:" in found.message
+    assert "true" in found.message  # why `on` is refused: YAML 1.1 reads it as a boolean
+    assert "unknown-field" not in _codes(problems)  # one problem, the specific one
+
+
+def test_version_messages(tmp_path: Path) -> None:
+    [wrong] = _problems("agentfsm: 2\nname: t\ninitial: a\nstates:\n  a: {type: final}\n", tmp_path, "a.yaml")
+    assert wrong.code == "version" and "2" in wrong.message and "agentfsm: 1" in wrong.message
+    [missing] = _problems("name: t\ninitial: a\nstates:\n  a: {type: final}\n", tmp_path, "b.yaml")
+    assert missing.code == "version" and "agentfsm: 1" in missing.message
+
+
+def test_duplicate_key_names_the_first_definition(tmp_path: Path) -> None:
+    problems = _problems(machine("initial: a\nstates:\n  a: {type: final}\n  a: {type: final}\n"), tmp_path)
+    [found] = [p for p in problems if p.code == "yaml-duplicate-key"]
+    assert found.message == "duplicate key 'a' (first defined at line 5)"
+
+
+def test_unknown_initial_suggests_the_close_state(tmp_path: Path) -> None:
+    [found] = _problems(machine("initial: strat\nstates:\n  start: {type: final}\n"), tmp_path)
+    assert found.code == "unknown-initial"
+    assert "did you mean 'start'?" in found.message
+
+
+def test_undefined_variable_is_a_warning_with_a_hint(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("inputs:\n  task: {type: string}\ninitial: a\nstates:\n  a: {type: final, output: '{{ tsk }}'}\n"),
+        tmp_path,
+    )
+    [found] = problems
+    assert found.severity == "warning"
+    assert "'tsk'" in found.message and "did you mean 'task'?" in found.message
+
+
+# --- validation is static ---------------------------------------------------------------
+
+
+def test_validate_does_not_import_user_modules(tmp_path: Path) -> None:
+    marker = tmp_path / "imported.marker"
+    module = "agentfsm_validate_probe_mod"
+    (tmp_path / f"{module}.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\n"
+        "def tool(**kwargs):\n    return 1\n"
+        "class Step:\n    pass\n",
+        encoding="utf-8",
+    )
+    target = tmp_path / "m.yaml"
+    target.write_text(
+        machine(f"""\
+            tools:
+              probe: {{python: "{module}:tool"}}
+            initial: a
+            states:
+              a: {{type: tool, tool: probe, next: b}}
+              b: {{type: python, call: "{module}:Step", next: c}}
+              c: {{type: final}}
+            """),
+        encoding="utf-8",
+    )
+    report = agentfsm.validate_file(target)
+    assert report.errors == []
+    assert not marker.exists(), "validate imported a module the machine names"
+    assert module not in sys.modules
+
+
+def test_names_provided_by_the_machine_are_not_undefined(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("""\
+            inputs:
+              task: {type: string}
+            context:
+              items: [1, 2]
+            llms:
+              brain: {provider: scripted, replies: ["x"]}
+            tools:
+              calc: {builtin: calculator}
+            initial: start
+            states:
+              start:
+                type: set
+                on_enter:
+                  - set: {entered: "{{ run.id }} {{ run.step }} {{ run.state }}"}
+                set:
+                  from_set: "{{ task }} {{ items | length }} {{ entered }}"
+                next: ask
+              ask:
+                type: llm
+                llm: brain
+                prompt: |
+                  {% for item in items %}{{ loop.index }}: {{ item }} {{ from_set }}{% endfor %}
+                  {% set local = 3 %}{{ local }} {{ range(2) | list }}
+                save: answer
+                emit: "{{ 'done' if result else 'empty' }}"
+                transitions:
+                  - {event: [done, empty], when: "event.name and answer", to: compute, set: {routed: "{{ event }}"}}
+                  - {to: compute}
+              compute:
+                type: tool
+                tool: calc
+                args: {expression: "{{ answer }} {{ routed }}"}
+                save: total
+                catch: [{errors: ["*"], to: recover, as: failure}]
+                on_exit:
+                  - set: {left: "{{ total }}"}
+                next: done
+              recover:
+                type: fail
+                error: "{{ failure.message }} {{ left }}"
+              done:
+                type: final
+                output: {total: "{{ total }}", left: "{{ left }}", answer: "{{ answer }}"}
+            """),
+        tmp_path,
+    )
+    assert problems == []
+
+
+def test_guard_names_are_checked_too(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("""\
+            context: {attempts: 0}
+            initial: a
+            states:
+              a:
+                type: choice
+                transitions:
+                  - {when: "attemps < 3", to: b}
+                  - {to: b}
+              b: {type: final}
+            """),
+        tmp_path,
+    )
+    [found] = problems
+    assert (found.code, found.line, found.column) == ("undefined-variable", 9, 16)
+    assert "did you mean 'attempts'?" in found.message
+
+
+def test_validate_file_never_raises_on_odd_files(tmp_path: Path) -> None:
+    odd = {
+        "deep.yaml": "a: " + "[" * 5000 + "]" * 5000 + "\n",
+        "nul.yaml": "agentfsm: 1\nname: \x00\n",
+        "bom.yaml": "\ufeff" + machine("initial: a\nstates:\n  a: {type: final}\n"),
+        "keys.yaml": machine("initial: a\nstates:\n  ? [1]\n  : {type: final}\n  a: {type: final}\n"),
+        "nulls.yaml": "agentfsm:\nname:\ninitial:\nstates:\n",
+    }
+    for name, text in odd.items():
+        report = agentfsm.validate_file(_write(Case(name.removesuffix(".yaml"), text, "", 1, 1), tmp_path))
+        if name == "bom.yaml":
+            assert report.problems == []
+        else:
+            assert report.errors, name
+
+
+def test_a_union_value_reports_the_real_problem_only(tmp_path: Path) -> None:
+    """A scripted reply is a string or a rule; a bad rule is not also 'expected a string'."""
+    problems = _problems(
+        machine("""\
+            llms:
+              m: {provider: scripted, replies: [{reply: x, match: "("}]}
+            initial: a
+            states:
+              a: {type: final}
+            """),
+        tmp_path,
+    )
+    [found] = problems
+    assert found.code == "invalid-value"
+    assert found.message.startswith("llms.m.replies[0].match: invalid regular expression")
+    assert (found.line, found.column) == (4, 55)
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "line", "column"),
+    [
+        ("initial: !!python/object/apply:os.system [echo owned]\nstates:\n  a: {type: final}\n", "yaml-tag", 3, 10),
+        ("max_steps: !!int abc\ninitial: a\nstates:\n  a: {type: final}\n", "invalid-value", 3, 12),
+        ("initial: a\nstates:\n  a: !!set {type: final}\n", "yaml-tag", 5, 6),
+    ],
+)
+def test_a_node_yaml_refused_is_one_problem(tmp_path: Path, body: str, code: str, line: int, column: int) -> None:
+    """The refused node reaches the models as null; that must not add 'expected ..., got nothing (null)'."""
+    problems = _problems(HEAD + body, tmp_path)
+    assert [(p.code, p.line, p.column) for p in problems] == [(code, line, column)], problems
+
+
+def test_schema_errors_do_not_hide_reference_errors(tmp_path: Path) -> None:
+    """A user fixing a file sees every problem in one pass, not one layer at a time."""
+    problems = _problems(
+        machine("""\
+            max_steps: 0
+            initial: a
+            states:
+              a: {type: set, set: {x: 1}, next: bb}
+              b: {type: llmm}
+            """),
+        tmp_path,
+    )
+    assert [(p.code, p.line, p.column) for p in problems] == [
+        ("invalid-value", 3, 12),
+        ("unknown-target", 6, 37),
+        ("unknown-state-type", 7, 13),
+    ]
