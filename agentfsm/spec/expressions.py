@@ -114,6 +114,15 @@ def _evaluate(template: Any, scope: dict[str, Any]) -> Any:
     return value
 
 
+def _flatten_globals(template: Any) -> Any:
+    """A template's globals as a plain dict: Jinja otherwise rebuilds them from a ChainMap on every render.
+
+    Safe because ENVIRONMENT's globals never change after import.
+    """
+    template.globals = dict(template.globals)
+    return template
+
+
 def _parse_expression(source: str) -> nodes.Expr:
     parser = Parser(ENVIRONMENT, source, state="variable")
     expression = parser.parse_expression()
@@ -129,7 +138,7 @@ def _expression_template(expression: nodes.Expr) -> tuple[Any, frozenset[str]]:
     # `result` is both the assignment target and a visible name; keep it when the expression reads it
     if any(node.name == "result" for node in expression.find_all(nodes.Name)):
         names = names | {"result"}
-    return ENVIRONMENT.from_string(body), names
+    return _flatten_globals(ENVIRONMENT.from_string(body)), names
 
 
 def single_expression_source(text: str) -> str | None:
@@ -168,7 +177,7 @@ def compile_template(text: str) -> Expression:
         return Expression(text, False, frozenset(), lambda scope: text)
     ast = ENVIRONMENT.parse(text)
     names = frozenset(find_undeclared_variables(ast)) - GLOBAL_NAMES
-    template = ENVIRONMENT.from_string(ast)
+    template = _flatten_globals(ENVIRONMENT.from_string(ast))
     return Expression(text, False, names, lambda scope: _run_template(template, scope))
 
 
