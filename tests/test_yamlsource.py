@@ -135,14 +135,14 @@ def test_keys_are_always_their_text() -> None:
     }
 
 
-def test_values_follow_yaml_1_1() -> None:
+def test_values_follow_the_yaml_1_2_core_schema() -> None:
     data = parse_ok("a: on\nb: no\nc: ~\nd: 0x10\ne: 1_000\nf: .inf\ng: '1'\nh: !!str 3\ni: !!float 2\nj: <<\n").data
     assert data == {
-        "a": True,
-        "b": False,
+        "a": "on",
+        "b": "no",
         "c": None,
         "d": 16,
-        "e": 1000,
+        "e": "1_000",
         "f": float("inf"),
         "g": "1",
         "h": "3",
@@ -460,3 +460,15 @@ def test_huge_number_is_a_problem_not_a_crash() -> None:
     doc, problems = parse_yaml("n: " + "1" * 5000 + "\n", "m.yaml")
     assert [(p.code, p.line, p.column) for p in problems] == [("invalid-value", 1, 4)]
     assert len(problems[0].message) < 100
+
+
+def test_yaml_1_1_surprises_do_not_happen() -> None:
+    data = parse_ok("octal: 017\nsexagesimal: 1:20\nexponent: 1e3\nyes_word: yes\nbool: True\nnumber_text: '017'\n").data
+    assert data == {
+        "octal": 17,
+        "sexagesimal": "1:20",
+        "exponent": 1000.0,
+        "yes_word": "yes",
+        "bool": True,
+        "number_text": "017",
+    }

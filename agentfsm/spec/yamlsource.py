@@ -10,12 +10,12 @@ nesting depth and alias expansion are bounded.
 from __future__ import annotations
 
 import pathlib
+import re
 import stat
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import yaml
-from yaml.constructor import SafeConstructor
 from yaml.events import (
     AliasEvent,
     MappingEndEvent,
@@ -24,7 +24,6 @@ from yaml.events import (
     SequenceStartEvent,
     StreamEndEvent,
 )
-from yaml.nodes import ScalarNode
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.scanner import Scanner
@@ -80,20 +79,48 @@ _MAP_TAG = _TAG_PREFIX + "map"
 _SEQ_TAG = _TAG_PREFIX + "seq"
 _MERGE_TAG = _TAG_PREFIX + "merge"
 
-# SafeLoader's implicit typing minus timestamps (dates stay strings, data is JSON) and
-# the `=` / `!` oddities, which SafeLoader itself cannot construct.
-_KEPT_IMPLICIT_TAGS = {_BOOL_TAG, _NULL_TAG, _INT_TAG, _FLOAT_TAG, _MERGE_TAG}
-# Keyed by the scalar's first character ("" for the empty scalar); SafeLoader has no
-# wildcard (None) resolvers.
-_IMPLICIT_RESOLVERS: dict[str | None, list[tuple[str, Any]]] = {
-    first: kept
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    if (kept := [(tag, rx) for tag, rx in resolvers if tag in _KEPT_IMPLICIT_TAGS])
-}
+# Plain scalars are typed by the YAML 1.2 core schema, as modern YAML tools do: only
+# true/false are booleans (`no`, `on`, `yes` stay text), `017` is 17, `1:20` is text and
+# `1e3` a number. Timestamps are not typed at all: data is JSON.
+_CORE_RESOLVERS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
+    (_NULL_TAG, "~nN", re.compile(r"^(?:~|null|Null|NULL)$")),
+    (_BOOL_TAG, "tTfF", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")),
+    (_INT_TAG, "-+0123456789", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")),
+    (
+        _FLOAT_TAG,
+        "-+.0123456789",
+        re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    ),
+    (_MERGE_TAG, "<", re.compile(r"^<<$")),
+)
+# Keyed by the scalar's first character, so most text is typed without a regex.
+_IMPLICIT_RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+for _tag, _firsts, _pattern in _CORE_RESOLVERS:
+    for _first in _firsts:
+        _IMPLICIT_RESOLVERS.setdefault(_first, []).append((_tag, _pattern))
+
+
+def _core_int(text: str) -> int:
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)
+
+
+def _core_float(text: str) -> float:
+    lowered = text.lower()
+    if lowered.endswith(".inf"):
+        return float("-inf") if text.startswith("-") else float("inf")
+    if lowered == ".nan":
+        return float("nan")
+    return float(text)
+
+
+_BOOL_TEXT = {"true": True, "false": False}
 
 # Tags a mapping key may carry; whatever it says, the key is its text.
 _KEY_TAGS = {_STR_TAG, _INT_TAG, _FLOAT_TAG, _BOOL_TAG, _NULL_TAG}
-_SAFE = SafeConstructor()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +200,9 @@ def _tag_name(tag: str) -> str:
 def _resolve_scalar(value: str, plain: bool) -> str:
     if not plain:
         return _STR_TAG
-    for tag, regexp in _IMPLICIT_RESOLVERS.get(value[0] if value else "", ()):
+    if not value:
+        return _NULL_TAG
+    for tag, regexp in _IMPLICIT_RESOLVERS.get(value[0], ()):
         if regexp.match(value):
             return tag
     return _STR_TAG
@@ -355,11 +384,11 @@ class _Builder:
             return None
         try:
             if tag == _BOOL_TAG:
-                return _SAFE.bool_values[node.value.lower()]
+                return _BOOL_TEXT[node.value.lower()]
             if tag == _INT_TAG:
-                return _SAFE.construct_yaml_int(ScalarNode(tag, node.value))
+                return _core_int(node.value)
             if tag == _FLOAT_TAG:
-                return _SAFE.construct_yaml_float(ScalarNode(tag, node.value))
+                return _core_float(node.value)
         except (ValueError, KeyError, IndexError):
             # An explicit tag on the wrong text (`!!int abc`), or an int Python refuses to
             # convert (more than 4300 digits).
