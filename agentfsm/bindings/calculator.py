@@ -15,7 +15,7 @@ MAX_NODES = 1000
 # A 1000-character sum such as `1+1+...+1` is a left-deep tree about 500 levels deep.
 MAX_DEPTH = 500
 MAX_EXPONENT = 10_000
-MAX_INT_BITS = 100_000
+MAX_INT_BITS = 14_000  # below Python's 4,300-digit limit for printing an int
 MAX_ROUND_DIGITS = 1000
 _SEGMENT_WIDTH = 40
 

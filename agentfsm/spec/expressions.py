@@ -9,7 +9,9 @@ the operator limits below stop a template from hanging or exhausting memory
 
 from __future__ import annotations
 
+import math
 import operator
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,29 +28,83 @@ RESERVED_NAMES = frozenset({"event", "result", "run"})
 
 MAX_EXPONENT = 10_000
 MAX_SEQUENCE_LENGTH = 1_000_000
-MAX_INT_BITS = 100_000
+MAX_INT_BITS = 14_000
+"""Below Python's 4,300-digit limit for printing an int, so every result can be shown."""
+MAX_FORMAT_WIDTH = 10_000
 
 
 class ExpressionError(Exception):
     """A template or guard failed while rendering; the message is one line for a person."""
 
 
-class _LimitedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus bounds on `**` and `*` so no template can hang the run."""
+class _Undefined(StrictUndefined):
+    """StrictUndefined that also refuses to be shown inside a list or dict (`{{ [missing] }}`)."""
 
-    intercepted_binops = frozenset({"**", "*"})
+    __slots__ = ()
+    __repr__ = StrictUndefined._fail_with_undefined_error  # type: ignore[assignment]
+
+
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus bounds on `**`, `*` and format widths so a template cannot exhaust memory."""
+
+    intercepted_binops = frozenset({"**", "*", "%"})
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**":
             return _bounded_power(left, right)
+        if operator_name == "%":
+            if isinstance(left, str):
+                _check_printf_widths(left, right)
+            return operator.mod(left, right)
         return _bounded_multiply(left, right)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            _check_format_widths(value.__self__)
+        return wrapped
+
+
+_PRINTF_SPEC = re.compile(r"%[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?")
+_FORMAT_SPEC = re.compile(r"\{[^{}]*:([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+
+
+def _check_printf_widths(template: str, values: Any) -> None:
+    for width, precision in _PRINTF_SPEC.findall(template):
+        for number in (width, precision):
+            if number == "*" or (number and int(number) > MAX_FORMAT_WIDTH):
+                raise SecurityError(f"a % format width or precision over {MAX_FORMAT_WIDTH} is not allowed")
+
+
+def _check_format_widths(template: str) -> None:
+    for spec in _FORMAT_SPEC.findall(template):
+        if "{" in spec or any(int(number) > MAX_FORMAT_WIDTH for number in re.findall(r"\d+", spec)):
+            raise SecurityError(f"a format width or precision over {MAX_FORMAT_WIDTH} is not allowed")
+
+
+def _bounded_width(filter_function: Any) -> Any:
+    def bounded(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(width, int) and width > MAX_FORMAT_WIDTH:
+            raise SecurityError(f"a width over {MAX_FORMAT_WIDTH} is not allowed")
+        return filter_function(value, width, *args, **kwargs)
+
+    return bounded
+
+
+def _bounded_format_filter(filter_function: Any) -> Any:
+    def bounded(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            _check_printf_widths(value, args)
+        return filter_function(value, *args, **kwargs)
+
+    return bounded
 
 
 def _bounded_power(base: Any, exponent: Any) -> Any:
     if isinstance(exponent, int | float) and abs(exponent) > MAX_EXPONENT:
         raise SecurityError(f"exponent {exponent} is larger than {MAX_EXPONENT}")
     if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
-        if abs(base).bit_length() * exponent > MAX_INT_BITS:
+        if exponent * math.log2(abs(base)) > MAX_INT_BITS:
             raise SecurityError("result of ** would be too large")
     return operator.pow(base, exponent)
 
@@ -64,7 +120,10 @@ def _bounded_multiply(left: Any, right: Any) -> Any:
     return operator.mul(left, right)
 
 
-ENVIRONMENT = _LimitedSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+ENVIRONMENT = _LimitedSandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
+ENVIRONMENT.filters["center"] = _bounded_width(ENVIRONMENT.filters["center"])
+ENVIRONMENT.filters["indent"] = _bounded_width(ENVIRONMENT.filters["indent"])
+ENVIRONMENT.filters["format"] = _bounded_format_filter(ENVIRONMENT.filters["format"])
 GLOBAL_NAMES = frozenset(ENVIRONMENT.globals)
 
 
@@ -73,7 +132,6 @@ class Expression:
     """A compiled value template or guard. `render(scope)` returns a Python value."""
 
     source: str
-    is_single_expression: bool
     names: frozenset[str]
     _render: Callable[[dict[str, Any]], Any]
 
@@ -82,7 +140,10 @@ class Expression:
             return self._render(scope)
         except ExpressionError:
             raise
-        except (TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        except (
+            TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError, MemoryError,
+            RecursionError,
+        ) as exc:
             raise ExpressionError(describe_template_error(exc, self.source)) from exc
 
 
@@ -109,9 +170,20 @@ def _evaluate(template: Any, scope: dict[str, Any]) -> Any:
     for _ in template.root_render_func(context):
         pass
     value = context.vars["result"]
-    if isinstance(value, Undefined):
-        str(value)  # StrictUndefined raises UndefinedError naming the variable
+    _reject_undefined(value)
     return value
+
+
+def _reject_undefined(value: Any) -> None:
+    """Raise UndefinedError (naming the variable) if `value` is, or holds, an undefined name."""
+    if isinstance(value, Undefined):
+        str(value)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _reject_undefined(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _reject_undefined(item)
 
 
 def _flatten_globals(template: Any) -> Any:
@@ -141,27 +213,20 @@ def _expression_template(expression: nodes.Expr) -> tuple[Any, frozenset[str]]:
     return _flatten_globals(ENVIRONMENT.from_string(body)), names
 
 
-def single_expression_source(text: str) -> str | None:
-    """The inner expression when `text` is exactly one `{{ expression }}`, else None."""
-    stripped = text.strip()
-    if not (stripped.startswith("{{") and stripped.endswith("}}")) or stripped != text:
+def _single_expression(ast: nodes.Template) -> nodes.Expr | None:
+    """The expression when a parsed template is exactly one `{{ expression }}` and nothing else."""
+    if len(ast.body) != 1 or not isinstance(ast.body[0], nodes.Output):
         return None
-    try:
-        tokens = list(ENVIRONMENT.lex(text))
-    except TemplateSyntaxError:
+    (only,) = ast.body[0].nodes if len(ast.body[0].nodes) == 1 else (None,)
+    if only is None or isinstance(only, nodes.TemplateData):
         return None
-    kinds = [kind for _, kind, _ in tokens if kind != "whitespace"]
-    if kinds.count("variable_begin") != 1 or kinds[0] != "variable_begin" or kinds[-1] != "variable_end":
-        return None
-    if "data" in kinds:
-        return None
-    return text[2:-2].strip().removeprefix("-").removesuffix("-")
+    return only
 
 
 def compile_guard(source: str) -> Expression:
     """Compile a guard such as `attempts < 3`. Raises TemplateSyntaxError."""
     template, names = _expression_template(_parse_expression(source))
-    return Expression(source, True, names, lambda scope: _evaluate(template, scope))
+    return Expression(source, names, lambda scope: _evaluate(template, scope))
 
 
 def compile_template(text: str) -> Expression:
@@ -169,16 +234,16 @@ def compile_template(text: str) -> Expression:
 
     Raises TemplateSyntaxError.
     """
-    inner = single_expression_source(text)
-    if inner is not None:
-        template, names = _expression_template(_parse_expression(inner))
-        return Expression(text, True, names, lambda scope: _evaluate(template, scope))
-    if "{{" not in text and "{%" not in text and "{#" not in text:
-        return Expression(text, False, frozenset(), lambda scope: text)
+    if not is_template(text):
+        return Expression(text, frozenset(), lambda scope: text)
     ast = ENVIRONMENT.parse(text)
+    single = _single_expression(ast)
+    if single is not None:
+        template, names = _expression_template(single)
+        return Expression(text, names, lambda scope: _evaluate(template, scope))
     names = frozenset(find_undeclared_variables(ast)) - GLOBAL_NAMES
     template = _flatten_globals(ENVIRONMENT.from_string(ast))
-    return Expression(text, False, names, lambda scope: _run_template(template, scope))
+    return Expression(text, names, lambda scope: _run_template(template, scope))
 
 
 def is_template(text: str) -> bool:
