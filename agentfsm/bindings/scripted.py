@@ -62,7 +62,10 @@ class ScriptedClient:
             if pattern is not None and found is None:
                 continue
             cursor.rule_uses[index] = cursor.rule_uses.get(index, 0) + 1
-            return _as_text(_expand(rule.reply, found))
+            try:
+                return _as_text(_expand(rule.reply, found))
+            except re.error as exc:  # validated at load time; kept for replies built in Python
+                raise StateError("llm.error", f"scripted binding '{self.name}': bad reply template: {exc}") from None
         if cursor.next_plain < len(self.plain):
             cursor.next_plain += 1
             return self.plain[cursor.next_plain - 1]
@@ -75,6 +78,17 @@ class ScriptedClient:
 
     def forget_run(self, run_id: str) -> None:
         self._cursors.pop(run_id, None)
+
+
+class ForgetScriptedRuns:
+    """A runtime hook dropping each scripted client's position in its script when a run ends."""
+
+    def __init__(self, clients: list[ScriptedClient]) -> None:
+        self.clients = clients
+
+    def on_run_end(self, context: Any, result: Any) -> None:
+        for client in self.clients:
+            client.forget_run(context.run_id)
 
 
 def _expand(reply: Any, found: re.Match[str] | None) -> Any:

@@ -99,7 +99,12 @@ class PythonFunctionTool:
                 value = await _in_daemon_thread(self.function, args)
         except StateError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the user's tool failed: a taxonomy error
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling() > 0:  # cancelled by a timeout or the caller
+                raise
+            raise StateError("tool.error", describe_exception(exc), detail={"tool": self.name}) from None
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's tool failed: a taxonomy error
             raise StateError("tool.error", describe_exception(exc), detail={"tool": self.name}) from None
         return to_jsonable_python(value, fallback=str)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import traceback
 from collections.abc import Iterator
@@ -90,7 +91,7 @@ def run_command(file: Path, input_pairs: list[str], inputs_file: Path | None, *,
         hooks.append(ProgressReporter(Console(stderr=True, highlight=False, soft_wrap=True), machine.name))
     result = asyncio.run(machine.run(context=context, hooks=hooks))
     if as_json:
-        typer.echo(json.dumps(result.to_json(), ensure_ascii=False, default=str))
+        typer.echo(json.dumps(json_safe(result.to_json()), ensure_ascii=False, default=str, allow_nan=False))
     elif result.succeeded:
         _print_output(result.output)
     if not result.succeeded and not as_json:
@@ -106,7 +107,18 @@ def _print_output(output: Any) -> None:
     if isinstance(output, str):
         typer.echo(output)
     else:
-        typer.echo(json.dumps(output, ensure_ascii=False, indent=2, default=str))
+        typer.echo(json.dumps(json_safe(output), ensure_ascii=False, indent=2, default=str, allow_nan=False))
+
+
+def json_safe(value: Any) -> Any:
+    """The value with non-finite floats (which JSON cannot hold) written as text: "nan", "inf", "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def validate_command(files: list[Path], *, as_json: bool) -> int:

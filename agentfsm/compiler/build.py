@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 from pathlib import Path
 from typing import Any
 
 from agentfsm.bindings.imports import BindingError, import_reference
 from agentfsm.bindings.llm import LLMClient
-from agentfsm.bindings.scripted import ScriptedClient
+from agentfsm.bindings.scripted import ForgetScriptedRuns, ScriptedClient
 from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.scope import compile_assignments, make_scope, template_failure
 from agentfsm.compiler.states import ChoiceState, FailState, FinalState, LlmState, SetState, ToolState
-from agentfsm.runtime.errors import StateError
+from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import CatchRule, Event, RetryRule, State, StateContext, StateType
 from agentfsm.spec.expressions import ExpressionError, compile_guard
@@ -37,13 +38,16 @@ def compile_machine(loaded: LoadedSpec) -> StateMachine:
     """A runnable machine. Raises BindingError when a binding cannot be set up (a module that does not import)."""
     spec = loaded.spec
     base_dir = loaded.base_dir
-    llms: dict[str, LLMClient] = {name: ScriptedClient(name, cfg, base_dir) for name, cfg in spec.llms.items()}
+    scripted = {name: ScriptedClient(name, cfg, base_dir) for name, cfg in spec.llms.items()}
+    llms: dict[str, LLMClient] = dict(scripted)
     tools: dict[str, ToolClient] = {name: make_tool(name, cfg, base_dir) for name, cfg in spec.tools.items()}
 
     machine = StateMachine(spec.name, description=spec.description, max_steps=spec.max_steps)
     machine.initial_data = copy.deepcopy(spec.context)
     machine.prepare_inputs = functools.partial(check_inputs, spec.inputs)
-    machine.source = loaded  # type: ignore[attr-defined]  # kept for diagrams and, later, the store
+    machine.source = loaded
+    if scripted:
+        machine.add_hooks(ForgetScriptedRuns(list(scripted.values())))
     for name, state_spec in spec.states.items():
         state = _build_state(name, state_spec, llms, tools, base_dir)
         machine.add_state(state, initial=name == spec.initial)
@@ -98,12 +102,16 @@ def _user_state(name: str, spec: PythonStateSpec, base_dir: Path, options: dict[
     cls = import_reference(spec.call, base_dir, where)
     if not (isinstance(cls, type) and issubclass(cls, State)):
         raise BindingError(f"{where}: '{spec.call}' is not a subclass of agentfsm.State")
+    if not inspect.iscoroutinefunction(cls.execute):
+        raise BindingError(f"{where}: {spec.call}.execute must be 'async def'")
     try:
         state = cls(name)
     except Exception as exc:  # noqa: BLE001 - the user's constructor failed
-        raise BindingError(f"{where}: {spec.call}({name!r}) raised {type(exc).__name__}: {exc}") from None
+        raise BindingError(f"{where}: {spec.call}({name!r}) raised {describe_exception(exc)}") from None
+    written = spec.model_fields_set  # settings the YAML leaves out stay as the class made them
     for key, value in options.items():
-        setattr(state, key, tuple(value) if isinstance(value, list) else value)
+        if key in written:
+            setattr(state, key, tuple(value) if isinstance(value, list) else value)
     return state
 
 

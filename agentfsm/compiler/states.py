@@ -130,11 +130,13 @@ class FailState(State):
 
 
 def _finish(context: StateContext, result: Any, save: str | None, emit: Renderer | None) -> Event:
+    """Name the event first, then save: a failing `emit` leaves the context as it was."""
+    event_name = "done"
+    if emit is not None:
+        try:
+            event_name = emit(make_scope(context, result=result))
+        except ExpressionError as exc:
+            raise template_failure(exc, "emit") from None
     if save is not None:
         context.data[save] = result
-    if emit is None:
-        return Event("done", result=result)
-    try:
-        return Event(emit(make_scope(context, result=result)), result=result)
-    except ExpressionError as exc:
-        raise template_failure(exc, "emit") from None
+    return Event(event_name, result=result)

@@ -66,27 +66,57 @@ def as_state_error(exc: BaseException, state: str) -> StateError:
     return StateError("state.error", describe_exception(exc), state=state)
 
 
+def _cancelled_from_outside() -> bool:
+    """True when the running task is being cancelled (by the caller), not by user code raising CancelledError."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _attempt(state: State, context: StateContext) -> str | Event | None:
+    """One attempt at a state's work (execute, then its exit action), under its timeout."""
+    try:
+        if state.timeout is None:
+            outcome = await state.execute(context)
+        else:
+            outcome = await _execute_before_deadline(state, context, state.timeout)
+        if state.exit_action is not None:
+            state.exit_action(context)
+        return outcome
+    except asyncio.CancelledError as exc:
+        if _cancelled_from_outside():
+            raise
+        raise as_state_error(exc, state.name) from None
+    except SystemExit as exc:  # user code must not end the process
+        raise as_state_error(exc, state.name) from None
+
+
+async def _execute_before_deadline(state: State, context: StateContext, seconds: float) -> str | Event | None:
+    try:
+        async with asyncio.timeout(seconds):
+            try:
+                return await state.execute(context)
+            except TimeoutError as exc:  # the state's own TimeoutError, not our deadline
+                raise as_state_error(exc, state.name) from None
+    except TimeoutError:
+        raise StateError("timeout", f"took longer than {seconds:g}s", state=state.name) from None
+
+
 async def execute_with_policy(state: State, context: StateContext) -> tuple[str | Event | None, int]:
-    """Run the state's work under its timeout and retry rules; returns (outcome, retries used)."""
+    """Run the state's work under its timeout, retry and catch rules; returns (outcome, retries used).
+
+    A failed attempt leaves no trace: the context is restored to what it was before it,
+    so a retry starts afresh and a catch target sees the data the state started from.
+    """
     attempts = [0] * len(state.retry)
     retries = 0
     while True:
+        before = dict(context.data)
         try:
-            if state.timeout is None:
-                return await state.execute(context), retries
-            async with asyncio.timeout(state.timeout) as deadline:
-                try:
-                    return await state.execute(context), retries
-                finally:
-                    expired = deadline.expired()
-        except TimeoutError as exc:
-            error = (
-                StateError("timeout", f"took longer than {state.timeout:g}s", state=state.name)
-                if state.timeout is not None and expired
-                else as_state_error(exc, state.name)
-            )
+            return await _attempt(state, context), retries
         except Exception as exc:  # noqa: BLE001 - every failure of user work becomes a taxonomy error
             error = as_state_error(exc, state.name)
+        context.data.clear()
+        context.data.update(before)
         index = find_retry_rule(state.retry, error)
         if index is None or attempts[index] >= state.retry[index].max_attempts:
             error.detail = _with_retries(error.detail, retries)
@@ -101,11 +131,9 @@ async def execute_with_policy(state: State, context: StateContext) -> tuple[str 
 def _with_retries(detail: Any, retries: int) -> Any:
     if retries == 0:
         return detail
-    if detail is None:
-        return {"retries": retries}
     if isinstance(detail, dict):
         return {**detail, "retries": retries}
-    return detail
+    return {"retries": retries} if detail is None else {"detail": detail, "retries": retries}
 
 
 async def run_callbacks(callbacks: Iterable[Any], *args: Any) -> None:
@@ -137,6 +165,54 @@ def _fold_usage(usage: dict[str, dict[str, int]], calls: list[dict[str, Any]]) -
         totals["completion_tokens"] += call.get("completion_tokens", 0) or 0
 
 
+class _Plan:
+    """What a run needs to know about its machine, computed once so the loop only looks things up."""
+
+    __slots__ = ("states", "rules", "targets", "terminal", "policied", "entry", "exit", "on_transition")
+
+    def __init__(self, machine: StateMachine) -> None:
+        self.states = machine.states
+        self.rules = machine.rules_by_state()
+        self.targets = {source: frozenset(rule.target for rule in rules) for source, rules in self.rules.items()}
+        self.terminal = frozenset(name for name, state in self.states.items() if state.is_terminal)
+        self.policied = frozenset(
+            name for name, state in self.states.items() if state.timeout is not None or state.retry or state.catch
+        )
+        self.entry, self.exit, self.on_transition = machine.callbacks()
+
+    def route(self, name: str, context: StateContext, outcome: str | Event | None) -> tuple[Event, str]:
+        """The event a successful step produced and the state it leads to; raises StateError when none."""
+        if isinstance(outcome, str):
+            if outcome not in self.states:
+                raise StateError("transition.invalid", f"returned '{outcome}', which is not a state of this machine")
+            if name in self.targets and outcome not in self.targets[name]:
+                raise StateError("transition.invalid", f"has no transition to '{outcome}'")
+            return Event("done"), outcome
+        event = outcome if isinstance(outcome, Event) else Event("done", result=outcome)
+        try:
+            rule = select_transition(self.rules.get(name, ()), context, event)
+            if rule is not None and rule.action is not None:
+                rule.action(context, event)
+        except Exception as exc:  # noqa: BLE001 - a guard or a rule's `set` failed
+            raise as_state_error(exc, name) from None
+        if rule is None:
+            raise StateError("transition.none", f"no transition matches event '{event.name}'")
+        return event, rule.target
+
+
+def _terminal_output(outcome: str | Event | None) -> Any:
+    """A final state's output: an Event's result, or whatever else `execute` returned."""
+    return outcome.result if isinstance(outcome, Event) else outcome
+
+
+def _fail_state_error(name: str, outcome: str | Event | None) -> StateError:
+    """The error a run ends with when it reaches an ERROR state that did not raise one itself."""
+    message = _terminal_output(outcome)
+    if not (isinstance(message, str) and message):
+        message = f"reached error state '{name}'"
+    return StateError("fail", message, state=name)
+
+
 async def run_machine(
     machine: StateMachine,
     context: StateContext,
@@ -146,153 +222,112 @@ async def run_machine(
 ) -> RunResult:
     """Drive `machine` from its initial state (or `context.state`) until a final or fail state, or an error."""
     machine.check()
+    plan = _Plan(machine)
     hookset = HookSet([*machine.hooks, *hooks])
     context.run_id = run_id or context.run_id or new_run_id()
-    states = machine.states
-    rules_by_state = machine.rules_by_state()
-    targets_by_state = {source: frozenset(rule.target for rule in rules) for source, rules in rules_by_state.items()}
-    entry_callbacks, exit_callbacks, transition_callbacks = machine.callbacks()
     max_steps = machine.max_steps
     visits: dict[str, int] = {}
     usage: dict[str, dict[str, int]] = {}
-    history = context.history
     name = context.state or machine.initial
     assert name is not None  # machine.check() guarantees an initial state
     output: Any = None
     failure: StateError | None = None
-    status: RunStatus = "failed"
 
     if hookset.on_run_start:
         await hookset.call(hookset.on_run_start, context)
 
-    while True:
-        state = states[name]
-        step = context.step + 1
-        if step > max_steps:
-            failure = StateError(
-                "limit.max_steps", f"the run took more than max_steps ({max_steps}) steps", state=name
-            )
+    while failure is None:
+        state = plan.states[name]
+        visit = visits.get(name, 0) + 1
+        if context.step >= max_steps:
+            failure = StateError("limit.max_steps", f"the run took more than max_steps ({max_steps}) steps", state=name)
+        elif state.max_visits is not None and visit > state.max_visits:
+            failure = StateError("limit.max_visits", f"entered more than max_visits ({state.max_visits}) times",
+                                 state=name)
+        if failure is not None:
+            if hookset.on_error:
+                await hookset.call(hookset.on_error, context, failure)
             break
-        context.step = step
+        visits[name] = visit
+        context.step += 1
         context.state = name
         machine.current_state = name
-        visit = visits.get(name, 0) + 1
-        visits[name] = visit
-        if state.max_visits is not None and visit > state.max_visits:
-            failure = StateError(
-                "limit.max_visits", f"entered more than max_visits ({state.max_visits}) times", state=name
-            )
-            break
-        if hookset.before_step:
-            await hookset.call(hookset.before_step, context, name)
-        if name in entry_callbacks:
-            await run_callbacks(entry_callbacks[name], name, context)
         if context.calls:
             context.calls = []
+        if hookset.before_step:
+            await hookset.call(hookset.before_step, context, name)
+        if name in plan.entry:
+            await run_callbacks(plan.entry[name], name, context)
 
         started_at = time.time()
         started = time.perf_counter()
         retries = 0
         error: StateError | None = None
+        outcome: str | Event | None = None
         try:
             if state.enter_action is not None:
                 state.enter_action(context)
-            if state.timeout is None and not state.retry:
-                outcome = await state.execute(context)
-            else:
+            if name in plan.policied:
                 outcome, retries = await execute_with_policy(state, context)
-            if state.exit_action is not None:
-                state.exit_action(context)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - routed by catch or ends the run below
+            else:
+                outcome = await _attempt(state, context)
+        except Exception as exc:  # noqa: BLE001 - routed by catch below, or it ends the run
             error = as_state_error(exc, name)
-            outcome = None
 
         event: Event
         target: str | None = None
-        taken: Transition | None = None
         if error is not None:
-            rule = None if (error.type in UNCATCHABLE or state.is_terminal) else find_catch_rule(state.catch, error)
             event = Event(error.type, error.as_dict())
+            rule = None if (error.type in UNCATCHABLE or name in plan.terminal) else find_catch_rule(state.catch, error)
             if rule is None:
                 failure = error
             else:
                 if rule.save_as:
                     context.data[rule.save_as] = error.as_dict()
                 target = rule.target
-        elif isinstance(outcome, Event):
-            event = outcome
-        elif isinstance(outcome, str):
-            event = Event("done")
-            target = outcome
-        else:
-            event = Event("done", result=outcome) if outcome is not None else Event("done")
-
-        if failure is None and state.state_type is StateType.FINAL:
+        elif state.state_type is StateType.FINAL:
+            event = outcome if isinstance(outcome, Event) else Event("done", result=_terminal_output(outcome))
             output = event.result
-            status = "succeeded"
-        elif failure is None and state.state_type is StateType.ERROR:
-            failure = _fail_state_error(name, event)
-        elif failure is None and target is None:
+        elif state.state_type is StateType.ERROR:
+            event = Event("fail")
+            failure = _fail_state_error(name, outcome)
+        else:
             try:
-                taken = select_transition(rules_by_state.get(name, ()), context, event)
-                if taken is None:
-                    failure = StateError(
-                        "transition.none", f"no transition matches event '{event.name}'", state=name
-                    )
-                else:
-                    target = taken.target
-                    if taken.action is not None:
-                        taken.action(context, event)
-            except Exception as exc:  # noqa: BLE001 - a guard or transition `set` failed
-                failure = as_state_error(exc, name)
-        elif failure is None and error is None and target not in states:
-            failure = StateError(
-                "transition.invalid", f"returned '{target}', which is not a state of this machine", state=name
-            )
-        elif failure is None and error is None and name in targets_by_state and target not in targets_by_state[name]:
-            failure = StateError("transition.invalid", f"has no transition to '{target}'", state=name)
+                event, target = plan.route(name, context, outcome)
+            except StateError as exc:
+                event = outcome if isinstance(outcome, Event) else Event("done")
+                exc.state = name
+                failure = exc
 
         duration = time.perf_counter() - started
-        if failure is None and target is not None:
-            record = StateTransition(
-                name, target, event.name, started_at, {"step": step, "duration": duration}, error is None,
-                None if error is None else error.as_dict(),
-            )
-        else:
-            record = StateTransition(
-                name, None, event.name, started_at, {"step": step, "duration": duration}, failure is None,
-                None if failure is None else failure.as_dict(),
-            )
-        history.append(record)
+        reported = error if error is not None else failure
+        record = StateTransition(
+            name, target, event.name, started_at, {"step": context.step, "duration": duration},
+            failure is None and error is None, None if reported is None else reported.as_dict(),
+        )
+        context.history.append(record)
 
         if context.calls:
             _fold_usage(usage, context.calls)
-        if name in exit_callbacks:
-            await run_callbacks(exit_callbacks[name], name, context)
-        if transition_callbacks and target is not None and failure is None:
-            await run_callbacks(transition_callbacks, record, context)
-        reported = error if error is not None else failure  # routing errors (transition.*, a guard) too
+        if name in plan.exit:
+            await run_callbacks(plan.exit[name], name, context)
+        if plan.on_transition and target is not None:
+            await run_callbacks(plan.on_transition, record, context)
         if reported is not None and hookset.on_error:
             await hookset.call(hookset.on_error, context, reported)
         if hookset.after_step:
             step_record = StepRecord(
-                context.run_id, step, name, event.name, record.to_state, started_at, duration, retries,
+                context.run_id, context.step, name, event.name, target, started_at, duration, retries,
                 record.error, event.result, list(context.calls),
             )
             await hookset.call(hookset.after_step, context, step_record)
 
-        if failure is not None or state.is_terminal:
+        if target is None:
             break
-        assert target is not None
         context.event = event
         name = target
 
-    if failure is not None:
-        if failure.type.startswith("limit.") and hookset.on_error:
-            await hookset.call(hookset.on_error, context, failure)
-        status = "failed"
+    status: RunStatus = "succeeded" if failure is None else "failed"
     error_dict = None if failure is None else failure.as_dict()
     context.metadata["status"] = status
     context.metadata["error"] = error_dict
@@ -301,9 +336,3 @@ async def run_machine(
     if hookset.on_run_end:
         await hookset.call(hookset.on_run_end, context, result)
     return result
-
-
-def _fail_state_error(name: str, event: Event) -> StateError:
-    """The error a run ends with when it reaches an ERROR state that did not raise one itself."""
-    message = event.result if isinstance(event.result, str) and event.result else f"reached error state '{name}'"
-    return StateError("fail", message, state=name)

@@ -37,6 +37,8 @@ class StateMachine:
         """Context data every run starts from (a YAML machine's `context:`); copied per run."""
         self.prepare_inputs: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
         """Checks run inputs and fills defaults (set by the YAML compiler); None accepts any inputs."""
+        self.source: Any = None
+        """What the machine was compiled from (a `LoadedSpec` for a YAML file), for diagrams and the store."""
         self._rules: dict[str, list[Transition]] = {}
         self._entry: dict[str, list[Callback]] = {}
         self._exit: dict[str, list[Callback]] = {}
@@ -160,8 +162,7 @@ class StateMachine:
         if context is None:
             context = self.new_context(inputs)
         elif inputs:
-            context.update(inputs)
-        self.context = context
+            context.update(self.prepare_inputs(inputs) if self.prepare_inputs is not None else inputs)
         return await run_machine(self, context, hooks=hooks, run_id=run_id)
 
     async def start(self, context: StateContext | Mapping[str, Any] | None = None) -> StateContext:

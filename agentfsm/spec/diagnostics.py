@@ -72,6 +72,9 @@ def _union_member(annotation: Any, tag: object) -> Any | None:
     return None
 
 
+_VALIDATOR_TAGS = ("function-after[", "function-before[", "function-wrap[", "function-plain[")
+
+
 def locate(loc: Sequence[int | str]) -> _Place:
     annotation: Any = MachineSpec
     owner: type[BaseModel] | None = None
@@ -81,6 +84,8 @@ def locate(loc: Sequence[int | str]) -> _Place:
         if part == "[key]":
             is_key = True
             continue
+        if isinstance(part, str) and part.startswith(_VALIDATOR_TAGS):
+            continue  # a model or field validator wraps the value; the path goes on inside it
         annotation = _unwrap(annotation)
         if _is_union(annotation):
             member = _union_member(annotation, part)
@@ -152,6 +157,8 @@ def describe_value(value: Any) -> str:
 def _owner_label(place: _Place) -> str:
     """`state 'think' (llm)`-style words naming what the bad field belongs to."""
     path = place.path
+    if len(path) > 3:  # inside a rule or binding of a state: name that place
+        return dotted_path(path[:-1])
     if len(path) >= 2 and path[0] == "states":
         kind = next((k for k, m in STATE_KINDS.items() if m is place.owner), None)
         return f"state '{path[1]}'" + (f" ({kind})" if kind else "")
@@ -272,6 +279,9 @@ def validation_problems(exc: ValidationError, data: Any, source_map: SourceMap, 
             problems.append(mapper.at(place.path, "invalid-value",
                                       f"{dotted}: expected {words}, got {describe_value(error.get('input'))}"))
             continue
+        if 0 < len(type_words) < len(entries):
+            # one member of a union matched the type and then failed for a real reason: report that only
+            entries = [(e, p) for e, p in entries if e["type"] not in _TYPE_WORDS]
         seen: set[str] = set()
         for error, place in entries:
             converted = mapper.convert(error, place)

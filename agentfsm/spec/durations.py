@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -14,6 +15,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 5m or 24h")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number of seconds")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
@@ -25,7 +28,9 @@ def parse_duration(value: Any) -> float:
     raise ValueError("expected a duration such as 30s, 5m or 24h")
 
 
-def format_duration(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    return f"{seconds:g}s"
+def parse_positive_duration(value: Any) -> float:
+    """A duration that must be more than zero (a timeout of 0 would always fire)."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return seconds

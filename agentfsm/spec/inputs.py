@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,7 @@ from agentfsm.spec.models import InputSpec
 _TYPE_CHECKS = {
     "string": lambda v: isinstance(v, str),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
     "boolean": lambda v: isinstance(v, bool),
     "array": lambda v: isinstance(v, list),
     "object": lambda v: isinstance(v, dict),
@@ -62,6 +63,13 @@ def parse_cli_input(pair: str, declared: Mapping[str, InputSpec]) -> tuple[str, 
     if spec is not None and spec.type == "string":
         return key, raw
     try:
-        return key, json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
     except ValueError:
         return key, raw
+    if isinstance(value, float) and not math.isfinite(value):  # 1e999
+        return key, raw
+    return key, value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

@@ -20,9 +20,10 @@ from pydantic import (
     Tag,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
-from agentfsm.spec.durations import parse_duration
+from agentfsm.spec.durations import parse_duration, parse_positive_duration
 
 LANGUAGE_VERSION = 1
 
@@ -57,14 +58,32 @@ Duration = Annotated[
 ]
 
 
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(parse_positive_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
+            ],
+            "description": "Seconds (more than 0) as a number, or a string such as 500ms, 30s, 5m, 24h.",
+        }
+    ),
+]
+
+
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str | dict) else value
 
 
 EventNames = Annotated[
-    list[str],
+    list[Annotated[str, StringConstraints(min_length=1)]],
     BeforeValidator(_as_list),
-    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}),
+    Field(min_length=1),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+    ),
 ]
 
 
@@ -114,6 +133,28 @@ class ScriptedReply(LanguageModel):
             except re.error as exc:
                 raise ValueError(f"invalid regular expression: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _reply_expands(self) -> ScriptedReply:
+        """With `match`, every text in the reply is a re template: `\\1` must name a group, `\\d` is an error."""
+        if self.match is not None:
+            pattern = re.compile(self.match)
+            for text in _texts(self.reply):
+                try:
+                    pattern.sub(text, "")
+                except re.error as exc:
+                    raise ValueError(f"reply: {exc} (write \\\\ for a backslash)") from None
+        return self
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _texts(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    return []
 
 
 class ScriptedLLM(LanguageModel):
@@ -235,7 +276,9 @@ class ActiveStateSpec(StateSpec):
 
     next: StateName | None = Field(None, description="The unconditional next state.")
     transitions: list[TransitionRule] = Field(default_factory=list, description="Ordered rules; first match wins.")
-    timeout: Duration | None = Field(None, description="Cancel the state's work after this long (error `timeout`).")
+    timeout: PositiveDuration | None = Field(
+        None, description="Cancel the state's work after this long (error `timeout`)."
+    )
     retry: RetryList = Field(
         default_factory=list, description="Retry rules, tried in order.", json_schema_extra=_one_or_many
     )
@@ -335,12 +378,19 @@ TERMINAL_KINDS = frozenset({"final", "fail"})
 # -- the machine -----------------------------------------------------------------------------
 
 
+def _exact_int(value: Any) -> Any:
+    """`agentfsm: 1` only: `true` and `1.0` would otherwise pass as 1."""
+    return value if type(value) is int else str(value)
+
+
 class MachineSpec(LanguageModel):
     """A machine file."""
 
     model_config = ConfigDict(title="agentfsm machine")
 
-    agentfsm: Literal[1] = Field(description="Language version; this release reads 1.")
+    agentfsm: Annotated[Literal[1], BeforeValidator(_exact_int)] = Field(
+        description="Language version; this release reads 1."
+    )
     name: Annotated[str, StringConstraints(min_length=1)] = Field(description="The machine's name.")
     description: str | None = Field(None, description="What the machine does.")
     inputs: dict[Identifier, InputSpec] = Field(default_factory=dict, description="Inputs, checked before a run.")
