@@ -71,16 +71,16 @@ def _print_warnings(warnings: tuple[Problem, ...] | list[Problem]) -> None:
 def run_command(file: Path, input_pairs: list[str], inputs_file: Path | None, *, as_json: bool, quiet: bool) -> int:
     import asyncio
 
-    from agentfsm.compiler.build import compile_machine
+    from agentfsm.api import load_machine
 
-    loaded = load_spec(file)
+    machine = load_machine(file)
+    loaded = machine.source
     if not quiet:
         _print_warnings(loaded.warnings)
     given: dict[str, Any] = read_inputs_file(inputs_file) if inputs_file else {}
     for pair in input_pairs:
         key, value = parse_cli_input(pair, loaded.spec.inputs)
         given[key] = value
-    machine = compile_machine(loaded)
     context = machine.new_context(given)
     hooks: list[object] = []
     if not quiet:

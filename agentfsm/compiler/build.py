@@ -12,12 +12,12 @@ from agentfsm.bindings.imports import BindingError, import_reference
 from agentfsm.bindings.llm import LLMClient
 from agentfsm.bindings.scripted import ForgetScriptedRuns, ScriptedClient
 from agentfsm.bindings.tools import ToolClient, make_tool
-from agentfsm.compiler.scope import compile_assignments, make_scope, template_failure
+from agentfsm.compiler.scope import compile_assignments, make_scope, rendered
 from agentfsm.compiler.states import ChoiceState, FailState, FinalState, LlmState, SetState, ToolState
-from agentfsm.runtime.errors import StateError, describe_exception
+from agentfsm.runtime.errors import describe_exception
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import CatchRule, Event, RetryRule, State, StateContext, StateType
-from agentfsm.spec.expressions import ExpressionError, compile_guard
+from agentfsm.spec.expressions import compile_guard
 from agentfsm.spec.inputs import check_inputs
 from agentfsm.spec.loader import LoadedSpec
 from agentfsm.spec.models import (
@@ -121,11 +121,8 @@ def _actions(actions: list[Any], where: str) -> Any:
     assigners = [compile_assignments(action.set) for action in actions]
 
     def run_actions(context: StateContext) -> None:
-        try:
-            for assign in assigners:
-                context.data.update(assign(make_scope(context)))
-        except ExpressionError as exc:
-            raise template_failure(exc, where) from None
+        for assign in assigners:
+            context.data.update(rendered(assign, make_scope(context), where))
 
     return run_actions
 
@@ -142,25 +139,15 @@ def _add_rules(machine: StateMachine, name: str, spec: StateSpec) -> None:
             tuple(rule.event) if rule.event else None,
             guard=_guard(rule.when, where) if rule.when is not None else None,
             action=_rule_action(rule.set, where) if rule.set else None,
-            label=rule_label(rule),
+            label=rule.label,
         )
-
-
-def rule_label(rule: TransitionRule) -> str:
-    """How a rule is shown on a diagram arrow: `approved`, `[attempts < 3]`, `done [x > 1]`."""
-    events = " | ".join(rule.event) if rule.event else ""
-    guard = f"[{rule.when}]" if rule.when is not None else ""
-    return " ".join(part for part in (events, guard) if part)
 
 
 def _guard(source: str, where: str) -> Any:
     expression = compile_guard(source)
 
     def guard(context: StateContext, event: Event) -> bool:
-        try:
-            return bool(expression.render(make_scope(context, event, event.result)))
-        except ExpressionError as exc:
-            raise template_failure(exc, f"{where}.when") from None
+        return bool(rendered(expression.render, make_scope(context, event, event.result), f"{where}.when"))
 
     return guard
 
@@ -169,12 +156,7 @@ def _rule_action(values: dict[str, Any], where: str) -> Any:
     assign = compile_assignments(values)
 
     def action(context: StateContext, event: Event) -> None:
-        try:
-            context.data.update(assign(make_scope(context, event, event.result)))
-        except ExpressionError as exc:
-            raise template_failure(exc, f"{where}.set") from None
+        context.data.update(rendered(assign, make_scope(context, event, event.result), f"{where}.set"))
 
     return action
 
-
-__all__ = ["BindingError", "StateError", "compile_machine", "rule_label"]

@@ -60,3 +60,11 @@ def compile_assignments(values: dict[str, Any]) -> Callable[[dict[str, Any]], di
 def template_failure(exc: ExpressionError, where: str | None = None) -> StateError:
     message = f"{where}: {exc}" if where else str(exc)
     return StateError("template.error", message)
+
+
+def rendered(render: Renderer, scope: dict[str, Any], where: str) -> Any:
+    """Render, turning a template failure into the `template.error` a state raises, naming the field."""
+    try:
+        return render(scope)
+    except ExpressionError as exc:
+        raise template_failure(exc, where) from None

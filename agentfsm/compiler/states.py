@@ -8,10 +8,9 @@ from typing import Any
 
 from agentfsm.bindings.llm import LLMClient, LLMRequest, ParseMode, parse_reply
 from agentfsm.bindings.tools import ToolClient
-from agentfsm.compiler.scope import Renderer, compile_assignments, compile_text, compile_value, make_scope, template_failure
+from agentfsm.compiler.scope import Renderer, compile_assignments, compile_text, compile_value, make_scope, rendered
 from agentfsm.runtime.errors import StateError
 from agentfsm.runtime.model import Event, State, StateContext, StateType
-from agentfsm.spec.expressions import ExpressionError
 
 Assignments = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -24,10 +23,7 @@ class SetState(State):
         self.assign = compile_assignments(values)
 
     async def execute(self, context: StateContext) -> None:
-        try:
-            context.data.update(self.assign(make_scope(context)))
-        except ExpressionError as exc:
-            raise template_failure(exc) from None
+        context.data.update(rendered(self.assign, make_scope(context), "set"))
 
 
 class ChoiceState(State):
@@ -53,12 +49,9 @@ class LlmState(State):
         self.emit = compile_text(emit) if emit is not None else None
 
     async def execute(self, context: StateContext) -> Event:
-        try:
-            scope = make_scope(context)
-            prompt = self.prompt(scope)
-            system = self.system(scope) if self.system is not None else None
-        except ExpressionError as exc:
-            raise template_failure(exc) from None
+        scope = make_scope(context)
+        prompt = rendered(self.prompt, scope, "prompt")
+        system = rendered(self.system, scope, "system") if self.system is not None else None
         request = LLMRequest(self.client.name, self.name, prompt, system, context.run_id)
         started = time.perf_counter()
         reply = await self.client.complete(request)
@@ -85,10 +78,7 @@ class ToolState(State):
         self.emit = compile_text(emit) if emit is not None else None
 
     async def execute(self, context: StateContext) -> Event:
-        try:
-            args = self.args(make_scope(context))
-        except ExpressionError as exc:
-            raise template_failure(exc) from None
+        args = rendered(self.args, make_scope(context), "args")
         started = time.perf_counter()
         try:
             result = await self.client.call(args)
@@ -108,10 +98,7 @@ class FinalState(State):
         self.output = compile_value(output)
 
     async def execute(self, context: StateContext) -> Event:
-        try:
-            return Event("done", result=self.output(make_scope(context)))
-        except ExpressionError as exc:
-            raise template_failure(exc) from None
+        return Event("done", result=rendered(self.output, make_scope(context), "output"))
 
 
 class FailState(State):
@@ -122,21 +109,12 @@ class FailState(State):
         self.error = compile_text(error)
 
     async def execute(self, context: StateContext) -> None:
-        try:
-            message = self.error(make_scope(context))
-        except ExpressionError as exc:
-            raise template_failure(exc) from None
-        raise StateError("fail", message)
+        raise StateError("fail", rendered(self.error, make_scope(context), "error"))
 
 
 def _finish(context: StateContext, result: Any, save: str | None, emit: Renderer | None) -> Event:
     """Name the event first, then save: a failing `emit` leaves the context as it was."""
-    event_name = "done"
-    if emit is not None:
-        try:
-            event_name = emit(make_scope(context, result=result))
-        except ExpressionError as exc:
-            raise template_failure(exc, "emit") from None
+    event_name = "done" if emit is None else rendered(emit, make_scope(context, result=result), "emit")
     if save is not None:
         context.data[save] = result
     return Event(event_name, result=result)

@@ -13,12 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agentfsm.spec.models import (
-    ActiveStateSpec,
-    ChoiceStateSpec,
-    MachineSpec,
-    StateSpec,
-)
+from agentfsm.spec.models import MachineSpec
 
 if TYPE_CHECKING:
     from agentfsm.runtime.machine import StateMachine
@@ -45,25 +40,11 @@ class DiagramGraph:
 def graph_from_spec(spec: MachineSpec) -> DiagramGraph:
     graph = DiagramGraph(spec.initial)
     for name, state in spec.states.items():
-        kind = getattr(state, "type", "state")
-        graph.kinds[name] = kind
-        if kind in ("final", "fail"):
+        graph.kinds[name] = getattr(state, "type", "state")
+        if state.is_terminal:
             graph.terminals.append(name)
-        graph.edges.extend(_spec_edges(name, state))
+        graph.edges.extend(DiagramEdge(name, e.target, e.label, e.is_error) for e in state.edges())
     return graph
-
-
-def _spec_edges(name: str, state: StateSpec) -> Iterable[DiagramEdge]:
-    from agentfsm.compiler.build import rule_label
-
-    if isinstance(state, ActiveStateSpec) and state.next is not None:
-        yield DiagramEdge(name, state.next, "done")
-    if isinstance(state, ActiveStateSpec | ChoiceStateSpec):
-        for rule in state.transitions:
-            yield DiagramEdge(name, rule.to, rule_label(rule) or "otherwise")
-    if isinstance(state, ActiveStateSpec):
-        for catch in state.catch:
-            yield DiagramEdge(name, catch.to, "error: " + ", ".join(catch.errors), is_error=True)
 
 
 def graph_from_machine(machine: StateMachine) -> DiagramGraph:

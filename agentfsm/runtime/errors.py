@@ -6,7 +6,8 @@ from typing import Any
 
 ERROR_TYPES: dict[str, str] = {
     "timeout": "The state ran longer than its `timeout`; its work was cancelled.",
-    "template.error": "A template or guard failed: an undefined variable, a sandbox violation, a type error.",
+    "template.error": "A template failed: an undefined variable, a sandbox violation, a type error. "
+    "Catchable in a state's own work; in a guard or a rule's `set:` it ends the run, like a missing transition.",
     "llm.error": "The LLM binding failed (for `scripted`: no reply left for this call).",
     "llm.parse": "The reply could not be parsed as the state's `parse:` asks (for example not JSON).",
     "tool.error": "The tool raised an error or returned a failure.",
@@ -17,7 +18,7 @@ ERROR_TYPES: dict[str, str] = {
     "limit.max_steps": "The run took more steps than `max_steps`.",
     "limit.max_visits": "A state was entered more times than its `max_visits`.",
 }
-"""Every error type the runtime raises, with what it means; `docs/errors.md` is generated from this."""
+"""Every error type the runtime raises, with what it means; the table in `docs/reference.md` is generated from this."""
 
 UNCATCHABLE = frozenset({"fail", "transition.none", "transition.invalid", "limit.max_steps", "limit.max_visits"})
 """Errors that end the run: they come from the machine's own structure, not from a state's work."""

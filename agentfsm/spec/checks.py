@@ -84,37 +84,8 @@ def provided_names(spec: MachineSpec) -> set[str]:
     """Every name a template may read: inputs, context keys, saves, set keys, catch `as`, and the reserved ones."""
     names = set(spec.inputs) | set(spec.context) | set(RESERVED_NAMES)
     for state in spec.states.values():
-        names.update(_assigned_names(state))
+        names.update(name for name, _ in _assignment_sites(state))
     return names
-
-
-def _assigned_names(state: StateSpec) -> Iterator[str]:
-    for action in (*state.on_enter, *state.on_exit):
-        yield from action.set
-    if isinstance(state, SetStateSpec):
-        yield from state.set
-    if isinstance(state, LlmStateSpec | ToolStateSpec) and state.save:
-        yield state.save
-    if isinstance(state, ActiveStateSpec | ChoiceStateSpec):
-        for rule in state.transitions:
-            if rule.set:
-                yield from rule.set
-    if isinstance(state, ActiveStateSpec):
-        for catch in state.catch:
-            if catch.as_:
-                yield catch.as_
-
-
-def successors(state: StateSpec) -> list[tuple[str, NodePath]]:
-    """(target, path of the reference inside the state) for every way out of a state."""
-    out: list[tuple[str, NodePath]] = []
-    if isinstance(state, ActiveStateSpec) and state.next is not None:
-        out.append((state.next, ("next",)))
-    if isinstance(state, ActiveStateSpec | ChoiceStateSpec):
-        out.extend((rule.to, ("transitions", index, "to")) for index, rule in enumerate(state.transitions))
-    if isinstance(state, ActiveStateSpec):
-        out.extend((catch.to, ("catch", index, "to")) for index, catch in enumerate(state.catch))
-    return out
 
 
 class _Checker:
@@ -129,7 +100,7 @@ class _Checker:
         self.problems: list[Problem] = []
 
     def report(self, path: NodePath, code: str, message: str, *, key: bool = False, line_offset: int = 0) -> None:
-        mark = (self.source_map.key(path) if key else self.source_map.value(path)) or self.source_map.nearest(path)
+        mark = self.source_map.mark(path, key=key)
         self.problems.append(problem(self.filename, mark.line + line_offset, mark.column, code, message))
 
     def run(self) -> list[Problem]:
@@ -164,11 +135,11 @@ class _Checker:
 
     def check_state(self, name: str, state: StateSpec) -> None:
         where = ("states", name)
-        for target, path in successors(state):
-            if target not in self.state_names:
-                hint = did_you_mean(target, self.state_names)
-                self.report((*where, *path), "unknown-target",
-                            f"{dotted_path(('states', name, *path))}: no state named '{target}'{hint}")
+        for edge in state.edges():
+            if edge.target not in self.state_names:
+                hint = did_you_mean(edge.target, self.state_names)
+                self.report((*where, *edge.path), "unknown-target",
+                            f"{dotted_path((*where, *edge.path))}: no state named '{edge.target}'{hint}")
         if isinstance(state, ActiveStateSpec):
             if state.next is not None and state.transitions:
                 self.report((*where, "next"), "next-and-transitions",
@@ -219,7 +190,7 @@ class _Checker:
         for source, targets in edges.items():
             for target in targets:
                 reverse[target].add(source)
-        ends = [name for name, state in states.items() if _is_terminal(state)]
+        ends = [name for name, state in states.items() if state.is_terminal]
         can_end = _closure(ends, reverse)
         for name in states:
             if name in reachable and name not in can_end:
@@ -230,7 +201,7 @@ class _Checker:
     def _targets(self, state: StateSpec) -> set[str]:
         if isinstance(state, PythonStateSpec):
             return set(self.spec.states)  # a Python state may return any state's name
-        return {target for target, _ in successors(state) if target in self.spec.states}
+        return {edge.target for edge in state.edges() if edge.target in self.spec.states}
 
     def check_templates(self) -> None:
         known = provided_names(self.spec)
@@ -272,10 +243,6 @@ def _assignment_sites(state: StateSpec) -> Iterator[tuple[str, NodePath]]:
         for index, catch in enumerate(state.catch):
             if catch.as_:
                 yield catch.as_, ("catch", index, "as")
-
-
-def _is_terminal(state: StateSpec) -> bool:
-    return getattr(state, "type", None) in ("final", "fail")
 
 
 def _closure(start: list[str], edges: dict[str, set[str]]) -> set[str]:

@@ -168,13 +168,14 @@ def _owner_label(place: _Place) -> str:
 
 
 class _Mapper:
-    def __init__(self, data: Any, source_map: SourceMap, filename: str) -> None:
-        self.data = data
+    """Builds located problems for one file."""
+
+    def __init__(self, source_map: SourceMap, filename: str) -> None:
         self.source_map = source_map
         self.filename = filename
 
     def at(self, path: NodePath, code: str, message: str, *, key: bool = False) -> Problem:
-        mark = (self.source_map.key(path) if key else self.source_map.value(path)) or self.source_map.nearest(path)
+        mark = self.source_map.mark(path, key=key)
         return problem(self.filename, mark.line, mark.column, code, message)
 
     def convert(self, error: ErrorDetails, place: _Place) -> Problem:
@@ -236,7 +237,7 @@ class _Mapper:
                     f"{dotted}: '{last}' is not a valid name: use letters, digits and _, not starting with a digit",
                     key=True,
                 )
-            if "\\w" in str(ctx.get("pattern", "")) or ":" in str(ctx.get("pattern", "")):
+            if ":" in str(ctx.get("pattern", "")):
                 return self.at(path, "invalid-value", f"{dotted}: {value!r} is not a Python reference; "
                                                       "write module:attribute, e.g. mypkg.tools:search")
             return self.at(path, "invalid-name", f"{dotted}: {value!r} is not a valid name: use letters, digits "
@@ -261,7 +262,7 @@ class _Mapper:
 
 def validation_problems(exc: ValidationError, data: Any, source_map: SourceMap, filename: str) -> list[Problem]:
     """One problem per offending place; alternatives of one union are merged into one message."""
-    mapper = _Mapper(data, source_map, filename)
+    mapper = _Mapper(source_map, filename)
     by_path: dict[NodePath, list[tuple[ErrorDetails, _Place]]] = {}
     for error in exc.errors(include_url=False):
         place = locate(error["loc"])

@@ -2,13 +2,13 @@
 
 These models are the single source of truth for the language: the loader validates
 with them, `schemas/machine.schema.json` is generated from them, and so are the
-field tables in `docs/language.md`. Field descriptions are written for users.
+field tables in `docs/reference.md`. Field descriptions are written for users.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -223,6 +223,23 @@ class TransitionRule(LanguageModel):
     )
 
 
+    @property
+    def label(self) -> str:
+        """How the rule reads on a diagram arrow: `approved`, `[attempts < 3]`, `done [x > 1]`."""
+        events = " | ".join(self.event) if self.event else ""
+        guard = f"[{self.when}]" if self.when is not None else ""
+        return " ".join(part for part in (events, guard) if part)
+
+
+class Edge(NamedTuple):
+    """A way out of a state: where it goes, where the reference is written, how it reads."""
+
+    target: str
+    path: tuple[str | int, ...]
+    label: str
+    is_error: bool = False
+
+
 class SetAction(LanguageModel):
     """Assign templated values into the context."""
 
@@ -269,6 +286,22 @@ class StateSpec(LanguageModel):
     on_exit: list[SetAction] = Field(default_factory=list, description="Actions run when the state is left.")
     checkpoint: bool = Field(False, description="Name a checkpoint after this state on each visit.")
     max_visits: int | None = Field(None, ge=1, description="Fail the run if the state is entered more often.")
+
+    @property
+    def is_terminal(self) -> bool:
+        return getattr(self, "type", None) in TERMINAL_KINDS
+
+    def edges(self) -> list[Edge]:
+        """Every way out of the state: `next`, then the transition rules, then the catch rules."""
+        edges = []
+        next_state = getattr(self, "next", None)
+        if next_state is not None:
+            edges.append(Edge(next_state, ("next",), "done"))
+        for index, rule in enumerate(getattr(self, "transitions", ())):
+            edges.append(Edge(rule.to, ("transitions", index, "to"), rule.label or "otherwise"))
+        for index, catch in enumerate(getattr(self, "catch", ())):
+            edges.append(Edge(catch.to, ("catch", index, "to"), "error: " + ", ".join(catch.errors), True))
+        return edges
 
 
 class ActiveStateSpec(StateSpec):
@@ -363,7 +396,7 @@ AnyStateSpec = Annotated[
     Field(discriminator="type"),
 ]
 
-STATE_KINDS: dict[str, type[StateSpec]] = {
+STATE_KINDS: dict[str, type[StateSpec]] = {  # the union above, by kind
     "set": SetStateSpec,
     "choice": ChoiceStateSpec,
     "llm": LlmStateSpec,

@@ -2,7 +2,7 @@
 
 Every problem carries the file, line and column it is about. Codes are part of the
 public contract (scripts match on them), so a code is never renamed or reused;
-`CODES` is the registry the docs table in `docs/validation.md` is generated from.
+`CODES` is the registry the table in `docs/reference.md` is generated from.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Literal
 
 Severity = Literal["error", "warning"]
 
-# code -> (severity, what it means). Keep in sync with docs via `python -m agentfsm.spec.reference`.
+# code -> (severity, what it means). `python -m agentfsm.reference` regenerates the docs from it.
 CODES: dict[str, tuple[Severity, str]] = {
     # reading the file
     "file-not-found": ("error", "The path does not exist."),

@@ -531,6 +531,11 @@ class SourceMap:
                 return spot.value
         return _DOCUMENT_START
 
+    def mark(self, path: NodePath, *, key: bool = False) -> Mark:
+        """Where to point a problem about `path`: its key or value, else the nearest place that exists."""
+        found = self.key(path) if key else self.value(path)
+        return found or self.nearest(path)
+
     def is_block_scalar(self, path: NodePath) -> bool:
         """True when the scalar at `path` was written with | or > (its text starts on the next line)."""
         spot = self._spots.get(tuple(path))
