@@ -280,3 +280,22 @@ def test_a_nested_problem_names_the_rule_it_is_in(tmp_path: Path) -> None:
         """)
     [problem] = agentfsm.validate_file(path).errors
     assert problem.message == "states.a.transitions[0] is missing the required field 'to'"
+
+
+def test_an_input_default_must_fit_its_own_type_and_enum(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        agentfsm: 1
+        name: defaults
+        inputs:
+          limit: {type: integer, default: three}
+          mode: {type: string, enum: [fast, slow], default: medium}
+          fine: {type: number, default: 2}
+        initial: done
+        states:
+          done: {type: final}
+        """)
+    problems = [(p.code, p.line, p.message) for p in agentfsm.validate_file(path).errors]
+    assert problems == [
+        ("invalid-value", 4, 'inputs.limit.default: input \'limit\' must be an integer, got "three"'),
+        ("invalid-value", 5, 'inputs.mode.default: input \'mode\' must be one of ["fast", "slow"], got "medium"'),
+    ]

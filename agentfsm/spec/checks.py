@@ -16,6 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agentfsm.spec.diagnostics import did_you_mean, dotted_path
 from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_template, is_template
+from agentfsm.spec.inputs import InputError, check_inputs
 from agentfsm.spec.models import (
     TEMPLATE_KEY,
     ActiveStateSpec,
@@ -105,6 +106,7 @@ class _Checker:
 
     def run(self) -> list[Problem]:
         self.check_names()
+        self.check_input_defaults()
         self.check_initial()
         for name, state in self.spec.states.items():
             self.check_state(name, state)
@@ -125,6 +127,15 @@ class _Checker:
                 if name in RESERVED_NAMES:
                     self.report(("states", state_name, *path), "invalid-name",
                                 f"states.{state_name}: '{name}' is reserved and cannot be assigned", key=True)
+
+    def check_input_defaults(self) -> None:
+        for name, declared in self.spec.inputs.items():
+            if declared.default is None:
+                continue
+            try:
+                check_inputs({name: declared}, {name: declared.default})
+            except InputError as exc:
+                self.report(("inputs", name, "default"), "invalid-value", f"inputs.{name}.default: {exc}")
 
     def check_initial(self) -> None:
         if self.salvaged is not None and "initial" in self.salvaged.dropped:
