@@ -220,9 +220,8 @@ class _Checker:
             try:
                 compiled = compile_guard(site.source) if site.kind == "guard" else compile_template(site.source)
             except TemplateSyntaxError as exc:
-                offset = (exc.lineno or 1) - 1
-                if self.source_map.is_block_scalar(site.path):
-                    offset += 1
+                # Only a literal block keeps the file's lines; folded or quoted text was re-flowed by YAML.
+                offset = (exc.lineno or 1) if self.source_map.is_literal_block(site.path) else 0
                 self.report(site.path, "template-syntax",
                             f"{dotted_path(site.path)}: template syntax error: {exc.message}", line_offset=offset)
                 continue

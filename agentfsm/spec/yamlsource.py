@@ -140,13 +140,13 @@ _DOCUMENT_START = Mark(1, 1)
 
 
 class _Scalar:
-    __slots__ = ("tag", "value", "mark", "block")
+    __slots__ = ("tag", "value", "mark", "style")
 
-    def __init__(self, tag: str, value: str, mark: Mark, block: bool) -> None:
+    def __init__(self, tag: str, value: str, mark: Mark, style: str) -> None:
         self.tag = tag
         self.value = value
         self.mark = mark
-        self.block = block  # written with | or >
+        self.style = style  # "|" literal block, ">" folded block, "'" or '"' quoted, "" plain
 
 
 class _Sequence:
@@ -260,7 +260,7 @@ class _Composer:
         if kind is ScalarEvent:
             if tag is None or tag == "!":
                 tag = _resolve_scalar(event.value, event.implicit[0])
-            node = _Scalar(tag, event.value, mark, event.style in ("|", ">"))
+            node = _Scalar(tag, event.value, mark, event.style or "")
         elif kind is SequenceStartEvent:
             node = _Sequence(_SEQ_TAG if tag is None or tag == "!" else tag, [], mark)
         else:  # MappingStartEvent
@@ -284,7 +284,7 @@ class _Composer:
 class _Spot(NamedTuple):
     value: Mark
     key: Mark | None
-    block: bool
+    style: str
 
 
 class _Entry(NamedTuple):
@@ -329,7 +329,7 @@ class _Builder:
             node = self._deref(node)
         if via is not None:
             self._count_aliased(via)
-        self.spots[path] = _Spot(node.mark, key_mark, type(node) is _Scalar and node.block)
+        self.spots[path] = _Spot(node.mark, key_mark, node.style if type(node) is _Scalar else "")
         if type(node) is _Scalar:
             return self._scalar(node)
         if depth >= _MAX_DEPTH:
@@ -539,7 +539,12 @@ class SourceMap:
     def is_block_scalar(self, path: NodePath) -> bool:
         """True when the scalar at `path` was written with | or > (its text starts on the next line)."""
         spot = self._spots.get(tuple(path))
-        return bool(spot and spot.block)
+        return bool(spot and spot.style in ("|", ">"))
+
+    def is_literal_block(self, path: NodePath) -> bool:
+        """True when the scalar at `path` was written with |: its lines are the file's lines, one for one."""
+        spot = self._spots.get(tuple(path))
+        return bool(spot and spot.style == "|")
 
 
 @dataclass(frozen=True, slots=True)
