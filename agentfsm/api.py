@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,15 +11,23 @@ from agentfsm.compiler.build import compile_machine
 from agentfsm.runtime.loop import RunResult
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.spec.loader import load_spec
+from agentfsm.spec.overrides import apply_llm_overrides
 
 
-def load_machine(path: str | Path) -> StateMachine:
+def load_machine(path: str | Path, *, llms: Mapping[str, str] | None = None) -> StateMachine:
     """Validate and compile a machine file.
 
-    Raises `MachineFileError` (with every problem) when the file is invalid, and
-    `BindingError` when a binding cannot be set up (a Python module that does not import).
+    `llms` switches LLM bindings to another provider, as `agentfsm run --llm` does:
+    `{"brain": "openai:gpt-4o-mini"}`, `{"brain": "ollama:llama3.1"}`.
+
+    Raises `MachineFileError` (with every problem) when the file is invalid, `InputError`
+    for a bad `llms` value, and `BindingError` when a binding cannot be set up (a Python
+    module that does not import, an API key variable that is not set).
     """
-    return compile_machine(load_spec(path))
+    loaded = load_spec(path)
+    if llms:
+        loaded = dataclasses.replace(loaded, spec=apply_llm_overrides(loaded.spec, llms))
+    return compile_machine(loaded)
 
 
 async def run(

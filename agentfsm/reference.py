@@ -40,8 +40,11 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("Catch rule (`catch[]`)", models.CatchSpec),
     ("LLM binding: `provider: scripted`", models.ScriptedLLM),
     ("Scripted reply rule (`replies[]`)", models.ScriptedReply),
+    ("LLM binding: `provider: openai`", models.OpenAILLM),
+    ("LLM binding: `provider: anthropic`", models.AnthropicLLM),
     ("Tool binding: `builtin`", models.BuiltinTool),
     ("Tool binding: `python`", models.PythonTool),
+    ("Tool binding: `command`", models.CommandTool),
 ]
 
 
@@ -85,7 +88,7 @@ def field_table(model: type[BaseModel]) -> str:
     schema = model.model_json_schema(by_alias=True)
     properties = schema.get("properties", {})
     rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
-    names = sorted(model.model_fields, key=lambda name: name != "type")  # the kind first, then as declared
+    names = sorted(model.model_fields, key=lambda name: name not in ("type", "provider"))  # the kind first
     for name in names:
         field = model.model_fields[name]
         key = field.alias or name

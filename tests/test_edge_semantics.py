@@ -299,3 +299,20 @@ def test_an_input_default_must_fit_its_own_type_and_enum(tmp_path: Path) -> None
         ("invalid-value", 4, 'inputs.limit.default: input \'limit\' must be an integer, got "three"'),
         ("invalid-value", 5, 'inputs.mode.default: input \'mode\' must be one of ["fast", "slow"], got "medium"'),
     ]
+
+
+def test_a_problem_inside_a_single_mapping_retry_points_at_the_value(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        agentfsm: 1
+        name: r
+        initial: a
+        states:
+          a:
+            type: set
+            set: {x: 1}
+            retry: {errors: [timeout], interval: 3x}
+            next: done
+          done: {type: final}
+        """)
+    [problem] = agentfsm.validate_file(path).errors
+    assert (problem.code, problem.line, problem.column) == ("invalid-value", 8, 42)

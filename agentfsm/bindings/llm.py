@@ -30,6 +30,8 @@ class LLMReply:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
+    retries: int = 0
+    """Provider-level retries this call needed (rate limits, unavailable server, timeouts)."""
 
 
 class LLMClient(Protocol):

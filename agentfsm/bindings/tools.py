@@ -1,4 +1,4 @@
-"""Tool bindings: the interface, the builtins, and Python functions."""
+"""Tool bindings: the interface, the builtins, Python functions, and programs (`command.py`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from typing import Any, Protocol
 from pydantic_core import to_jsonable_python
 
 from agentfsm.bindings.calculator import CalculatorError, evaluate
+from agentfsm.bindings.command import CommandToolClient
 from agentfsm.bindings.imports import BindingError, import_reference
 from agentfsm.runtime.errors import StateError, describe_exception
-from agentfsm.spec.models import BuiltinTool, PythonTool
+from agentfsm.spec.models import BuiltinTool, CommandTool, PythonTool
 
 
 class ToolClient(Protocol):
@@ -109,9 +110,12 @@ class PythonFunctionTool:
         return to_jsonable_python(value, fallback=str)
 
 
-def make_tool(name: str, binding: BuiltinTool | PythonTool, base_dir: Path | None) -> ToolClient:
+def make_tool(name: str, binding: BuiltinTool | PythonTool | CommandTool, base_dir: Path | None) -> ToolClient:
+    """The client for one binding, set up at run start; raises BindingError when it cannot be."""
     if isinstance(binding, BuiltinTool):
         return CalculatorTool(name)
+    if isinstance(binding, CommandTool):
+        return CommandToolClient(name, binding, base_dir)
     function = import_reference(binding.python, base_dir, f"tools.{name}.python")
     if not callable(function):
         raise BindingError(f"tools.{name}.python: '{binding.python}' is not a function")

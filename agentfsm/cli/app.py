@@ -52,6 +52,13 @@ def run(
     inputs_file: Annotated[
         Path | None, typer.Option("--inputs", metavar="FILE", help="Inputs from a JSON or YAML mapping.")
     ] = None,
+    llm_options: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--llm", metavar="NAME=PROVIDER:MODEL",
+            help="Switch an LLM binding: brain=openai:gpt-4o-mini, brain=anthropic:MODEL, brain=ollama:llama3.1.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: run_id, status, output...")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
@@ -59,7 +66,7 @@ def run(
     from agentfsm.cli.commands import guarded, run_command
 
     with guarded(_options["debug"]):
-        code = run_command(file, input_pairs or [], inputs_file, as_json=as_json, quiet=quiet)
+        code = run_command(file, input_pairs or [], inputs_file, llm_options or [], as_json=as_json, quiet=quiet)
     raise typer.Exit(code)
 
 

@@ -68,12 +68,16 @@ def _print_warnings(warnings: tuple[Problem, ...] | list[Problem]) -> None:
         typer.echo(str(warning), err=True)
 
 
-def run_command(file: Path, input_pairs: list[str], inputs_file: Path | None, *, as_json: bool, quiet: bool) -> int:
+def run_command(
+    file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], *, as_json: bool,
+    quiet: bool,
+) -> int:
     import asyncio
 
     from agentfsm.api import load_machine
+    from agentfsm.spec.overrides import parse_llm_options
 
-    machine = load_machine(file)
+    machine = load_machine(file, llms=parse_llm_options(llm_options))
     loaded = machine.source
     if not quiet:
         _print_warnings(loaded.warnings)

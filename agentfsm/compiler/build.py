@@ -10,6 +10,7 @@ from typing import Any
 
 from agentfsm.bindings.imports import BindingError, import_reference
 from agentfsm.bindings.llm import LLMClient
+from agentfsm.bindings.llms import make_llm
 from agentfsm.bindings.scripted import ForgetScriptedRuns, ScriptedClient
 from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.scope import compile_assignments, make_scope, rendered
@@ -38,8 +39,8 @@ def compile_machine(loaded: LoadedSpec) -> StateMachine:
     """A runnable machine. Raises BindingError when a binding cannot be set up (a module that does not import)."""
     spec = loaded.spec
     base_dir = loaded.base_dir
-    scripted = {name: ScriptedClient(name, cfg, base_dir) for name, cfg in spec.llms.items()}
-    llms: dict[str, LLMClient] = dict(scripted)
+    llms: dict[str, LLMClient] = {name: make_llm(name, cfg, base_dir) for name, cfg in spec.llms.items()}
+    scripted = {name: client for name, client in llms.items() if isinstance(client, ScriptedClient)}
     tools: dict[str, ToolClient] = {name: make_tool(name, cfg, base_dir) for name, cfg in spec.tools.items()}
 
     machine = StateMachine(spec.name, description=spec.description, max_steps=spec.max_steps)

@@ -54,10 +54,20 @@ class LlmState(State):
         system = rendered(self.system, scope, "system") if self.system is not None else None
         request = LLMRequest(self.client.name, self.name, prompt, system, context.run_id)
         started = time.perf_counter()
-        reply = await self.client.complete(request)
+        try:
+            reply = await self.client.complete(request)
+        except StateError as exc:
+            # the same fields as a successful call's record (readers of records rely on them), plus the error
+            detail = exc.detail if isinstance(exc.detail, dict) else {}
+            context.record_call(
+                "llm", binding=self.client.name, model=getattr(self.client, "model", None), prompt_tokens=0,
+                completion_tokens=0, finish_reason=None, retries=detail.get("provider_retries", 0),
+                error=exc.as_dict(), duration=time.perf_counter() - started,
+            )
+            raise
         context.record_call(
             "llm", binding=self.client.name, model=reply.model, prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason,
+            completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason, retries=reply.retries,
             duration=time.perf_counter() - started,
         )
         result = parse_reply(reply.text, self.parse)

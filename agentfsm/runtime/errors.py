@@ -9,8 +9,19 @@ ERROR_TYPES: dict[str, str] = {
     "template.error": "A template failed: an undefined variable, a sandbox violation, a type error. "
     "Catchable in a state's own work; in a guard or a rule's `set:` it ends the run, like a missing transition.",
     "llm.error": "The LLM binding failed (for `scripted`: no reply left for this call).",
-    "llm.parse": "The reply could not be parsed as the state's `parse:` asks (for example not JSON).",
+    "llm.parse": "The reply could not be parsed as the state's `parse:` asks (for example not JSON), "
+    "or a provider answered 2xx with a body that is not its protocol's JSON.",
+    "llm.rate_limit": "The provider answered 429; retried by the binding (`max_retries`, honouring `Retry-After` "
+    "up to 60s) before this error reaches the state.",
+    "llm.timeout": "The provider did not answer within the binding's `timeout` (or answered 408); retried by the "
+    "binding first.",
+    "llm.auth": "The provider refused the API key (401/403); never retried.",
+    "llm.bad_request": "The provider refused the request (400, 404, 422, other 4xx: a wrong model name or "
+    "`base_url`); never retried.",
+    "llm.unavailable": "The provider failed (5xx) or could not be reached (connection refused or reset); "
+    "retried by the binding first.",
     "tool.error": "The tool raised an error or returned a failure.",
+    "tool.timeout": "A command tool's program ran longer than the binding's `timeout`; its process group was stopped.",
     "state.error": "A Python `State` raised an exception.",
     "fail": "A `fail` state was reached.",
     "transition.none": "No transition rule matched the state's event.",

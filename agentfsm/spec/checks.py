@@ -81,6 +81,10 @@ def _value_sites(value: Any, path: NodePath) -> Iterator[TemplateSite]:
             yield from _value_sites(item, (*path, index))
 
 
+TOOL_BINDING_NAMES = frozenset({"args"})
+"""The only name templates inside `tools:` see (besides Jinja's globals): the tool state's rendered `args`."""
+
+
 def provided_names(spec: MachineSpec) -> set[str]:
     """Every name a template may read: inputs, context keys, saves, set keys, catch `as`, and the reserved ones."""
     names = set(spec.inputs) | set(spec.context) | set(RESERVED_NAMES)
@@ -227,11 +231,21 @@ class _Checker:
                 continue
             if self.salvaged is not None:
                 continue
+            if site.path[:1] == ("tools",):
+                self.check_binding_names(site, compiled.names)
+                continue
             for name in sorted(compiled.names - known):
                 hint = did_you_mean(name, known - RESERVED_NAMES)
                 self.report(site.path, "undefined-variable",
                             f"{dotted_path(site.path)}: '{name}' is not an input, a context key, or saved by any "
                             f"state{hint}")
+
+    def check_binding_names(self, site: TemplateSite, names: frozenset[str]) -> None:
+        """A tool binding is rendered with the calling state's `args` alone, never the run's context."""
+        for name in sorted(names - TOOL_BINDING_NAMES):
+            self.report(site.path, "undefined-variable",
+                        f"{dotted_path(site.path)}: '{name}' is not visible here; a tool binding's templates see "
+                        "only 'args' (the tool state's rendered args), such as '{{ args." + name + " }}'")
 
 
 def _assignment_sites(state: StateSpec) -> Iterator[tuple[str, NodePath]]:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from agentfsm.spec.models import STATE_KINDS, MachineSpec
+from agentfsm.spec.models import PROVIDERS, STATE_KINDS, MachineSpec
 from agentfsm.spec.problems import Problem, problem
 from agentfsm.spec.yamlsource import NodePath, SourceMap
 
@@ -61,9 +61,10 @@ def _union_member(annotation: Any, tag: object) -> Any | None:
         tags = [m.tag for m in getattr(member, "__metadata__", ()) if hasattr(m, "tag")]
         plain = _unwrap(member)
         if isinstance(plain, type) and issubclass(plain, BaseModel):
-            kind = plain.model_fields.get("type")
-            if kind is not None and typing.get_args(kind.annotation) == (tag,):
-                return plain
+            for discriminator in ("type", "provider"):
+                kind = plain.model_fields.get(discriminator)
+                if kind is not None and typing.get_args(kind.annotation) == (tag,):
+                    return plain
             tags.append(plain.__name__)
         tags.append(getattr(plain, "__name__", None) or str(plain))
         tags.append(str(plain).replace("typing.", ""))
@@ -167,6 +168,18 @@ def _owner_label(place: _Place) -> str:
     return "the machine" if len(path) <= 1 else "this mapping"
 
 
+def _as_written(source_map: SourceMap, path: NodePath) -> NodePath:
+    """The path as the file has it: `retry: {...}` is item 0 of a list to the models, but no list in the file."""
+    if source_map.value(path) is not None:
+        return path
+    for index, part in enumerate(path):
+        if part == 0 and source_map.value((*path[:index], 0)) is None:
+            candidate = (*path[:index], *path[index + 1 :])
+            if source_map.value(candidate) is not None:
+                return candidate
+    return path
+
+
 class _Mapper:
     """Builds located problems for one file."""
 
@@ -175,7 +188,7 @@ class _Mapper:
         self.filename = filename
 
     def at(self, path: NodePath, code: str, message: str, *, key: bool = False) -> Problem:
-        mark = self.source_map.mark(path, key=key)
+        mark = self.source_map.mark(_as_written(self.source_map, path), key=key)
         return problem(self.filename, mark.line, mark.column, code, message)
 
     def convert(self, error: ErrorDetails, place: _Place) -> Problem:
@@ -211,6 +224,12 @@ class _Mapper:
                     f"{dotted}.type: unknown state type '{tag}'{did_you_mean(str(tag), STATE_KINDS)} "
                     f"(one of: {', '.join(STATE_KINDS)})",
                 )
+            if len(path) == 2 and path[0] == "llms":
+                return self.at(
+                    (*path, "provider"), "unknown-provider",
+                    f"{dotted}.provider: unknown provider '{tag}'{did_you_mean(str(tag), PROVIDERS)} "
+                    f"(one of: {', '.join(PROVIDERS)})",
+                )
             return self.at(path, "invalid-value", f"{dotted}: unknown kind '{tag}'")
         if kind == "union_tag_not_found":
             return self.at(
@@ -231,6 +250,9 @@ class _Mapper:
             return self.at(path, "invalid-value",
                            f"{dotted}: {value!r} is not one of {', '.join(options)}{did_you_mean(str(value), options)}")
         if kind == "string_pattern_mismatch":
+            if last == "api_key_env":  # never echo the value: it may be a pasted key
+                return self.at(path, "invalid-value", f"{dotted}: must name an environment variable (such as "
+                                                      "OPENAI_API_KEY) that holds the key, not the key itself")
             if place.is_key:
                 return self.at(
                     path, "invalid-name",

@@ -8,9 +8,11 @@ field tables in `docs/reference.md`. Field descriptions are written for users.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,6 +26,7 @@ from pydantic import (
 )
 
 from agentfsm.spec.durations import parse_duration, parse_positive_duration
+from agentfsm.spec.expressions import is_template
 
 LANGUAGE_VERSION = 1
 
@@ -171,7 +174,60 @@ class ScriptedLLM(LanguageModel):
     )
 
 
-LLMBinding = ScriptedLLM
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+"""The name of an environment variable (never its value: secrets stay out of machine files)."""
+
+
+class EnvValue(LanguageModel):
+    """A value read from an environment variable when the run starts."""
+
+    env: EnvName = Field(description="Name of the environment variable.")
+
+
+def _http_url(value: str) -> str:
+    parsed = urllib.parse.urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class HostedLLM(LanguageModel):
+    """Fields shared by providers reached over HTTP."""
+
+    model: Annotated[str, StringConstraints(min_length=1)] = Field(description="The model's name at the provider.")
+    base_url: HttpUrl | None = Field(None, description="The server's base URL; default: the provider's own.")
+    api_key_env: EnvName | None = Field(
+        None, description="Environment variable holding the API key (never the key itself)."
+    )
+    temperature: float | None = Field(None, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int | None = Field(None, ge=1, description="Upper bound on the reply's tokens.")
+    timeout: PositiveDuration = Field(60.0, description="Give up on one HTTP call after this long (`llm.timeout`).")
+    headers: dict[str, str | EnvValue] = Field(
+        default_factory=dict, description="Extra HTTP headers; a value may be `{env: NAME}`."
+    )
+    max_retries: int = Field(
+        2, ge=0, le=10,
+        description="Retries of rate-limited (429), unavailable (5xx) or timed-out calls, before the state's `retry`.",
+    )
+
+
+class OpenAILLM(HostedLLM):
+    """Any OpenAI-compatible chat-completions server: OpenAI, Ollama, vLLM, llama.cpp, LM Studio."""
+
+    provider: Literal["openai"] = Field(description="`openai`: the chat-completions protocol.")
+
+
+class AnthropicLLM(HostedLLM):
+    """Anthropic's Messages API."""
+
+    provider: Literal["anthropic"] = Field(description="`anthropic`: the Messages API.")
+
+
+LLMBinding = Annotated[ScriptedLLM | OpenAILLM | AnthropicLLM, Field(discriminator="provider")]
+PROVIDERS = ("scripted", "openai", "anthropic")
 
 
 class BuiltinTool(LanguageModel):
@@ -188,9 +244,77 @@ class PythonTool(LanguageModel):
     description: str | None = None
 
 
+def _argv_item(value: Any) -> Any:
+    """A number in a command list (`[head, -n, 5]`) is that argument's text; anything else is left to the type."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _argv_list(value: Any) -> Any:
+    if isinstance(value, str):  # a command line would need a shell to split it, and no shell is ever used
+        raise ValueError("write the command as a list of arguments, such as [ls, -1, '{{ args.path }}'] "
+                         "(it never goes through a shell)")
+    if value == []:
+        raise ValueError("the command is empty; it needs at least the program to run")
+    return value
+
+
+ArgvItem = Annotated[str, BeforeValidator(_argv_item)]
+
+
+class CommandTool(LanguageModel):
+    """A program run with an argv list, no shell; result: `{output, exit_code, stderr, truncated, stderr_truncated}`.
+
+    `output` is stdout as `parse:` asks; `truncated` / `stderr_truncated` are true when that
+    stream was longer than `max_output` and was cut there.
+    """
+
+    command: Annotated[list[ArgvItem], BeforeValidator(_argv_list)] = Field(
+        min_length=1,
+        description="The program, then its arguments. Each item is one value template rendered to exactly one "
+        "argument; templates see only `args` (the tool state's rendered `args`). The program is written literally.",
+        json_schema_extra=VALUE_TEMPLATE,
+    )
+    timeout: PositiveDuration = Field(
+        30.0, description="Stop the program (and every process it started) after this long (`tool.timeout`)."
+    )
+    max_output: int = Field(
+        1_000_000, ge=1,
+        description="Bytes of stdout, and separately of stderr, that are kept; the rest is read and dropped.",
+    )
+    env: list[EnvName] = Field(
+        default_factory=list,
+        description="Environment variables passed through by name; nothing else is inherited. "
+        "PATH is a safe default unless listed.",
+    )
+    cwd: str | None = Field(
+        None, description="Working folder, relative to the machine file's folder and inside it; default: that folder."
+    )
+    ok_exit_codes: list[int] = Field(
+        default_factory=lambda: [0], min_length=1,
+        description="Exit codes that count as success; any other is `tool.error` with the stderr tail.",
+    )
+    parse: Literal["text", "json", "lines"] = Field(
+        "text",
+        description="How stdout becomes `output`: `text` (trailing newlines removed), `json` (one JSON value) "
+        "or `lines` (the non-empty lines).",
+    )
+    description: str | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _literal_program(cls, value: list[str]) -> list[str]:
+        """The program is the author's choice, never data's: a template there could run anything."""
+        program = value[0]
+        if not program:
+            raise ValueError("the program (the first item) is empty")
+        if is_template(program):
+            raise ValueError(f"the program (the first item) must be written literally, not a template: {program!r}")
+        return value
+
+
 def _tool_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for kind in ("builtin", "python"):
+        for kind in ("builtin", "python", "command"):
             if kind in value:
                 return kind
         return None
@@ -198,11 +322,12 @@ def _tool_kind(value: Any) -> str | None:
 
 
 ToolBinding = Annotated[
-    Annotated[BuiltinTool, Tag("builtin")] | Annotated[PythonTool, Tag("python")],
+    Annotated[BuiltinTool, Tag("builtin")] | Annotated[PythonTool, Tag("python")]
+    | Annotated[CommandTool, Tag("command")],
     Discriminator(
         _tool_kind,
         custom_error_type="tool_kind",
-        custom_error_message="a tool needs one of the keys builtin:, python:",
+        custom_error_message="a tool needs one of the keys builtin:, python:, command:",
     ),
 ]
 

@@ -1,0 +1,191 @@
+"""What the providers reached over HTTP share: credentials, the pooled client, error mapping, retries.
+
+A provider subclass says where to POST, which headers carry the key, how to write a
+request body and how to read a reply; `HttpLLMClient.complete` does the rest. Every
+failure becomes a StateError with an `llm.*` type (see `http_errors.py`), its message
+short and free of secrets, its `detail` `{status, binding}`. Rate limits, unavailable
+servers and timeouts are retried here first (`max_retries`), before the state's `retry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import urllib.parse
+from typing import Any, ClassVar
+
+import httpx
+
+from agentfsm import __version__
+from agentfsm.bindings.http_errors import (
+    RETRY_AFTER_MAX,
+    RETRYABLE,
+    backoff_delay,
+    error_type_for_status,
+    provider_message,
+    retry_after_seconds,
+    shorten,
+)
+from agentfsm.bindings.llm import LLMReply, LLMRequest
+from agentfsm.bindings.pool import LoopLocalPool
+from agentfsm.bindings.secrets import Redactor, read_header_env, resolve_headers
+from agentfsm.runtime.errors import StateError, describe_exception
+from agentfsm.spec.models import HostedLLM
+
+logger = logging.getLogger("agentfsm")
+
+
+class ReplyShapeError(ValueError):
+    """A 2xx reply whose JSON is not what the protocol promises; becomes `llm.parse`."""
+
+
+class HttpLLMClient:
+    """An LLM binding over HTTP. Subclasses fill in the protocol: the class attributes and the `_` methods."""
+
+    DEFAULT_BASE_URL: ClassVar[str]
+    DEFAULT_KEY_ENV: ClassVar[str]
+    """The key's variable when `api_key_env` is not given and `base_url` is the provider's own."""
+    PATH: ClassVar[str]
+
+    def __init__(self, name: str, config: HostedLLM) -> None:
+        """Reads the key and `{env: NAME}` headers now (at run start); raises BindingError naming a missing variable."""
+        self.name = name
+        self.model = config.model
+        self.config = config
+        self.base_url = config.base_url or self.DEFAULT_BASE_URL
+        self.url = self.base_url + self.PATH
+        api_key = self._read_api_key(f"llms.{name}")
+        extra, header_secrets = resolve_headers(config.headers, f"llms.{name}")
+        # the machine's own headers come last: they may replace ours (an `api-key` header for Azure, say)
+        self._headers = {"User-Agent": f"agentfsm/{__version__}", **self._auth_headers(api_key), **extra}
+        self._redactor = Redactor([api_key, *header_secrets] if api_key else header_secrets)
+        self._pool: LoopLocalPool[httpx.AsyncClient] = LoopLocalPool(self._new_http_client)
+
+    # -- the protocol, per provider ----------------------------------------------------------
+
+    def _auth_headers(self, api_key: str | None) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _body(self, request: LLMRequest) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _read_reply(self, data: Any) -> LLMReply:
+        """The reply from a 2xx body's JSON; raises ReplyShapeError when it has not the protocol's shape."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+
+    @property
+    def is_providers_own_server(self) -> bool:
+        return _host(self.base_url) == _host(self.DEFAULT_BASE_URL)
+
+    @property
+    def open_pools(self) -> int:
+        """How many pooled HTTP clients are open: one per event loop that used this binding and is still running."""
+        return len(self._pool)
+
+    async def aclose(self) -> None:
+        """Close the running loop's pooled client now; `asyncio.run` does it when its loop ends anyway."""
+        await self._pool.aclose()
+
+    async def complete(self, request: LLMRequest) -> LLMReply:
+        """Call the provider, retrying rate limits, unavailable servers and timeouts up to `max_retries` times."""
+        retries = 0
+        while True:
+            try:
+                reply = await self._call(request)
+            except StateError as error:
+                delay = self._retry_delay(error, retries)
+                if delay is None:
+                    if retries:
+                        error.detail = {**error.detail, "provider_retries": retries}
+                    raise
+                retries += 1
+                logger.info("llm binding %r: %s; provider retry %d in %.2fs", self.name, error.message, retries, delay)
+                await asyncio.sleep(delay)
+                continue
+            return dataclasses.replace(reply, retries=retries)
+
+    def _retry_delay(self, error: StateError, retries: int) -> float | None:
+        """Seconds to wait before retrying, or None when the error goes up to the state."""
+        if error.type not in RETRYABLE or retries >= self.config.max_retries:
+            return None
+        asked = error.detail.get("retry_after")
+        if asked is None:
+            return backoff_delay(retries + 1)
+        # Waiting less than the server asked would only meet another 429; waiting longer than a
+        # minute inside one call hides the run's progress: such a wait is the state's `retry`'s job.
+        return asked if asked <= RETRY_AFTER_MAX else None
+
+    async def _call(self, request: LLMRequest) -> LLMReply:
+        """One HTTP exchange; raises StateError."""
+        http = await self._pool.get()
+        timeout = self.config.timeout
+        try:
+            # httpx's timeout bounds each phase (connect, each read); this one bounds the whole call
+            async with asyncio.timeout(timeout):
+                response = await http.post(self.url, json=self._body(request))
+        except (TimeoutError, httpx.TimeoutException):
+            raise self._error("llm.timeout", f"no reply within {timeout:g}s") from None
+        except httpx.HTTPError as exc:  # refused, reset, a broken protocol...
+            raise self._error("llm.unavailable", f"cannot reach {_host(self.url)}: {describe_exception(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - anything else still gets a type, and a redacted message
+            raise self._error("llm.error", describe_exception(exc)) from None
+        if not response.is_success:
+            raise self._status_error(response)
+        try:
+            return self._read_reply(response.json())
+        except ValueError as exc:  # not JSON (JSONDecodeError, UnicodeDecodeError) or ReplyShapeError
+            what = str(exc) if isinstance(exc, ReplyShapeError) else "the body is not JSON"
+            raise self._error("llm.parse", f"unexpected reply: {what}", response.status_code) from None
+
+    def _status_error(self, response: httpx.Response) -> StateError:
+        status = response.status_code
+        said = shorten(self._redactor.clean(provider_message(response.content)))
+        error = self._error(error_type_for_status(status), f"HTTP {status}" + (f": {said}" if said else ""), status)
+        asked = retry_after_seconds(response.headers)
+        if asked is not None:
+            error.detail["retry_after"] = asked
+        return error
+
+    def _error(self, type: str, message: str, status: int | None = None) -> StateError:
+        """An `llm.*` error; its message is redacted whatever it quotes."""
+        text = f"{self._redactor.clean(message)} (binding '{self.name}')"
+        return StateError(type, text, detail={"status": status, "binding": self.name})
+
+    def _read_api_key(self, where: str) -> str | None:
+        if self.config.api_key_env is not None:
+            return read_header_env(self.config.api_key_env, f"{where}.api_key_env")
+        if self.is_providers_own_server:
+            hint = f" (it holds the API key for {_host(self.base_url)}; `api_key_env` names another variable)"
+            return read_header_env(self.DEFAULT_KEY_ENV, where, hint)
+        return None  # a local server (Ollama, vLLM...) with no `api_key_env` gets no key
+
+    def _new_http_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(headers=self._headers, timeout=self.config.timeout, follow_redirects=False)
+
+
+def _host(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc
+
+
+# -- reading a reply's JSON ------------------------------------------------------------------
+
+
+def field(data: Any, key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    """`data[key]`, which must be of `kind`; ReplyShapeError otherwise."""
+    if not isinstance(data, dict):
+        raise ReplyShapeError(f"{what} is not a JSON object")
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise ReplyShapeError(f"no {key!r} of the right type in {what}")
+    return value
+
+
+def token_count(usage: Any, *keys: str) -> int:
+    """The sum of the usage's counts under `keys`; a server that reports no usage counts 0."""
+    if not isinstance(usage, dict):
+        return 0
+    counts = [usage.get(key) for key in keys]
+    return sum(c for c in counts if isinstance(c, int) and not isinstance(c, bool) and c >= 0)

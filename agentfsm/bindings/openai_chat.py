@@ -1,0 +1,62 @@
+"""The `openai` provider: the chat-completions protocol (OpenAI, Ollama, vLLM, llama.cpp, LM Studio...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentfsm.bindings.http_llm import HttpLLMClient, ReplyShapeError, field, token_count
+from agentfsm.bindings.llm import LLMReply, LLMRequest
+
+
+class OpenAIClient(HttpLLMClient):
+    """POSTs `{base_url}/chat/completions` with `Authorization: Bearer <key>`."""
+
+    DEFAULT_BASE_URL = "https://api.openai.com/v1"
+    DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+    PATH = "/chat/completions"
+
+    def _auth_headers(self, api_key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def _body(self, request: LLMRequest) -> dict[str, Any]:
+        messages = [{"role": "user", "content": request.prompt}]
+        if request.system:
+            messages.insert(0, {"role": "system", "content": request.system})
+        body: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        if self.config.temperature is not None:
+            body["temperature"] = self.config.temperature
+        if self.config.max_tokens is not None:
+            # OpenAI's own API has replaced `max_tokens` (which its reasoning models refuse);
+            # compatible servers (Ollama, vLLM, llama.cpp) know the older name
+            limit = "max_completion_tokens" if self.is_providers_own_server else "max_tokens"
+            body[limit] = self.config.max_tokens
+        return body
+
+    def _read_reply(self, data: Any) -> LLMReply:
+        choices = field(data, "choices", list, "the reply")
+        if not choices:
+            raise ReplyShapeError("'choices' is empty")
+        message = field(choices[0], "message", dict, "choices[0]")
+        finish = choices[0].get("finish_reason")
+        model = data.get("model")
+        usage = data.get("usage")
+        return LLMReply(
+            text=_content_text(message),
+            model=model if isinstance(model, str) and model else self.config.model,
+            prompt_tokens=token_count(usage, "prompt_tokens"),
+            completion_tokens=token_count(usage, "completion_tokens"),
+            finish_reason=finish if isinstance(finish, str) else "stop",
+        )
+
+
+def _content_text(message: dict[str, Any]) -> str:
+    """The message's text: a string, text parts (some compatible servers), or a refusal when there is no content."""
+    content = message.get("content")
+    if content is None:
+        refusal = message.get("refusal")
+        return refusal if isinstance(refusal, str) else ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(part, dict) for part in content):
+        return "".join(part["text"] for part in content if isinstance(part.get("text"), str))
+    raise ReplyShapeError("choices[0].message.content is neither text nor a list of parts")
