@@ -45,6 +45,7 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("Tool binding: `builtin`", models.BuiltinTool),
     ("Tool binding: `python`", models.PythonTool),
     ("Tool binding: `command`", models.CommandTool),
+    ("Tool binding: `http`", models.HttpTool),
 ]
 
 

@@ -137,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(reply)
 
-    do_GET = do_POST
+    do_GET = do_PUT = do_PATCH = do_DELETE = do_POST
 
     def _send(self, reply: Reply) -> None:
         payload = reply.payload()

@@ -32,7 +32,7 @@ class AnthropicClient(HttpLLMClient):
         body: dict[str, Any] = {
             "model": self.config.model,
             "max_tokens": self.config.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": request.messages(),  # no JSON mode: the system prompt is the author's to write
         }
         if request.system:
             body["system"] = request.system

@@ -167,6 +167,16 @@ class CommandToolClient:
         self.items: list[Expression] = [compile_template(item) for item in binding.command]
         self.cwd = resolve_cwd(name, binding.cwd, base_dir)
         self.env = child_environment(binding.env)
+        self.description = binding.description
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments, from the binding's `parameters:` (each one required)."""
+        properties = dict(self.binding.parameters or {})
+        schema: dict[str, Any] = {"type": "object", "properties": properties}
+        if properties:
+            schema["required"] = list(properties)
+        return schema
 
     async def call(self, args: Mapping[str, Any]) -> Any:
         argv = self._argv(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agentfsm.bindings.http_llm import HttpLLMClient, ReplyShapeError, field, token_count
@@ -19,10 +20,14 @@ class OpenAIClient(HttpLLMClient):
         return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
     def _body(self, request: LLMRequest) -> dict[str, Any]:
-        messages = [{"role": "user", "content": request.prompt}]
+        messages: list[dict[str, str]] = request.messages()
         if request.system:
             messages.insert(0, {"role": "system", "content": request.system})
         body: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        if request.json_mode and self.sends_json_mode:
+            requested = response_format(request, messages)
+            if requested is not None:
+                body["response_format"] = requested
         if self.config.temperature is not None:
             body["temperature"] = self.config.temperature
         if self.config.max_tokens is not None:
@@ -31,6 +36,16 @@ class OpenAIClient(HttpLLMClient):
             limit = "max_completion_tokens" if self.is_providers_own_server else "max_tokens"
             body[limit] = self.config.max_tokens
         return body
+
+    @property
+    def sends_json_mode(self) -> bool:
+        """Whether `parse: json` states ask for `response_format`: the binding's `json_mode`, else only on OpenAI's host.
+
+        Many compatible servers refuse a `response_format` they do not know, so it is opt-in there.
+        """
+        if self.config.json_mode is not None:
+            return self.config.json_mode
+        return self.is_providers_own_server
 
     def _read_reply(self, data: Any) -> LLMReply:
         choices = field(data, "choices", list, "the reply")
@@ -47,6 +62,19 @@ class OpenAIClient(HttpLLMClient):
             completion_tokens=token_count(usage, "completion_tokens"),
             finish_reason=finish if isinstance(finish, str) else "stop",
         )
+
+
+def response_format(request: LLMRequest, messages: list[dict[str, str]]) -> dict[str, Any] | None:
+    """Structured output for a `parse: json` state: its schema when it has one, else any JSON object.
+
+    JSON mode without a schema is refused by OpenAI (400) unless a message says "JSON": then none is asked for.
+    """
+    if request.json_schema is None:
+        said = any("json" in message["content"].lower() for message in messages)
+        return {"type": "json_object"} if said else None
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", request.state)[:64] or "reply"
+    # strict: false, because strict mode accepts only a subset of JSON Schema; the state validates the reply anyway
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": request.json_schema, "strict": False}}
 
 
 def _content_text(message: dict[str, Any]) -> str:

@@ -4,6 +4,10 @@ Rules (`{reply, state, match, times}`) are tried first, in order; then plain rep
 used in order. A rule's `match` is a regular expression searched in the prompt, and its
 reply may insert the match's groups (`\\1`, `\\g<name>`), so a scripted model can answer
 a family of prompts. Token counts are word counts, recorded like a real provider's.
+
+`match` searches the latest user message: after a reply that did not parse or match the
+state's `schema`, that is the feedback, which starts with `The reply is not valid:`. The
+provider has no JSON mode; it ignores the request's `json_mode` and `json_schema`.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class ScriptedClient:
     async def complete(self, request: LLMRequest) -> LLMReply:
         cursor = self._cursors.setdefault(request.run_id, _RunCursor())
         text = self._choose(cursor, request)
-        prompt_text = f"{request.system or ''} {request.prompt}"
+        prompt_text = " ".join([request.system or "", *(m["content"] for m in request.messages())])
         return LLMReply(text, self.model, count_tokens(prompt_text), count_tokens(text))
 
     def _choose(self, cursor: _RunCursor, request: LLMRequest) -> str:

@@ -1,4 +1,10 @@
-"""Tool bindings: the interface, the builtins, Python functions, and programs (`command.py`)."""
+"""Tool bindings: the interface, the builtins (`builtins.py`), Python functions, programs (`command.py`), HTTP.
+
+Every client has `parameters` (the JSON Schema, an object, of its arguments) and
+`description`, which describe it to a model calling tools natively. Builtins and Python
+functions check their arguments against the function's signature before the call
+(`arguments.py`): a missing, unknown or mistyped one is `tool.bad_arguments`.
+"""
 
 from __future__ import annotations
 
@@ -13,39 +19,67 @@ from typing import Any, Protocol
 
 from pydantic_core import to_jsonable_python
 
+from agentfsm.bindings.arguments import Arguments
+from agentfsm.bindings.builtins import FileReader, json_query, now, resolve_root
 from agentfsm.bindings.calculator import CalculatorError, evaluate
 from agentfsm.bindings.command import CommandToolClient
+from agentfsm.bindings.http_tool import HttpToolClient
 from agentfsm.bindings.imports import BindingError, import_reference
 from agentfsm.runtime.errors import StateError, describe_exception
-from agentfsm.spec.models import BuiltinTool, CommandTool, PythonTool
+from agentfsm.spec.models import BuiltinTool, CommandTool, HttpTool, PythonTool
 
 
 class ToolClient(Protocol):
     """A tool bound to a name under `tools:`. Failures raise StateError with a `tool.*` type."""
 
     name: str
+    description: str | None
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The JSON Schema (an object) of the tool's arguments."""
+        ...
 
     async def call(self, args: Mapping[str, Any]) -> Any: ...
 
 
-class CalculatorTool:
-    """`builtin: calculator`: evaluates `expression` with a safe arithmetic parser (no eval)."""
+def calculator(expression: str) -> int | float:
+    """Evaluate an arithmetic expression such as `17 * 23` or `sqrt(2) / 2` (safe parser, no eval)."""
+    try:
+        value = evaluate(expression)
+    except CalculatorError as exc:
+        raise StateError("tool.error", f"calculator: {exc}") from None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
+        return int(value)
+    return value
 
-    def __init__(self, name: str) -> None:
+
+class BuiltinFunctionTool:
+    """A builtin: a typed function; the quick ones run on the event loop, `read_file` in a worker thread."""
+
+    def __init__(self, name: str, function: Callable[..., Any], description: str | None, *,
+                 blocking: bool = False) -> None:
         self.name = name
+        self.function = function
+        self.blocking = blocking  # reads files: run in a worker thread, off the event loop
+        self.arguments = Arguments(name, function, f"tools.{name}")
+        self.description = description or self.arguments.description
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.arguments.parameters
 
     async def call(self, args: Mapping[str, Any]) -> Any:
-        unexpected = set(args) - {"expression"}
-        if "expression" not in args or unexpected:
-            raise StateError("tool.error", "calculator takes exactly one argument, 'expression'",
-                             detail={"tool": self.name, "args": sorted(args)})
+        keywords = self.arguments.check(args)
         try:
-            value = evaluate(args["expression"])
-        except CalculatorError as exc:
-            raise StateError("tool.error", f"calculator: {exc}", detail={"tool": self.name}) from None
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 1e15:
-            return int(value)
-        return value
+            if self.blocking:
+                return await asyncio.to_thread(self.function, **keywords)
+            return self.function(**keywords)
+        except StateError as error:
+            error.detail = {"tool": self.name, **(error.detail or {})}
+            raise
+        except Exception as exc:  # noqa: BLE001 - a builtin's own bug still gets a taxonomy type
+            raise StateError("tool.error", describe_exception(exc), detail={"tool": self.name}) from None
 
 
 async def _in_daemon_thread(function: Callable[..., Any], args: Mapping[str, Any]) -> Any:
@@ -87,17 +121,25 @@ async def _in_daemon_thread(function: Callable[..., Any], args: Mapping[str, Any
 class PythonFunctionTool:
     """`python: module:function`: called with the args as keywords; sync functions run in a worker thread."""
 
-    def __init__(self, name: str, function: Callable[..., Any]) -> None:
+    def __init__(self, name: str, function: Callable[..., Any], description: str | None = None) -> None:
         self.name = name
         self.function = function
         self.is_async = inspect.iscoroutinefunction(function)
+        self.arguments = Arguments(name, function, f"tools.{name}.python")  # built once, at run start
+        self.description = description or self.arguments.description
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The JSON Schema of the arguments, from the function's signature and type hints."""
+        return self.arguments.parameters
 
     async def call(self, args: Mapping[str, Any]) -> Any:
+        keywords = self.arguments.check(args)
         try:
             if self.is_async:
-                value = await self.function(**args)
+                value = await self.function(**keywords)
             else:
-                value = await _in_daemon_thread(self.function, args)
+                value = await _in_daemon_thread(self.function, keywords)
         except StateError:
             raise
         except asyncio.CancelledError as exc:
@@ -110,13 +152,35 @@ class PythonFunctionTool:
         return to_jsonable_python(value, fallback=str)
 
 
-def make_tool(name: str, binding: BuiltinTool | PythonTool | CommandTool, base_dir: Path | None) -> ToolClient:
+def make_tool(
+    name: str, binding: BuiltinTool | PythonTool | CommandTool | HttpTool, base_dir: Path | None
+) -> ToolClient:
     """The client for one binding, set up at run start; raises BindingError when it cannot be."""
     if isinstance(binding, BuiltinTool):
-        return CalculatorTool(name)
+        return _builtin(name, binding, base_dir)
     if isinstance(binding, CommandTool):
         return CommandToolClient(name, binding, base_dir)
+    if isinstance(binding, HttpTool):
+        return HttpToolClient(name, binding)
     function = import_reference(binding.python, base_dir, f"tools.{name}.python")
     if not callable(function):
         raise BindingError(f"tools.{name}.python: '{binding.python}' is not a function")
-    return PythonFunctionTool(name, function)
+    return PythonFunctionTool(name, function, binding.description)
+
+
+def _builtin(name: str, binding: BuiltinTool, base_dir: Path | None) -> ToolClient:
+    function: Callable[..., Any]
+    if binding.builtin == "read_file":
+        assert binding.root is not None  # the model requires it
+        function = FileReader(resolve_root(name, binding.root, base_dir), binding.max_bytes)
+        return BuiltinFunctionTool(name, _read_file_function(function), binding.description, blocking=True)
+    function = {"calculator": calculator, "now": now, "json_query": json_query}[binding.builtin]
+    return BuiltinFunctionTool(name, function, binding.description)
+
+
+def _read_file_function(reader: FileReader) -> Callable[..., Any]:
+    def read_file(path: str) -> str:
+        """Read a UTF-8 text file; `path` is relative to the tool's root folder."""
+        return reader(path)
+
+    return read_file

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfsm.bindings.imports import BindingError, import_reference
-from agentfsm.bindings.llm import LLMClient
+from agentfsm.bindings.llm import LLMClient, make_reply_schema
 from agentfsm.bindings.llms import make_llm
 from agentfsm.bindings.scripted import ForgetScriptedRuns, ScriptedClient
 from agentfsm.bindings.tools import ToolClient, make_tool
@@ -79,8 +79,10 @@ def _build_state(
     elif isinstance(spec, ChoiceStateSpec):
         state = ChoiceState(name, **options)
     elif isinstance(spec, LlmStateSpec):
+        schema = (make_reply_schema(spec.schema_, base_dir, f"states.{name}.schema")
+                  if spec.schema_ is not None else None)
         state = LlmState(name, llms[spec.llm], prompt=spec.prompt, system=spec.system, parse=spec.parse,
-                         save=spec.save, emit=spec.emit, **options)
+                         save=spec.save, emit=spec.emit, schema=schema, parse_retries=spec.reply_retries, **options)
     elif isinstance(spec, ToolStateSpec):
         state = ToolState(name, tools[spec.tool], args=spec.args, save=spec.save, emit=spec.emit, **options)
     elif isinstance(spec, PythonStateSpec):

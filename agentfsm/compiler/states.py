@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
 
-from agentfsm.bindings.llm import LLMClient, LLMRequest, ParseMode, parse_reply
+from agentfsm.bindings.llm import (
+    LLMClient,
+    LLMReply,
+    LLMRequest,
+    ParseMode,
+    ReplySchema,
+    SchemaMismatch,
+    parse_reply,
+    validation_feedback,
+)
 from agentfsm.bindings.tools import ToolClient
 from agentfsm.compiler.scope import Renderer, compile_assignments, compile_text, compile_value, make_scope, rendered
 from agentfsm.runtime.errors import StateError
@@ -34,17 +44,24 @@ class ChoiceState(State):
 
 
 class LlmState(State):
-    """`type: llm`: render the prompts, call the binding, parse, save, emit."""
+    """`type: llm`: render the prompts, call the binding, parse (and validate), save, emit.
+
+    A reply that does not parse or match `schema` is sent back with a user message saying
+    why (`validation_feedback`), up to `parse_retries` times; each call is recorded.
+    """
 
     def __init__(
         self, name: str, client: LLMClient, *, prompt: str, system: str | None, parse: ParseMode,
-        save: str | None, emit: str | None, **options: Any,
+        save: str | None, emit: str | None, schema: ReplySchema | None = None, parse_retries: int = 0,
+        **options: Any,
     ) -> None:
         super().__init__(name, **options)
         self.client = client
         self.prompt = compile_text(prompt)
         self.system = compile_text(system) if system is not None else None
         self.parse = parse
+        self.schema = schema
+        self.parse_retries = parse_retries
         self.save = save
         self.emit = compile_text(emit) if emit is not None else None
 
@@ -52,7 +69,37 @@ class LlmState(State):
         scope = make_scope(context)
         prompt = rendered(self.prompt, scope, "prompt")
         system = rendered(self.system, scope, "system") if self.system is not None else None
-        request = LLMRequest(self.client.name, self.name, prompt, system, context.run_id)
+        request = LLMRequest(
+            self.client.name, self.name, prompt, system, context.run_id, json_mode=self.parse == "json",
+            json_schema=self.schema.json_schema if self.schema is not None else None,
+        )
+        feedback_left = self.parse_retries
+        while True:
+            reply = await self._call(context, request)
+            try:
+                result = parse_reply(reply.text, self.parse)
+                if self.schema is not None:
+                    result = self.schema.validate(result)
+            except (StateError, SchemaMismatch) as exc:
+                problem = exc.message if isinstance(exc, StateError) else str(exc)
+                if feedback_left <= 0:
+                    raise self._parse_error(exc, reply.text) from None
+                feedback_left -= 1
+                history = (*request.history, {"role": "user", "content": request.prompt},
+                           {"role": "assistant", "content": reply.text})
+                request = dataclasses.replace(request, history=history, prompt=validation_feedback(problem))
+                continue
+            return _finish(context, result, self.save, self.emit)
+
+    def _parse_error(self, exc: StateError | SchemaMismatch, text: str) -> StateError:
+        """`llm.parse` for the last reply, with how many replies were tried when there was feedback."""
+        if isinstance(exc, SchemaMismatch):
+            exc = StateError("llm.parse", f"the reply does not match the schema: {exc}", detail={"reply": text[:500]})
+        if self.parse_retries:
+            exc.detail = {**(exc.detail or {}), "attempts": self.parse_retries + 1}
+        return exc
+
+    async def _call(self, context: StateContext, request: LLMRequest) -> LLMReply:
         started = time.perf_counter()
         try:
             reply = await self.client.complete(request)
@@ -70,8 +117,7 @@ class LlmState(State):
             completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason, retries=reply.retries,
             duration=time.perf_counter() - started,
         )
-        result = parse_reply(reply.text, self.parse)
-        return _finish(context, result, self.save, self.emit)
+        return reply
 
 
 class ToolState(State):

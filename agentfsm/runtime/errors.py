@@ -20,8 +20,12 @@ ERROR_TYPES: dict[str, str] = {
     "`base_url`); never retried.",
     "llm.unavailable": "The provider failed (5xx) or could not be reached (connection refused or reset); "
     "retried by the binding first.",
-    "tool.error": "The tool raised an error or returned a failure.",
-    "tool.timeout": "A command tool's program ran longer than the binding's `timeout`; its process group was stopped.",
+    "tool.error": "The tool raised an error or returned a failure (for `http`: a status not in `ok_status`, "
+    "no connection, a body over `max_response`, or not JSON under `parse: json`).",
+    "tool.bad_arguments": "The args do not fit the tool: a missing, unknown or mistyped argument (checked against "
+    "a Python tool's signature and type hints before the call), or a value a builtin refuses (an unknown time zone).",
+    "tool.timeout": "A command tool's program ran longer than the binding's `timeout` (its process group was "
+    "stopped), or an `http` tool got no complete reply within its `timeout`.",
     "state.error": "A Python `State` raised an exception.",
     "fail": "A `fail` state was reached.",
     "transition.none": "No transition rule matched the state's event.",

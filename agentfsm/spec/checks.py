@@ -175,10 +175,35 @@ class _Checker:
             hint = did_you_mean(state.llm, self.spec.llms)
             self.report((*where, "llm"), "unknown-llm", f"states.{name}.llm: no LLM binding named '{state.llm}' "
                                                          f"under llms:{hint}")
+        if isinstance(state, LlmStateSpec):
+            self.check_reply_schema(name, state)
         if isinstance(state, ToolStateSpec) and state.tool not in self.spec.tools and not self._dropped("tools"):
             hint = did_you_mean(state.tool, self.spec.tools)
             self.report((*where, "tool"), "unknown-tool",
                         f"states.{name}.tool: no tool binding named '{state.tool}' under tools:{hint}")
+
+    def check_reply_schema(self, name: str, state: LlmStateSpec) -> None:
+        """`schema:` and `parse_retries:` need `parse: json`; an inline schema must be a valid JSON Schema."""
+        where = ("states", name)
+        for field, value in (("schema", state.schema_), ("parse_retries", state.parse_retries)):
+            if value is not None and state.parse != "json":
+                self.report((*where, field), "invalid-value",
+                            f"states.{name}.{field}: needs 'parse: json' (this state parses '{state.parse}')", key=True)
+        if not isinstance(state.schema_, dict):
+            return
+        from jsonschema import validators
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            validators.validator_for(state.schema_, default=validators.Draft202012Validator).check_schema(state.schema_)
+        except SchemaError as exc:
+            inside = tuple(exc.path)
+            message = exc.message
+            if inside[-1:] == ("type",) and exc.validator == "anyOf" and not isinstance(exc.instance, list | dict):
+                message = f"{exc.instance!r} is not a JSON Schema type ({', '.join(JSON_TYPES)})"
+            place = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in inside)
+            self.report((*where, "schema", *inside), "invalid-value",
+                        f"states.{name}.schema{place}: not a valid JSON Schema: {_short(message)}")
 
     def _dropped(self, section: str) -> bool:
         return self.salvaged is not None and section in self.salvaged.dropped
@@ -267,6 +292,13 @@ def _assignment_sites(state: StateSpec) -> Iterator[tuple[str, NodePath]]:
         for index, catch in enumerate(state.catch):
             if catch.as_:
                 yield catch.as_, ("catch", index, "as")
+
+
+JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _closure(start: list[str], edges: dict[str, set[str]]) -> set[str]:

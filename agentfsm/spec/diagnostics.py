@@ -88,13 +88,16 @@ def locate(loc: Sequence[int | str]) -> _Place:
         if isinstance(part, str) and part.startswith(_VALIDATOR_TAGS):
             continue  # a model or field validator wraps the value; the path goes on inside it
         annotation = _unwrap(annotation)
-        if _is_union(annotation):
+        tagged = False
+        while _is_union(annotation):  # `X | None` where X is itself a tagged union: look inside it too
             member = _union_member(annotation, part)
             if member is not None:
-                annotation = member
-                continue
+                annotation, tagged = member, True
+                break
             non_none = [a for a in typing.get_args(annotation) if a is not type(None)]
             annotation = _unwrap(non_none[0]) if len(non_none) == 1 else None
+        if tagged:
+            continue
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             owner = annotation
             field = _field_by_key(annotation, str(part))

@@ -218,6 +218,12 @@ class OpenAILLM(HostedLLM):
     """Any OpenAI-compatible chat-completions server: OpenAI, Ollama, vLLM, llama.cpp, LM Studio."""
 
     provider: Literal["openai"] = Field(description="`openai`: the chat-completions protocol.")
+    json_mode: bool | None = Field(
+        None,
+        description="Whether `parse: json` states send `response_format` (JSON mode, or structured output with the "
+        "state's `schema`). Default: only to OpenAI's own API, since many compatible servers refuse it; `true` "
+        "for a server that supports it (vLLM, Ollama, llama.cpp...), `false` never.",
+    )
 
 
 class AnthropicLLM(HostedLLM):
@@ -230,18 +236,61 @@ LLMBinding = Annotated[ScriptedLLM | OpenAILLM | AnthropicLLM, Field(discriminat
 PROVIDERS = ("scripted", "openai", "anthropic")
 
 
-class BuiltinTool(LanguageModel):
-    """A tool that ships with agentfsm."""
+BUILTINS = ("calculator", "now", "json_query", "read_file")
 
-    builtin: Literal["calculator"] = Field(description="Which builtin: `calculator` (safe arithmetic).")
-    description: str | None = None
+
+class BuiltinTool(LanguageModel):
+    """A tool that ships with agentfsm; safe by construction (no eval, no shell, no network)."""
+
+    builtin: Literal["calculator", "now", "json_query", "read_file"] = Field(
+        description="Which builtin: `calculator` (args `expression`: safe arithmetic, no eval); "
+        "`now` (args `timezone`, an optional IANA name such as `Europe/Paris`, default UTC: the current time "
+        "as ISO 8601 text); `json_query` (args `data`, any JSON value, and `path` such as `a.b[0].c`: "
+        "the value there, `tool.error` when there is none); `read_file` (args `path`, relative to `root`: "
+        "the file's text, confined to `root` with symlinks resolved, at most `max_bytes`)."
+    )
+    root: str | None = Field(
+        None, description="`read_file` only, and required there: the folder files are read from, relative to the "
+        "machine file's folder and inside it. Nothing outside it can be read, by `..` or by a symlink."
+    )
+    max_bytes: int = Field(
+        1_000_000, ge=1, description="`read_file` only: a larger file is a `tool.error` (it is not read)."
+    )
+    description: str | None = Field(None, description="What the tool does, for people and for models calling it.")
+
+    @model_validator(mode="after")
+    def _read_file_options(self) -> BuiltinTool:
+        if self.builtin == "read_file":
+            if self.root is None:
+                raise ValueError("builtin read_file needs root: the folder (relative to the machine file) "
+                                 "it may read from")
+        else:
+            for option in ("root", "max_bytes"):
+                if option in self.model_fields_set:
+                    raise ValueError(f"{option}: only builtin read_file takes it, not {self.builtin}")
+        return self
 
 
 class PythonTool(LanguageModel):
-    """A Python function `module:function`, sync or async, called with the rendered `args` as keywords."""
+    """A Python function `module:function`, sync or async, called with the rendered `args` as keywords.
+
+    The args are checked against the function's signature and type hints (with pydantic) before the
+    call; a missing, unknown or mistyped argument is `tool.bad_arguments`.
+    """
 
     python: PythonRef = Field(description="`module:function`; the machine file's folder is searched first.")
-    description: str | None = None
+    description: str | None = Field(
+        None, description="What the tool does; default: the first line of the function's docstring."
+    )
+
+
+ToolParameters = dict[Identifier, dict[str, Any]]
+"""Argument name -> JSON Schema of that argument."""
+
+_PARAMETERS_DESCRIPTION = (
+    "The tool's arguments: name -> JSON Schema of the value (such as `{type: string}`), each required; "
+    "describes the tool to models that call tools natively."
+)
 
 
 def _argv_item(value: Any) -> Any:
@@ -298,7 +347,8 @@ class CommandTool(LanguageModel):
         description="How stdout becomes `output`: `text` (trailing newlines removed), `json` (one JSON value) "
         "or `lines` (the non-empty lines).",
     )
-    description: str | None = None
+    parameters: ToolParameters | None = Field(None, description=_PARAMETERS_DESCRIPTION)
+    description: str | None = Field(None, description="What the tool does, for people and for models calling it.")
 
     @field_validator("command")
     @classmethod
@@ -312,9 +362,74 @@ class CommandTool(LanguageModel):
         return value
 
 
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_URL_HEAD = re.compile(r"^https?://[^/?#{}\s]+[/?#]")
+
+
+def _http_url_template(value: str) -> str:
+    """Scheme and host are the author's: the text before the first template must be `scheme://host/`."""
+    if "{%" in value or "{#" in value:
+        raise ValueError("only {{ expression }} templates may appear in the URL, not {% %} or {# #}")
+    start = value.find("{{")
+    if start < 0:
+        return _http_url(value)
+    if not _URL_HEAD.match(value[:start]):
+        raise ValueError(f"{value!r}: the scheme and host must be written literally, followed by /, ? or #, "
+                         "before any template (such as https://api.example.com/items/{{ args.id }})")
+    _http_url(value[:start])
+    return value
+
+
+class HttpTool(LanguageModel):
+    """An HTTP request; result: `{status, output}`, `output` being the body as `parse:` asks.
+
+    Data from `args` reaches the URL only through its templates, each value percent-encoded as one
+    path or query component (`../` or `?x=` in data cannot change the URL's structure); scheme and
+    host are written literally. Redirects are not followed.
+    """
+
+    http: Annotated[str, AfterValidator(_http_url_template)] = Field(
+        description="The URL. Templates see only `args`; each `{{ }}` renders to one percent-encoded component "
+        "(a string, a number or a boolean). The text before the first template must hold `scheme://host/`.",
+        json_schema_extra=TEXT_TEMPLATE,
+    )
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field("GET", description="The HTTP method.")
+    headers: dict[str, str | EnvValue] = Field(
+        default_factory=dict,
+        description="HTTP headers, written literally; a value may be `{env: NAME}`, read when the run starts "
+        "and kept out of every error and record.",
+    )
+    json_body: Any = Field(
+        None, alias="json", description="The request body, sent as JSON (not with GET).",
+        json_schema_extra=VALUE_TEMPLATE,
+    )
+    timeout: PositiveDuration = Field(30.0, description="Give up on the whole exchange after this long "
+                                      "(`tool.timeout`).")
+    max_response: int = Field(
+        1_000_000, ge=1, description="Bytes of response body accepted; a longer body is a `tool.error` "
+        "(reading stops at the cap)."
+    )
+    ok_status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
+        None, min_length=1,
+        description="Statuses that count as success; default: any 2xx. Any other is a `tool.error` whose "
+        "`detail` has `status` and the start of the body.",
+    )
+    parse: Literal["json", "text"] = Field(
+        "json", description="How the body becomes `output`: `json` (an empty body is null) or `text`."
+    )
+    parameters: ToolParameters | None = Field(None, description=_PARAMETERS_DESCRIPTION)
+    description: str | None = Field(None, description="What the tool does, for people and for models calling it.")
+
+    @model_validator(mode="after")
+    def _no_body_with_get(self) -> HttpTool:
+        if self.method == "GET" and "json_body" in self.model_fields_set:
+            raise ValueError("json: a GET request has no body; use POST, PUT, PATCH or DELETE")
+        return self
+
+
 def _tool_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for kind in ("builtin", "python", "command"):
+        for kind in ("builtin", "python", "command", "http"):
             if kind in value:
                 return kind
         return None
@@ -323,11 +438,11 @@ def _tool_kind(value: Any) -> str | None:
 
 ToolBinding = Annotated[
     Annotated[BuiltinTool, Tag("builtin")] | Annotated[PythonTool, Tag("python")]
-    | Annotated[CommandTool, Tag("command")],
+    | Annotated[CommandTool, Tag("command")] | Annotated[HttpTool, Tag("http")],
     Discriminator(
         _tool_kind,
         custom_error_type="tool_kind",
-        custom_error_message="a tool needs one of the keys builtin:, python:, command:",
+        custom_error_message="a tool needs one of the keys builtin:, python:, command:, http:",
     ),
 ]
 
@@ -459,6 +574,34 @@ class ChoiceStateSpec(StateSpec):
     )
 
 
+class PythonSchema(LanguageModel):
+    """A reply schema given by a pydantic model, imported when the run starts."""
+
+    python: PythonRef = Field(
+        description="`module:Model`, a pydantic `BaseModel` subclass; the machine file's folder is searched first."
+    )
+
+
+def _schema_kind(value: Any) -> str:
+    if isinstance(value, PythonSchema) or (isinstance(value, dict) and "python" in value):
+        return "python"
+    return "inline"
+
+
+ReplySchemaSpec = Annotated[
+    Annotated[PythonSchema, Tag("python")]
+    | Annotated[
+        dict[str, Any],
+        Tag("inline"),
+        WithJsonSchema({
+            "type": "object", "not": {"required": ["python"]},
+            "description": "An inline JSON Schema the reply must match.",
+        }),
+    ],
+    Discriminator(_schema_kind),
+]
+
+
 class LlmStateSpec(ActiveStateSpec):
     """Render a prompt, call an LLM binding, parse and save the reply."""
 
@@ -469,10 +612,32 @@ class LlmStateSpec(ActiveStateSpec):
     parse: Literal["text", "json", "lines"] = Field(
         "text", description="`text` as is; `json` an object or list (code fences allowed); `lines` non-empty lines."
     )
+    schema_: ReplySchemaSpec | None = Field(
+        None, alias="schema",
+        description="With `parse: json`, the shape the reply must have: an inline JSON Schema (Draft 2020-12 unless "
+        "its `$schema` names another draft), or `{python: \"module:Model\"}` naming a pydantic model (the saved "
+        "value is then the validated model, dumped as JSON data). A reply that does not match is fed back to the "
+        "model (see `parse_retries`), then fails the state with `llm.parse`. OpenAI's own API is asked for "
+        "structured output with this schema.",
+    )
+    parse_retries: int | None = Field(
+        None, ge=0, le=5,
+        description="With `parse: json`, how many more times the model is asked when its reply is not JSON or does "
+        "not match `schema`: the conversation so far is sent again with a user message starting `The reply is not "
+        "valid:` followed by the error, asking for corrected JSON only. Default: 1 with a `schema`, 0 without. "
+        "Each call counts in the usage; after the last, the state fails with `llm.parse`.",
+    )
     save: Identifier | None = Field(None, description="Context key the parsed reply is saved under.")
     emit: str | None = Field(
         None, description="Template for the event name (sees `result`); default `done`.", json_schema_extra=TEXT_TEMPLATE
     )
+
+    @property
+    def reply_retries(self) -> int:
+        """The feedback calls allowed after a reply that does not parse or validate."""
+        if self.parse_retries is not None:
+            return self.parse_retries
+        return 1 if self.schema_ is not None else 0
 
 
 class ToolStateSpec(ActiveStateSpec):
