@@ -95,3 +95,44 @@ def test_the_shipped_react_agent_runs_against_a_real_server_with_one_flag() -> N
     assert first["messages"][0]["role"] == "system"
     assert "Task: What is 17 * 23?" in first["messages"][1]["content"]
     assert "Observation: 391" in requests[1].json["messages"][1]["content"]
+
+
+def test_the_native_tools_agent_calls_tools_through_a_real_server_with_one_flag() -> None:
+    import json
+    import os
+
+    from tests.llm_server import Reply, serve
+
+    tool_call = {
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "test-model",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None,
+            "tool_calls": [{"id": "call_a", "type": "function",
+                            "function": {"name": "calculator", "arguments": '{"expression": "17 * 23"}'}}]}}],
+        "usage": {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 49},
+    }
+    answer = {
+        "id": "chatcmpl-2", "object": "chat.completion", "model": "test-model",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "391"}}],
+        "usage": {"prompt_tokens": 60, "completion_tokens": 1, "total_tokens": 61},
+    }
+    machine = ROOT / "machines" / "react_native_tools.yaml"
+    with serve() as server:
+        server.script(Reply(json=tool_call), Reply(json=answer))
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        completed = subprocess.run(
+            [sys.executable, "-m", "agentfsm", "run", str(machine), "-i", "task=What is 17 * 23?", "--json", "-q",
+             "--llm", f"brain=openai:test-model@{server.url}/v1"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )
+        requests = list(server.requests)
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert (result["status"], result["output"]) == ("succeeded", "391")
+    assert result["usage"]["brain"] == {"calls": 2, "prompt_tokens": 100, "completion_tokens": 10}
+    offered = requests[0].json["tools"]
+    assert [tool["function"]["name"] for tool in offered] == ["calculator"]
+    assert offered[0]["function"]["parameters"]["properties"]["expression"]["type"] == "string"
+    second = requests[1].json["messages"]
+    assert second[-2]["tool_calls"][0]["id"] == "call_a"
+    assert second[-1] == {"role": "tool", "tool_call_id": "call_a", "content": "391"}

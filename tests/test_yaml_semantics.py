@@ -1232,6 +1232,7 @@ def test_a_json_scalar_is_not_accepted_by_parse_json(tmp_path: Path) -> None:
 EXAMPLE_INPUTS: dict[str, dict[str, Any]] = {
     "hello.yaml": {"name": "Ada"},
     "react_agent.yaml": {"task": "What is 17 * 23?"},
+    "react_native_tools.yaml": {"task": "What is 17 * 23?"},
 }
 
 _SAMPLE_VALUES = {"string": "What is 2 + 3?", "integer": 2, "number": 2.5, "boolean": True, "array": [],
@@ -1244,7 +1245,7 @@ def example_files() -> list[Path]:
 
 def test_the_known_examples_are_shipped() -> None:
     names = {p.name for p in example_files()}
-    assert {"hello.yaml", "react_agent.yaml"} <= names
+    assert {"hello.yaml", "react_agent.yaml", "react_native_tools.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
@@ -1276,6 +1277,13 @@ def test_react_agent_answers_arithmetic_without_planning() -> None:
     assert "planning" not in path
     assert "acting" in path
     assert result.context.get("observations") == [391]
+    assert result.usage["brain"]["calls"] == 2
+
+
+def test_react_native_tools_answers_through_a_native_tool_call() -> None:
+    result = run_file(MACHINES / "react_native_tools.yaml", {"task": "What is 17 * 23?"})
+    assert result.status == "succeeded", result.error
+    assert str(result.output) == "391"
     assert result.usage["brain"]["calls"] == 2
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentfsm.bindings.http_llm import HttpLLMClient, ReplyShapeError, field, token_count
-from agentfsm.bindings.llm import LLMReply, LLMRequest
+from agentfsm.bindings.llm import LLMReply, LLMRequest, Message, ToolCall, parse_tool_arguments
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -32,8 +32,14 @@ class AnthropicClient(HttpLLMClient):
         body: dict[str, Any] = {
             "model": self.config.model,
             "max_tokens": self.config.max_tokens or DEFAULT_MAX_TOKENS,
-            "messages": request.messages(),  # no JSON mode: the system prompt is the author's to write
+            "messages": wire_messages(request.messages()),  # no JSON mode: the system prompt is the author's to write
         }
+        if request.tools:
+            body["tools"] = [
+                {"name": tool.name, "input_schema": tool.parameters,
+                 **({"description": tool.description} if tool.description else {})}
+                for tool in request.tools
+            ]
         if request.system:
             body["system"] = request.system
         if self.config.temperature is not None:  # the API takes 0..1; above that, its 400 says so
@@ -54,4 +60,37 @@ class AnthropicClient(HttpLLMClient):
             prompt_tokens=token_count(usage, "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"),
             completion_tokens=token_count(usage, "output_tokens"),
             finish_reason=FINISH_REASONS.get(stop, stop) if isinstance(stop, str) else "stop",
+            tool_calls=_tool_calls(blocks),
         )
+
+
+def wire_messages(conversation: list[Message]) -> list[dict[str, Any]]:
+    """The conversation in Messages API turns: `tool_use` blocks in the assistant's, `tool_result` ones in a user turn."""
+    messages: list[dict[str, Any]] = []
+    for turn in conversation:
+        if turn.role == "tool":
+            blocks = [{"type": "tool_result", "tool_use_id": result.call_id, "content": result.content,
+                       **({"is_error": True} if result.is_error else {})} for result in turn.tool_results]
+            messages.append({"role": "user", "content": blocks})
+        elif turn.role == "assistant" and turn.tool_calls:
+            content: list[dict[str, Any]] = [{"type": "text", "text": turn.content}] if turn.content else []
+            content += [{"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+                        for call in turn.tool_calls]
+            messages.append({"role": "assistant", "content": content})
+        else:
+            messages.append({"role": turn.role, "content": turn.content})
+    return messages
+
+
+def _tool_calls(blocks: list[dict[str, Any]]) -> tuple[ToolCall, ...]:
+    """The `tool_use` blocks `{id, name, input}`; an input that is not an object is kept for the error fed back."""
+    found = []
+    for index, block in enumerate(blocks):
+        if block.get("type") != "tool_use":
+            continue
+        name = field(block, "name", str, f"content[{index}]")
+        block_id = block.get("id")
+        arguments, invalid = parse_tool_arguments(block.get("input", {}))
+        found.append(ToolCall(block_id if isinstance(block_id, str) and block_id else f"toolu_{index}",
+                              name, arguments, invalid))
+    return tuple(found)

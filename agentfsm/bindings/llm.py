@@ -15,14 +15,76 @@ from agentfsm.runtime.errors import StateError
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool offered to the model: its name, what it does, and the JSON Schema (an object) of its arguments."""
+
+    name: str
+    description: str | None
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the model asked for.
+
+    `arguments` is always a mapping; when the model's arguments were not a JSON object,
+    it is empty, `invalid` says why and `raw` keeps the text the model sent (sent back as is).
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    invalid: str | None = None
+    raw: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The answer to one tool call: `content` is the JSON-encoded result, or `{"error": {type, message}}`."""
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation, which each provider writes in its own wire format.
+
+    `user`: a user message (`content`). `assistant`: the model's reply, its text and the
+    tool calls it asked for. `tool`: the results of the previous assistant turn's tool
+    calls, in call order; its `content` is their text as the scripted provider sees it
+    (`tool_results_text`).
+    """
+
+    role: Literal["user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_results: tuple[ToolResult, ...] = ()
+
+
+def tool_results_text(results: tuple[ToolResult, ...] | list[ToolResult]) -> str:
+    """The text of a `tool` turn: one line per result, `Result of NAME: CONTENT` or `Error from NAME: CONTENT`.
+
+    NAME is the tool name the model called, CONTENT the JSON-encoded result (`391`,
+    `"some text"`, `{"a": 1}`) or error (`{"error": {"type": ..., "message": ...}}`).
+    It is what a scripted model's `match:` searches after tool calls.
+    """
+    return "\n".join(f"{'Error from' if r.is_error else 'Result of'} {r.name}: {r.content}" for r in results)
+
+
+@dataclass(frozen=True, slots=True)
 class LLMRequest:
     """One call: the rendered prompts and who is asking.
 
-    `prompt` is always the latest user message. `history` holds the earlier turns of the
-    conversation (`{"role": "user" | "assistant", "content": ...}`), oldest first; it is
-    empty except when a reply is fed back for correction (`parse_retries`). `json_mode`
-    asks for a JSON reply (`parse: json`) and `json_schema` for one matching that schema;
-    a provider that has no such mode ignores both.
+    `prompt` is always the text of the latest message: the user's, or with `tool_results`
+    the results of the tool calls the model asked for in its last reply (the text that
+    `tool_results_text` makes). `history` holds the earlier turns of the conversation
+    (`Message`s; `{"role", "content"}` mappings are accepted), oldest first; it is empty
+    on a state's first call. `tools` are the tools the model may call. `json_mode` asks
+    for a JSON reply (`parse: json`) and `json_schema` for one matching that schema; a
+    provider that has no such mode ignores both.
     """
 
     binding: str
@@ -30,13 +92,28 @@ class LLMRequest:
     prompt: str
     system: str | None = None
     run_id: str = ""
-    history: tuple[dict[str, str], ...] = ()
+    history: tuple[Message, ...] = ()
     json_mode: bool = False
     json_schema: dict[str, Any] | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    tool_results: tuple[ToolResult, ...] = ()
 
-    def messages(self) -> list[dict[str, str]]:
-        """The conversation as chat messages, without the system prompt: the history, then the prompt."""
-        return [*self.history, {"role": "user", "content": self.prompt}]
+    def __post_init__(self) -> None:
+        if any(isinstance(turn, dict) for turn in self.history):
+            turns = tuple(Message(t["role"], t.get("content") or "") if isinstance(t, dict) else t
+                          for t in self.history)
+            object.__setattr__(self, "history", turns)
+
+    @property
+    def latest(self) -> Message:
+        """The latest turn: the prompt as a user message, or the tool results."""
+        if self.tool_results:
+            return Message("tool", self.prompt, tool_results=self.tool_results)
+        return Message("user", self.prompt)
+
+    def messages(self) -> list[Message]:
+        """The conversation, without the system prompt: the history, then the latest turn."""
+        return [*self.history, self.latest]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +127,25 @@ class LLMReply:
     finish_reason: str = "stop"
     retries: int = 0
     """Provider-level retries this call needed (rate limits, unavailable server, timeouts)."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tools the model asked to call; the state runs them and calls the model again with the results."""
+
+
+def parse_tool_arguments(text: Any) -> tuple[dict[str, Any], str | None]:
+    """A model's tool arguments (a JSON text, or already a mapping): the mapping, or `{}` and why not."""
+    if isinstance(text, dict):
+        return text, None
+    if not isinstance(text, str):
+        return {}, "the arguments are not a JSON object"
+    if not text.strip():
+        return {}, None  # some servers send "" for a call without arguments
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return {}, f"the arguments are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if not isinstance(value, dict):
+        return {}, "the arguments are not a JSON object"
+    return value, None
 
 
 class LLMClient(Protocol):

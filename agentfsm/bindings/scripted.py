@@ -5,9 +5,17 @@ used in order. A rule's `match` is a regular expression searched in the prompt, 
 reply may insert the match's groups (`\\1`, `\\g<name>`), so a scripted model can answer
 a family of prompts. Token counts are word counts, recorded like a real provider's.
 
-`match` searches the latest user message: after a reply that did not parse or match the
-state's `schema`, that is the feedback, which starts with `The reply is not valid:`. The
-provider has no JSON mode; it ignores the request's `json_mode` and `json_schema`.
+A rule may carry `tool_calls: [{name, arguments}]` (with or without a `reply`): in an
+`llm` state with `tools:` they run like a real model's native tool calls, then the
+model is called again with their results. Their ids are `call_1`, `call_2`... in the run.
+
+`match` searches the latest message (`LLMRequest.prompt`): the prompt on a state's first
+call; after a reply that did not parse or match the state's `schema`, the feedback, which
+starts with `The reply is not valid:`; after tool calls, their results, one line per call
+in the order asked, `Result of NAME: JSON` or `Error from NAME: {"error": {"type": ...,
+"message": ...}}` (`tool_results_text`), so `match: 'Result of calc: (\\d+)'` reads a
+calculator's answer. The provider has no JSON mode; it ignores the request's `json_mode`
+and `json_schema`, and the tools offered (it calls what its script says).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from agentfsm.bindings.imports import BindingError
-from agentfsm.bindings.llm import LLMReply, LLMRequest, count_tokens
+from agentfsm.bindings.llm import LLMReply, LLMRequest, ToolCall, count_tokens
 from agentfsm.runtime.errors import StateError
 from agentfsm.spec.models import ScriptedLLM, ScriptedReply
 from agentfsm.spec.yamlsource import load_yaml_file
@@ -34,6 +42,7 @@ _REPLIES = TypeAdapter(list[str | ScriptedReply])
 class _RunCursor:
     next_plain: int = 0
     rule_uses: dict[int, int] = field(default_factory=dict)
+    tool_calls: int = 0
 
 
 class ScriptedClient:
@@ -52,11 +61,17 @@ class ScriptedClient:
 
     async def complete(self, request: LLMRequest) -> LLMReply:
         cursor = self._cursors.setdefault(request.run_id, _RunCursor())
-        text = self._choose(cursor, request)
-        prompt_text = " ".join([request.system or "", *(m["content"] for m in request.messages())])
-        return LLMReply(text, self.model, count_tokens(prompt_text), count_tokens(text))
+        text, calls = self._choose(cursor, request)
+        prompt_text = " ".join([request.system or "", *(m.content for m in request.messages())])
+        tool_calls = []
+        for call in calls:
+            cursor.tool_calls += 1
+            tool_calls.append(ToolCall(f"call_{cursor.tool_calls}", call["name"], call["arguments"]))
+        completion = count_tokens(text) + sum(count_tokens(json.dumps(c)) for c in calls)
+        return LLMReply(text, self.model, count_tokens(prompt_text), completion,
+                        finish_reason="tool_calls" if tool_calls else "stop", tool_calls=tuple(tool_calls))
 
-    def _choose(self, cursor: _RunCursor, request: LLMRequest) -> str:
+    def _choose(self, cursor: _RunCursor, request: LLMRequest) -> tuple[str, list[dict[str, Any]]]:
         for index, rule, pattern in self.rules:
             if rule.state is not None and rule.state != request.state:
                 continue
@@ -67,12 +82,14 @@ class ScriptedClient:
                 continue
             cursor.rule_uses[index] = cursor.rule_uses.get(index, 0) + 1
             try:
-                return _as_text(_expand(rule.reply, found))
+                text = _as_text(_expand(rule.reply, found)) if rule.reply is not None else ""
+                calls = [_expand(call.model_dump(), found) for call in rule.tool_calls]
+                return text, calls
             except re.error as exc:  # validated at load time; kept for replies built in Python
                 raise StateError("llm.error", f"scripted binding '{self.name}': bad reply template: {exc}") from None
         if cursor.next_plain < len(self.plain):
             cursor.next_plain += 1
-            return self.plain[cursor.next_plain - 1]
+            return self.plain[cursor.next_plain - 1], []
         raise StateError(
             "llm.error",
             f"scripted binding '{self.name}' has no reply left for this call "

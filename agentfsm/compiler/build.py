@@ -82,7 +82,9 @@ def _build_state(
         schema = (make_reply_schema(spec.schema_, base_dir, f"states.{name}.schema")
                   if spec.schema_ is not None else None)
         state = LlmState(name, llms[spec.llm], prompt=spec.prompt, system=spec.system, parse=spec.parse,
-                         save=spec.save, emit=spec.emit, schema=schema, parse_retries=spec.reply_retries, **options)
+                         save=spec.save, emit=spec.emit, schema=schema, parse_retries=spec.reply_retries,
+                         tools=[tools[tool] for tool in spec.tools], max_tool_rounds=spec.max_tool_rounds,
+                         **options)
     elif isinstance(spec, ToolStateSpec):
         state = ToolState(name, tools[spec.tool], args=spec.args, save=spec.save, emit=spec.emit, **options)
     elif isinstance(spec, PythonStateSpec):

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from pydantic_core import to_jsonable_python
 
 from agentfsm.bindings.llm import (
     LLMClient,
     LLMReply,
     LLMRequest,
+    Message,
     ParseMode,
     ReplySchema,
     SchemaMismatch,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
     parse_reply,
+    tool_results_text,
     validation_feedback,
 )
 from agentfsm.bindings.tools import ToolClient
@@ -46,14 +55,17 @@ class ChoiceState(State):
 class LlmState(State):
     """`type: llm`: render the prompts, call the binding, parse (and validate), save, emit.
 
-    A reply that does not parse or match `schema` is sent back with a user message saying
-    why (`validation_feedback`), up to `parse_retries` times; each call is recorded.
+    With `tools`, a reply asking for tool calls has them run (concurrently), and the model
+    is called again with their results, up to `max_tool_rounds` such replies (one more is
+    `llm.tool_loop`). A reply that does not parse or match `schema` is sent back with a
+    user message saying why (`validation_feedback`), up to `parse_retries` times. Both
+    loops extend one conversation; each LLM and tool call is recorded.
     """
 
     def __init__(
         self, name: str, client: LLMClient, *, prompt: str, system: str | None, parse: ParseMode,
         save: str | None, emit: str | None, schema: ReplySchema | None = None, parse_retries: int = 0,
-        **options: Any,
+        tools: Sequence[ToolClient] = (), max_tool_rounds: int = 8, **options: Any,
     ) -> None:
         super().__init__(name, **options)
         self.client = client
@@ -62,6 +74,8 @@ class LlmState(State):
         self.parse = parse
         self.schema = schema
         self.parse_retries = parse_retries
+        self.tools = {tool.name: tool for tool in tools}
+        self.max_tool_rounds = max_tool_rounds
         self.save = save
         self.emit = compile_text(emit) if emit is not None else None
 
@@ -72,10 +86,26 @@ class LlmState(State):
         request = LLMRequest(
             self.client.name, self.name, prompt, system, context.run_id, json_mode=self.parse == "json",
             json_schema=self.schema.json_schema if self.schema is not None else None,
+            tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in self.tools.values()),
         )
         feedback_left = self.parse_retries
+        tool_rounds = 0
         while True:
             reply = await self._call(context, request)
+            if reply.tool_calls:
+                if tool_rounds >= self.max_tool_rounds:
+                    raise StateError(
+                        "llm.tool_loop",
+                        f"the model still asks for tools after {self.max_tool_rounds} rounds of tool calls "
+                        "(max_tool_rounds)",
+                        detail={"max_tool_rounds": self.max_tool_rounds,
+                                "tools": [call.name for call in reply.tool_calls]},
+                    )
+                tool_rounds += 1
+                results = await self._run_tools(context, reply.tool_calls)
+                request = _answer(request, Message("assistant", reply.text, tool_calls=reply.tool_calls),
+                                  tool_results_text(results), results)
+                continue
             try:
                 result = parse_reply(reply.text, self.parse)
                 if self.schema is not None:
@@ -85,11 +115,36 @@ class LlmState(State):
                 if feedback_left <= 0:
                     raise self._parse_error(exc, reply.text) from None
                 feedback_left -= 1
-                history = (*request.history, {"role": "user", "content": request.prompt},
-                           {"role": "assistant", "content": reply.text})
-                request = dataclasses.replace(request, history=history, prompt=validation_feedback(problem))
+                request = _answer(request, Message("assistant", reply.text), validation_feedback(problem))
                 continue
             return _finish(context, result, self.save, self.emit)
+
+    async def _run_tools(self, context: StateContext, calls: tuple[ToolCall, ...]) -> tuple[ToolResult, ...]:
+        """Run the calls concurrently; every outcome, an error too, becomes a result for the model."""
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self._run_tool(context, call)) for call in calls]
+        return tuple(task.result() for task in tasks)
+
+    async def _run_tool(self, context: StateContext, call: ToolCall) -> ToolResult:
+        started = time.perf_counter()
+        tool = self.tools.get(call.name)
+        try:
+            if tool is None:
+                offered = ", ".join(self.tools) or "none"
+                raise StateError("tool.error", f"no tool named '{call.name}' in this state (its tools: {offered})")
+            if call.invalid is not None:
+                raise StateError("tool.bad_arguments", f"tool '{call.name}': {call.invalid}",
+                                 detail={"arguments": (call.raw or "")[:500]})
+            value = to_jsonable_python(await tool.call(call.arguments), fallback=str)
+        except StateError as exc:
+            error = exc.as_dict()
+            context.record_call("tool", binding=call.name, args=call.arguments, error=error,
+                                duration=time.perf_counter() - started, via="llm", call_id=call.id)
+            content = json.dumps({"error": {"type": exc.type, "message": exc.message}})
+            return ToolResult(call.id, call.name, content, is_error=True)
+        context.record_call("tool", binding=call.name, args=call.arguments, result=value,
+                            duration=time.perf_counter() - started, via="llm", call_id=call.id)
+        return ToolResult(call.id, call.name, json.dumps(value))
 
     def _parse_error(self, exc: StateError | SchemaMismatch, text: str) -> StateError:
         """`llm.parse` for the last reply, with how many replies were tried when there was feedback."""
@@ -166,6 +221,12 @@ class FailState(State):
 
     async def execute(self, context: StateContext) -> None:
         raise StateError("fail", rendered(self.error, make_scope(context), "error"))
+
+
+def _answer(request: LLMRequest, reply: Message, text: str, results: tuple[ToolResult, ...] = ()) -> LLMRequest:
+    """The next request of a conversation: the model's reply, then a user message or (with `results`) tool results."""
+    history = (*request.history, request.latest, reply)
+    return dataclasses.replace(request, history=history, prompt=text, tool_results=results)
 
 
 def _finish(context: StateContext, result: Any, save: str | None, emit: Renderer | None) -> Event:

@@ -20,6 +20,8 @@ ERROR_TYPES: dict[str, str] = {
     "`base_url`); never retried.",
     "llm.unavailable": "The provider failed (5xx) or could not be reached (connection refused or reset); "
     "retried by the binding first.",
+    "llm.tool_loop": "An `llm` state with `tools:` got more replies asking for tool calls than its "
+    "`max_tool_rounds`.",
     "tool.error": "The tool raised an error or returned a failure (for `http`: a status not in `ok_status`, "
     "no connection, a body over `max_response`, or not JSON under `parse: json`).",
     "tool.bad_arguments": "The args do not fit the tool: a missing, unknown or mistyped argument (checked against "

@@ -177,6 +177,11 @@ class _Checker:
                                                          f"under llms:{hint}")
         if isinstance(state, LlmStateSpec):
             self.check_reply_schema(name, state)
+            for index, tool in enumerate(state.tools):
+                if tool not in self.spec.tools and not self._dropped("tools"):
+                    hint = did_you_mean(tool, self.spec.tools)
+                    self.report((*where, "tools", index), "unknown-tool",
+                                f"states.{name}.tools[{index}]: no tool binding named '{tool}' under tools:{hint}")
         if isinstance(state, ToolStateSpec) and state.tool not in self.spec.tools and not self._dropped("tools"):
             hint = did_you_mean(state.tool, self.spec.tools)
             self.report((*where, "tool"), "unknown-tool",

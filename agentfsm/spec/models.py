@@ -116,15 +116,36 @@ class InputSpec(LanguageModel):
 ReplyValue = str | dict[str, Any] | list[Any]
 
 
+class ScriptedToolCall(LanguageModel):
+    """A tool call a scripted model makes: the tool's name and its arguments."""
+
+    name: str = Field(description=r"The tool's name (as under the state's `tools:`); `\1` inserts a group of `match`.")
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description=r"The arguments, a mapping; `\1` or `\g<name>` in its texts insert groups "
+        "of `match`.",
+    )
+
+
 class ScriptedReply(LanguageModel):
     """A scripted reply chosen by rule: by the calling state's name and/or a regex searched in the prompt."""
 
-    reply: ReplyValue = Field(
+    reply: ReplyValue | None = Field(
+        None,
         description="The reply: text, or a mapping/list sent as JSON text. "
-        r"`\1` or `\g<name>` insert groups of `match`."
+        r"`\1` or `\g<name>` insert groups of `match`. Optional with `tool_calls`.",
+    )
+    tool_calls: list[ScriptedToolCall] = Field(
+        default_factory=list,
+        description="Tools the model calls natively in this reply (an `llm` state with `tools:` runs them and calls "
+        "the model again with their results). Give `times: 1` or a `match:` so the rule does not fire forever.",
     )
     state: str | None = Field(None, description="Use only for calls from this state.")
-    match: str | None = Field(None, description="Use only when this regular expression is found in the prompt.")
+    match: str | None = Field(
+        None,
+        description="Use only when this regular expression is found in the prompt: the latest user message, or after "
+        "tool calls their results, one line each, `Result of NAME: JSON` or `Error from NAME: "
+        '{"error": {"type": ..., "message": ...}}`.',
+    )
     times: int | None = Field(None, ge=1, description="Use at most this many times (default: unlimited).")
 
     @field_validator("match")
@@ -139,10 +160,13 @@ class ScriptedReply(LanguageModel):
 
     @model_validator(mode="after")
     def _reply_expands(self) -> ScriptedReply:
-        """With `match`, every text in the reply is a re template: `\\1` must name a group, `\\d` is an error."""
+        """At least a reply or a tool call; with `match`, every text is a re template: `\\1` must name a group."""
+        if self.reply is None and not self.tool_calls:
+            raise ValueError("a scripted reply needs 'reply', 'tool_calls' or both")
         if self.match is not None:
             pattern = re.compile(self.match)
-            for text in _texts(self.reply):
+            texts = _texts(self.reply) + [t for call in self.tool_calls for t in [call.name, *_texts(call.arguments)]]
+            for text in texts:
                 try:
                     pattern.sub(text, "")
                 except re.error as exc:
@@ -626,6 +650,17 @@ class LlmStateSpec(ActiveStateSpec):
         "not match `schema`: the conversation so far is sent again with a user message starting `The reply is not "
         "valid:` followed by the error, asking for corrected JSON only. Default: 1 with a `schema`, 0 without. "
         "Each call counts in the usage; after the last, the state fails with `llm.parse`.",
+    )
+    tools: list[str] = Field(
+        default_factory=list,
+        description="Names of bindings under `tools:` the model may call natively, with the JSON Schema of each "
+        "tool's arguments. The state loops: the model's tool calls run (concurrently when it asks for several), "
+        "their results go back to it, until it answers with text; each call is recorded in the step.",
+    )
+    max_tool_rounds: int = Field(
+        8, ge=1,
+        description="With `tools:`, how many replies with tool calls are run; one more fails the state with "
+        "`llm.tool_loop`.",
     )
     save: Identifier | None = Field(None, description="Context key the parsed reply is saved under.")
     emit: str | None = Field(
