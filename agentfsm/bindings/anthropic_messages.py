@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
-from agentfsm.bindings.http_llm import HttpLLMClient, ReplyShapeError, field, token_count
+from agentfsm.bindings.http_llm import HttpLLMClient, ReplyShapeError, StreamReader, field, token_count
 from agentfsm.bindings.llm import LLMReply, LLMRequest, Message, ToolCall, parse_tool_arguments
 
 API_VERSION = "2023-06-01"
@@ -13,6 +15,12 @@ DEFAULT_MAX_TOKENS = 1024
 
 FINISH_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 """Anthropic's stop reasons in the chat-completions words, so guards on `finish_reason` work with either provider."""
+
+ERROR_STATUS = {
+    "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403, "not_found_error": 404,
+    "request_too_large": 413, "rate_limit_error": 429, "api_error": 500, "overloaded_error": 529,
+}
+"""The HTTP status each error type of an `error` event stands for, so it gets the same `llm.*` type."""
 
 
 class AnthropicClient(HttpLLMClient):
@@ -44,7 +52,12 @@ class AnthropicClient(HttpLLMClient):
             body["system"] = request.system
         if self.config.temperature is not None:  # the API takes 0..1; above that, its 400 says so
             body["temperature"] = self.config.temperature
+        if request.on_token is not None:
+            body["stream"] = True
         return body
+
+    def _stream_reader(self, emit: Callable[[str], None]) -> StreamReader:
+        return AnthropicStream(emit, self._stream_error, self.config.model)
 
     def _read_reply(self, data: Any) -> LLMReply:
         blocks = field(data, "content", list, "the reply")
@@ -61,6 +74,88 @@ class AnthropicClient(HttpLLMClient):
             completion_tokens=token_count(usage, "output_tokens"),
             finish_reason=FINISH_REASONS.get(stop, stop) if isinstance(stop, str) else "stop",
             tool_calls=_tool_calls(blocks),
+        )
+
+
+class AnthropicStream(StreamReader):
+    """A streamed message: `message_start` (model, input usage), per content block a
+    `content_block_start`, `content_block_delta`s (`text_delta` text, `input_json_delta`
+    pieces of a tool_use block's input) and `content_block_stop`, then `message_delta`
+    (stop reason, output usage) and `message_stop`; `ping`s anywhere; `error` on failure.
+    """
+
+    def __init__(self, emit: Callable[[str], None], fail: Callable[..., Any], model: str) -> None:
+        super().__init__(emit, fail)
+        self.model = model
+        self.started = False
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.usage: dict[str, Any] = {}
+        self.stop: str | None = None
+
+    def feed(self, event: str, data: str) -> None:
+        payload = json.loads(data)
+        if not isinstance(payload, dict):
+            raise ReplyShapeError(f"a {event!r} event is not a JSON object")
+        kind = payload.get("type", event)
+        if kind == "error":
+            error = payload.get("error")
+            error = error if isinstance(error, dict) else {}
+            message = error.get("message")
+            raise self.fail(ERROR_STATUS.get(error.get("type")), message if isinstance(message, str) else "")
+        if kind == "message_start":
+            message = field(payload, "message", dict, "message_start")
+            self.started = True
+            if isinstance(message.get("model"), str) and message["model"]:
+                self.model = message["model"]
+            if isinstance(message.get("usage"), dict):
+                self.usage.update(message["usage"])
+        elif kind == "content_block_start":
+            block = field(payload, "content_block", dict, "content_block_start")
+            index = field(payload, "index", int, "content_block_start")
+            self.blocks[index] = {**block, "text": [block["text"]] if isinstance(block.get("text"), str) else [],
+                                  "json": []}
+        elif kind == "content_block_delta":
+            delta = field(payload, "delta", dict, "content_block_delta")
+            block = self.blocks.get(payload.get("index"))  # type: ignore[arg-type]
+            if block is None:
+                raise ReplyShapeError("a content_block_delta for a block that did not start")
+            if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+                block["text"].append(delta["text"])
+                if block.get("type") == "text":
+                    self.emit(delta["text"])
+            elif delta.get("type") == "input_json_delta" and isinstance(delta.get("partial_json"), str):
+                block["json"].append(delta["partial_json"])
+        elif kind == "message_delta":
+            delta = payload.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):
+                self.stop = delta["stop_reason"]
+            if isinstance(payload.get("usage"), dict):
+                self.usage.update(payload["usage"])  # cumulative counts: the latest are the totals
+
+    def reply(self) -> LLMReply:
+        if not self.started:
+            raise ReplyShapeError("the stream ended without a message_start")
+        blocks = [self.blocks[index] for index in sorted(self.blocks)]
+        text = "".join("".join(b["text"]) for b in blocks if b.get("type") == "text")
+        calls = []
+        for index, block in enumerate(blocks):
+            if block.get("type") != "tool_use":
+                continue
+            name = field(block, "name", str, f"content block {index}")
+            block_id = block.get("id")
+            raw = "".join(block["json"])
+            # input arrives as pieces of JSON text; with none, the block's own `input` (an empty object)
+            arguments, invalid = parse_tool_arguments(raw if raw else block.get("input", {}))
+            calls.append(ToolCall(block_id if isinstance(block_id, str) and block_id else f"toolu_{index}",
+                                  name, arguments, invalid, raw if invalid else None))
+        return LLMReply(
+            text=text,
+            model=self.model,
+            prompt_tokens=token_count(self.usage, "input_tokens", "cache_creation_input_tokens",
+                                      "cache_read_input_tokens"),
+            completion_tokens=token_count(self.usage, "output_tokens"),
+            finish_reason=FINISH_REASONS.get(self.stop, self.stop) if self.stop else "stop",
+            tool_calls=tuple(calls),
         )
 
 

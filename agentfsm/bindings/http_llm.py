@@ -5,14 +5,24 @@ request body and how to read a reply; `HttpLLMClient.complete` does the rest. Ev
 failure becomes a StateError with an `llm.*` type (see `http_errors.py`), its message
 short and free of secrets, its `detail` `{status, binding}`. Rate limits, unavailable
 servers and timeouts are retried here first (`max_retries`), before the state's `retry`.
+
+Streaming: when the request has an `on_token` observer, the body asks for a stream
+(`"stream": true`) and the server-sent events are read as they arrive by the provider's
+`StreamReader`, which hands each text delta to the observer and assembles the same
+`LLMReply` a plain call returns. A non-2xx status before the stream, or an error sent in
+the stream, becomes the same `llm.*` error as without streaming. The provider-level retry
+applies only while no token has reached the observer: once the user has seen part of a
+reply, an error goes up to the state (whose `retry`, if any, starts the call over).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
 import httpx
@@ -38,6 +48,28 @@ logger = logging.getLogger("agentfsm")
 
 class ReplyShapeError(ValueError):
     """A 2xx reply whose JSON is not what the protocol promises; becomes `llm.parse`."""
+
+
+class StreamReader:
+    """Reads one streamed reply: `feed` gets each server-sent event, `reply` assembles the result.
+
+    `feed` calls `emit` with each text delta, raises StateError for an error event (through
+    `fail`, which the client supplies) and ReplyShapeError for an event it cannot read.
+    """
+
+    def __init__(self, emit: Callable[[str], None], fail: Callable[..., StateError]) -> None:
+        self.emit = emit
+        self.fail = fail
+
+    def feed(self, event: str, data: str) -> None:
+        raise NotImplementedError
+
+    def reply(self) -> LLMReply:
+        raise NotImplementedError
+
+
+class _ObserverFailed(Exception):
+    """The token observer raised: its exception goes up as it is, not as an `llm.*` error."""
 
 
 class HttpLLMClient:
@@ -74,6 +106,10 @@ class HttpLLMClient:
         """The reply from a 2xx body's JSON; raises ReplyShapeError when it has not the protocol's shape."""
         raise NotImplementedError
 
+    def _stream_reader(self, emit: Callable[[str], None]) -> StreamReader:
+        """A reader for one streamed reply (asked for when the request has `on_token`)."""
+        raise NotImplementedError
+
     # -- shared ------------------------------------------------------------------------------
 
     @property
@@ -92,11 +128,22 @@ class HttpLLMClient:
     async def complete(self, request: LLMRequest) -> LLMReply:
         """Call the provider, retrying rate limits, unavailable servers and timeouts up to `max_retries` times."""
         retries = 0
+        observer = request.on_token
+        delivered = False
+
+        def relay(delta: str) -> None:
+            nonlocal delivered
+            delivered = True
+            observer(delta)  # type: ignore[misc]
+
+        if observer is not None:
+            request = dataclasses.replace(request, on_token=relay)
         while True:
             try:
                 reply = await self._call(request)
             except StateError as error:
-                delay = self._retry_delay(error, retries)
+                # a reply the user has partly seen is not started over silently
+                delay = None if delivered else self._retry_delay(error, retries)
                 if delay is None:
                     if retries:
                         error.detail = {**error.detail, "provider_retries": retries}
@@ -120,6 +167,8 @@ class HttpLLMClient:
 
     async def _call(self, request: LLMRequest) -> LLMReply:
         """One HTTP exchange; raises StateError."""
+        if request.on_token is not None:
+            return await self._stream_call(request, request.on_token)
         http = await self._pool.get()
         timeout = self.config.timeout
         try:
@@ -139,6 +188,64 @@ class HttpLLMClient:
         except ValueError as exc:  # not JSON (JSONDecodeError, UnicodeDecodeError) or ReplyShapeError
             what = str(exc) if isinstance(exc, ReplyShapeError) else "the body is not JSON"
             raise self._error("llm.parse", f"unexpected reply: {what}", response.status_code) from None
+
+    async def _stream_call(self, request: LLMRequest, observer: Callable[[str], None]) -> LLMReply:
+        """One streamed HTTP exchange: text deltas go to `observer` as they arrive; raises StateError.
+
+        `timeout` bounds the whole exchange, as without streaming. A server that ignores
+        `"stream": true` and answers with plain JSON is read as usual, its text one delta.
+        """
+        http = await self._pool.get()
+        timeout = self.config.timeout
+
+        def emit(delta: str) -> None:
+            if not delta:
+                return
+            try:
+                observer(delta)
+            except Exception as exc:
+                raise _ObserverFailed() from exc
+
+        status: int | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                async with http.stream("POST", self.url, json=self._body(request)) as response:
+                    status = response.status_code
+                    if not response.is_success:
+                        await response.aread()
+                        raise self._status_error(response)
+                    if "text/event-stream" not in response.headers.get("content-type", ""):
+                        body = await response.aread()
+                        try:
+                            reply = self._read_reply(json.loads(body))
+                        except ValueError as exc:
+                            what = str(exc) if isinstance(exc, ReplyShapeError) else "the body is not JSON"
+                            raise self._error("llm.parse", f"unexpected reply: {what}", status) from None
+                        emit(reply.text)
+                        return reply
+                    reader = self._stream_reader(emit)
+                    async for event, data in server_sent_events(response.aiter_lines()):
+                        reader.feed(event, data)
+                    return reader.reply()
+        except StateError:
+            raise
+        except _ObserverFailed as exc:
+            raise exc.__cause__ from None  # type: ignore[misc]
+        except ValueError as exc:  # an event that is not JSON, or ReplyShapeError
+            what = str(exc) if isinstance(exc, ReplyShapeError) else "an event is not JSON"
+            raise self._error("llm.parse", f"unexpected stream: {what}", status) from None
+        except (TimeoutError, httpx.TimeoutException):
+            raise self._error("llm.timeout", f"no complete reply within {timeout:g}s") from None
+        except httpx.HTTPError as exc:  # refused, reset, cut in the middle of the stream...
+            raise self._error("llm.unavailable", f"cannot reach {_host(self.url)}: {describe_exception(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - anything else still gets a type, and a redacted message
+            raise self._error("llm.error", describe_exception(exc)) from None
+
+    def _stream_error(self, status: int | None, message: str) -> StateError:
+        """An error the server sent inside a stream: typed like the HTTP status it stands for (or `llm.error`)."""
+        said = shorten(self._redactor.clean(message))
+        kind = error_type_for_status(status) if status is not None else "llm.error"
+        return self._error(kind, "error in the stream" + (f": {said}" if said else ""), status)
 
     def _status_error(self, response: httpx.Response) -> StateError:
         status = response.status_code
@@ -168,6 +275,27 @@ class HttpLLMClient:
 
 def _host(url: str) -> str:
     return urllib.parse.urlsplit(url).netloc
+
+
+async def server_sent_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
+    """The (event name, data) of each server-sent event; the name is "message" when none is given."""
+    event, data = "", []
+    async for line in lines:
+        if not line:
+            if data:
+                yield event or "message", "\n".join(data)
+            event, data = "", []
+            continue
+        if line.startswith(":"):
+            continue  # a comment, a keep-alive
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+    if data:  # a last event without its blank line
+        yield event or "message", "\n".join(data)
 
 
 # -- reading a reply's JSON ------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -84,7 +85,10 @@ class LLMRequest:
     (`Message`s; `{"role", "content"}` mappings are accepted), oldest first; it is empty
     on a state's first call. `tools` are the tools the model may call. `json_mode` asks
     for a JSON reply (`parse: json`) and `json_schema` for one matching that schema; a
-    provider that has no such mode ignores both.
+    provider that has no such mode ignores both. `on_token`, when set, is called with each
+    piece of the reply's text as it arrives: the HTTP providers then stream the reply
+    (`"stream": true`), the scripted one hands over its whole text at once. The reply
+    returned is the same either way.
     """
 
     binding: str
@@ -97,6 +101,7 @@ class LLMRequest:
     json_schema: dict[str, Any] | None = None
     tools: tuple[ToolSpec, ...] = ()
     tool_results: tuple[ToolResult, ...] = ()
+    on_token: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if any(isinstance(turn, dict) for turn in self.history):

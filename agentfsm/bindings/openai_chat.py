@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
-from agentfsm.bindings.http_llm import HttpLLMClient, ReplyShapeError, field, token_count
+from agentfsm.bindings.http_llm import HttpLLMClient, ReplyShapeError, StreamReader, field, token_count
 from agentfsm.bindings.llm import LLMReply, LLMRequest, Message, ToolCall, parse_tool_arguments
 
 
@@ -42,7 +43,14 @@ class OpenAIClient(HttpLLMClient):
             # compatible servers (Ollama, vLLM, llama.cpp) know the older name
             limit = "max_completion_tokens" if self.is_providers_own_server else "max_tokens"
             body[limit] = self.config.max_tokens
+        if request.on_token is not None:
+            # usage comes in a last chunk only when asked for; servers that ignore this report none (0 tokens)
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         return body
+
+    def _stream_reader(self, emit: Callable[[str], None]) -> StreamReader:
+        return OpenAIStream(emit, self._stream_error, self.config.model)
 
     @property
     def sends_json_mode(self) -> bool:
@@ -69,6 +77,103 @@ class OpenAIClient(HttpLLMClient):
             completion_tokens=token_count(usage, "completion_tokens"),
             finish_reason=finish if isinstance(finish, str) else "stop",
             tool_calls=_tool_calls(message),
+        )
+
+
+class OpenAIStream(StreamReader):
+    """A streamed chat completion: `data: {chunk}` events, then `data: [DONE]`.
+
+    Each chunk's `choices[0].delta` carries a piece of `content` (or of a `refusal`) and
+    `tool_calls` fragments: the first fragment of a call has its `index`, `id` and
+    `function.name`, later ones more of `function.arguments`, which are joined. The last
+    chunk (with `stream_options.include_usage`) has an empty `choices` and the `usage`.
+    """
+
+    def __init__(self, emit: Callable[[str], None], fail: Callable[..., Any], model: str) -> None:
+        super().__init__(emit, fail)
+        self.model = model
+        self.chunks = 0
+        self.text: list[str] = []
+        self.refusal: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish: str | None = None
+        self.usage: Any = None
+
+    def feed(self, event: str, data: str) -> None:
+        if data.strip() == "[DONE]":
+            return
+        chunk = json.loads(data)
+        if not isinstance(chunk, dict):
+            raise ReplyShapeError("a chunk is not a JSON object")
+        error = chunk.get("error")
+        if error is not None:
+            message = error.get("message") if isinstance(error, dict) else error
+            code = error.get("code") if isinstance(error, dict) else None
+            raise self.fail(code if isinstance(code, int) and code >= 400 else None,
+                            message if isinstance(message, str) else "")
+        self.chunks += 1
+        if isinstance(chunk.get("model"), str) and chunk["model"]:
+            self.model = chunk["model"]
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        choices = chunk.get("choices") or []
+        if not isinstance(choices, list):
+            raise ReplyShapeError("'choices' is not a list in a chunk")
+        for choice in choices:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            if isinstance(choice.get("finish_reason"), str):
+                self.finish = choice["finish_reason"]
+            delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise ReplyShapeError("choices[0].delta is not a JSON object")
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self.text.append(content)
+                self.emit(content)
+            if isinstance(delta.get("refusal"), str):
+                self.refusal.append(delta["refusal"])
+            self._add_tool_calls(delta.get("tool_calls"))
+
+    def _add_tool_calls(self, fragments: Any) -> None:
+        if fragments is None:
+            return
+        if not isinstance(fragments, list):
+            raise ReplyShapeError("choices[0].delta.tool_calls is not a list")
+        for position, fragment in enumerate(fragments):
+            if not isinstance(fragment, dict):
+                raise ReplyShapeError("a tool call fragment is not a JSON object")
+            index = fragment.get("index", position)
+            call = self.calls.setdefault(index if isinstance(index, int) else position,
+                                         {"id": None, "name": "", "arguments": []})
+            if isinstance(fragment.get("id"), str) and fragment["id"]:
+                call["id"] = fragment["id"]
+            function = fragment.get("function") or {}
+            if isinstance(function.get("name"), str) and not call["name"]:
+                call["name"] = function["name"]  # sent whole, in the call's first fragment
+            if isinstance(function.get("arguments"), str):
+                call["arguments"].append(function["arguments"])
+
+    def reply(self) -> LLMReply:
+        if not self.chunks:
+            raise ReplyShapeError("the stream ended without a reply")
+        tool_calls = []
+        for position, index in enumerate(sorted(self.calls)):
+            call = self.calls[index]
+            name = call["name"]
+            if not name:
+                raise ReplyShapeError(f"tool call {index} in the stream has no function name")
+            raw = "".join(call["arguments"])
+            arguments, invalid = parse_tool_arguments(raw)
+            tool_calls.append(ToolCall(call["id"] or f"call_{position}", name, arguments, invalid, raw))
+        text = "".join(self.text) if self.text else "".join(self.refusal)
+        return LLMReply(
+            text=text,
+            model=self.model,
+            prompt_tokens=token_count(self.usage, "prompt_tokens"),
+            completion_tokens=token_count(self.usage, "completion_tokens"),
+            finish_reason=self.finish or "stop",
+            tool_calls=tuple(tool_calls),
         )
 
 

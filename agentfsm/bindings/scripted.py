@@ -68,6 +68,8 @@ class ScriptedClient:
             cursor.tool_calls += 1
             tool_calls.append(ToolCall(f"call_{cursor.tool_calls}", call["name"], call["arguments"]))
         completion = count_tokens(text) + sum(count_tokens(json.dumps(c)) for c in calls)
+        if request.on_token is not None and text:
+            request.on_token(text)
         return LLMReply(text, self.model, count_tokens(prompt_text), completion,
                         finish_reason="tool_calls" if tool_calls else "stop", tool_calls=tuple(tool_calls))
 

@@ -12,21 +12,25 @@ import re
 from collections.abc import Iterable, Mapping
 
 from agentfsm.bindings.imports import BindingError
+from agentfsm.bindings.known_secrets import MIN_SECRET_LENGTH as _MIN_SECRET_LENGTH
+from agentfsm.bindings.known_secrets import REDACTED, redact, register_secret
 from agentfsm.spec.models import EnvValue
 
-REDACTED = "[redacted]"
-_MIN_SECRET_LENGTH = 4
-"""Shorter values are not redacted: replacing every `ab` in a message would garble it and protect nothing."""
+__all__ = ["REDACTED", "Redactor", "read_env", "read_header_env", "resolve_headers"]
 _HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token
 """What an HTTP header value may hold (printable ASCII, tabs); secrets end up in headers."""
 
 
 def read_env(variable: str, where: str, hint: str = "") -> str:
-    """The value of `variable`; a BindingError naming it (and `where` it is used) when it is unset or empty."""
+    """The value of `variable`; a BindingError naming it (and `where` it is used) when it is unset or empty.
+
+    The value is registered as a secret of the process (`known_secrets`): logs redact it.
+    """
     value = os.environ.get(variable)
     if not value:
         raise BindingError(f"{where}: environment variable {variable} is not set{hint}")
+    register_secret(value)
     return value
 
 
@@ -66,6 +70,8 @@ class Redactor:
         self._secrets = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
 
     def clean(self, text: str) -> str:
+        """`text` without this binding's secrets, nor any other secret the process has read (`known_secrets`):
+        a server may echo another binding's key too."""
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
-        return text
+        return redact(text)

@@ -6,8 +6,9 @@ Heavy modules (pydantic, Jinja2, the runtime) are imported inside the commands, 
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +24,12 @@ app = typer.Typer(
 )
 
 _options = {"debug": False}
+_logging: dict[str, Any] = {"verbose": 0, "format": "text"}
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
 
 
 def _version(value: bool) -> None:
@@ -37,9 +44,22 @@ def _global_options(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, help="Log to stderr: -v steps (INFO), -vv calls (DEBUG).")
+    ] = 0,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="Logs as text, or one JSON object per line (no progress).")
+    ] = LogFormat.text,
 ) -> None:
     """Run, check and draw agentfsm machines. Exit codes: 0 ok, 1 run failed, 2 bad input, 3 paused."""
     _options["debug"] = debug
+    _logging.update(verbose=verbose, format=log_format.value)
+    from agentfsm.observability import logging as logs  # here, not at the top: `--help` stays fast
+
+    if verbose or log_format is not LogFormat.text:
+        logs.configure_logging(verbose, log_format.value)
+    else:
+        logs.configure_plain_logging()
 
 
 @app.command()
@@ -61,12 +81,17 @@ def run(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: run_id, status, output...")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Do not show LLM replies as they arrive (on a terminal).")
+    ] = False,
 ) -> None:
     """Run a machine and print its result."""
     from agentfsm.cli.commands import guarded, run_command
 
     with guarded(_options["debug"]):
-        code = run_command(file, input_pairs or [], inputs_file, llm_options or [], as_json=as_json, quiet=quiet)
+        code = run_command(file, input_pairs or [], inputs_file, llm_options or [], as_json=as_json,
+                           quiet=quiet or _logging["format"] == "json", log_steps=_logging["verbose"] >= 1,
+                           stream=not no_stream)
     raise typer.Exit(code)
 
 

@@ -70,8 +70,9 @@ def _print_warnings(warnings: tuple[Problem, ...] | list[Problem]) -> None:
 
 def run_command(
     file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], *, as_json: bool,
-    quiet: bool,
+    quiet: bool, log_steps: bool = False, stream: bool = True,
 ) -> int:
+    """`log_steps` adds the LoggingHook (`-v`); progress is off when `quiet` (which `--log-format json` implies)."""
     import asyncio
 
     from agentfsm.api import load_machine
@@ -87,12 +88,23 @@ def run_command(
         given[key] = value
     context = machine.new_context(given)
     hooks: list[object] = []
+    if log_steps:
+        import logging
+
+        from agentfsm.observability.logging import LoggingHook
+
+        if quiet:  # the warnings were not printed: they go to the log instead
+            for warning in loaded.warnings:
+                logging.getLogger("agentfsm").warning("%s", warning)
+        hooks.append(LoggingHook())
     if not quiet:
         from rich.console import Console
 
         from agentfsm.observability.progress import ProgressReporter
 
-        hooks.append(ProgressReporter(Console(stderr=True, highlight=False, soft_wrap=True), machine.name))
+        # on a terminal, LLM replies stream onto the progress line unless `stream` is off (--no-stream)
+        hooks.append(ProgressReporter(Console(stderr=True, highlight=False, soft_wrap=True), machine.name,
+                                      stream=stream))
     result = asyncio.run(machine.run(context=context, hooks=hooks))
     if as_json:
         typer.echo(json.dumps(json_safe(result.to_json()), ensure_ascii=False, default=str, allow_nan=False))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -87,6 +88,7 @@ class LlmState(State):
             self.client.name, self.name, prompt, system, context.run_id, json_mode=self.parse == "json",
             json_schema=self.schema.json_schema if self.schema is not None else None,
             tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in self.tools.values()),
+            on_token=functools.partial(context.on_token, self.name) if context.on_token is not None else None,
         )
         feedback_left = self.parse_retries
         tool_rounds = 0

@@ -105,15 +105,24 @@ class StateTransition:
         return self.trigger
 
 
+TokenObserver = Callable[[str, str], None]
+"""Sees an LLM reply as it arrives: called with the state's name and each new piece of text, in order.
+
+It runs inside the provider's read loop, so it must be quick and must not block; an
+exception it raises ends the call (and the run, unless caught like any other error).
+"""
+
+
 class StateContext:
     """The data a run carries from state to state, plus its history and metadata.
 
     `data` is the user's dict (JSON values); `history` lists the transitions taken;
     `metadata` holds run-level facts (run id, status, error). `run_id`, `step` and
-    `state` say where the run is now.
+    `state` say where the run is now. `on_token` is an optional live observer of LLM
+    replies (see `TokenObserver`); it is never stored with the run.
     """
 
-    __slots__ = ("data", "history", "metadata", "run_id", "step", "state", "event", "calls")
+    __slots__ = ("data", "history", "metadata", "run_id", "step", "state", "event", "calls", "on_token")
 
     def __init__(self, data: Mapping[str, Any] | None = None, *, metadata: Mapping[str, Any] | None = None) -> None:
         self.data: dict[str, Any] = dict(data or {})
@@ -125,6 +134,8 @@ class StateContext:
         self.event: Event | None = None
         """The event that led into the current state (None in the initial state)."""
         self.calls: list[dict[str, Any]] = []
+        self.on_token: TokenObserver | None = None
+        """Called with (state name, text delta) as an `llm` state's reply arrives; providers stream only when set."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)

@@ -1,0 +1,218 @@
+"""Logs: structlog and stdlib `logging` through one renderer on stderr, secrets redacted, and a step-logging hook.
+
+`configure_logging(verbosity, fmt)` sets both up together: records of stdlib loggers
+(`agentfsm`, `httpx`...) and structlog events come out through the same processors, as
+text (`fmt="text"`) or one JSON object per line (`fmt="json"`: timestamp, level, logger,
+event, fields). Before rendering, every value of a known secret (`bindings.known_secrets`:
+API keys and `{env: NAME}` headers read at run start) is replaced with `[redacted]`; the
+rendered line is checked once more, and a stdlib filter does the same for plain records.
+
+`LoggingHook` is a runtime hook: one INFO event per step (`step`), one DEBUG event per
+LLM or tool call record (`llm.call`, `tool.call`). It logs names, counts and timings,
+never arguments, results, request bodies or headers.
+
+Light on purpose: no pydantic, no runtime import, so the CLI can import it before a command runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from agentfsm.bindings.known_secrets import known_secrets, redact
+
+if TYPE_CHECKING:
+    from agentfsm.runtime.hooks import StepRecord
+    from agentfsm.runtime.model import StateContext
+
+LogFormat = Literal["text", "json"]
+LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+"""The level for `-v` counted: none WARNING, `-v` INFO, `-vv` (or more) DEBUG."""
+QUIET_LOGGERS = {"httpcore": logging.WARNING, "asyncio": logging.INFO}
+"""Kept out even at `-vv`: httpcore's DEBUG trace prints raw response headers; asyncio's names its selector."""
+FIRST_KEYS = ("timestamp", "level", "logger", "event")
+
+_HANDLER_NAME = "agentfsm-cli"
+
+
+def level_for(verbosity: int) -> int:
+    return LEVELS[max(0, min(verbosity, len(LEVELS) - 1))]
+
+
+# -- redaction -------------------------------------------------------------------------------
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redacted(item) for item in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = str(value)  # an exception, a path, an object: rendered as text, so checked as text
+    cleaned = redact(text)
+    return value if cleaned == text else cleaned
+
+
+def redact_secrets(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: every known secret in the event's values (and keys) becomes `[redacted]`."""
+    if not known_secrets():
+        return event_dict
+    return {redact(key): _redacted(value) for key, value in event_dict.items()}
+
+
+class RedactingRenderer:
+    """Wraps the final renderer: the rendered line is checked too (a secret split by escaping is still caught)."""
+
+    def __init__(self, renderer: Any) -> None:
+        self.renderer = renderer
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> str:
+        return redact(str(self.renderer(logger, method_name, event_dict)))
+
+
+class SecretFilter(logging.Filter):
+    """A stdlib filter: a plain record's message (its text with the arguments merged in) is redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, dict) or not known_secrets():  # a structlog event: its processors redact it
+            return True
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+# -- setup -----------------------------------------------------------------------------------
+
+
+def configure_plain_logging(stream: IO[str] | None = None) -> None:
+    """The default (no -v, text): warnings only, as plain redacted lines, without importing structlog."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(SecretFilter())
+    _install(handler, logging.WARNING)
+
+
+def configure_logging(verbosity: int = 0, fmt: LogFormat = "text", stream: IO[str] | None = None) -> None:
+    """Route structlog and stdlib logging to `stream` (stderr) at the level `-v` counts, as text or JSON lines."""
+    import structlog  # only when logs are asked for: it costs ~70 ms of start-up
+
+    if fmt not in ("text", "json"):
+        raise ValueError(f"unknown log format {fmt!r} (one of: text, json)")
+    stream = stream if stream is not None else sys.stderr
+    level = level_for(verbosity)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if fmt == "json":
+        json_renderer = structlog.processors.JSONRenderer(ensure_ascii=False, default=str)
+
+        def renderer(logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
+            ordered = {key: event_dict.pop(key) for key in FIRST_KEYS if key in event_dict}
+            return json_renderer(logger, method_name, {**ordered, **event_dict})
+
+    else:
+        colors = bool(getattr(stream, "isatty", lambda: False)())
+        renderer = structlog.dev.ConsoleRenderer(colors=colors, pad_event_to=20)  # type: ignore[assignment]
+    structlog.configure(
+        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.PositionalArgumentsFormatter(),
+                    structlog.processors.StackInfoRenderer(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,  # the traceback as text, so it is redacted like the rest
+            redact_secrets,
+            RedactingRenderer(renderer),
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    handler.addFilter(SecretFilter())
+    _install(handler, level)
+
+
+def _install(handler: logging.Handler, level: int) -> None:
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("agentfsm").setLevel(level)
+    for name, quiet_level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(level, quiet_level))
+
+
+# -- the runtime hook ------------------------------------------------------------------------
+
+
+class LoggingHook:
+    """Logs each step at INFO and each LLM/tool call record at DEBUG, on the `agentfsm` logger.
+
+    Fields only: names, events, counts, durations, error types and (redacted) messages.
+    Never a call's arguments or result, a request body or a header.
+    """
+
+    def __init__(self, logger: Any = None) -> None:
+        import structlog
+
+        self.log = logger if logger is not None else structlog.stdlib.get_logger("agentfsm")
+
+    def on_run_start(self, context: StateContext) -> None:
+        self.log.info("run.start", run_id=context.run_id)
+
+    def after_step(self, context: StateContext, record: StepRecord) -> None:
+        # a log event's `event` is its name ("step"), so the state's event is `state_event`
+        fields: dict[str, Any] = {
+            "run_id": record.run_id, "step": record.step, "state": record.state, "state_event": record.event,
+            "next_state": record.next_state, "duration_ms": round(record.duration * 1000, 3),
+            "retries": record.retries,
+        }
+        if record.error:
+            fields["error_type"] = record.error.get("type")
+            fields["error_message"] = record.error.get("message")
+        self.log.info("step", **fields)
+        for call in record.calls:
+            self._call(record, call)
+
+    def _call(self, record: StepRecord, call: Mapping[str, Any]) -> None:
+        kind = call.get("kind", "call")
+        fields: dict[str, Any] = {"run_id": record.run_id, "step": record.step, "state": record.state,
+                                  "binding": call.get("binding")}
+        if kind == "llm":
+            fields.update(model=call.get("model"), prompt_tokens=call.get("prompt_tokens"),
+                          completion_tokens=call.get("completion_tokens"), finish_reason=call.get("finish_reason"),
+                          retries=call.get("retries", 0))
+        if call.get("via"):
+            fields["via"] = call["via"]
+        duration = call.get("duration")
+        if isinstance(duration, int | float):
+            fields["duration_ms"] = round(duration * 1000, 3)
+        error = call.get("error")
+        if isinstance(error, Mapping):
+            fields["error_type"] = error.get("type")
+            fields["error_message"] = error.get("message")
+        self.log.debug(f"{kind}.call", **fields)
+
+    def on_run_end(self, context: StateContext, result: Any) -> None:
+        fields: dict[str, Any] = {"run_id": context.run_id, "status": result.status, "steps": result.steps}
+        if result.error:
+            fields["error_type"] = result.error.get("type")
+            fields["error_message"] = result.error.get("message")
+        self.log.info("run.end", **fields)
