@@ -46,34 +46,26 @@ PythonRef = Annotated[str, StringConstraints(pattern=PYTHON_REF_PATTERN)]
 
 StateName = Annotated[str, StringConstraints(min_length=1)]
 
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
-            ],
-            "description": "Seconds as a number, or a string such as 500ms, 30s, 5m, 24h, 7d.",
-        }
-    ),
-]
+_DURATION_TEXT = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"}
 
 
-PositiveDuration = Annotated[
-    float,
-    BeforeValidator(parse_positive_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "exclusiveMinimum": 0},
-                {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
-            ],
-            "description": "Seconds (more than 0) as a number, or a string such as 500ms, 30s, 5m, 24h.",
-        }
-    ),
-]
+def _duration_type(parse: Any, number: dict[str, Any], description: str) -> Any:
+    """A duration field: seconds as a number, or text such as `30s`, parsed by `parse`."""
+    return Annotated[
+        float,
+        BeforeValidator(parse),
+        WithJsonSchema({"anyOf": [{"type": "number", **number}, _DURATION_TEXT], "description": description}),
+    ]
+
+
+Duration = _duration_type(
+    parse_duration, {"minimum": 0}, "Seconds as a number, or a string such as 500ms, 30s, 5m, 24h, 7d."
+)
+PositiveDuration = _duration_type(
+    parse_positive_duration,
+    {"exclusiveMinimum": 0},
+    "Seconds (more than 0) as a number, or a string such as 500ms, 30s, 5m, 24h.",
+)
 
 
 def _as_list(value: Any) -> Any:
