@@ -217,3 +217,49 @@ def test_json_with_get_and_the_declared_parameters(tmp_path: Path) -> None:
     assert client.parameters == {"type": "object", "properties": {"id": {"type": "integer",
                                                                          "description": "The item's id."}},
                                  "required": ["id"]}
+
+
+# -- found in the security review ----------------------------------------------------------------
+
+
+def test_credentials_in_a_url_are_refused_without_being_shown(tmp_path: Path) -> None:
+    path = write_machine(tmp_path, {"http": "https://alice:hunter2pw@api.example.com/x"}, {})
+    problems = agentfsm.validate_file(path).errors
+    assert [p.code for p in problems] == ["invalid-value"]
+    assert "credentials in a URL" in problems[0].message
+    assert "hunter2pw" not in problems[0].message
+
+
+def test_a_secret_echoed_in_a_successful_reply_is_redacted_before_it_reaches_the_context(
+    server: LLMServer, tmp_path: Path
+) -> None:
+    server.script(Reply(json={"echo": f"Bearer {SECRET}"}))
+    tool = {"http": f"{server.url}/echo", "headers": {"Authorization": {"env": TOKEN_ENV}}}
+    result = run(write_machine(tmp_path, tool, {}))
+    assert result.status == "succeeded", result.error
+    assert SECRET not in json.dumps(result.to_json())
+    assert "[redacted]" in json.dumps(result.output)
+
+
+@pytest.mark.parametrize(
+    ("reply", "args", "kind"),
+    [
+        (Reply(body=b'{"a": 1}', headers={"Content-Type": "application/json; charset=rot13"}), {}, None),
+        (Reply(body=b"[" * 100_000 + b"]" * 100_000, headers={"Content-Type": "application/json"}), {}, "tool.error"),
+        (Reply(json={}), {"v": "{{ x }}"}, "tool.bad_arguments"),
+    ],
+    ids=["odd-charset", "deep-json", "nan-body"],
+)
+def test_odd_replies_and_values_are_tool_errors_not_crashes(server: LLMServer, tmp_path: Path, reply: Reply,
+                                                            args: dict[str, Any], kind: str | None) -> None:
+    server.script(reply)
+    tool: dict[str, Any] = {"http": f"{server.url}/x", "max_response": 10_000_000}
+    if args:
+        tool |= {"method": "POST", "json": {"v": "{{ args.v }}"}}
+    result = run(write_machine(tmp_path, tool, args), float("nan"))
+    if kind is None:
+        assert result.status == "succeeded", result.error
+        assert result.output == {"status": 200, "output": {"a": 1}}
+    else:
+        assert result.status == "failed"
+        assert result.error["type"] == kind

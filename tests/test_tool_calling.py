@@ -409,3 +409,59 @@ def test_a_state_without_tools_sends_none(server: LLMServer, tmp_path: Path) -> 
 def test_tool_call_objects_are_typed() -> None:
     call = ToolCall("id", "calc", {"expression": "1"})
     assert call.invalid is None and call.raw is None
+
+
+# -- found in the security review ----------------------------------------------------------------
+
+
+GREEDY = """
+import asyncio
+
+in_flight = 0
+most = 0
+runs = 0
+
+async def work(n: int) -> int:
+    global in_flight, most, runs
+    in_flight += 1
+    runs += 1
+    most = max(most, in_flight)
+    await asyncio.sleep(0.01)
+    in_flight -= 1
+    return n
+
+async def explode() -> int:
+    raise KeyError("boom")
+"""
+
+
+def test_one_reply_cannot_start_unbounded_tool_calls(tmp_path: Path) -> None:
+    import importlib
+    import sys
+
+    (tmp_path / "greedy.py").write_text(GREEDY)
+    calls = [{"name": "calc", "arguments": {"n": n}} for n in range(40)]
+    path = machine(tmp_path, {"provider": "scripted", "replies": [
+        {"match": "Result of", "reply": "done"}, {"match": "What is", "tool_calls": calls}]},
+        tools={"calc": {"python": "greedy:work"}})
+    recorder = CallRecorder()
+    result = run(path, recorder)
+    greedy = importlib.import_module("greedy")
+    sys.modules.pop("greedy", None)
+    assert result.status == "succeeded", result.error
+    assert greedy.runs == 16
+    assert 1 < greedy.most <= 4
+    assert len(recorder.tools()) == 16  # the other 24 calls were answered with an error, not run
+
+
+def test_a_tool_raising_a_plain_exception_is_fed_back_not_fatal(tmp_path: Path) -> None:
+    import sys
+
+    (tmp_path / "greedy.py").write_text(GREEDY)
+    path = machine(tmp_path, {"provider": "scripted", "replies": [
+        {"match": "Error from calc: .*KeyError", "reply": "the tool failed"},
+        {"match": "What is", "tool_calls": [{"name": "calc", "arguments": {}}]}]},
+        tools={"calc": {"python": "greedy:explode"}})
+    result = run(path)
+    sys.modules.pop("greedy", None)
+    assert (result.status, result.output) == ("succeeded", "the tool failed")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from agentfsm.bindings.http_llm import HttpLLMClient, ReplyShapeError, StreamReader, field, token_count
-from agentfsm.bindings.llm import LLMReply, LLMRequest, Message, ToolCall, parse_tool_arguments
+from agentfsm.bindings.llm import LLMReply, LLMRequest, Message, ToolCall, loads_json, parse_tool_arguments
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 1024
@@ -93,7 +92,7 @@ class AnthropicStream(StreamReader):
         self.stop: str | None = None
 
     def feed(self, event: str, data: str) -> None:
-        payload = json.loads(data)
+        payload = loads_json(data)
         if not isinstance(payload, dict):
             raise ReplyShapeError(f"a {event!r} event is not a JSON object")
         kind = payload.get("type", event)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from agentfsm.bindings.imports import BindingError
+from agentfsm.bindings.llm import loads_json
 from agentfsm.runtime.errors import StateError
 from agentfsm.spec.expressions import Expression, ExpressionError, base_scope, compile_template
 from agentfsm.spec.models import CommandTool
@@ -299,7 +300,10 @@ class CommandToolClient:
                              f"({self.binding.max_output} bytes) to stdout, so it cannot be parsed as JSON",
                              detail={"tool": self.name, "stdout": text[:500]})
         try:
-            return json.loads(text)
+            return loads_json(text)
         except json.JSONDecodeError as exc:
             raise StateError("tool.error", f"'{self.program}' did not print JSON: {exc.msg} at line {exc.lineno} "
                              f"column {exc.colno}", detail={"tool": self.name, "stdout": text[:500]}) from None
+        except ValueError as exc:  # nested too deep, an int too long to convert
+            raise StateError("tool.error", f"'{self.program}' printed JSON that cannot be read: {exc}",
+                             detail={"tool": self.name}) from None

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
-import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
@@ -37,9 +35,9 @@ from agentfsm.bindings.http_errors import (
     retry_after_seconds,
     shorten,
 )
-from agentfsm.bindings.llm import LLMReply, LLMRequest
+from agentfsm.bindings.llm import LLMReply, LLMRequest, loads_json
 from agentfsm.bindings.pool import LoopLocalPool
-from agentfsm.bindings.secrets import Redactor, read_header_env, resolve_headers
+from agentfsm.bindings.secrets import Redactor, display_host, read_header_env, resolve_headers
 from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.spec.models import HostedLLM
 
@@ -217,7 +215,7 @@ class HttpLLMClient:
                     if "text/event-stream" not in response.headers.get("content-type", ""):
                         body = await response.aread()
                         try:
-                            reply = self._read_reply(json.loads(body))
+                            reply = self._read_reply(loads_json(body))
                         except ValueError as exc:
                             what = str(exc) if isinstance(exc, ReplyShapeError) else "the body is not JSON"
                             raise self._error("llm.parse", f"unexpected reply: {what}", status) from None
@@ -274,7 +272,7 @@ class HttpLLMClient:
 
 
 def _host(url: str) -> str:
-    return urllib.parse.urlsplit(url).netloc
+    return display_host(url)
 
 
 async def server_sent_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:

@@ -21,9 +21,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+
 from agentfsm import __version__
+from agentfsm.bindings.llm import loads_json
 from agentfsm.bindings.pool import LoopLocalPool
-from agentfsm.bindings.secrets import Redactor, resolve_headers
+from agentfsm.bindings.secrets import Redactor, display_host, resolve_headers
 from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.spec.expressions import ENVIRONMENT, Expression, ExpressionError, base_scope, compile_template
 from agentfsm.spec.models import HttpTool
@@ -99,7 +101,10 @@ class HttpToolClient:
         body = self._render_body(scope)
         http = await self._pool.get()
         timeout = self.binding.timeout
-        request = http.build_request(self.binding.method, url, **({"json": body} if self.body is not None else {}))
+        try:
+            request = http.build_request(self.binding.method, url, **({"json": body} if self.body is not None else {}))
+        except (ValueError, TypeError, httpx.InvalidURL) as exc:  # NaN in the body, a URL too long...
+            raise self._error("tool.bad_arguments", f"cannot build the request: {describe_exception(exc)}") from None
         try:
             async with asyncio.timeout(timeout):  # the whole exchange, the body included
                 response = await http.send(request, stream=True)
@@ -160,7 +165,11 @@ class HttpToolClient:
     def _result(self, response: httpx.Response, data: bytes) -> dict[str, Any]:
         status = response.status_code
         ok = status in self.binding.ok_status if self.binding.ok_status else 200 <= status < 300
-        text = data.decode(response.encoding or "utf-8", errors="replace")
+        try:
+            text = data.decode(response.encoding or "utf-8", errors="replace")
+        except LookupError:  # a charset codecs knows but cannot decode bytes with (rot13, hex)
+            text = data.decode("utf-8", errors="replace")
+        text = self._redactor.clean(text)  # a server echoing our token must not put it into the context
         if not ok:
             excerpt = " ".join(text[:BODY_EXCERPT].split())
             reason = response.reason_phrase or ""
@@ -173,11 +182,14 @@ class HttpToolClient:
             output = None
         else:
             try:
-                output = json.loads(text)
+                output = loads_json(text)
             except json.JSONDecodeError as exc:
                 raise self._error("tool.error", f"the reply is not JSON: {exc.msg} at line {exc.lineno} column "
                                   f"{exc.colno}", {"status": status,
                                                    "body": self._redactor.clean(text[:BODY_EXCERPT])}) from None
+            except ValueError as exc:  # nested too deep, an int too long to convert
+                raise self._error("tool.error", f"the reply is JSON that cannot be read: {describe_exception(exc)}",
+                                  {"status": status}) from None
         return {"status": status, "output": output}
 
     def _error(self, type: str, message: str, detail: dict[str, Any] | None = None) -> StateError:
@@ -185,7 +197,7 @@ class HttpToolClient:
         return StateError(type, self._redactor.clean(message), detail={"tool": self.name, **(detail or {})})
 
     def _host(self) -> str:
-        return urllib.parse.urlsplit(self.binding.http).netloc
+        return display_host(self.binding.http)
 
     def _new_http_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(headers=self._headers, timeout=self.binding.timeout, follow_redirects=False)

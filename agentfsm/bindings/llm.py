@@ -15,6 +15,13 @@ from agentfsm.bindings.imports import BindingError, import_reference
 from agentfsm.runtime.errors import StateError
 
 
+def loads_json(text: str | bytes) -> Any:
+    """json.loads for untrusted text: nesting too deep is a ValueError like any other malformed JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     """A tool offered to the model: its name, what it does, and the JSON Schema (an object) of its arguments."""
@@ -145,9 +152,11 @@ def parse_tool_arguments(text: Any) -> tuple[dict[str, Any], str | None]:
     if not text.strip():
         return {}, None  # some servers send "" for a call without arguments
     try:
-        value = json.loads(text)
+        value = loads_json(text)
     except json.JSONDecodeError as exc:
         return {}, f"the arguments are not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except ValueError as exc:
+        return {}, f"the arguments cannot be read: {exc}"
     if not isinstance(value, dict):
         return {}, "the arguments are not a JSON object"
     return value, None
@@ -186,9 +195,11 @@ def _parse_json(text: str) -> Any:
     first_error: json.JSONDecodeError | None = None
     for candidate in candidates:
         try:
-            value = json.loads(candidate)
+            value = loads_json(candidate)
         except json.JSONDecodeError as exc:
             first_error = first_error or exc
+            continue
+        except ValueError:  # nested too deep, or an int too long to convert: not a usable reply
             continue
         if isinstance(value, dict | list):
             return value

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentfsm.bindings.http_llm import HttpLLMClient, ReplyShapeError, StreamReader, field, token_count
-from agentfsm.bindings.llm import LLMReply, LLMRequest, Message, ToolCall, parse_tool_arguments
+from agentfsm.bindings.llm import LLMReply, LLMRequest, Message, ToolCall, loads_json, parse_tool_arguments
 
 
 class OpenAIClient(HttpLLMClient):
@@ -102,7 +102,7 @@ class OpenAIStream(StreamReader):
     def feed(self, event: str, data: str) -> None:
         if data.strip() == "[DONE]":
             return
-        chunk = json.loads(data)
+        chunk = loads_json(data)
         if not isinstance(chunk, dict):
             raise ReplyShapeError("a chunk is not a JSON object")
         error = chunk.get("error")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 
 from agentfsm.bindings.imports import BindingError
@@ -75,3 +76,10 @@ class Redactor:
         for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return redact(text)
+
+
+def display_host(url: str) -> str:
+    """`host:port` of a URL for messages: never the `user:password@` part."""
+    parsed = urllib.parse.urlsplit(url)
+    host = parsed.hostname or ""
+    return f"{host}:{parsed.port}" if parsed.port else host

@@ -29,10 +29,24 @@ from agentfsm.bindings.llm import (
 )
 from agentfsm.bindings.tools import ToolClient
 from agentfsm.compiler.scope import Renderer, compile_assignments, compile_text, compile_value, make_scope, rendered
-from agentfsm.runtime.errors import StateError
+from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.runtime.model import Event, State, StateContext, StateType
 
 Assignments = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+MAX_TOOL_CALLS_PER_REPLY = 16
+MAX_CONCURRENT_TOOL_CALLS = 4
+
+
+def _error_result(call: ToolCall, error: StateError) -> ToolResult:
+    content = json.dumps({"error": {"type": error.type, "message": error.message}})
+    return ToolResult(call.id, call.name, content, is_error=True)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    """Model-chosen text, shortened for an error message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class SetState(State):
@@ -122,10 +136,23 @@ class LlmState(State):
             return _finish(context, result, self.save, self.emit)
 
     async def _run_tools(self, context: StateContext, calls: tuple[ToolCall, ...]) -> tuple[ToolResult, ...]:
-        """Run the calls concurrently; every outcome, an error too, becomes a result for the model."""
+        """Run the calls concurrently, a few at a time; every outcome, an error too, becomes a result for the model.
+
+        The model chooses how many calls a reply holds: past MAX_TOOL_CALLS_PER_REPLY the rest are
+        answered with an error instead of run, so one reply cannot start hundreds of processes.
+        """
+        running = asyncio.Semaphore(MAX_CONCURRENT_TOOL_CALLS)
+
+        async def bounded(call: ToolCall) -> ToolResult:
+            async with running:
+                return await self._run_tool(context, call)
+
+        allowed, refused = calls[:MAX_TOOL_CALLS_PER_REPLY], calls[MAX_TOOL_CALLS_PER_REPLY:]
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(self._run_tool(context, call)) for call in calls]
-        return tuple(task.result() for task in tasks)
+            tasks = [group.create_task(bounded(call)) for call in allowed]
+        too_many = StateError("tool.error", f"more than {MAX_TOOL_CALLS_PER_REPLY} tool calls in one reply; "
+                                            "this call was not run")
+        return (*(task.result() for task in tasks), *(_error_result(call, too_many) for call in refused))
 
     async def _run_tool(self, context: StateContext, call: ToolCall) -> ToolResult:
         started = time.perf_counter()
@@ -133,17 +160,17 @@ class LlmState(State):
         try:
             if tool is None:
                 offered = ", ".join(self.tools) or "none"
-                raise StateError("tool.error", f"no tool named '{call.name}' in this state (its tools: {offered})")
+                raise StateError("tool.error", f"no tool named '{_clip(call.name)}' in this state "
+                                               f"(its tools: {offered})")
             if call.invalid is not None:
                 raise StateError("tool.bad_arguments", f"tool '{call.name}': {call.invalid}",
                                  detail={"arguments": (call.raw or "")[:500]})
             value = to_jsonable_python(await tool.call(call.arguments), fallback=str)
-        except StateError as exc:
-            error = exc.as_dict()
-            context.record_call("tool", binding=call.name, args=call.arguments, error=error,
+        except Exception as exc:  # noqa: BLE001 - any failure of one call is the model's to see, not the state's
+            error = exc if isinstance(exc, StateError) else StateError("tool.error", describe_exception(exc))
+            context.record_call("tool", binding=call.name, args=call.arguments, error=error.as_dict(),
                                 duration=time.perf_counter() - started, via="llm", call_id=call.id)
-            content = json.dumps({"error": {"type": exc.type, "message": exc.message}})
-            return ToolResult(call.id, call.name, content, is_error=True)
+            return _error_result(call, error)
         context.record_call("tool", binding=call.name, args=call.arguments, result=value,
                             duration=time.perf_counter() - started, via="llm", call_id=call.id)
         return ToolResult(call.id, call.name, json.dumps(value))

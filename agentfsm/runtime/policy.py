@@ -7,7 +7,6 @@ import random
 from agentfsm.runtime.errors import StateError, error_matches
 from agentfsm.runtime.model import CatchRule, RetryRule
 
-
 MAX_RETRY_DELAY = 24 * 3600.0
 """No single wait between attempts is longer than a day, whatever the backoff says."""
 

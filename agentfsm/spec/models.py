@@ -202,6 +202,9 @@ class EnvValue(LanguageModel):
 
 def _http_url(value: str) -> str:
     parsed = urllib.parse.urlsplit(value)
+    if "@" in parsed.netloc:  # never echo the URL: it holds a password
+        raise ValueError("credentials in a URL (user:password@host) are not allowed; send them in `headers:` "
+                         "with {env: NAME} so they stay out of the file, logs and errors")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ValueError(f"{value!r} is not an http(s) URL")
     return value.rstrip("/")
