@@ -517,3 +517,25 @@ def test_retry_after_in_its_three_forms() -> None:
     assert retry_after_seconds({"retry-after": "soon"}, now) is None
     assert retry_after_seconds({"retry-after": "nan"}, now) is None
     assert retry_after_seconds({}, now) is None
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_reply_larger_than_the_cap_is_not_read(server: LLMServer, tmp_path: Path, streamed: bool) -> None:
+    from agentfsm.bindings.http_body import MAX_REPLY_BYTES
+
+    big = b"data: " + b"x" * (MAX_REPLY_BYTES + 10) + b"\n\n" if streamed else b"{" + b" " * (MAX_REPLY_BYTES + 10)
+    headers = {"Content-Type": "text/event-stream"} if streamed else {"Content-Type": "application/json"}
+    server.script(Reply(body=big, headers=headers))
+    path = write_machine(tmp_path, {"brain": openai_binding(server)})
+    machine = agentfsm.load_machine(path)
+    hooks: tuple[object, ...] = ()
+    if streamed:
+        class Stream:
+            def on_run_start(self, context: Any) -> None:
+                context.on_token = lambda state, text: None
+
+        hooks = (Stream(),)
+    result = run(machine, hooks)
+    assert result.status == "failed"
+    assert result.error["type"] == "llm.error"
+    assert "larger than 16 MB" in result.error["message"]

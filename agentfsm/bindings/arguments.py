@@ -119,3 +119,12 @@ class Arguments:
 def _plain(error: Any) -> dict[str, Any]:
     """A validation error as JSON data: where, what, message."""
     return {"loc": [str(p) for p in error["loc"]], "type": error["type"], "msg": error["msg"]}
+
+
+def scalar_text(value: Any) -> str | None:
+    """A JSON scalar as one piece of text (booleans spelled as JSON does); None for null, lists and mappings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value if isinstance(value, str) else None

@@ -15,7 +15,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-from agentfsm.bindings.imports import BindingError
+from agentfsm.bindings.imports import confined_folder
 from agentfsm.runtime.errors import StateError
 
 
@@ -122,17 +122,7 @@ def _kind(value: Any) -> str:
 
 def resolve_root(name: str, root: str, base_dir: Path | None) -> Path:
     """The binding's `root`, resolved once at run start: inside the machine file's folder, symlinks followed."""
-    base = (base_dir or Path.cwd()).resolve()
-    where = f"tools.{name}.root"
-    try:
-        target = (base / root).resolve()
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise BindingError(f"{where}: '{root}' cannot be resolved ({exc})") from None
-    if not target.is_relative_to(base):
-        raise BindingError(f"{where}: '{root}' leads to {target}, outside the machine file's folder {base}")
-    if not target.is_dir():
-        raise BindingError(f"{where}: '{root}' is not a folder (looked for {target})")
-    return target
+    return confined_folder(root, base_dir, f"tools.{name}.root")
 
 
 class FileReader:

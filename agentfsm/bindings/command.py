@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentfsm.bindings.imports import BindingError
+from agentfsm.bindings.arguments import scalar_text
+from agentfsm.bindings.imports import BindingError, confined_folder
 from agentfsm.bindings.llm import loads_json
 from agentfsm.runtime.errors import StateError
 from agentfsm.spec.expressions import Expression, ExpressionError, base_scope, compile_template
@@ -119,19 +120,9 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
 
 def resolve_cwd(name: str, cwd: str | None, base_dir: Path | None) -> Path:
     """The working folder, resolved once at run start: inside the machine file's folder, symlinks followed."""
-    base = (base_dir or Path.cwd()).resolve()
     if cwd is None:
-        return base
-    where = f"tools.{name}.cwd"
-    try:
-        target = (base / cwd).resolve()  # follows `..` and every symlink: what is checked is where it really leads
-    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL character
-        raise BindingError(f"{where}: '{cwd}' cannot be resolved ({exc})") from None
-    if not target.is_relative_to(base):
-        raise BindingError(f"{where}: '{cwd}' leads to {target}, outside the machine file's folder {base}")
-    if not target.is_dir():
-        raise BindingError(f"{where}: '{cwd}' is not a folder (looked for {target})")
-    return target
+        return (base_dir or Path.cwd()).resolve()
+    return confined_folder(cwd, base_dir, f"tools.{name}.cwd")
 
 
 def child_environment(names: list[str]) -> dict[str, str]:
@@ -143,17 +134,14 @@ def child_environment(names: list[str]) -> dict[str, str]:
 
 def _argument(value: Any, where: str) -> str:
     """One rendered template as one argv item."""
-    if isinstance(value, bool):  # data comes from JSON: spell it as JSON does, not as Python's True
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        value = str(value)
-    if not isinstance(value, str):
+    text = scalar_text(value)  # data comes from JSON: spell it as JSON does, not as Python's True
+    if text is None:
         kind = "nothing (null)" if value is None else f"a {type(value).__name__}"
         raise StateError("tool.error", f"{where}: rendered to {kind}; each item of the command is exactly one "
                          "argument (a string or a number)")
-    if "\0" in value:
+    if "\0" in text:
         raise StateError("tool.error", f"{where}: contains a NUL character, which no program argument can carry")
-    return value
+    return text
 
 
 class CommandToolClient:

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import httpx
 
 from agentfsm import __version__
+from agentfsm.bindings.http_body import MAX_REPLY_BYTES, ReplyTooLarge, capped_lines, read_capped
 from agentfsm.bindings.http_errors import (
     RETRY_AFTER_MAX,
     RETRYABLE,
@@ -172,7 +173,10 @@ class HttpLLMClient:
         try:
             # httpx's timeout bounds each phase (connect, each read); this one bounds the whole call
             async with asyncio.timeout(timeout):
-                response = await http.post(self.url, json=self._body(request))
+                async with http.stream("POST", self.url, json=self._body(request)) as response:
+                    body = await read_capped(response)
+        except ReplyTooLarge:
+            raise self._error("llm.error", TOO_LARGE) from None
         except (TimeoutError, httpx.TimeoutException):
             raise self._error("llm.timeout", f"no reply within {timeout:g}s") from None
         except httpx.HTTPError as exc:  # refused, reset, a broken protocol...
@@ -180,9 +184,9 @@ class HttpLLMClient:
         except Exception as exc:  # noqa: BLE001 - anything else still gets a type, and a redacted message
             raise self._error("llm.error", describe_exception(exc)) from None
         if not response.is_success:
-            raise self._status_error(response)
+            raise self._status_error(response, body)
         try:
-            return self._read_reply(response.json())
+            return self._read_reply(loads_json(body))
         except ValueError as exc:  # not JSON (JSONDecodeError, UnicodeDecodeError) or ReplyShapeError
             what = str(exc) if isinstance(exc, ReplyShapeError) else "the body is not JSON"
             raise self._error("llm.parse", f"unexpected reply: {what}", response.status_code) from None
@@ -210,10 +214,9 @@ class HttpLLMClient:
                 async with http.stream("POST", self.url, json=self._body(request)) as response:
                     status = response.status_code
                     if not response.is_success:
-                        await response.aread()
-                        raise self._status_error(response)
+                        raise self._status_error(response, await read_capped(response))
                     if "text/event-stream" not in response.headers.get("content-type", ""):
-                        body = await response.aread()
+                        body = await read_capped(response)
                         try:
                             reply = self._read_reply(loads_json(body))
                         except ValueError as exc:
@@ -222,11 +225,13 @@ class HttpLLMClient:
                         emit(reply.text)
                         return reply
                     reader = self._stream_reader(emit)
-                    async for event, data in server_sent_events(response.aiter_lines()):
+                    async for event, data in server_sent_events(capped_lines(response.aiter_lines())):
                         reader.feed(event, data)
                     return reader.reply()
         except StateError:
             raise
+        except ReplyTooLarge:
+            raise self._error("llm.error", TOO_LARGE, status) from None
         except _ObserverFailed as exc:
             raise exc.__cause__ from None  # type: ignore[misc]
         except ValueError as exc:  # an event that is not JSON, or ReplyShapeError
@@ -245,9 +250,9 @@ class HttpLLMClient:
         kind = error_type_for_status(status) if status is not None else "llm.error"
         return self._error(kind, "error in the stream" + (f": {said}" if said else ""), status)
 
-    def _status_error(self, response: httpx.Response) -> StateError:
+    def _status_error(self, response: httpx.Response, body: bytes) -> StateError:
         status = response.status_code
-        said = shorten(self._redactor.clean(provider_message(response.content)))
+        said = shorten(self._redactor.clean(provider_message(body)))
         error = self._error(error_type_for_status(status), f"HTTP {status}" + (f": {said}" if said else ""), status)
         asked = retry_after_seconds(response.headers)
         if asked is not None:
@@ -273,6 +278,9 @@ class HttpLLMClient:
 
 def _host(url: str) -> str:
     return display_host(url)
+
+
+TOO_LARGE = f"the reply is larger than {MAX_REPLY_BYTES // 2**20} MB; not read further"
 
 
 async def server_sent_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:

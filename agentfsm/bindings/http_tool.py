@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 
 from agentfsm import __version__
+from agentfsm.bindings.arguments import scalar_text
+from agentfsm.bindings.http_body import ReplyTooLarge, read_capped
 from agentfsm.bindings.llm import loads_json
 from agentfsm.bindings.pool import LoopLocalPool
 from agentfsm.bindings.secrets import Redactor, display_host, resolve_headers
@@ -57,15 +59,12 @@ def compile_url(url: str) -> list[UrlPart]:
 
 def _component(value: Any, where: str) -> str:
     """One rendered URL template as one percent-encoded component."""
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    elif isinstance(value, int | float):
-        value = str(value)
-    if not isinstance(value, str):
+    text = scalar_text(value)
+    if text is None:
         kind = "nothing (null)" if value is None else f"a {type(value).__name__}"
         raise StateError("tool.bad_arguments", f"{where}: a URL template rendered to {kind}; each one must be "
                          "a string, a number or a boolean")
-    encoded = urllib.parse.quote(value, safe="")
+    encoded = urllib.parse.quote(text, safe="")
     if encoded in (".", ".."):  # a dot segment would be resolved away (`/items/..` is `/`): encode it
         encoded = encoded.replace(".", "%2E")
     return encoded
@@ -147,16 +146,11 @@ class HttpToolClient:
     # -- the response --------------------------------------------------------------------------
 
     async def _read(self, response: httpx.Response) -> bytes:
-        cap = self.binding.max_response
-        declared = response.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > cap:
-            raise self._too_large(response.status_code, f"announces {int(declared)} bytes, more")
-        data = bytearray()
-        async for chunk in response.aiter_bytes():  # decoded (gzip...): the cap bounds what is kept
-            data += chunk
-            if len(data) > cap:
-                raise self._too_large(response.status_code, "is longer")
-        return bytes(data)
+        try:
+            return await read_capped(response, self.binding.max_response)
+        except ReplyTooLarge as exc:
+            how = f"announces {exc.announced} bytes, more" if exc.announced else "is longer"
+            raise self._too_large(response.status_code, how) from None
 
     def _too_large(self, status: int, how: str) -> StateError:
         return self._error("tool.error", f"the response {how} than max_response ({self.binding.max_response} "

@@ -34,3 +34,17 @@ def import_reference(reference: str, base_dir: Path | None, where: str) -> Any:
         except AttributeError:
             raise BindingError(f"{where}: module '{module_name}' has no attribute '{attribute}'") from None
     return target
+
+
+def confined_folder(relative: str, base_dir: Path | None, where: str) -> Path:
+    """`relative` resolved against the machine file's folder (`..` and symlinks followed); it must stay inside."""
+    base = (base_dir or Path.cwd()).resolve()
+    try:
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL character
+        raise BindingError(f"{where}: '{relative}' cannot be resolved ({exc})") from None
+    if not target.is_relative_to(base):
+        raise BindingError(f"{where}: '{relative}' leads to {target}, outside the machine file's folder {base}")
+    if not target.is_dir():
+        raise BindingError(f"{where}: '{relative}' is not a folder (looked for {target})")
+    return target
