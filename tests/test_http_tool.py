@@ -263,3 +263,21 @@ def test_odd_replies_and_values_are_tool_errors_not_crashes(server: LLMServer, t
     else:
         assert result.status == "failed"
         assert result.error["type"] == kind
+
+
+def test_a_status_listed_in_ok_status_can_be_routed_as_an_event(server: LLMServer, tmp_path: Path) -> None:
+    server.script(Reply(404, json={"detail": "no such item"}))
+    path = tmp_path / "route.yaml"
+    path.write_text(
+        "agentfsm: 1\nname: route\n"
+        f"tools:\n  items: {json.dumps({'http': server.url + '/items/{{ args.id }}', 'ok_status': [200, 404]})}\n"
+        "initial: fetch\nstates:\n"
+        "  fetch:\n    type: tool\n    tool: items\n    args: {id: '7'}\n    save: item\n"
+        "    emit: \"{{ 'missing' if result.status == 404 else 'found' }}\"\n"
+        "    transitions:\n      - {event: found, to: found}\n      - {event: missing, to: missing}\n"
+        "  found: {type: final, output: found}\n  missing: {type: final, output: missing}\n",
+        encoding="utf-8",
+    )
+    result = asyncio.run(agentfsm.run(path))
+    assert (result.status, result.output) == ("succeeded", "missing")
+    assert [t.to_state for t in result.context.history][:1] == ["missing"]
