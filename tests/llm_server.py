@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+"""Variables that would send loopback requests through a proxy; tests clear them."""
+
 EXHAUSTED = {"error": {"message": "test server: no scripted response left", "type": "test_error"}}
 
 

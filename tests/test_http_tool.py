@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +23,10 @@ import agentfsm
 from agentfsm import load_machine
 from agentfsm.bindings.imports import BindingError
 from agentfsm.runtime.loop import RunResult
-from tests.llm_server import LLMServer, Reply, serve
+from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
 
 SECRET = "tok-9f8e7d6c5b4a-http-tool"
 TOKEN_ENV = "AGENTFSM_TEST_HTTP_TOKEN"
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with serve() as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -25,21 +24,14 @@ import agentfsm
 from agentfsm import BindingError, StepRecord, load_machine
 from agentfsm.bindings import http_errors
 from agentfsm.bindings.http_errors import error_type_for_status, retry_after_seconds
-from tests.llm_server import LLMServer, Reply, serve
+from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
 
 SECRET = "sk-test-SECRET-1234567890"
 HEADER_SECRET = "hdr-SECRET-0987654321"
 KEY_ENV = "AGENTFSM_TEST_LLM_KEY"
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 # -- fixtures and helpers --------------------------------------------------------------------
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with serve() as running:
-        yield running
 
 
 @pytest.fixture(autouse=True)

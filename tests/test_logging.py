@@ -26,7 +26,7 @@ import yaml
 
 from agentfsm.bindings.known_secrets import forget_secrets, register_secret
 from agentfsm.observability.logging import configure_logging
-from tests.llm_server import LLMServer, Reply, serve
+from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = ROOT / "machines"
@@ -34,7 +34,6 @@ KEY = "sk-test-SECRET-logging-5a4b3c2d1e"
 TOKEN = "tok-SECRET-logging-header-9z8y7x"
 KEY_ENV = "AGENTFSM_TEST_LOG_KEY"
 TOKEN_ENV = "AGENTFSM_TEST_LOG_TOKEN"
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 EXAMPLE_INPUTS = {
     "hello.yaml": [],
     "react_agent.yaml": ["-i", "task=What is 17 * 23?"],
@@ -119,12 +118,6 @@ def test_an_unknown_log_format_is_a_usage_error(work: Path) -> None:
 
 
 # -- the secrets audit -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with serve() as running:
-        yield running
 
 
 def write_machine(folder: Path, server: LLMServer) -> Path:

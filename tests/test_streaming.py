@@ -22,9 +22,8 @@ import pytest
 
 import agentfsm
 from agentfsm.bindings.http_llm import server_sent_events
-from tests.llm_server import LLMServer, Reply
-from tests.test_llm_providers import (  # noqa: F401 - fixtures
-    PROXY_VARIABLES,
+from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
+from tests.test_llm_providers import (  # noqa: F401 - the environment fixture
     CallRecorder,
     anthropic_binding,
     anthropic_reply,
@@ -32,7 +31,6 @@ from tests.test_llm_providers import (  # noqa: F401 - fixtures
     error_reply,
     openai_binding,
     openai_reply,
-    server,
     write_machine,
 )
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,9 @@ from agentfsm import BindingError
 from agentfsm.bindings.llm import LLMRequest
 from agentfsm.bindings.openai_chat import OpenAIClient
 from agentfsm.spec.models import OpenAILLM
-from tests.llm_server import LLMServer, Reply, serve
+from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
 
 KEY_ENV = "AGENTFSM_TEST_LLM_KEY"
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 SCHEMA = {
     "type": "object",
@@ -40,12 +38,6 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-test-key")
     for variable in PROXY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with serve() as running:
-        yield running
 
 
 class CallRecorder:

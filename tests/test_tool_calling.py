@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,9 @@ import agentfsm
 from agentfsm.bindings.llm import LLMRequest, Message, ToolCall, ToolResult, tool_results_text
 from agentfsm.runtime.errors import ERROR_TYPES
 from agentfsm.spec.models import ScriptedReply
-from tests.llm_server import LLMServer, Reply, serve
+from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
 
 KEY_ENV = "AGENTFSM_TEST_LLM_KEY"
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 @pytest.fixture(autouse=True)
@@ -32,12 +30,6 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-test-key")
     for variable in PROXY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
-
-
-@pytest.fixture
-def server() -> Iterator[LLMServer]:
-    with serve() as running:
-        yield running
 
 
 class CallRecorder:
