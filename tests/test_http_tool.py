@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ import agentfsm
 from agentfsm import load_machine
 from agentfsm.bindings.imports import BindingError
 from agentfsm.runtime.loop import RunResult
-from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
+from tests.helpers import environment_without_proxies
+from tests.llm_server import LLMServer, Reply
 
 SECRET = "tok-9f8e7d6c5b4a-http-tool"
 TOKEN_ENV = "AGENTFSM_TEST_HTTP_TOKEN"
@@ -32,8 +32,6 @@ TOKEN_ENV = "AGENTFSM_TEST_HTTP_TOKEN"
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(TOKEN_ENV, SECRET)
-    for variable in PROXY_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
 
 
 def write_machine(folder: Path, tool: dict[str, Any], args: dict[str, Any]) -> Path:
@@ -108,7 +106,7 @@ def test_a_header_from_the_environment_is_sent_and_never_shown(server: LLMServer
     server.script(Reply(200, {"ok": True}), Reply(500, body=f"crashed handling Bearer {SECRET}".encode()))
     tool = {"http": server.url + "/me", "headers": {"Authorization": {"env": TOKEN_ENV}, "X-Team": "blue"}}
     path = write_machine(tmp_path, tool, {})
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    env = environment_without_proxies()
 
     ok = subprocess.run([sys.executable, "-m", "agentfsm", "run", str(path), "--json"], capture_output=True,
                         text=True, timeout=60, cwd=tmp_path, env=env)

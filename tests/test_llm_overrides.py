@@ -12,6 +12,7 @@ from agentfsm import InputError
 from agentfsm.spec.loader import load_spec
 from agentfsm.spec.models import AnthropicLLM, OpenAILLM
 from agentfsm.spec.overrides import apply_llm_overrides, binding_from_text, parse_llm_options
+from tests.helpers import environment_without_proxies
 
 ROOT = Path(__file__).resolve().parent.parent
 REACT = ROOT / "machines" / "react_agent.yaml"
@@ -65,10 +66,18 @@ def test_the_cli_refuses_a_bad_override_with_exit_2() -> None:
     assert completed.stderr.strip() == "error: --llm: no LLM binding named 'mind' (this machine's: brain)"
 
 
+def run_with_server_model(machine: Path, url: str) -> subprocess.CompletedProcess[str]:
+    """`agentfsm run MACHINE --llm brain=openai:test-model@URL/v1 --json` on the 17 * 23 task."""
+    return subprocess.run(
+        [sys.executable, "-m", "agentfsm", "run", str(machine), "-i", "task=What is 17 * 23?", "--json", "-q",
+         "--llm", f"brain=openai:test-model@{url}/v1"],
+        capture_output=True, text=True, timeout=60, env=environment_without_proxies(),
+    )
+
+
 def test_the_shipped_react_agent_runs_against_a_real_server_with_one_flag() -> None:
     """`--llm brain=openai:MODEL@URL` is the only change: same file, a real OpenAI-compatible server."""
     import json
-    import os
 
     from tests.llm_server import serve
     from tests.test_llm_providers import openai_reply
@@ -78,12 +87,7 @@ def test_the_shipped_react_agent_runs_against_a_real_server_with_one_flag() -> N
             openai_reply(json.dumps({"thought": "compute", "action": {"tool": "calculator", "input": "17 * 23"}})),
             openai_reply("```json\n" + json.dumps({"thought": "done", "final_answer": "391"}) + "\n```"),
         )
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        completed = subprocess.run(
-            [sys.executable, "-m", "agentfsm", "run", str(REACT), "-i", "task=What is 17 * 23?", "--json", "-q",
-             "--llm", f"brain=openai:test-model@{server.url}/v1"],
-            capture_output=True, text=True, timeout=60, env=env,
-        )
+        completed = run_with_server_model(REACT, server.url)
         requests = list(server.requests)
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
@@ -99,7 +103,6 @@ def test_the_shipped_react_agent_runs_against_a_real_server_with_one_flag() -> N
 
 def test_the_native_tools_agent_calls_tools_through_a_real_server_with_one_flag() -> None:
     import json
-    import os
 
     from tests.llm_server import Reply, serve
 
@@ -119,12 +122,7 @@ def test_the_native_tools_agent_calls_tools_through_a_real_server_with_one_flag(
     machine = ROOT / "machines" / "react_native_tools.yaml"
     with serve() as server:
         server.script(Reply(json=tool_call), Reply(json=answer))
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        completed = subprocess.run(
-            [sys.executable, "-m", "agentfsm", "run", str(machine), "-i", "task=What is 17 * 23?", "--json", "-q",
-             "--llm", f"brain=openai:test-model@{server.url}/v1"],
-            capture_output=True, text=True, timeout=60, env=env,
-        )
+        completed = run_with_server_model(machine, server.url)
         requests = list(server.requests)
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)

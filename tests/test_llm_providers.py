@@ -8,7 +8,6 @@ catch rules, event loops, and that the API key never leaks.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
@@ -21,10 +20,11 @@ import pytest
 import yaml
 
 import agentfsm
-from agentfsm import BindingError, StepRecord, load_machine
+from agentfsm import BindingError, load_machine
 from agentfsm.bindings import http_errors
 from agentfsm.bindings.http_errors import error_type_for_status, retry_after_seconds
-from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
+from tests.helpers import CallRecorder, environment_without_proxies
+from tests.llm_server import LLMServer, Reply
 
 SECRET = "sk-test-SECRET-1234567890"
 HEADER_SECRET = "hdr-SECRET-0987654321"
@@ -36,10 +36,8 @@ KEY_ENV = "AGENTFSM_TEST_LLM_KEY"
 
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The key in the environment, no proxy between us and loopback, and backoff waits in milliseconds."""
+    """The key in the environment, and backoff waits in milliseconds."""
     monkeypatch.setenv(KEY_ENV, SECRET)
-    for variable in PROXY_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
     monkeypatch.setattr(http_errors, "BACKOFF_INITIAL", 0.001)
 
 
@@ -90,16 +88,6 @@ def write_machine(folder: Path, llms: dict[str, Any], states: dict[str, Any] | N
     path = folder / "machine.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path
-
-
-class CallRecorder:
-    """A hook keeping every step's call records."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def after_step(self, context: Any, record: StepRecord) -> None:
-        self.calls.extend(record.calls)
 
 
 def run(path: Path | agentfsm.StateMachine, hooks: tuple[object, ...] = ()) -> agentfsm.RunResult:
@@ -438,7 +426,7 @@ def test_bad_literal_headers_are_refused_at_run_start(tmp_path: Path, headers: d
 
 
 def cli_run(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    env = environment_without_proxies()
     return subprocess.run(
         [sys.executable, "-m", "agentfsm", "run", str(path), *extra], capture_output=True, text=True,
         timeout=60, cwd=path.parent, env=env,

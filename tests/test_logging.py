@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,8 @@ import yaml
 
 from agentfsm.bindings.known_secrets import forget_secrets, register_secret
 from agentfsm.observability.logging import configure_logging
-from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
+from tests.helpers import environment_without_proxies
+from tests.llm_server import LLMServer, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = ROOT / "machines"
@@ -43,7 +43,7 @@ EXAMPLE_INPUTS = {
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    environment = environment_without_proxies()
     environment.update(env or {})
     return subprocess.run([sys.executable, "-m", "agentfsm", *args], capture_output=True, text=True, timeout=60,
                           cwd=cwd, env=environment)

@@ -22,9 +22,9 @@ import pytest
 
 import agentfsm
 from agentfsm.bindings.http_llm import server_sent_events
-from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
+from tests.helpers import CallRecorder, environment_without_proxies
+from tests.llm_server import LLMServer, Reply
 from tests.test_llm_providers import (  # noqa: F401 - the environment fixture
-    CallRecorder,
     anthropic_binding,
     anthropic_reply,
     environment,
@@ -329,7 +329,7 @@ def test_server_sent_events_framing() -> None:
 def run_on_a_terminal(path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
     """`agentfsm run` with stderr on a pseudo-terminal (stdout a pipe): the result and what the terminal got."""
     controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    env = environment_without_proxies()
     env.update(TERM="xterm-256color", COLUMNS="120", LINES="40")
     env.pop("NO_COLOR", None)
     env.pop("FORCE_COLOR", None)
@@ -379,7 +379,7 @@ def test_no_stream_keeps_the_terminal_request_plain(server: LLMServer, tmp_path:
 
 def test_the_cli_does_not_stream_when_stderr_is_not_a_terminal(server: LLMServer, tmp_path: Path) -> None:
     server.script(openai_reply("piped"))
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES}
+    env = environment_without_proxies()
     completed = subprocess.run([sys.executable, "-m", "agentfsm", "run", str(write_machine(
         tmp_path, {"brain": openai_binding(server)}))], capture_output=True, text=True, timeout=60, env=env)
     assert completed.returncode == 0, completed.stderr

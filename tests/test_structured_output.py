@@ -20,7 +20,8 @@ from agentfsm import BindingError
 from agentfsm.bindings.llm import LLMRequest
 from agentfsm.bindings.openai_chat import OpenAIClient
 from agentfsm.spec.models import OpenAILLM
-from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
+from tests.helpers import CallRecorder
+from tests.llm_server import LLMServer, Reply
 
 KEY_ENV = "AGENTFSM_TEST_LLM_KEY"
 
@@ -36,16 +37,6 @@ BAD = '{"category": "weather", "priority": 2}'
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-test-key")
-    for variable in PROXY_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-
-
-class CallRecorder:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def after_step(self, context: Any, record: Any) -> None:
-        self.calls.extend(record.calls)
 
 
 def machine(folder: Path, llm: dict[str, Any], ask: dict[str, Any], name: str = "machine.yaml") -> Path:

@@ -20,7 +20,8 @@ import agentfsm
 from agentfsm.bindings.llm import LLMRequest, Message, ToolCall, ToolResult, tool_results_text
 from agentfsm.runtime.errors import ERROR_TYPES
 from agentfsm.spec.models import ScriptedReply
-from tests.llm_server import PROXY_VARIABLES, LLMServer, Reply
+from tests.helpers import CallRecorder
+from tests.llm_server import LLMServer, Reply
 
 KEY_ENV = "AGENTFSM_TEST_LLM_KEY"
 
@@ -28,19 +29,6 @@ KEY_ENV = "AGENTFSM_TEST_LLM_KEY"
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-test-key")
-    for variable in PROXY_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-
-
-class CallRecorder:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-
-    def after_step(self, context: Any, record: Any) -> None:
-        self.calls.extend(record.calls)
-
-    def tools(self) -> list[dict[str, Any]]:
-        return [call for call in self.calls if call["kind"] == "tool"]
 
 
 def machine(folder: Path, llm: dict[str, Any], *, tools: dict[str, Any] | None = None,
