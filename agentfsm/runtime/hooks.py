@@ -37,6 +37,8 @@ class StepRecord:
     error: dict[str, Any] | None = None
     result: Any = None
     calls: list[dict[str, Any]] = field(default_factory=list)
+    event_data: Any = None
+    """The data of the step's event (an error object, a received event's data), which the next state reads."""
 
 
 class HookSet:

@@ -19,18 +19,24 @@ from agentfsm.runtime.hooks import HookSet, StepRecord
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.model import Event, State, StateContext, StateTransition, StateType, Transition
 from agentfsm.runtime.policy import find_catch_rule, find_retry_rule, retry_delay
+from agentfsm.runtime.waiting import WaitForEvent
 
 if TYPE_CHECKING:
     from agentfsm.runtime.machine import StateMachine
 
 logger = logging.getLogger("agentfsm")
 
-RunStatus = Literal["succeeded", "failed"]
+RunStatus = Literal["running", "waiting", "paused", "succeeded", "failed", "cancelled"]
+"""A run's status. The loop ends runs as `succeeded`, `failed` or `waiting`; the store adds the others."""
 
 
 @dataclass(slots=True)
 class RunResult:
-    """How a run ended: its status, the final state's output, the context and what it cost."""
+    """How a run ended: its status, the final state's output, the context and what it cost.
+
+    A `waiting` run has `waiting` set: `{"state", "events", "deadline"}` (deadline in seconds
+    since the epoch, or None).
+    """
 
     run_id: str
     status: RunStatus
@@ -39,6 +45,7 @@ class RunResult:
     steps: int
     error: dict[str, Any] | None = None
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    waiting: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -46,7 +53,7 @@ class RunResult:
 
     def to_json(self) -> dict[str, Any]:
         """The `agentfsm run --json` object."""
-        return {
+        result = {
             "run_id": self.run_id,
             "status": self.status,
             "output": self.output,
@@ -55,6 +62,9 @@ class RunResult:
             "error": self.error,
             "usage": self.usage,
         }
+        if self.waiting is not None:
+            result["waiting"] = self.waiting
+        return result
 
 
 def as_state_error(exc: BaseException, state: str) -> StateError:
@@ -220,18 +230,23 @@ async def run_machine(
     hooks: Iterable[object] = (),
     run_id: str | None = None,
 ) -> RunResult:
-    """Drive `machine` from its initial state (or `context.state`) until a final or fail state, or an error."""
+    """Drive `machine` from its initial state (or `context.state`) until a final or fail state, an error, or a wait.
+
+    A context that has run before carries its position (`state`, `step`, `visits`, `event`),
+    so a run resumed from a stored point continues exactly where it stopped.
+    """
     machine.check()
     plan = _Plan(machine)
     hookset = HookSet([*machine.hooks, *hooks])
     context.run_id = run_id or context.run_id or new_run_id()
     max_steps = machine.max_steps
-    visits: dict[str, int] = {}
+    visits = context.visits
     usage: dict[str, dict[str, int]] = {}
     name = context.state or machine.initial
     assert name is not None  # machine.check() guarantees an initial state
     output: Any = None
     failure: StateError | None = None
+    waiting: dict[str, Any] | None = None
 
     if hookset.on_run_start:
         await hookset.call(hookset.on_run_start, context)
@@ -264,6 +279,7 @@ async def run_machine(
         retries = 0
         error: StateError | None = None
         outcome: str | Event | None = None
+        before_wait = dict(context.data) if state.state_type is StateType.WAITING else None
         try:
             if state.enter_action is not None:
                 state.enter_action(context)
@@ -271,6 +287,15 @@ async def run_machine(
                 outcome, retries = await execute_with_policy(state, context)
             else:
                 outcome = await _attempt(state, context)
+        except WaitForEvent as pause:  # the step did not happen: the run stops just before it
+            if before_wait is not None:
+                context.data.clear()
+                context.data.update(before_wait)
+            context.step -= 1
+            visits[name] = visit - 1
+            waiting = {"state": name, "events": list(pause.events), "deadline": pause.deadline}
+            context.mailbox.deadline = pause.deadline  # running the context again keeps this wait's timer
+            break
         except Exception as exc:  # noqa: BLE001 - routed by catch below, or it ends the run
             error = as_state_error(exc, name)
 
@@ -301,8 +326,11 @@ async def run_machine(
 
         duration = time.perf_counter() - started
         reported = error if error is not None else failure
+        details: dict[str, Any] = {"step": context.step, "duration": duration}
+        if context.calls:
+            details["calls"] = list(context.calls)
         record = StateTransition(
-            name, target, event.name, started_at, {"step": context.step, "duration": duration},
+            name, target, event.name, started_at, details,
             failure is None and error is None, None if reported is None else reported.as_dict(),
         )
         context.history.append(record)
@@ -318,9 +346,11 @@ async def run_machine(
         if hookset.after_step:
             step_record = StepRecord(
                 context.run_id, context.step, name, event.name, target, started_at, duration, retries,
-                record.error, event.result, list(context.calls),
+                record.error, event.result, list(context.calls), event.data,
             )
             await hookset.call(hookset.after_step, context, step_record)
+        context.mailbox.taken = None
+        context.mailbox.deadline = None  # a resumed wait's timer belongs to that wait only
 
         if target is None:
             break
@@ -328,11 +358,13 @@ async def run_machine(
         name = target
 
     status: RunStatus = "succeeded" if failure is None else "failed"
+    if waiting is not None:
+        status = "waiting"
     error_dict = None if failure is None else failure.as_dict()
     context.metadata["status"] = status
     context.metadata["error"] = error_dict
     context.metadata["output"] = output
-    result = RunResult(context.run_id, status, output, context, context.step, error_dict, usage)
+    result = RunResult(context.run_id, status, output, context, context.step, error_dict, usage, waiting)
     if hookset.on_run_end:
         await hookset.call(hookset.on_run_end, context, result)
     return result

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentfsm.runtime.waiting import Mailbox
+
 
 class StateType(str, enum.Enum):
     """The role a state plays in its machine."""
@@ -118,11 +120,13 @@ class StateContext:
 
     `data` is the user's dict (JSON values); `history` lists the transitions taken;
     `metadata` holds run-level facts (run id, status, error). `run_id`, `step` and
-    `state` say where the run is now. `on_token` is an optional live observer of LLM
+    `state` say where the run is now (`visits` counts entries per state, `mailbox` holds
+    delivered external events). `on_token` is an optional live observer of LLM
     replies (see `TokenObserver`); it is never stored with the run.
     """
 
-    __slots__ = ("data", "history", "metadata", "run_id", "step", "state", "event", "calls", "on_token")
+    __slots__ = ("data", "history", "metadata", "run_id", "step", "state", "event", "calls", "on_token", "visits",
+                 "mailbox")
 
     def __init__(self, data: Mapping[str, Any] | None = None, *, metadata: Mapping[str, Any] | None = None) -> None:
         self.data: dict[str, Any] = dict(data or {})
@@ -136,6 +140,10 @@ class StateContext:
         self.calls: list[dict[str, Any]] = []
         self.on_token: TokenObserver | None = None
         """Called with (state name, text delta) as an `llm` state's reply arrives; providers stream only when set."""
+        self.visits: dict[str, int] = {}
+        """How many times each state has been entered in this run (for `max_visits`)."""
+        self.mailbox = Mailbox()
+        """External events delivered to the run and not yet taken by a waiting state."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
