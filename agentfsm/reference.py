@@ -32,6 +32,7 @@ _SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("`llm` state", models.LlmStateSpec),
     ("`tool` state", models.ToolStateSpec),
     ("`python` state", models.PythonStateSpec),
+    ("`wait` state", models.WaitStateSpec),
     ("`final` state", models.FinalStateSpec),
     ("`fail` state", models.FailStateSpec),
     ("Transition rule (`transitions[]`)", models.TransitionRule),

@@ -120,6 +120,12 @@ def test_react_agent_arrows_carry_events_guards_and_errors(parsed: dict[str, Any
     assert ("thinking", "error_recovery", "error: llm") in found
 
 
+def test_approval_wait_arrows_carry_its_events_and_the_timer(parsed: dict[str, Any]) -> None:
+    found = arrows(parsed["approval.yaml"])
+    assert {("review", "published", "approved"), ("review", "revise", "rejected"),
+            ("review", "escalate", "timeout"), ("revise", "review", "done")} <= found
+
+
 def test_awkward_state_names_survive_as_labels(parsed: dict[str, Any]) -> None:
     result = parsed["awkward"]
     assert result["ok"], result.get("error")

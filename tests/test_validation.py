@@ -359,6 +359,92 @@ CASES = [
             """),
         "no-way-out", 6, 3,
     ),
+    # --- wait states ---------------------------------------------------------------------
+    Case(
+        "wait-unknown-event",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: wait
+                event: [approved, rejected]
+                transitions:
+                  - {event: aproved, to: b}
+                  - {to: b}
+              b: {type: final}
+            """),
+        "wait-unknown-event", 9, 17,
+    ),
+    Case(
+        "wait-unknown-event-in-a-list",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: wait
+                event: approved
+                transitions:
+                  - {event: [approved, cancelled], to: b}
+              b: {type: final}
+            """),
+        "wait-unknown-event", 9, 28,
+    ),
+    Case(
+        "wait-duplicate-event",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: wait
+                event: [approved, rejected, approved]
+                next: b
+              b: {type: final}
+            """),
+        "wait-duplicate-event", 7, 33,
+    ),
+    Case(
+        "wait-reserved-event",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: wait
+                event: [approved, timeout]
+                next: b
+              b: {type: final}
+            """),
+        "invalid-name", 7, 23,
+    ),
+    Case(
+        "wait-timeout-without-timer",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: wait
+                event: approved
+                transitions:
+                  - {event: approved, to: b}
+                  - {event: timeout, to: b}
+              b: {type: final}
+            """),
+        "wait-timeout-without-timer", 10, 17,
+    ),
+    Case(
+        "wait-timeout-unhandled",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: wait
+                event: approved
+                timeout: 2d
+                transitions:
+                  - {event: approved, to: b}
+              b: {type: final}
+            """),
+        "wait-timeout-unhandled", 8, 5,
+    ),
     # --- templates and guards ---------------------------------------------------------
     Case(
         "template-syntax-value",

@@ -14,7 +14,7 @@ from agentfsm.bindings.llms import make_llm
 from agentfsm.bindings.scripted import ForgetScriptedRuns, ScriptedClient
 from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.scope import compile_assignments, make_scope, rendered
-from agentfsm.compiler.states import ChoiceState, FailState, FinalState, LlmState, SetState, ToolState
+from agentfsm.compiler.states import ChoiceState, FailState, FinalState, LlmState, SetState, ToolState, WaitState
 from agentfsm.runtime.errors import describe_exception
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import CatchRule, Event, RetryRule, State, StateContext, StateType
@@ -28,10 +28,12 @@ from agentfsm.spec.models import (
     FinalStateSpec,
     LlmStateSpec,
     PythonStateSpec,
+    RoutedStateSpec,
     SetStateSpec,
     StateSpec,
     ToolStateSpec,
     TransitionRule,
+    WaitStateSpec,
 )
 
 
@@ -89,6 +91,8 @@ def _build_state(
         state = ToolState(name, tools[spec.tool], args=spec.args, save=spec.save, emit=spec.emit, **options)
     elif isinstance(spec, PythonStateSpec):
         state = _user_state(name, spec, base_dir, options)
+    elif isinstance(spec, WaitStateSpec):
+        state = WaitState(name, events=spec.event, wait_timeout=spec.timeout, save=spec.save, **options)
     elif isinstance(spec, FinalStateSpec):
         state = FinalState(name, spec.output, **options)
     elif isinstance(spec, FailStateSpec):
@@ -133,9 +137,10 @@ def _actions(actions: list[Any], where: str) -> Any:
 
 
 def _add_rules(machine: StateMachine, name: str, spec: StateSpec) -> None:
-    if isinstance(spec, ActiveStateSpec) and spec.next is not None:
-        machine.add_transition(name, spec.next, label="done")
-    rules: list[TransitionRule] = spec.transitions if isinstance(spec, ActiveStateSpec | ChoiceStateSpec) else []
+    if isinstance(spec, RoutedStateSpec) and spec.next is not None:
+        label = spec.next_label if isinstance(spec, WaitStateSpec) else "done"
+        machine.add_transition(name, spec.next, label=label)
+    rules: list[TransitionRule] = spec.transitions if isinstance(spec, RoutedStateSpec | ChoiceStateSpec) else []
     for index, rule in enumerate(rules):
         where = f"states.{name}.transitions[{index}]"
         machine.add_transition(

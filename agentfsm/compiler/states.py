@@ -31,6 +31,7 @@ from agentfsm.bindings.tools import ToolClient
 from agentfsm.compiler.scope import Renderer, compile_assignments, compile_text, compile_value, make_scope, rendered
 from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.runtime.model import Event, State, StateContext, StateType
+from agentfsm.runtime.waiting import WaitForEvent
 
 Assignments = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -199,7 +200,7 @@ class LlmState(State):
         context.record_call(
             "llm", binding=self.client.name, model=reply.model, prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason, retries=reply.retries,
-            duration=time.perf_counter() - started,
+            duration=time.perf_counter() - started, **({} if reply.script is None else {"script": reply.script}),
         )
         return reply
 
@@ -228,6 +229,42 @@ class ToolState(State):
             raise
         context.record_call("tool", binding=self.client.name, args=args, duration=time.perf_counter() - started)
         return _finish(context, result, self.save, self.emit)
+
+
+class WaitState(State):
+    """`type: wait`: take a delivered event, or produce `timeout` once the timer ran out, or suspend the run.
+
+    `wait_timeout` is the wait's timer, not an execution timeout: `State.timeout` stays None,
+    since waiting costs nothing while the run is suspended. The deadline is fixed on the first
+    visit and kept by the loop (`context.mailbox.deadline`) across suspensions, so resuming
+    never restarts the timer. A delivery is looked at before the deadline: an event that
+    arrived while the run was suspended wins over a timer that ran out meanwhile.
+    """
+
+    def __init__(
+        self, name: str, *, events: Sequence[str], wait_timeout: float | None, save: str | None, **options: Any
+    ) -> None:
+        super().__init__(name, StateType.WAITING, **options)
+        self.events = tuple(events)
+        self.wait_timeout = wait_timeout
+        self.save = save
+
+    async def execute(self, context: StateContext) -> Event:
+        delivery = context.mailbox.take(self.events)
+        if delivery is not None:
+            if self.save is not None:
+                context.data[self.save] = delivery.data
+            return Event(delivery.name, data=delivery.data, result=delivery.data)
+        deadline = self._deadline(context)
+        if deadline is not None and time.time() >= deadline:
+            return Event("timeout")
+        raise WaitForEvent(self.events, deadline)
+
+    def _deadline(self, context: StateContext) -> float | None:
+        """The resumed wait's deadline, or a fresh one from now on a first visit."""
+        if context.mailbox.deadline is not None:
+            return context.mailbox.deadline
+        return time.time() + self.wait_timeout if self.wait_timeout else None
 
 
 class FinalState(State):

@@ -19,6 +19,7 @@ from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_tem
 from agentfsm.spec.inputs import InputError, check_inputs
 from agentfsm.spec.models import (
     TEMPLATE_KEY,
+    WAIT_TIMEOUT_EVENT,
     ActiveStateSpec,
     AnyStateSpec,
     CatchSpec,
@@ -27,10 +28,12 @@ from agentfsm.spec.models import (
     MachineSpec,
     PythonStateSpec,
     RetrySpec,
+    RoutedStateSpec,
     SetAction,
     SetStateSpec,
     StateSpec,
     ToolStateSpec,
+    WaitStateSpec,
 )
 from agentfsm.spec.problems import Problem, problem
 from agentfsm.spec.yamlsource import NodePath, SourceMap
@@ -155,7 +158,7 @@ class _Checker:
                 hint = did_you_mean(edge.target, self.state_names)
                 self.report((*where, *edge.path), "unknown-target",
                             f"{dotted_path((*where, *edge.path))}: no state named '{edge.target}'{hint}")
-        if isinstance(state, ActiveStateSpec):
+        if isinstance(state, RoutedStateSpec):
             if state.next is not None and state.transitions:
                 self.report((*where, "next"), "next-and-transitions",
                             f"states.{name}: has both next: and transitions:; use one", key=True)
@@ -163,6 +166,9 @@ class _Checker:
                 self.report(where, "no-transition",
                             f"states.{name}: no next: or transitions:; say where the run goes after this state",
                             key=True)
+        if isinstance(state, WaitStateSpec):
+            self.check_wait(name, state)
+        if isinstance(state, ActiveStateSpec):
             self.check_catch_all_last(name, "retry", state.retry)
             self.check_catch_all_last(name, "catch", state.catch)
         if isinstance(state, ChoiceStateSpec):
@@ -186,6 +192,38 @@ class _Checker:
             hint = did_you_mean(state.tool, self.spec.tools)
             self.report((*where, "tool"), "unknown-tool",
                         f"states.{name}.tool: no tool binding named '{state.tool}' under tools:{hint}")
+
+    def check_wait(self, name: str, state: WaitStateSpec) -> None:
+        """The events a wait lists are distinct and not `timeout`; its rules route only events it can produce."""
+        where = ("states", name)
+        seen: set[str] = set()
+        for index, event in enumerate(state.event):
+            path = (*where, "event", index)
+            if event == WAIT_TIMEOUT_EVENT:
+                self.report(path, "invalid-name",
+                            f"states.{name}.event: '{WAIT_TIMEOUT_EVENT}' is reserved for the wait's timer; "
+                            f"set 'timeout:' and route the event '{WAIT_TIMEOUT_EVENT}' instead")
+            elif event in seen:
+                self.report(path, "wait-duplicate-event", f"states.{name}.event: '{event}' is listed twice")
+            seen.add(event)
+        produced = seen | {WAIT_TIMEOUT_EVENT}
+        for index, rule in enumerate(state.transitions):
+            for position, event in enumerate(rule.event or ()):
+                path = (*where, "transitions", index, "event", position)
+                if event == WAIT_TIMEOUT_EVENT and state.timeout is None:
+                    self.report(path, "wait-timeout-without-timer",
+                                f"states.{name}.transitions[{index}]: routes '{WAIT_TIMEOUT_EVENT}', but the wait "
+                                "has no timer; add 'timeout:' (such as 24h) or drop the rule")
+                elif event not in produced:
+                    hint = did_you_mean(event, seen)
+                    self.report(path, "wait-unknown-event",
+                                f"states.{name}.transitions[{index}]: the wait never receives '{event}'; it waits "
+                                f"for {', '.join(repr(e) for e in state.event)}{hint}")
+        if state.timeout is not None and not _takes_timeout(state):
+            self.report((*where, "timeout"), "wait-timeout-unhandled",
+                        f"states.{name}: no rule takes the event '{WAIT_TIMEOUT_EVENT}'; when the timer runs out "
+                        f"the run fails with transition.none (add {{event: {WAIT_TIMEOUT_EVENT}, to: ...}})",
+                        key=True)
 
     def check_reply_schema(self, name: str, state: LlmStateSpec) -> None:
         """`schema:` and `parse_retries:` need `parse: json`; an inline schema must be a valid JSON Schema."""
@@ -287,9 +325,9 @@ def _assignment_sites(state: StateSpec) -> Iterator[tuple[str, NodePath]]:
     if isinstance(state, SetStateSpec):
         for key in state.set:
             yield key, ("set", key)
-    if isinstance(state, LlmStateSpec | ToolStateSpec) and state.save:
+    if isinstance(state, LlmStateSpec | ToolStateSpec | WaitStateSpec) and state.save:
         yield state.save, ("save",)
-    if isinstance(state, ActiveStateSpec | ChoiceStateSpec):
+    if isinstance(state, RoutedStateSpec | ChoiceStateSpec):
         for index, rule in enumerate(state.transitions):
             for key in rule.set or {}:
                 yield key, ("transitions", index, "set", key)
@@ -297,6 +335,13 @@ def _assignment_sites(state: StateSpec) -> Iterator[tuple[str, NodePath]]:
         for index, catch in enumerate(state.catch):
             if catch.as_:
                 yield catch.as_, ("catch", index, "as")
+
+
+def _takes_timeout(state: WaitStateSpec) -> bool:
+    """Whether some way out of the wait accepts the timer's event: `next:`, a rule without `event:`, or one naming it."""
+    if state.next is not None:
+        return True
+    return any(rule.event is None or WAIT_TIMEOUT_EVENT in rule.event for rule in state.transitions)
 
 
 JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")

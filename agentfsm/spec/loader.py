@@ -63,9 +63,16 @@ def validate_file(path: str | Path, display_name: str | None = None) -> Validati
     path = Path(path)
     name = display_name or str(path)
     text, problems = read_text(path, name)
-    report = ValidationReport(path, name, None, None, text, list(problems))
     if text is None:
-        return report
+        return ValidationReport(path, name, None, None, text, list(problems))
+    return validate_text(text, path, name)
+
+
+def validate_text(text: str, path: str | Path, display_name: str | None = None) -> ValidationReport:
+    """Check a machine's source text as if it were the file at `path` (used for a stored run's machine)."""
+    path = Path(path)
+    name = display_name or str(path)
+    report = ValidationReport(path, name, None, None, text, [])
     document, problems = parse_yaml(text, name)
     report.problems.extend(problems)
     if document is None:
@@ -96,3 +103,11 @@ def load_spec(path: str | Path) -> LoadedSpec:
     if not report.ok or report.spec is None or report.source_map is None:
         raise MachineFileError(report.problems)
     return LoadedSpec(report.spec, report.path, report.text or "", report.source_map, tuple(report.warnings))
+
+
+def load_spec_text(text: str, path: str | Path, display_name: str | None = None) -> LoadedSpec:
+    """A valid machine from source text standing for the file at `path`, or MachineFileError."""
+    report = validate_text(text, path, display_name)
+    if not report.ok or report.spec is None or report.source_map is None:
+        raise MachineFileError(report.problems)
+    return LoadedSpec(report.spec, report.path, text, report.source_map, tuple(report.warnings))

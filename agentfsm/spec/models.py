@@ -563,11 +563,16 @@ class StateSpec(LanguageModel):
         return edges
 
 
-class ActiveStateSpec(StateSpec):
-    """Fields of states that do work and then move on."""
+class RoutedStateSpec(StateSpec):
+    """Fields of states that move on by `next:` or by transition rules."""
 
     next: StateName | None = Field(None, description="The unconditional next state.")
     transitions: list[TransitionRule] = Field(default_factory=list, description="Ordered rules; first match wins.")
+
+
+class ActiveStateSpec(RoutedStateSpec):
+    """Fields of states that do work and then move on."""
+
     timeout: PositiveDuration | None = Field(
         None, description="Cancel the state's work after this long (error `timeout`)."
     )
@@ -691,6 +696,38 @@ class PythonStateSpec(ActiveStateSpec):
     call: PythonRef = Field(description="`module:StateSubclass`; the machine file's folder is searched first.")
 
 
+WAIT_TIMEOUT_EVENT = "timeout"
+"""The event a `wait` state produces when its timer runs out; no listed event may take this name."""
+
+
+class WaitStateSpec(RoutedStateSpec):
+    """Pause the run until an external event arrives or the timer runs out; the process may exit meanwhile."""
+
+    type: Literal["wait"]
+    event: EventNames = Field(
+        description="The event name(s) the state waits for (`agentfsm send RUN NAME --data JSON`); rules route on "
+        "the received name, or on `timeout` when the timer ran out. Events it does not list stay queued.",
+    )
+    timeout: PositiveDuration | None = Field(
+        None, description="The wait's timer: after this long without a listed event, the state produces the event "
+        "`timeout` (no timer: wait for ever).",
+    )
+    save: Identifier | None = Field(None, description="Context key the received event's data is saved under.")
+
+    def edges(self) -> list[Edge]:
+        """`next:` takes whichever event arrives, so its arrow names them (and the timer's `timeout`)."""
+        edges = super().edges()
+        if self.next is not None:
+            edges[0] = edges[0]._replace(label=self.next_label)
+        return edges
+
+    @property
+    def next_label(self) -> str:
+        """How `next:` reads on a diagram: every event that takes it."""
+        names = [*self.event, WAIT_TIMEOUT_EVENT] if self.timeout is not None else list(self.event)
+        return " | ".join(names)
+
+
 class FinalStateSpec(StateSpec):
     """End the run successfully; `output` is the run's result."""
 
@@ -711,6 +748,7 @@ AnyStateSpec = Annotated[
     | LlmStateSpec
     | ToolStateSpec
     | PythonStateSpec
+    | WaitStateSpec
     | FinalStateSpec
     | FailStateSpec,
     Field(discriminator="type"),
@@ -722,6 +760,7 @@ STATE_KINDS: dict[str, type[StateSpec]] = {  # the union above, by kind
     "llm": LlmStateSpec,
     "tool": ToolStateSpec,
     "python": PythonStateSpec,
+    "wait": WaitStateSpec,
     "final": FinalStateSpec,
     "fail": FailStateSpec,
 }

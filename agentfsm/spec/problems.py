@@ -45,6 +45,11 @@ CODES: dict[str, tuple[Severity, str]] = {
     "next-and-transitions": ("error", "A state has both `next:` and `transitions:`; use one."),
     "choice-without-default": ("error", "The last rule of a `choice` has a `when:` or `event:`; a choice must end with a default rule."),
     "catch-all-not-last": ("error", "A `retry` or `catch` rule matching `*` is followed by other rules that can never match."),
+    "wait-unknown-event": ("error", "A `wait` state's rule routes an event the wait does not list (nor `timeout`)."),
+    "wait-duplicate-event": ("error", "A `wait` state lists the same event twice."),
+    "wait-timeout-without-timer": ("error", "A `wait` state's rule routes `timeout`, but the wait has no `timeout:`."),
+    "wait-timeout-unhandled": ("warning", "A `wait` state has a `timeout:` but no rule takes the event `timeout`; "
+                               "the run would fail with `transition.none` when the timer runs out."),
     "unreachable-state": ("warning", "No path leads from `initial` to this state."),
     "no-way-out": ("warning", "No `final` or `fail` state can be reached from this state."),
     # templates and guards
