@@ -1,0 +1,92 @@
+"""The SQLite store's schema, as an ordered list of migrations.
+
+Migration i (0-based) brings a store from schema version i to i + 1. A migration is a
+tuple of single SQL statements, run one by one inside the store's migration transaction
+(`executescript` would commit on its own, so it is not used). Never edit a released
+migration: append a new one and bump `SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+Migration = tuple[str, ...]
+
+_V1: Migration = (
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE sources(digest TEXT PRIMARY KEY, text TEXT NOT NULL)",
+    """CREATE TABLE runs(
+        id TEXT PRIMARY KEY,
+        machine TEXT NOT NULL,
+        digest TEXT,
+        path TEXT,
+        status TEXT NOT NULL,
+        head TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        inputs TEXT,
+        llms TEXT,
+        output TEXT,
+        error TEXT,
+        usage TEXT,
+        steps INTEGER NOT NULL,
+        waiting TEXT,
+        wake_at REAL,
+        lease_owner TEXT,
+        lease_expires REAL
+    )""",
+    "CREATE INDEX runs_by_creation ON runs(created_at)",
+    "CREATE INDEX runs_by_status ON runs(status, created_at)",
+    "CREATE INDEX runs_due ON runs(status, wake_at)",
+    # delete_runs looks for sources no run references any more
+    "CREATE INDEX runs_by_digest ON runs(digest)",
+    """CREATE TABLE branches(
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        parent TEXT,
+        fork INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY(run_id, name)
+    )""",
+    # a rowid table (not WITHOUT ROWID): context snapshots can be large rows
+    """CREATE TABLE steps(
+        run_id TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        state TEXT,
+        event TEXT,
+        event_data TEXT,
+        next_state TEXT,
+        started_at REAL NOT NULL,
+        duration REAL NOT NULL,
+        retries INTEGER NOT NULL,
+        error TEXT,
+        result TEXT,
+        calls TEXT,
+        context_kind TEXT,
+        context TEXT,
+        PRIMARY KEY(run_id, branch, step)
+    )""",
+    """CREATE TABLE checkpoints(
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        branch TEXT NOT NULL,
+        point INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY(run_id, name)
+    )""",
+    """CREATE TABLE events(
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT,
+        created_at REAL NOT NULL,
+        taken_branch TEXT,
+        taken_step INTEGER
+    )""",
+    "CREATE INDEX events_by_run ON events(run_id, taken_step)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The newest schema this code writes and reads (1)."""
+
+OUR_TABLES: frozenset[str] = frozenset({"meta", "sources", "runs", "branches", "steps", "checkpoints", "events"})
