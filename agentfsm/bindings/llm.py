@@ -141,6 +141,8 @@ class LLMReply:
     """Provider-level retries this call needed (rate limits, unavailable server, timeouts)."""
     tool_calls: tuple[ToolCall, ...] = ()
     """The tools the model asked to call; the state runs them and calls the model again with the results."""
+    script: dict[str, Any] | None = None
+    """Where a scripted binding stands in its script after this reply (recorded, so a resumed run picks up there)."""
 
 
 def parse_tool_arguments(text: Any) -> tuple[dict[str, Any], str | None]:

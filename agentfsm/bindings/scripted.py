@@ -44,6 +44,16 @@ class _RunCursor:
     rule_uses: dict[int, int] = field(default_factory=dict)
     tool_calls: int = 0
 
+    def as_json(self) -> dict[str, Any]:
+        return {"plain": self.next_plain, "rules": {str(k): v for k, v in self.rule_uses.items()},
+                "tool_calls": self.tool_calls}
+
+    @classmethod
+    def from_json(cls, position: dict[str, Any]) -> _RunCursor:
+        rules = position.get("rules") or {}
+        return cls(int(position.get("plain", 0)), {int(k): int(v) for k, v in rules.items()},
+                   int(position.get("tool_calls", 0)))
+
 
 class ScriptedClient:
     """Replays scripted replies; each run has its own position in the script."""
@@ -71,7 +81,8 @@ class ScriptedClient:
         if request.on_token is not None and text:
             request.on_token(text)
         return LLMReply(text, self.model, count_tokens(prompt_text), completion,
-                        finish_reason="tool_calls" if tool_calls else "stop", tool_calls=tuple(tool_calls))
+                        finish_reason="tool_calls" if tool_calls else "stop", tool_calls=tuple(tool_calls),
+                        script=cursor.as_json())
 
     def _choose(self, cursor: _RunCursor, request: LLMRequest) -> tuple[str, list[dict[str, Any]]]:
         for index, rule, pattern in self.rules:
@@ -102,16 +113,40 @@ class ScriptedClient:
     def forget_run(self, run_id: str) -> None:
         self._cursors.pop(run_id, None)
 
+    def restore_run(self, run_id: str, position: dict[str, Any]) -> None:
+        """Continue a run's script from a recorded position (a resumed or rolled-back run)."""
+        self._cursors[run_id] = _RunCursor.from_json(position)
+
 
 class ForgetScriptedRuns:
-    """A runtime hook dropping each scripted client's position in its script when a run ends."""
+    """A runtime hook keeping each scripted client's position in its script per run.
+
+    A run that starts with history (resumed from a store) picks up where its last recorded
+    call left the script; a run that ends is forgotten.
+    """
 
     def __init__(self, clients: list[ScriptedClient]) -> None:
         self.clients = clients
 
+    def on_run_start(self, context: Any) -> None:
+        for client in self.clients:
+            position = _last_position(context.history, client.name)
+            if position is None:
+                client.forget_run(context.run_id)  # a fresh start, or a point before any call
+            else:
+                client.restore_run(context.run_id, position)
+
     def on_run_end(self, context: Any, result: Any) -> None:
         for client in self.clients:
             client.forget_run(context.run_id)
+
+
+def _last_position(history: list[Any], binding: str) -> dict[str, Any] | None:
+    for transition in reversed(history):
+        for call in reversed(transition.data.get("calls", ())):
+            if call.get("kind") == "llm" and call.get("binding") == binding and isinstance(call.get("script"), dict):
+                return call["script"]
+    return None
 
 
 def _expand(reply: Any, found: re.Match[str] | None) -> Any:

@@ -1,0 +1,76 @@
+"""Points of a run as users write them: a step number, a checkpoint name, `state:NAME`, `start` or `head`.
+
+Any of them may name a branch first (`rollback-1@4`, `main@state:review`); without one they
+are read on the run's head branch. A checkpoint is found on whichever branch it was named.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from agentfsm.history.lineage import branch_steps, lineage
+from agentfsm.store.base import BranchRow, RunNotFound, RunRow, Store
+
+_RUN_PREFIX = re.compile(r"^([0-9a-z]{4,16}):(.+)$")
+
+
+class PointNotFound(RunNotFound):
+    """The text names no point of the run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """Just before step `point` of `branch` runs; `label` is how the user wrote it."""
+
+    branch: str
+    point: int
+    label: str
+
+
+def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: str) -> Point:
+    """The point `text` names on `run`; raises PointNotFound (or RunNotFound for an unknown branch)."""
+    text = text.strip()
+    target = _strip_run(store, run, text)
+    branch, at, rest = target.rpartition("@") if "@" in target else ("", "", target)
+    branch = branch if at else run.head
+    for checkpoint in store.checkpoints(run.id):
+        if checkpoint.name == target or (at and checkpoint.name == rest):
+            return Point(checkpoint.branch, checkpoint.point, text)
+    steps = [row for row in branch_steps(store, run.id, lineage(branches, branch))]
+    last = steps[-1].step
+    if rest.isdigit():
+        number = int(rest)
+        if not 1 <= number <= last + 1:
+            raise PointNotFound(f"run {run.id} has no step {number} on branch '{branch}' "
+                                f"(its steps are 1 to {last}; {last + 1} is its current point)")
+        return Point(branch, number, text)
+    if rest.startswith("state:"):
+        state = rest.removeprefix("state:")
+        visits = [row.step for row in steps if row.step >= 1 and row.state == state]
+        if not visits:
+            seen = ", ".join(dict.fromkeys(row.state for row in steps if row.state)) or "none yet"
+            raise PointNotFound(f"run {run.id} never entered state '{state}' on branch '{branch}' (states: {seen})")
+        return Point(branch, visits[-1], text)
+    if rest == "start":
+        return Point(branch, 1, text)
+    if rest == "head":
+        return Point(branch, last + 1, text)
+    names = ", ".join(checkpoint.name for checkpoint in store.checkpoints(run.id)) or "none"
+    raise PointNotFound(f"run {run.id} has no checkpoint '{rest}' (checkpoints: {names}); "
+                        "a point is a checkpoint name, a step number, state:NAME, start or head")
+
+
+def _strip_run(store: Store, run: RunRow, text: str) -> str:
+    """`RUN:POINT` names a point of another run only to refuse it: points are compared within one run."""
+    found = _RUN_PREFIX.match(text)
+    if found is None or found.group(1) == "state":
+        return text
+    prefix = found.group(1)
+    if run.id.startswith(prefix):
+        return found.group(2)
+    try:
+        other = store.get_run(prefix).id
+    except RunNotFound:
+        return text  # not a run id after all: perhaps a checkpoint name with a colon
+    raise PointNotFound(f"point '{text}' is on run {other}, not run {run.id}: both points must be on one run")

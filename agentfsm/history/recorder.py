@@ -1,0 +1,89 @@
+"""The runtime hook that records a run in a store: one transaction per step, before the next state starts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from agentfsm.bindings.known_secrets import REDACTED, known_secrets
+from agentfsm.history.deltas import ContextTracker
+from agentfsm.history.leases import Heartbeat
+from agentfsm.runtime.hooks import StepRecord
+from agentfsm.runtime.loop import RunResult
+from agentfsm.runtime.model import StateContext
+from agentfsm.store.base import CheckpointRow, StepRow, Store
+
+MAX_RECORDED_TEXT = 64 * 1024
+"""Longer strings in a step's call records and result are cut to this many characters (with a marker)."""
+
+
+class CheckpointNamer:
+    """Names the checkpoints a run reaches: `approve`, then `approve#2` on a later visit."""
+
+    def __init__(self, flagged: Iterable[str], taken: Iterable[str], branch: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.flagged = frozenset(flagged)
+        self.taken = set(taken)
+        self.branch = branch
+        self.clock = clock
+
+    def reached(self, state: str | None, point: int) -> list[CheckpointRow]:
+        """The checkpoint named when `state` (a `checkpoint: true` state) is about to run at `point`."""
+        if state is None or state not in self.flagged:
+            return []
+        name, visit = state, 1
+        while name in self.taken:
+            visit += 1
+            name = f"{state}#{visit}"
+        self.taken.add(name)
+        return [CheckpointRow(name, self.branch, point, self.clock())]
+
+
+def recordable(value: Any, limit: int = MAX_RECORDED_TEXT, depth: int = 0) -> Any:
+    """A step's result or call records as JSON the store can keep: long text cut, secrets out, odd objects as text."""
+    if isinstance(value, str):
+        text = value if len(value) <= limit else f"{value[:limit]}… [{len(value) - limit} more characters]"
+        for secret in known_secrets():
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth > 50:
+        return "…"
+    if isinstance(value, dict):
+        return {str(key): recordable(item, limit, depth + 1) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [recordable(item, limit, depth + 1) for item in value]
+    return recordable(repr(value), limit, depth + 1)
+
+
+class StoreRecorder:
+    """Commits every step of one run (step row, context change, checkpoints, the event it took) and how it ends."""
+
+    def __init__(self, store: Store, run_id: str, owner: str, branch: str, tracker: ContextTracker,
+                 checkpoints: CheckpointNamer, heartbeat: Heartbeat) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.owner = owner
+        self.branch = branch
+        self.tracker = tracker
+        self.checkpoints = checkpoints
+        self.heartbeat = heartbeat
+
+    def after_step(self, context: StateContext, record: StepRecord) -> None:
+        kind, text = self.tracker.change(context.data)
+        taken = context.mailbox.taken
+        row = StepRow(
+            self.branch, record.step, record.state, record.event, recordable(record.event_data, 1 << 30),
+            record.next_state, record.started_at, record.duration, record.retries, record.error,
+            recordable(record.result), recordable(record.calls) if record.calls else [], kind, text,
+        )
+        reached = self.checkpoints.reached(record.next_state, record.step + 1)
+        self.store.commit_step(self.run_id, self.owner, self.heartbeat.expires(), row, reached,
+                               None if taken is None else taken.id)
+
+    def on_run_end(self, context: StateContext, result: RunResult) -> None:
+        self.store.end_run(self.run_id, self.owner, result.status, output=recordable(result.output, 1 << 30),
+                           error=result.error, usage=result.usage, waiting=result.waiting)

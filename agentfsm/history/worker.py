@@ -1,0 +1,68 @@
+"""`agentfsm worker`: advance every run that has something to do (an event, a due timer, a dead owner).
+
+Workers take leases like any other process, so several can share one store: a run one
+worker holds is skipped by the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agentfsm.history.runs import RunRefused, Runs
+from agentfsm.runtime.loop import RunResult
+from agentfsm.store.base import LeaseHeld, RunNotFound
+
+logger = logging.getLogger("agentfsm")
+
+
+@dataclass(slots=True)
+class WorkerPass:
+    """What one pass over the store did."""
+
+    advanced: list[RunResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Runs another process took first, or that stopped needing work."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Runs that could not be resumed, with why (a machine that no longer compiles...)."""
+
+
+async def work_once(runs: Runs, *, concurrency: int = 4, limit: int = 100,
+                    on_result: Callable[[RunResult], None] | None = None) -> WorkerPass:
+    """Resume each run that is due now, `concurrency` at a time."""
+    done = WorkerPass()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def advance(run_id: str) -> None:
+        async with gate:
+            try:
+                result = await runs.resume(run_id)
+            except (LeaseHeld, RunRefused, RunNotFound) as exc:
+                logger.info("worker: skipped run %s: %s", run_id, exc)
+                done.skipped.append(run_id)
+                return
+            except Exception as exc:  # noqa: BLE001 - one broken run must not stop the worker
+                logger.warning("worker: run %s could not be resumed: %s", run_id, exc)
+                done.failed[run_id] = str(exc)
+                return
+            done.advanced.append(result)
+            if on_result is not None:
+                on_result(result)
+
+    due = runs.store.due_runs(runs.clock(), limit)
+    await asyncio.gather(*(advance(run_id) for run_id in due))
+    return done
+
+
+async def work(runs: Runs, *, interval: float = 1.0, concurrency: int = 4, stop: asyncio.Event | None = None,
+               on_result: Callable[[RunResult], None] | None = None) -> None:
+    """Pass over the store every `interval` seconds until `stop` is set."""
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
+        await work_once(runs, concurrency=concurrency, on_result=on_result)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        except TimeoutError:
+            pass
