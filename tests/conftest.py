@@ -21,3 +21,12 @@ def no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     """Requests to the loopback server must never go through a proxy set in the environment."""
     for variable in PROXY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def store_outside_the_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Runs started by tests (in this process or in `agentfsm` subprocesses) are kept in a temporary store,
+    never in `.agentfsm/` of the working tree."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AGENTFSM_STORE", f"sqlite:///{tmp_path_factory.mktemp('store') / 'runs.db'}")
+        yield

@@ -17,10 +17,12 @@ ALLOWED = {
     "runtime": set(),
     "bindings": {"spec", "runtime"},
     "compiler": {"spec", "runtime", "bindings"},
-    "api": {"spec", "runtime", "bindings", "compiler"},
-    "observability": {"spec", "runtime", "bindings", "compiler"},
+    "store": set(),
+    "history": {"spec", "runtime", "bindings", "compiler", "store"},
+    "api": {"spec", "runtime", "bindings", "compiler", "store", "history"},
+    "observability": {"spec", "runtime", "bindings", "compiler", "store", "history"},
     "reference": {"spec", "runtime"},
-    "cli": {"spec", "runtime", "bindings", "compiler", "api", "observability"},
+    "cli": {"spec", "runtime", "bindings", "compiler", "api", "store", "history", "observability"},
 }
 # StateMachine.visualize() imports the diagram module lazily, as a convenience (docs/architecture.md)
 EXCEPTIONS = {("runtime/machine.py", "observability")}

@@ -770,4 +770,4 @@ def test_hello(basic_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     result = basic_runs["hello"]
     assert result.returncode == 0, show(result)
     assert result.stdout == "Hello, Ada!\n"
-    assert result.stderr == ""
+    assert result.stderr == ""  # --quiet: not even the run id (--json carries it)

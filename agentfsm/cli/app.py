@@ -62,6 +62,28 @@ def _global_options(
         logs.configure_plain_logging()
 
 
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", envvar="AGENTFSM_STORE", metavar="URL", show_default=False,
+                 help="Where runs are kept: sqlite:///PATH (default: .agentfsm/runs.db here)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="A run id (or a unique prefix of one).",
+                                            show_default=False)]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
+NoStreamOption = Annotated[bool, typer.Option("--no-stream", help="Do not show LLM replies as they arrive.")]
+RunJsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object: run_id, status, output...")]
+
+
+def _driving() -> dict[str, Any]:
+    """How commands that advance a run show it: step logs with -v, no progress with --log-format json."""
+    return {"log_steps": _logging["verbose"] >= 1}
+
+
+def _quiet(quiet: bool) -> bool:
+    return quiet or _logging["format"] == "json"
+
+
 @app.command()
 def run(
     file: Annotated[Path, typer.Argument(help="The machine file (YAML).", show_default=False)],
@@ -79,19 +101,17 @@ def run(
             help="Switch an LLM binding: brain=openai:gpt-4o-mini, brain=anthropic:MODEL, brain=ollama:llama3.1.",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: run_id, status, output...")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
-    no_stream: Annotated[
-        bool, typer.Option("--no-stream", help="Do not show LLM replies as they arrive (on a terminal).")
-    ] = False,
+    as_json: RunJsonOption = False,
+    quiet: QuietOption = False,
+    no_stream: NoStreamOption = False,
+    store: StoreOption = None,
 ) -> None:
-    """Run a machine and print its result."""
+    """Run a machine, recording every step in the store; print the run id, then its result."""
     from agentfsm.cli.commands import guarded, run_command
 
     with guarded(_options["debug"]):
         code = run_command(file, input_pairs or [], inputs_file, llm_options or [], as_json=as_json,
-                           quiet=quiet or _logging["format"] == "json", log_steps=_logging["verbose"] >= 1,
-                           stream=not no_stream)
+                           quiet=_quiet(quiet), stream=not no_stream, store=store, **_driving())
     raise typer.Exit(code)
 
 
@@ -132,6 +152,198 @@ def schema() -> None:
 
     with guarded(_options["debug"]):
         code = schema_command()
+    raise typer.Exit(code)
+
+
+@app.command()
+def resume(
+    run_id: RunArgument,
+    machine: Annotated[
+        Path | None, typer.Option("--machine", metavar="FILE", help="Continue with this (edited) machine file.")
+    ] = None,
+    llm_options: Annotated[
+        list[str] | None, typer.Option("--llm", metavar="NAME=PROVIDER:MODEL", help="Switch an LLM binding.")
+    ] = None,
+    as_json: RunJsonOption = False,
+    quiet: QuietOption = False,
+    no_stream: NoStreamOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Continue a run from its head (after a crash, a wait, a pause or a rollback)."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import resume_command
+
+    with guarded(_options["debug"]):
+        code = resume_command(store, run_id, machine_file=machine, llm_options=llm_options or [], as_json=as_json,
+                              quiet=_quiet(quiet), stream=not no_stream, **_driving())
+    raise typer.Exit(code)
+
+
+@app.command()
+def send(
+    run_id: RunArgument,
+    event: Annotated[str, typer.Argument(help="The event's name.", show_default=False)],
+    data: Annotated[str | None, typer.Option("--data", metavar="JSON", help="The event's data, as JSON.")] = None,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Only record the event.")] = False,
+    as_json: RunJsonOption = False,
+    quiet: QuietOption = False,
+    no_stream: NoStreamOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Deliver an event to a waiting run and continue it."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import send_command
+
+    with guarded(_options["debug"]):
+        code = send_command(store, run_id, event, data, resume=not no_resume, as_json=as_json, quiet=_quiet(quiet),
+                            stream=not no_stream, **_driving())
+    raise typer.Exit(code)
+
+
+@app.command()
+def runs(
+    status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
+    machine: Annotated[str | None, typer.Option("--machine", help="Only runs of this machine (its name).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs, newest first.")] = 20,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """List runs, newest first."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import runs_command
+
+    with guarded(_options["debug"]):
+        code = runs_command(store, status=status, machine=machine, limit=limit, as_json=as_json)
+    raise typer.Exit(code)
+
+
+@app.command()
+def history(
+    run_id: RunArgument,
+    branch: Annotated[str | None, typer.Option("--branch", help="Read this branch (default: the head).")] = None,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Show a run's steps: state, event, next state, duration, error."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import history_command
+
+    with guarded(_options["debug"]):
+        code = history_command(store, run_id, branch=branch, as_json=as_json)
+    raise typer.Exit(code)
+
+
+@app.command()
+def checkpoints(run_id: RunArgument, as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """List a run's named checkpoints."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import checkpoints_command
+
+    with guarded(_options["debug"]):
+        code = checkpoints_command(store, run_id, as_json=as_json)
+    raise typer.Exit(code)
+
+
+@app.command()
+def checkpoint(
+    run_id: RunArgument,
+    name: Annotated[str, typer.Argument(help="The checkpoint's name.", show_default=False)],
+    store: StoreOption = None,
+) -> None:
+    """Name the run's current point (just before its next step)."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import checkpoint_command
+
+    with guarded(_options["debug"]):
+        code = checkpoint_command(store, run_id, name)
+    raise typer.Exit(code)
+
+
+@app.command()
+def rollback(
+    run_id: RunArgument,
+    to: Annotated[str, typer.Option("--to", metavar="TARGET",
+                                    help="A checkpoint name, a step number, or state:NAME (its latest visit).")],
+    branch: Annotated[str | None, typer.Option("--branch", help="Name the new branch (default: rollback-N).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run from there at once.")] = False,
+    as_json: RunJsonOption = False,
+    quiet: QuietOption = False,
+    no_stream: NoStreamOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Start a new branch at an earlier point and make it the head; nothing is deleted."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import rollback_command
+
+    with guarded(_options["debug"]):
+        code = rollback_command(store, run_id, to, branch=branch, resume=resume, as_json=as_json,
+                                quiet=_quiet(quiet), stream=not no_stream, **_driving())
+    raise typer.Exit(code)
+
+
+@app.command()
+def diff(
+    run_id: RunArgument,
+    a: Annotated[str, typer.Argument(metavar="A", help="A point: step number, checkpoint, state:NAME, start, head.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="Another point of the same run.")],
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Show what changed between two points of a run: context keys, states, transitions."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import diff_command
+
+    with guarded(_options["debug"]):
+        code = diff_command(store, run_id, a, b, as_json=as_json)
+    raise typer.Exit(code)
+
+
+@app.command()
+def cancel(run_id: RunArgument, store: StoreOption = None) -> None:
+    """Stop a run for good (a process advancing it stops at its next step)."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import cancel_command
+
+    with guarded(_options["debug"]):
+        code = cancel_command(store, run_id)
+    raise typer.Exit(code)
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str | None, typer.Option("--older-than", metavar="DURATION",
+                                                   help="Runs not updated for this long (30d, 12h).")] = None,
+    keep_last: Annotated[int | None, typer.Option("--keep-last", metavar="N", help="Keep the newest N.")] = None,
+    status: Annotated[list[str] | None, typer.Option(
+        "--status", help="Only runs with this status (repeatable; default: succeeded, failed, cancelled).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+    as_json: JsonOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Delete old finished runs (default: older than 30 days)."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import prune_command
+
+    with guarded(_options["debug"]):
+        code = prune_command(store, older_than=older_than, keep_last=keep_last, statuses=status or [],
+                             dry_run=dry_run, as_json=as_json)
+    raise typer.Exit(code)
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="One pass over the store, then exit.")] = False,
+    interval: Annotated[float, typer.Option("--interval", metavar="SECONDS", help="Time between passes.")] = 1.0,
+    concurrency: Annotated[int, typer.Option("--concurrency", metavar="N", help="Runs advanced at once.")] = 4,
+    quiet: QuietOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Advance every run with a delivered event, a due timer, or a dead owner; several workers can share a store."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.run_commands import worker_command
+
+    with guarded(_options["debug"]):
+        code = worker_command(store, once=once, interval=interval, concurrency=concurrency, quiet=_quiet(quiet))
     raise typer.Exit(code)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import traceback
 from collections.abc import Iterator
@@ -15,15 +14,13 @@ import typer
 
 from agentfsm.bindings.imports import BindingError
 from agentfsm.cli import exit_codes
+from agentfsm.cli.outcome import finish, say_error
 from agentfsm.runtime.machine import MachineDefinitionError
 from agentfsm.spec.inputs import InputError, parse_cli_input
 from agentfsm.spec.loader import load_spec, validate_file
 from agentfsm.spec.problems import MachineFileError, Problem
 from agentfsm.spec.yamlsource import load_yaml_file
-
-
-def _say_error(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+from agentfsm.store.base import StoreError
 
 
 @contextmanager
@@ -37,18 +34,18 @@ def guarded(debug: bool) -> Iterator[None]:
         for found in exc.problems:
             typer.echo(str(found), err=True)
         raise typer.Exit(exit_codes.BAD_INPUT) from None
-    except (InputError, BindingError, MachineDefinitionError) as exc:
+    except (InputError, BindingError, MachineDefinitionError, StoreError) as exc:
         if debug:
             traceback.print_exc()
-        _say_error(str(exc))
+        say_error(str(exc))
         raise typer.Exit(exit_codes.BAD_INPUT) from None
     except KeyboardInterrupt:
-        _say_error("interrupted")
+        say_error("interrupted")
         raise typer.Exit(130) from None
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
         if debug:
             traceback.print_exc()
-        _say_error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+        say_error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         raise typer.Exit(exit_codes.INTERNAL_ERROR) from None
 
 
@@ -68,25 +65,9 @@ def _print_warnings(warnings: tuple[Problem, ...] | list[Problem]) -> None:
         typer.echo(str(warning), err=True)
 
 
-def run_command(
-    file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], *, as_json: bool,
-    quiet: bool, log_steps: bool = False, stream: bool = True,
-) -> int:
-    """`log_steps` adds the LoggingHook (`-v`); progress is off when `quiet` (which `--log-format json` implies)."""
-    import asyncio
-
-    from agentfsm.api import load_machine
-    from agentfsm.spec.overrides import parse_llm_options
-
-    machine = load_machine(file, llms=parse_llm_options(llm_options))
-    loaded = machine.source
-    if not quiet:
-        _print_warnings(loaded.warnings)
-    given: dict[str, Any] = read_inputs_file(inputs_file) if inputs_file else {}
-    for pair in input_pairs:
-        key, value = parse_cli_input(pair, loaded.spec.inputs)
-        given[key] = value
-    context = machine.new_context(given)
+def progress_hooks(machine_name: str, *, quiet: bool, log_steps: bool, stream: bool,
+                   warnings: tuple[Problem, ...] = ()) -> list[object]:
+    """The hooks a command adds to a run it drives: step logs (`-v`) and live progress (unless `quiet`)."""
     hooks: list[object] = []
     if log_steps:
         import logging
@@ -94,7 +75,7 @@ def run_command(
         from agentfsm.observability.logging import LoggingHook
 
         if quiet:  # the warnings were not printed: they go to the log instead
-            for warning in loaded.warnings:
+            for warning in warnings:
                 logging.getLogger("agentfsm").warning("%s", warning)
         hooks.append(LoggingHook())
     if not quiet:
@@ -103,38 +84,43 @@ def run_command(
         from agentfsm.observability.progress import ProgressReporter
 
         # on a terminal, LLM replies stream onto the progress line unless `stream` is off (--no-stream)
-        hooks.append(ProgressReporter(Console(stderr=True, highlight=False, soft_wrap=True), machine.name,
+        hooks.append(ProgressReporter(Console(stderr=True, highlight=False, soft_wrap=True), machine_name,
                                       stream=stream))
-    result = asyncio.run(machine.run(context=context, hooks=hooks))
-    if as_json:
-        typer.echo(json.dumps(json_safe(result.to_json()), ensure_ascii=False, default=str, allow_nan=False))
-    elif result.succeeded:
-        _print_output(result.output)
-    if not result.succeeded and not as_json:
-        error = result.error or {}
-        where = f"state '{error.get('state')}': " if error.get("state") else ""
-        _say_error(f"{where}{error.get('type')}: {error.get('message')}")
-    return exit_codes.SUCCESS if result.succeeded else exit_codes.RUN_FAILED
+    return hooks
 
 
-def _print_output(output: Any) -> None:
-    if output is None:
-        return
-    if isinstance(output, str):
-        typer.echo(output)
-    else:
-        typer.echo(json.dumps(json_safe(output), ensure_ascii=False, indent=2, default=str, allow_nan=False))
+def run_command(
+    file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], *, as_json: bool,
+    quiet: bool, log_steps: bool = False, stream: bool = True, store: str | None = None,
+) -> int:
+    """`log_steps` adds the LoggingHook (`-v`); progress is off when `quiet` (which `--log-format json` implies)."""
+    import asyncio
 
+    from agentfsm.api import load_machine
+    from agentfsm.history import Runs
+    from agentfsm.runtime.ids import new_run_id
+    from agentfsm.spec.overrides import parse_llm_options
 
-def json_safe(value: Any) -> Any:
-    """The value with non-finite floats (which JSON cannot hold) written as text: "nan", "inf", "-inf"."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value
+    overrides = parse_llm_options(llm_options)
+    machine = load_machine(file, llms=overrides)
+    loaded = machine.source
+    if not quiet:
+        _print_warnings(loaded.warnings)
+    given: dict[str, Any] = read_inputs_file(inputs_file) if inputs_file else {}
+    for pair in input_pairs:
+        key, value = parse_cli_input(pair, loaded.spec.inputs)
+        given[key] = value
+    machine.new_context(given)  # bad inputs are refused before the store is opened
+    hooks = progress_hooks(machine.name, quiet=quiet, log_steps=log_steps, stream=stream, warnings=loaded.warnings)
+    runs = Runs(store)
+    try:
+        run_id = new_run_id()
+        if not quiet:
+            typer.echo(f"run {run_id}", err=True)
+        result = asyncio.run(runs.start(machine, given, llms=overrides, hooks=hooks, run_id=run_id))
+    finally:
+        runs.close()
+    return finish(result, as_json=as_json, store_option=store)
 
 
 def validate_command(files: list[Path], *, as_json: bool) -> int:

@@ -99,7 +99,7 @@ class ProgressReporter:
         if self.status is not None:
             self.status.stop()
             self.status = None
-        style = "green" if result.status == "succeeded" else "red"
+        style = {"succeeded": "green", "waiting": "yellow"}.get(result.status, "red")
         self.console.print(Text.assemble((result.status, style), (f" in {result.steps} steps, {self._elapsed()}",
                                                                   "dim")), highlight=False)
 

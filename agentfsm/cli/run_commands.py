@@ -1,0 +1,256 @@
+"""What the commands that read or act on stored runs do, over `agentfsm.history.Runs`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from agentfsm.cli import exit_codes
+from agentfsm.cli.commands import progress_hooks
+from agentfsm.cli.outcome import finish, print_json, when
+from agentfsm.history import Runs
+from agentfsm.runtime.loop import RunResult
+from agentfsm.spec.durations import parse_duration
+from agentfsm.spec.inputs import InputError
+from agentfsm.store.base import STATUSES, RunRow, StepRow
+
+
+@contextmanager
+def opened(store: str | None) -> Iterator[Runs]:
+    runs = Runs(store)
+    try:
+        yield runs
+    finally:
+        runs.close()
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(highlight=False, soft_wrap=True).print(table)
+
+
+def _run_json(run: RunRow) -> dict[str, Any]:
+    return {"run_id": run.id, "machine": run.machine, "status": run.status, "branch": run.head, "steps": run.steps,
+            "created_at": run.created_at, "updated_at": run.updated_at, "waiting": run.waiting,
+            "error": run.error, "output": run.output}
+
+
+def _step_json(row: StepRow) -> dict[str, Any]:
+    return {"step": row.step, "branch": row.branch, "state": row.state, "event": row.event,
+            "next_state": row.next_state, "started_at": row.started_at, "duration": row.duration,
+            "retries": row.retries, "error": row.error}
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise InputError(f"--status: '{status}' is not a status ({', '.join(STATUSES)})")
+
+
+def runs_command(store: str | None, *, status: str | None, machine: str | None, limit: int, as_json: bool) -> int:
+    _check_status(status)
+    with opened(store) as runs:
+        found = runs.list(status=status, machine=machine, limit=limit)
+    if as_json:
+        print_json([_run_json(run) for run in found])
+        return exit_codes.SUCCESS
+    if not found:
+        typer.echo("no runs", err=True)
+        return exit_codes.SUCCESS
+    _table(["run", "machine", "status", "steps", "branch", "updated"],
+           [[run.id, run.machine, run.status, str(run.steps), run.head, when(run.updated_at)] for run in found])
+    return exit_codes.SUCCESS
+
+
+def history_command(store: str | None, run_id: str, *, branch: str | None, as_json: bool) -> int:
+    with opened(store) as runs:
+        steps = runs.history(run_id, branch)
+    if as_json:
+        print_json([_step_json(row) for row in steps])
+        return exit_codes.SUCCESS
+    rows = []
+    for row in steps:
+        error = "" if row.error is None else f"{row.error.get('type')}: {row.error.get('message')}"
+        rows.append([str(row.step), row.state or "", row.event or "", row.next_state or "(end)",
+                     f"{row.duration * 1000:.1f} ms", error])
+    _table(["step", "state", "event", "next state", "duration", "error"], rows)
+    return exit_codes.SUCCESS
+
+
+def checkpoints_command(store: str | None, run_id: str, *, as_json: bool) -> int:
+    with opened(store) as runs:
+        found = runs.checkpoints(run_id)
+    if as_json:
+        print_json([{"name": c.name, "branch": c.branch, "step": c.point, "created_at": c.created_at} for c in found])
+        return exit_codes.SUCCESS
+    if not found:
+        typer.echo("no checkpoints", err=True)
+        return exit_codes.SUCCESS
+    _table(["checkpoint", "branch", "step", "created"], [[c.name, c.branch, str(c.point), when(c.created_at)]
+                                                        for c in found])
+    return exit_codes.SUCCESS
+
+
+def checkpoint_command(store: str | None, run_id: str, name: str) -> int:
+    with opened(store) as runs:
+        made = runs.checkpoint(run_id, name)
+    typer.echo(f"checkpoint '{made.name}' is step {made.point} of branch '{made.branch}'", err=True)
+    return exit_codes.SUCCESS
+
+
+Drive = Callable[[Runs], Any]
+
+
+def _drive(store: str | None, drive: Drive, *, as_json: bool, quiet: bool, log_steps: bool,
+           stream: bool) -> int:
+    """Advance a stored run (resume, send, rollback --resume) and end like `run` does."""
+    with opened(store) as runs:
+        hooks_for = lambda name: progress_hooks(name, quiet=quiet, log_steps=log_steps, stream=stream)  # noqa: E731
+        result: RunResult | None = asyncio.run(drive(runs)(hooks_for))
+    if result is None:
+        return exit_codes.SUCCESS
+    return finish(result, as_json=as_json, store_option=store)
+
+
+def resume_command(store: str | None, run_id: str, *, machine_file: Path | None, llm_options: list[str],
+                   as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
+    from agentfsm.spec.overrides import parse_llm_options
+
+    overrides = parse_llm_options(llm_options)
+
+    def drive(runs: Runs) -> Any:
+        async def go(hooks_for: Callable[[str], list[object]]) -> RunResult:
+            run = runs.get(run_id)
+            return await runs.resume(run.id, machine=machine_file, llms=overrides, hooks=hooks_for(run.machine))
+        return go
+
+    return _drive(store, drive, as_json=as_json, quiet=quiet, log_steps=log_steps, stream=stream)
+
+
+def parse_event_data(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--data is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def send_command(store: str | None, run_id: str, event: str, data_text: str | None, *, resume: bool,
+                 as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
+    data = parse_event_data(data_text)  # refused before the store is touched
+
+    def drive(runs: Runs) -> Any:
+        async def go(hooks_for: Callable[[str], list[object]]) -> RunResult | None:
+            run = runs.get(run_id)
+            result = await runs.send(run.id, event, data, resume=resume, hooks=hooks_for(run.machine))
+            if result is None:
+                typer.echo(f"event '{event}' recorded for run {run.id}; "
+                           f"it continues with: agentfsm resume {run.id} (or a worker)", err=True)
+            return result
+        return go
+
+    return _drive(store, drive, as_json=as_json, quiet=quiet, log_steps=log_steps, stream=stream)
+
+
+def rollback_command(store: str | None, run_id: str, target: str, *, branch: str | None, resume: bool,
+                     as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
+    with opened(store) as runs:
+        made = runs.rollback(run_id, target, branch=branch)
+    typer.echo(f"run {made.run_id}: branch '{made.branch}' starts at step {made.point} (state '{made.state}') "
+               "and is now the head", err=True)
+    if not resume:
+        if as_json:
+            print_json({"run_id": made.run_id, "branch": made.branch, "step": made.point, "state": made.state})
+        return exit_codes.SUCCESS
+    return resume_command(store, made.run_id, machine_file=None, llm_options=[], as_json=as_json, quiet=quiet,
+                          log_steps=log_steps, stream=stream)
+
+
+def diff_command(store: str | None, run_id: str, a: str, b: str, *, as_json: bool) -> int:
+    with opened(store) as runs:
+        found = runs.diff(run_id, a, b)
+    if as_json:
+        print_json(found.to_json(), indent=2)
+        return exit_codes.SUCCESS
+    for label, side in (("a", found.a), ("b", found.b)):
+        typer.echo(f"{label}: {side['point']} = step {side['step']} of branch '{side['branch']}', "
+                   f"state {side['state'] or '(end)'}")
+    for key, value in found.added.items():
+        typer.echo(f"+ {key}: {json.dumps(value, ensure_ascii=False, default=str)}")
+    for key, value in found.removed.items():
+        typer.echo(f"- {key}: {json.dumps(value, ensure_ascii=False, default=str)}")
+    for key, change in found.changed.items():
+        old = json.dumps(change["old"], ensure_ascii=False, default=str)
+        new = json.dumps(change["new"], ensure_ascii=False, default=str)
+        typer.echo(f"~ {key}: {old} -> {new}")
+    if found.same:
+        typer.echo("(the context is the same at both points)")
+    if found.transitions:
+        typer.echo("transitions:")
+        for step in found.transitions:
+            typer.echo(f"  {step['step']}: {step['state']} --{step['event']}--> {step['next_state'] or '(end)'}")
+    return exit_codes.SUCCESS
+
+
+def cancel_command(store: str | None, run_id: str) -> int:
+    with opened(store) as runs:
+        run = runs.cancel(run_id)
+    typer.echo(f"run {run.id} cancelled", err=True)
+    return exit_codes.SUCCESS
+
+
+def prune_command(store: str | None, *, older_than: str | None, keep_last: int | None, statuses: list[str],
+                  dry_run: bool, as_json: bool) -> int:
+    for status in statuses:
+        _check_status(status)
+    seconds = None
+    if older_than is not None:
+        try:
+            seconds = parse_duration(older_than)
+        except ValueError as exc:
+            raise InputError(f"--older-than: {exc}") from None
+    if keep_last is not None and keep_last < 0:
+        raise InputError("--keep-last must be 0 or more")
+    with opened(store) as runs:
+        doomed = runs.prune(older_than=seconds, keep_last=keep_last, statuses=statuses, dry_run=dry_run)
+    if as_json:
+        print_json({"dry_run": dry_run, "runs": [_run_json(run) for run in doomed]})
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        typer.echo(f"{verb} {len(doomed)} run(s): {', '.join(run.id for run in doomed)}", err=True)
+    return exit_codes.SUCCESS
+
+
+def worker_command(store: str | None, *, once: bool, interval: float, concurrency: int, quiet: bool) -> int:
+    from agentfsm.history.worker import work, work_once
+
+    def report(result: RunResult) -> None:
+        if not quiet:
+            typer.echo(f"run {result.run_id}: {result.status} after {result.steps} steps", err=True)
+
+    if concurrency < 1 or interval <= 0:
+        raise InputError("--concurrency must be 1 or more and --interval more than 0")
+    with opened(store) as runs:
+        if once:
+            done = asyncio.run(work_once(runs, concurrency=concurrency, on_result=report))
+            for run_id, why in done.failed.items():
+                typer.echo(f"run {run_id}: not resumed: {why}", err=True)
+            return exit_codes.RUN_FAILED if done.failed else exit_codes.SUCCESS
+        if not quiet:
+            typer.echo(f"worker on {runs.store.url}: every {interval:g}s, {concurrency} at a time (Ctrl-C stops)",
+                       err=True)
+        asyncio.run(work(runs, interval=interval, concurrency=concurrency, on_result=report))
+    return exit_codes.SUCCESS
