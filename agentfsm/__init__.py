@@ -35,6 +35,16 @@ _EXPORTS = {
     "Problem": "agentfsm.spec.problems",
     "InputError": "agentfsm.spec.inputs",
     "BindingError": "agentfsm.bindings.imports",
+    "Runs": "agentfsm.history.runs",
+    "RunHandle": "agentfsm.history.runs",
+    "RunRefused": "agentfsm.history.runs",
+    "StatePersistence": "agentfsm.history.persistence",
+    "open_store": "agentfsm.store",
+    "StoreError": "agentfsm.store.base",
+    "LeaseHeld": "agentfsm.store.base",
+    "Conflict": "agentfsm.store.base",
+    "RunNotFound": "agentfsm.store.base",
+    "Delivery": "agentfsm.runtime.waiting",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -56,6 +66,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from agentfsm.api import load_machine, run
     from agentfsm.bindings.imports import BindingError
+    from agentfsm.history.persistence import StatePersistence
+    from agentfsm.history.runs import RunHandle, RunRefused, Runs
     from agentfsm.runtime.errors import StateError
     from agentfsm.runtime.hooks import StepRecord
     from agentfsm.runtime.loop import RunResult
@@ -71,4 +83,7 @@ if TYPE_CHECKING:
     )
     from agentfsm.spec.inputs import InputError
     from agentfsm.spec.loader import validate_file
+    from agentfsm.runtime.waiting import Delivery
     from agentfsm.spec.problems import MachineFileError, Problem
+    from agentfsm.store import open_store
+    from agentfsm.store.base import Conflict, LeaseHeld, RunNotFound, StoreError

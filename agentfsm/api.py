@@ -36,8 +36,10 @@ async def run(
     *,
     hooks: Iterable[object] = (),
     run_id: str | None = None,
+    store: str | None = None,
 ) -> RunResult:
-    """Run a machine (a file path or a `StateMachine`) to its end.
+    """Run a machine (a file path or a `StateMachine`) to its end, in memory, or recorded in `store` when given
+    (`"sqlite:///runs.db"`; see `agentfsm.Runs` to resume, roll back and read recorded runs).
 
     Raises `InputError` before any state runs when the inputs do not fit the machine.
 
@@ -48,4 +50,12 @@ async def run(
     """
     if not isinstance(machine, StateMachine):
         machine = load_machine(machine)
-    return await machine.run(inputs, hooks=hooks, run_id=run_id)
+    if store is None:
+        return await machine.run(inputs, hooks=hooks, run_id=run_id)
+    from agentfsm.history.runs import Runs
+
+    runs = Runs(store)
+    try:
+        return await runs.start(machine, inputs, hooks=hooks, run_id=run_id)
+    finally:
+        runs.close()

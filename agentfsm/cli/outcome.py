@@ -6,12 +6,14 @@ import datetime
 import json
 import math
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from agentfsm.cli import exit_codes
-from agentfsm.runtime.loop import RunResult
+
+if TYPE_CHECKING:
+    from agentfsm.runtime.loop import RunResult
 
 
 def say_error(message: str) -> None:
@@ -48,10 +50,21 @@ def when(timestamp: float | None) -> str:
     return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
+def result_json(result: RunResult) -> dict[str, Any]:
+    """The `--json` object of run, resume, send and rollback --resume: the same keys whatever the status
+    (`waiting` is null unless the run waits)."""
+    return {**result.to_json(), "waiting": result.waiting}
+
+
+def store_hint(store_option: str | None) -> str:
+    """` --store URL` to repeat in a suggested command, when the store was not the default one."""
+    return f" --store {shlex.quote(store_option)}" if store_option else ""
+
+
 def finish(result: RunResult, *, as_json: bool, store_option: str | None = None) -> int:
     """Print a run's result and return its exit code: 0 succeeded, 1 failed or cancelled, 3 waiting."""
     if as_json:
-        print_json(result.to_json())
+        print_json(result_json(result))
     elif result.succeeded:
         print_output(result.output)
     if result.status == "waiting":
@@ -76,6 +89,6 @@ def _explain_waiting(result: RunResult, store_option: str | None) -> None:
     timer = f"; its timer is due at {when(deadline)}" if deadline is not None else ""
     typer.echo(f"run {result.run_id} is waiting in state '{waiting.get('state')}' for: {', '.join(events)}{timer}",
                err=True)
-    store = f" --store {shlex.quote(store_option)}" if store_option else ""
     first = shlex.quote(events[0]) if events else "EVENT"
-    typer.echo(f"continue with: agentfsm send {result.run_id} {first} --data '{{...}}'{store}", err=True)
+    typer.echo(f"continue with: agentfsm send {result.run_id} {first} --data '{{...}}'{store_hint(store_option)}",
+               err=True)

@@ -1,0 +1,58 @@
+"""`StatePersistence`: save a context of a machine built in Python, and load it back later.
+
+The seed's save/load, kept for code that drives a machine by hand: `save` stores the
+context as a paused run (its data and the state it is about to enter), `load` returns a
+context that `machine.run(context=...)` continues. For runs recorded step by step, use
+`Runs.start` and `Runs.resume`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from agentfsm.history.deltas import ContextTracker
+from agentfsm.history.leases import new_owner
+from agentfsm.history.lineage import position
+from agentfsm.runtime.ids import new_run_id
+from agentfsm.runtime.machine import StateMachine
+from agentfsm.runtime.model import StateContext
+from agentfsm.store import open_store
+from agentfsm.store.base import RunRow, Store, StepRow
+
+
+class StatePersistence:
+    """Save and load contexts in a store (`sqlite:///PATH`, or the default store)."""
+
+    def __init__(self, store: Store | str | None = None) -> None:
+        self.store: Store = store if store is not None and not isinstance(store, str) else open_store(store)
+
+    def save(self, machine: StateMachine, context: StateContext) -> str:
+        """Store `context` (its data, and `context.state` or the initial state as the next to run); returns a run id."""
+        run_id = context.run_id or new_run_id()
+        owner = new_owner()
+        now = time.time()
+        state = context.state or machine.initial
+        run = RunRow(id=run_id, machine=machine.name, digest=None, path=None, status="running", created_at=now,
+                     updated_at=now, lease_owner=owner, lease_expires=now + 60)
+        first = StepRow("main", 0, None, next_state=state, started_at=now, context_kind="snapshot",
+                        context=ContextTracker(context.data).snapshot())
+        self.store.create_run(run, None, first, [])
+        self.store.release(run_id, owner, status="paused")
+        context.run_id = run_id
+        return run_id
+
+    def load(self, run_id: str) -> StateContext:
+        """The context saved under `run_id` (or where its recorded run stands now), ready to run again."""
+        run = self.store.get_run(run_id)
+        where = position(self.store, run.id, self.store.branches(run.id), run.head, run.steps + 1)
+        context = StateContext(where.data, metadata={"machine": run.machine})
+        context.run_id = run.id
+        context.state = where.state
+        context.step = where.step
+        context.visits = dict(where.visits)
+        context.event = where.event
+        context.history = list(where.history)
+        return context
+
+    def close(self) -> None:
+        self.store.close()
