@@ -67,10 +67,12 @@ def _strip_run(store: Store, run: RunRow, text: str) -> str:
     if found is None or found.group(1) == "state":
         return text
     prefix = found.group(1)
-    if run.id.startswith(prefix):
-        return found.group(2)
     try:
         other = store.get_run(prefix).id
-    except RunNotFound:
+    except RunNotFound as exc:
+        if "matches several runs" in str(exc):
+            raise PointNotFound(f"point '{text}': {exc}") from None
         return text  # not a run id after all: perhaps a checkpoint name with a colon
+    if other == run.id:
+        return found.group(2)
     raise PointNotFound(f"point '{text}' is on run {other}, not run {run.id}: both points must be on one run")

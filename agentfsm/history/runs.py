@@ -116,28 +116,31 @@ class Runs:
         """
         run = self.store.get_run(run_id)
         if run.status in FINISHED:
-            raise RunRefused(f"run {run.id} has {run.status}; nothing to resume "
+            done = "been cancelled" if run.status == "cancelled" else run.status
+            raise RunRefused(f"run {run.id} has {done}; nothing to resume "
                              f"(roll it back to continue from an earlier point: agentfsm rollback {run.id} --to ...)")
         machine, replaced = self._machine_for(run, machine, llms)
+        # checked before the lease is taken too, so that a refused resume writes nothing
+        _check_resumable(run, machine, position(self.store, run.id, self.store.branches(run.id), run.head,
+                                                run.steps + 1))
         owner = new_owner()
         now = self.clock()
         taken_over = {run.lease_owner} if run.lease_owner and owner_is_dead(run.lease_owner) else set()
+        before = run  # `acquire` returns the run as `running`: the wait it was in is read from here
         status_before = "paused" if run.status == "running" else run.status
         run = self.store.acquire(run.id, owner, now + self.lease_seconds, now=now, takeover=taken_over,
                                  status="running")
         try:
             branches = self.store.branches(run.id)
             where = position(self.store, run.id, branches, run.head, run.steps + 1)
-            if where.state is None or where.state not in machine.states:
-                raise RunRefused(f"run {run.id} is at state '{where.state}', which machine '{machine.name}' "
-                                 "does not have")
+            _check_resumable(run, machine, where)
             if replaced is not None:
                 self.store.set_machine(run.id, owner, replaced.digest, replaced.text, str(replaced.path.resolve()))
             context = _context_at(machine, run.id, where)
             for event in self.store.pending_events(run.id):
                 context.mailbox.deliver(event.name, event.data, event.id)
-            if run.status == "waiting" and run.waiting and run.waiting.get("state") == where.state:
-                context.mailbox.deadline = run.waiting.get("deadline")
+            if before.status == "waiting" and before.waiting and before.waiting.get("state") == where.state:
+                context.mailbox.deadline = before.waiting.get("deadline")  # resuming never restarts the timer
             tracker = ContextTracker(where.data, since=where.cost, snapshot_every=self.snapshot_every)
             taken = {checkpoint.name for checkpoint in self.store.checkpoints(run.id)}
             namer = CheckpointNamer(_flagged(machine), taken, run.head, self.clock)
@@ -166,7 +169,8 @@ class Runs:
             run = self.store.get_run(run_id)
             if run.status != "cancelled":
                 raise
-            return RunResult(run_id, "cancelled", None, context, context.step)
+            # the step in flight (if any) was refused: the run's steps are the ones the store kept
+            return RunResult(run_id, "cancelled", None, context, run.steps)
         except ContextNotJSON as exc:
             error = {"type": "context.not_json", "message": str(exc), "state": context.state}
             self.store.end_run(run_id, owner, "failed", error=error)
@@ -227,10 +231,12 @@ class Runs:
         branches = self.store.branches(run.id)
         steps = branch_steps(self.store, run.id, lineage(branches, name))
         last = steps[-1]
-        status = "paused"
-        if last.step > 0 and last.next_state is None:
-            status = "failed" if last.error is not None else "succeeded"
-        return self.store.switch_branch(run.id, name, status, last.step, now=self.clock())
+        if last.step > 0 and last.next_state is None:  # that branch had ended: it ends the same way again
+            failed = last.error is not None or last.event == "fail"
+            return self.store.switch_branch(run.id, name, "failed" if failed else "succeeded", last.step,
+                                            now=self.clock(), output=None if failed else last.result,
+                                            error=last.error)
+        return self.store.switch_branch(run.id, name, "paused", last.step, now=self.clock())
 
     def checkpoint(self, run_id: str, name: str) -> CheckpointRow:
         """Name the run's current point (just before its next step)."""
@@ -391,6 +397,11 @@ class RunHandle:
 
     async def send(self, event: str, data: Any = None, **options: Any) -> RunResult | None:
         return await self.runs.send(self.id, event, data, **options)
+
+
+def _check_resumable(run: RunRow, machine: StateMachine, where: Position) -> None:
+    if where.state is None or where.state not in machine.states:
+        raise RunRefused(f"run {run.id} is at state '{where.state}', which machine '{machine.name}' does not have")
 
 
 def _flagged(machine: StateMachine) -> list[str]:

@@ -133,7 +133,7 @@ class EventRow:
     created_at: float
     taken_branch: str | None = None
     taken_step: int | None = None
-    """The step that took the event (None while it is pending)."""
+    """The step that took the event (None while it is pending; -1 when a rollback left the wait it was sent to)."""
 
 
 @dataclass(slots=True)
@@ -257,11 +257,16 @@ class Store(Protocol):
     def create_branch(self, run_id: str, branch: BranchRow, *, now: float) -> RunRow:
         """Add a branch and make it the head; the run becomes `paused` (ready to resume from the fork).
 
+        Events still pending were sent to the old head's wait: they are set aside (taken_step -1), never taken.
+
         Raises Conflict if the name exists, LeaseHeld if a live process holds the run's lease."""
         ...
 
-    def switch_branch(self, run_id: str, name: str, status: str, steps: int, *, now: float) -> RunRow:
-        """Make an existing branch the head, with the status and last step it has there.
+    def switch_branch(self, run_id: str, name: str, status: str, steps: int, *, now: float, output: Any = None,
+                      error: dict[str, Any] | None = None) -> RunRow:
+        """Make an existing branch the head, with the status, last step, output and error it has there.
+
+        Pending events are set aside as in `create_branch`.
 
         Raises RunNotFound for an unknown branch, LeaseHeld if a live process holds the lease."""
         ...

@@ -132,6 +132,12 @@ def _prefix_end(prefix: str) -> str | None:
     return prefix[:-1] + chr(bumped)
 
 
+def _set_aside_pending_events(db: sqlite3.Connection, run_id: str, branch: str) -> None:
+    """Events sent to the wait a run is leaving stay recorded, but no branch will take them (taken_step -1)."""
+    db.execute("UPDATE events SET taken_branch = ?, taken_step = -1 WHERE run_id = ? AND taken_step IS NULL",
+               (branch, run_id))
+
+
 def _finished(status: str) -> str:
     """`succeeded`, `failed`, `been cancelled`: reads after "has"."""
     return "been cancelled" if status == "cancelled" else status
@@ -552,6 +558,7 @@ class SQLiteStore:
             if branch.parent is None or not self._has_branch(db, run_id, branch.parent):
                 raise RunNotFound(f"run {run_id} has no branch '{branch.parent}' to start '{branch.name}' from")
             db.execute(_INSERT_BRANCH, (run_id, branch.name, branch.parent, branch.fork, branch.created_at or now))
+            _set_aside_pending_events(db, run_id, run.head)
             db.execute(
                 "UPDATE runs SET head = ?, status = 'paused', steps = ?, waiting = NULL, wake_at = NULL, "
                 "output = NULL, error = NULL, lease_owner = NULL, lease_expires = NULL, updated_at = ? WHERE id = ?",
@@ -561,7 +568,8 @@ class SQLiteStore:
         run.waiting = run.wake_at = run.output = run.error = run.lease_owner = run.lease_expires = None
         return run
 
-    def switch_branch(self, run_id: str, name: str, status: str, steps: int, *, now: float) -> RunRow:
+    def switch_branch(self, run_id: str, name: str, status: str, steps: int, *, now: float, output: Any = None,
+                      error: dict[str, Any] | None = None) -> RunRow:
         if status not in STATUSES:
             raise ValueError(f"unknown run status '{status}'")
         with self._writing() as db:
@@ -569,14 +577,16 @@ class SQLiteStore:
             self._refuse_if_leased(run, now)
             if not self._has_branch(db, run_id, name):
                 raise RunNotFound(f"run {run_id} has no branch '{name}'")
-            # output, error and waiting belonged to the old head; the caller has not given the new head's
+            _set_aside_pending_events(db, run_id, run.head)
+            # a wait the new head was in is entered again on resume (with a fresh timer)
             db.execute(
-                "UPDATE runs SET head = ?, status = ?, steps = ?, waiting = NULL, wake_at = NULL, output = NULL, "
-                "error = NULL, lease_owner = NULL, lease_expires = NULL, updated_at = ? WHERE id = ?",
-                (name, status, steps, now, run_id),
+                "UPDATE runs SET head = ?, status = ?, steps = ?, waiting = NULL, wake_at = NULL, output = ?, "
+                "error = ?, lease_owner = NULL, lease_expires = NULL, updated_at = ? WHERE id = ?",
+                (name, status, steps, _dump(output), _dump(error), now, run_id),
             )
         run.head, run.status, run.steps, run.updated_at = name, status, steps, now
-        run.waiting = run.wake_at = run.output = run.error = run.lease_owner = run.lease_expires = None
+        run.waiting = run.wake_at = run.lease_owner = run.lease_expires = None
+        run.output, run.error = output, error
         return run
 
     # -- external events --------------------------------------------------------------------------
