@@ -262,8 +262,10 @@ def checkpoint(
 @app.command()
 def rollback(
     run_id: RunArgument,
-    to: Annotated[str, typer.Option("--to", metavar="TARGET",
-                                    help="A checkpoint name, a step number, or state:NAME (its latest visit).")],
+    to: Annotated[str, typer.Option(
+        "--to", metavar="TARGET",
+        help="A checkpoint name, a step number, state:NAME (its latest visit), start; BRANCH@TARGET on another branch.",
+    )],
     branch: Annotated[str | None, typer.Option("--branch", help="Name the new branch (default: rollback-N).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from there at once.")] = False,
     as_json: RunJsonOption = False,
@@ -284,7 +286,9 @@ def rollback(
 @app.command()
 def diff(
     run_id: RunArgument,
-    a: Annotated[str, typer.Argument(metavar="A", help="A point: step number, checkpoint, state:NAME, start, head.")],
+    a: Annotated[str, typer.Argument(
+        metavar="A", help="A point: step number, checkpoint, state:NAME, start, head; BRANCH@POINT on another branch.",
+    )],
     b: Annotated[str, typer.Argument(metavar="B", help="Another point of the same run.")],
     as_json: JsonOption = False,
     store: StoreOption = None,

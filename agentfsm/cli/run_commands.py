@@ -13,17 +13,30 @@ import typer
 
 from agentfsm.cli import exit_codes
 from agentfsm.cli.commands import progress_hooks
-from agentfsm.cli.outcome import finish, print_json, when
+from agentfsm.cli.outcome import finish, print_json, store_hint, when
 from agentfsm.history import Runs
 from agentfsm.runtime.loop import RunResult
 from agentfsm.spec.durations import parse_duration
 from agentfsm.spec.inputs import InputError
-from agentfsm.store.base import STATUSES, RunRow, StepRow
+from agentfsm.store.base import STATUSES, RunRow, StepRow, StoreError
+
+
+def _existing(store: str | None) -> str:
+    """The store URL, refused when it names no file: only `run` and `worker` create a store, so a mistyped
+    --store is an error instead of a new, empty store somewhere."""
+    from agentfsm.store import DEFAULT_STORE, store_path
+
+    url = store or f"sqlite:///{DEFAULT_STORE}"  # typer has already read AGENTFSM_STORE into `store`
+    path = store_path(url).expanduser()
+    if not path.is_file():
+        where = "" if store else " (the default store; --store URL or AGENTFSM_STORE picks another)"
+        raise StoreError(f"no store at {path.absolute()}{where}: no run was recorded there")
+    return url
 
 
 @contextmanager
-def opened(store: str | None) -> Iterator[Runs]:
-    runs = Runs(store)
+def opened(store: str | None, *, create: bool = False) -> Iterator[Runs]:
+    runs = Runs(store if create else _existing(store))
     try:
         yield runs
     finally:
@@ -69,9 +82,13 @@ def runs_command(store: str | None, *, status: str | None, machine: str | None, 
     if not found:
         typer.echo("no runs", err=True)
         return exit_codes.SUCCESS
+    _runs_table(found)
+    return exit_codes.SUCCESS
+
+
+def _runs_table(found: list[RunRow]) -> None:
     _table(["run", "machine", "status", "steps", "branch", "updated"],
            [[run.id, run.machine, run.status, str(run.steps), run.head, when(run.updated_at)] for run in found])
-    return exit_codes.SUCCESS
 
 
 def history_command(store: str | None, run_id: str, *, branch: str | None, as_json: bool) -> int:
@@ -174,6 +191,8 @@ def rollback_command(store: str | None, run_id: str, target: str, *, branch: str
     if not resume:
         if as_json:
             print_json({"run_id": made.run_id, "branch": made.branch, "step": made.point, "state": made.state})
+        else:
+            typer.echo(f"continue with: agentfsm resume {made.run_id}{store_hint(store)}", err=True)
         return exit_codes.SUCCESS
     return resume_command(store, made.run_id, machine_file=None, llm_options=[], as_json=as_json, quiet=quiet,
                           log_steps=log_steps, stream=stream)
@@ -228,9 +247,10 @@ def prune_command(store: str | None, *, older_than: str | None, keep_last: int |
         doomed = runs.prune(older_than=seconds, keep_last=keep_last, statuses=statuses, dry_run=dry_run)
     if as_json:
         print_json({"dry_run": dry_run, "runs": [_run_json(run) for run in doomed]})
-    else:
-        verb = "would delete" if dry_run else "deleted"
-        typer.echo(f"{verb} {len(doomed)} run(s): {', '.join(run.id for run in doomed)}", err=True)
+        return exit_codes.SUCCESS
+    _runs_table(doomed)
+    verb = "would delete" if dry_run else "deleted"
+    typer.echo(f"{verb} {len(doomed)} run(s)", err=True)
     return exit_codes.SUCCESS
 
 
@@ -243,7 +263,7 @@ def worker_command(store: str | None, *, once: bool, interval: float, concurrenc
 
     if concurrency < 1 or interval <= 0:
         raise InputError("--concurrency must be 1 or more and --interval more than 0")
-    with opened(store) as runs:
+    with opened(store, create=True) as runs:
         if once:
             done = asyncio.run(work_once(runs, concurrency=concurrency, on_result=report))
             for run_id, why in done.failed.items():

@@ -1,0 +1,633 @@
+"""Durable runs from the command line: `run`, `resume`, `send`, `runs`, `history`, `checkpoints`,
+`checkpoint`, `rollback`, `diff`, `cancel`, `prune`, `worker`, as a user sees them.
+
+Every case runs `python -m agentfsm ...` as a real subprocess, with its own store file in
+`tmp_path` (`--store`), and checks the exit code and what is printed. Bad input must change
+nothing in the store: those cases compare the store's SQL dump before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agentfsm.history import Runs
+
+ROOT = Path(__file__).resolve().parent.parent
+MACHINES = ROOT / "machines"
+APPROVAL = MACHINES / "approval.yaml"
+REACT = MACHINES / "react_agent.yaml"
+HELLO = MACHINES / "hello.yaml"
+TASK = "task=What is 17 * 23?"
+TIMEOUT = 60
+
+_ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"}
+_ENV.pop("FORCE_COLOR", None)
+_ENV.pop("AGENTFSM_STORE", None)  # every command names its store, or the test says where it goes
+
+RUN_LINE = re.compile(r"^run ([0-9a-z]{16})$")
+WAIT_TIMER = """\
+agentfsm: 1
+name: timer
+initial: start
+states:
+  start:
+    type: set
+    set: {asked: true}
+    next: wait
+  wait:
+    type: wait
+    event: go
+    timeout: 0.2
+    transitions:
+      - {event: go, to: early}
+      - {event: timeout, to: late}
+  early:
+    type: final
+    output: early
+  late:
+    type: final
+    output: late
+"""
+
+
+def cli(*args: object, store: Path | None = None, cwd: Path = ROOT, env: dict[str, str] | None = None,
+        timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    """`python -m agentfsm ARGS... [--store STORE]`, as a user runs it."""
+    argv = [sys.executable, "-m", "agentfsm", *map(str, args)]
+    if store is not None:
+        argv += ["--store", str(store)]
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, encoding="utf-8", timeout=timeout,
+                          env=_ENV if env is None else env, stdin=subprocess.DEVNULL)
+
+
+def show(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout, show(result)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The command failed with exit 2 and exactly one `error: ...` line on stderr; returns it."""
+    no_traceback(result)
+    assert result.returncode == 2, show(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), show(result)
+    return lines[0]
+
+
+def dump(path: Path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return "\n".join(db.iterdump())
+    finally:
+        db.close()
+
+
+def started(result: subprocess.CompletedProcess[str]) -> str:
+    """The run id that `run` names on the first line of stderr."""
+    first = result.stderr.splitlines()[0] if result.stderr else ""
+    found = RUN_LINE.match(first)
+    assert found, show(result)
+    return found.group(1)
+
+
+def start_json(store: Path, machine: Path, *args: object) -> dict:
+    result = cli("run", machine, *args, "--json", "-q", store=store)
+    assert result.returncode in (0, 3), show(result)
+    return json.loads(result.stdout)
+
+
+def seed(store: Path, machine: Path, inputs: dict | None = None, *, send: str | None = None) -> str:
+    """Start a run in this process (setup, not the subject of a test: no subprocess); its id."""
+    runs = Runs(f"sqlite:///{store}")
+    try:
+        result = asyncio.run(runs.start(machine, inputs or {}))
+        if send is not None:
+            asyncio.run(runs.send(result.run_id, send))
+        return result.run_id
+    finally:
+        runs.close()
+
+
+def runs_json(store: Path, *args: object) -> list[dict]:
+    result = cli("runs", "--json", *args, store=store)
+    assert result.returncode == 0, show(result)
+    return json.loads(result.stdout)
+
+
+def history_json(store: Path, run_id: str, *args: object) -> list[dict]:
+    result = cli("history", run_id, "--json", *args, store=store)
+    assert result.returncode == 0, show(result)
+    return json.loads(result.stdout)
+
+
+# --- the approval flow ------------------------------------------------------------------------
+
+
+def test_run_waits_and_says_how_to_continue(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    result = cli("run", APPROVAL, store=store)
+    no_traceback(result)
+    assert result.returncode == 3, show(result)
+    assert result.stdout == ""
+    run_id = started(result)
+    assert f"run {run_id} is waiting in state 'review' for: approved, rejected" in result.stderr
+    assert "its timer is due at" in result.stderr
+    hint = result.stderr.splitlines()[-1]
+    assert hint == f"continue with: agentfsm send {run_id} approved --data '{{...}}' --store {store}", show(result)
+
+    sent = cli("send", run_id, "approved", "--data", '{"comment": "ok"}', store=store)
+    no_traceback(sent)
+    assert sent.returncode == 0, show(sent)
+    assert json.loads(sent.stdout) == {"text": "Announcing our new release: faster, simpler, ready today.",
+                                       "revisions": 0}
+    assert "succeeded" in sent.stderr
+    [run] = runs_json(store)
+    assert (run["run_id"], run["status"], run["output"]["revisions"]) == (run_id, "succeeded", 0)
+
+
+def test_quiet_run_names_no_run(tmp_path: Path) -> None:
+    result = cli("run", APPROVAL, "-q", store=tmp_path / "runs.db")
+    assert result.returncode == 3, show(result)
+    assert not RUN_LINE.match(result.stderr.splitlines()[0] if result.stderr else "")
+    assert "continue with: agentfsm send" in result.stderr  # how to go on is not progress: it stays
+
+
+def test_json_of_run_resume_and_send_have_the_same_keys(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    waiting = start_json(store, APPROVAL, "-i", "topic=the API")
+    run_id = waiting["run_id"]
+    assert waiting["status"] == "waiting"
+    assert waiting["waiting"]["state"] == "review"
+    assert waiting["waiting"]["events"] == ["approved", "rejected"]
+
+    rejected = cli("send", run_id, "rejected", "--data", '{"comment": "mention the docs"}', "--json", "-q",
+                   store=store)
+    assert rejected.returncode == 3, show(rejected)
+    again = json.loads(rejected.stdout)
+    assert again["context"]["review"] == {"comment": "mention the docs"}
+    assert again["context"]["text"] == "Announcing it, revised: mention the docs."
+
+    recorded = cli("send", run_id, "approved", "--data", '{"comment": "ok"}', "--no-resume", store=store)
+    assert recorded.returncode == 0, show(recorded)
+    assert recorded.stdout == ""
+    assert f"event 'approved' recorded for run {run_id}" in recorded.stderr
+    assert f"agentfsm resume {run_id}" in recorded.stderr
+    assert runs_json(store)[0]["status"] == "waiting"  # recorded, not taken yet
+
+    resumed = cli("resume", run_id, "--json", "-q", store=store)
+    assert resumed.returncode == 0, show(resumed)
+    done = json.loads(resumed.stdout)
+    assert done["status"] == "succeeded"
+    assert done["output"] == {"text": "Announcing it, revised: mention the docs.", "revisions": 1}
+    assert done["waiting"] is None
+    assert set(waiting) == set(again) == set(done), (waiting.keys(), done.keys())
+    assert {"run_id", "status", "output", "context", "steps", "error", "usage", "waiting"} <= set(done)
+    assert waiting["run_id"] == again["run_id"] == done["run_id"] == run_id
+
+    steps = history_json(store, run_id)
+    assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+    assert [(s["state"], s["event"], s["next_state"]) for s in steps] == [
+        ("draft", "done", "review"),
+        ("review", "rejected", "revise"),
+        ("revise", "done", "review"),
+        ("review", "approved", "published"),
+        ("published", "done", None),
+    ]
+    table = cli("history", run_id, store=store)
+    assert table.returncode == 0, show(table)
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert rows[0][:4] == ["step", "state", "event", "next"]
+    assert [row[:4] for row in rows[1:]] == [
+        ["1", "draft", "done", "review"], ["2", "review", "rejected", "revise"], ["3", "revise", "done", "review"],
+        ["4", "review", "approved", "published"], ["5", "published", "done", "(end)"],
+    ]
+
+    named = cli("checkpoints", run_id, store=store)
+    assert named.returncode == 0, show(named)
+    assert [line.split()[:3] for line in named.stdout.splitlines()[1:]] == [["review", "main", "2"],
+                                                                           ["review#2", "main", "4"]]
+    listed = json.loads(cli("checkpoints", run_id, "--json", store=store).stdout)
+    assert [(c["name"], c["branch"], c["step"]) for c in listed] == [("review", "main", 2), ("review#2", "main", 4)]
+
+
+def test_runs_filters_and_cancel_refuses_later_events(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    waiting = seed(store, APPROVAL)
+    finished = seed(store, HELLO)
+    assert [r["run_id"] for r in runs_json(store, "--status", "waiting")] == [waiting]
+    assert [r["run_id"] for r in runs_json(store, "--machine", "hello")] == [finished]
+    assert [r["run_id"] for r in runs_json(store, "--limit", "1")] == [finished]  # newest first
+    table = cli("runs", "--status", "waiting", store=store)
+    assert table.returncode == 0, show(table)
+    assert table.stdout.split()[:6] == ["run", "machine", "status", "steps", "branch", "updated"]
+    assert table.stdout.splitlines()[1].split()[:5] == [waiting, "approval", "waiting", "1", "main"]
+
+    cancelled = cli("cancel", waiting, store=store)
+    assert cancelled.returncode == 0, show(cancelled)
+    assert cancelled.stderr == f"run {waiting} cancelled\n"
+    assert runs_json(store, "--status", "cancelled")[0]["run_id"] == waiting
+    before = dump(store)
+    refused = cli("send", waiting, "approved", store=store)
+    assert "cancelled" in one_error_line(refused)
+    assert dump(store) == before
+
+
+def test_a_run_id_prefix_is_enough(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    run_id = seed(store, APPROVAL)
+    result = cli("send", run_id[:10], "approved", "-q", store=store)
+    assert result.returncode == 0, show(result)
+    assert runs_json(store)[0]["status"] == "succeeded"
+
+
+# --- timers -----------------------------------------------------------------------------------
+
+
+def test_a_due_timer_is_taken_by_the_worker_and_by_resume(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    machine = tmp_path / "timer.yaml"
+    machine.write_text(WAIT_TIMER, encoding="utf-8")
+    first = cli("run", machine, store=store)
+    assert first.returncode == 3, show(first)
+    assert "waiting in state 'wait' for: go; its timer is due at" in first.stderr
+    by_worker = started(first)
+    by_resume = seed(store, machine)
+    time.sleep(0.5)
+
+    resumed = cli("resume", by_resume, store=store)
+    assert resumed.returncode == 0, show(resumed)
+    assert resumed.stdout == "late\n"
+    worked = cli("worker", "--once", store=store)
+    assert worked.returncode == 0, show(worked)
+    assert f"run {by_worker}: succeeded" in worked.stderr
+    assert by_resume not in worked.stderr  # finished already: nothing for the worker to do
+
+    found = {run["run_id"]: run for run in runs_json(store)}
+    for run_id in (by_worker, by_resume):
+        assert (found[run_id]["status"], found[run_id]["output"]) == ("succeeded", "late")
+        assert [(s["state"], s["event"], s["next_state"]) for s in history_json(store, run_id)] == [
+            ("start", "done", "wait"), ("wait", "timeout", "late"), ("late", "done", None)]
+
+
+def test_an_early_resume_keeps_the_timer(tmp_path: Path) -> None:
+    """Resuming before the timer is due waits again, for what is left of the same timer."""
+    store = tmp_path / "runs.db"
+    machine = tmp_path / "timer.yaml"
+    machine.write_text(WAIT_TIMER.replace("timeout: 0.2", "timeout: 1.5"), encoding="utf-8")
+    first = start_json(store, machine)
+    early = cli("resume", first["run_id"], "--json", "-q", store=store)
+    assert early.returncode == 3, show(early)
+    assert json.loads(early.stdout)["waiting"]["deadline"] == pytest.approx(first["waiting"]["deadline"])
+    time.sleep(1.7)
+    assert cli("worker", "--once", store=store).returncode == 0
+    assert runs_json(store)[0]["output"] == "late"
+
+
+# --- rollback, branches, diff -----------------------------------------------------------------
+
+
+def test_rollback_branches_and_diff(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    first = cli("run", REACT, "-i", TASK, store=store)
+    assert first.returncode == 0, show(first)
+    run_id = started(first)
+    main = history_json(store, run_id)
+    assert [s["state"] for s in main] == ["initial", "thinking", "acting", "observing", "reflecting", "thinking",
+                                          "finalizing"]
+
+    back = cli("rollback", run_id, "--to", "state:thinking", store=store)
+    assert back.returncode == 0, show(back)
+    assert back.stdout == ""
+    assert back.stderr.splitlines() == [
+        f"run {run_id}: branch 'rollback-1' starts at step 6 (state 'thinking') and is now the head",
+        f"continue with: agentfsm resume {run_id} --store {store}",
+    ]
+    [run] = runs_json(store)
+    assert (run["status"], run["branch"], run["steps"]) == ("paused", "rollback-1", 5)
+    assert history_json(store, run_id, "--branch", "main") == main  # nothing is lost
+    assert [s["step"] for s in history_json(store, run_id)] == [1, 2, 3, 4, 5]
+
+    retry = cli("rollback", run_id, "--to", "2", "--branch", "retry", "--resume", "-q", store=store)
+    assert retry.returncode == 0, show(retry)
+    assert retry.stdout == "391\n"
+    assert "branch 'retry' starts at step 2 (state 'thinking')" in retry.stderr
+    steps = history_json(store, run_id)
+    assert [(s["step"], s["branch"]) for s in steps] == [(1, "main")] + [(n, "retry") for n in range(2, 8)]
+    [run] = runs_json(store)
+    assert (run["status"], run["branch"], run["output"]) == ("succeeded", "retry", "391")
+
+    as_json = cli("rollback", run_id, "--to", "main@state:acting", "--json", store=store)
+    assert as_json.returncode == 0, show(as_json)
+    assert json.loads(as_json.stdout) == {"run_id": run_id, "branch": "rollback-2", "step": 3, "state": "acting"}
+
+    diffed = cli("diff", run_id, "retry@start", "retry@head", "--json", store=store)
+    assert diffed.returncode == 0, show(diffed)
+    found = json.loads(diffed.stdout)
+    assert found["run_id"] == run_id
+    assert (found["a"]["step"], found["a"]["state"], found["b"]["step"], found["b"]["state"]) == (1, "initial", 8,
+                                                                                                  None)
+    assert found["added"]["last_result"] == 391
+    assert found["added"]["thought"]["final_answer"] == "391"
+    assert found["changed"] == {"observations": {"old": [], "new": [391]}}
+    assert found["removed"] == {}
+    assert [(t["step"], t["state"], t["next_state"]) for t in found["transitions"]] == [
+        (1, "initial", "thinking"), (2, "thinking", "acting"), (3, "acting", "observing"),
+        (4, "observing", "reflecting"), (5, "reflecting", "thinking"), (6, "thinking", "finalizing"),
+        (7, "finalizing", None)]
+
+    text = cli("diff", run_id, "main@1", "main@3", store=store)
+    assert text.returncode == 0, show(text)
+    assert text.stdout.splitlines() == [
+        "a: main@1 = step 1 of branch 'main', state initial",
+        "b: main@3 = step 3 of branch 'main', state acting",
+        '+ thought: {"thought": "I should compute 17 * 23 with the calculator.", '
+        '"action": {"tool": "calculator", "input": "17 * 23"}}',
+        "transitions:",
+        "  1: initial --done--> thinking",
+        "  2: thinking --done--> acting",
+    ]
+
+
+def test_rollback_to_checkpoints(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    run_id = seed(store, APPROVAL)
+    named = cli("checkpoint", run_id, "before-decision", store=store)
+    assert named.returncode == 0, show(named)
+    assert named.stderr == "checkpoint 'before-decision' is step 2 of branch 'main'\n"
+    assert cli("send", run_id, "approved", "-q", store=store).returncode == 0
+
+    back = cli("rollback", run_id, "--to", "review", store=store)  # the wait's own checkpoint
+    assert back.returncode == 0, show(back)
+    assert "branch 'rollback-1' starts at step 2 (state 'review')" in back.stderr
+    waits = cli("resume", run_id, store=store)
+    assert waits.returncode == 3, show(waits)  # the approval was on the old branch: it waits again
+    assert cli("send", run_id, "rejected", "--data", '{"comment": "shorter"}', "-q", store=store).returncode == 3
+    assert cli("send", run_id, "approved", "-q", store=store).returncode == 0
+
+    again = cli("rollback", run_id, "--to", "before-decision", "--branch", "second-look", "--resume", "--json", "-q",
+                store=store)
+    assert again.returncode == 3, show(again)
+    document = json.loads(again.stdout)
+    assert (document["status"], document["waiting"]["state"]) == ("waiting", "review")
+    [run] = runs_json(store)
+    assert (run["status"], run["branch"]) == ("waiting", "second-look")
+    assert [s["state"] for s in history_json(store, run_id, "--branch", "rollback-1")] == [
+        "draft", "review", "revise", "review", "published"]
+
+
+# --- prune ------------------------------------------------------------------------------------
+
+
+def test_prune(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    finished = [seed(store, HELLO, {"name": f"n{n}"}) for n in range(3)]  # oldest first
+    waiting = seed(store, APPROVAL)
+
+    before = dump(store)
+    dry = cli("prune", "--keep-last", "1", "--dry-run", store=store)
+    assert dry.returncode == 0, show(dry)
+    listed = [line.split()[0] for line in dry.stdout.splitlines()[1:]]
+    assert sorted(listed) == sorted(finished[:2])
+    assert dry.stderr == "would delete 2 run(s)\n"
+    dry_json = json.loads(cli("prune", "--older-than", "0s", "--dry-run", "--json", store=store).stdout)
+    assert dry_json["dry_run"] is True
+    assert sorted(r["run_id"] for r in dry_json["runs"]) == sorted(finished)
+    assert dump(store) == before
+
+    kept = cli("prune", "--keep-last", "1", store=store)
+    assert kept.returncode == 0, show(kept)
+    assert kept.stderr == "deleted 2 run(s)\n"
+    assert sorted(r["run_id"] for r in runs_json(store)) == sorted([finished[2], waiting])
+    for run_id in finished[:2]:
+        assert "no run" in one_error_line(cli("history", run_id, store=store))
+
+    older = cli("prune", "--older-than", "0s", "--json", store=store)
+    assert older.returncode == 0, show(older)
+    assert [r["run_id"] for r in json.loads(older.stdout)["runs"]] == [finished[2]]
+    assert [r["run_id"] for r in runs_json(store)] == [waiting]  # a waiting run is not pruned by default
+    assert cli("prune", "--status", "waiting", "--older-than", "0s", "--json",
+               store=store).returncode == 0
+    assert runs_json(store) == []
+
+
+# --- bad input changes nothing ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Base:
+    """A store with: a waiting approval run (with a checkpoint 'mark'), a finished one, a finished
+    react-agent run and a finished hello run."""
+
+    path: Path
+    waiting: str
+    approved: str
+    react: str
+    hello: str
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
+    path = tmp_path_factory.mktemp("base") / "runs.db"
+    waiting = seed(path, APPROVAL)
+    approved = seed(path, APPROVAL, send="approved")
+    react = seed(path, REACT, {"task": "What is 17 * 23?"})
+    hello = seed(path, HELLO)
+    runs = Runs(f"sqlite:///{path}")
+    try:
+        runs.checkpoint(waiting, "mark")
+        runs.rollback(react, 3, branch="taken")
+        assert asyncio.run(runs.resume(react)).succeeded
+    finally:
+        runs.close()
+    return Base(path, waiting, approved, react, hello)
+
+
+# each case: (arguments, given the base store) and a fragment the error line must hold
+BAD: dict[str, tuple[Callable[[Base], Sequence[object]], str]] = {
+    "rollback-unknown-checkpoint": (lambda b: ["rollback", b.react, "--to", "nope"], "no checkpoint 'nope'"),
+    "rollback-unknown-step": (lambda b: ["rollback", b.react, "--to", "999"], "no step 999"),
+    "rollback-unknown-state": (lambda b: ["rollback", b.react, "--to", "state:NOPE"], "never entered state 'NOPE'"),
+    "rollback-unknown-branch": (lambda b: ["rollback", b.react, "--to", "nope@2"], "no branch 'nope'"),
+    "rollback-to-the-end": (lambda b: ["rollback", b.react, "--to", "head"], "nothing runs from there"),
+    "rollback-existing-branch": (lambda b: ["rollback", b.react, "--to", "2", "--branch", "taken"],
+                                 "already has a branch 'taken'"),
+    "rollback-resume-existing-branch": (lambda b: ["rollback", b.react, "--to", "2", "--branch", "main", "--resume"],
+                                        "already has a branch 'main'"),
+    "resume-unknown-run": (lambda b: ["resume", "zzzzzzzzzzzz"], "no run 'zzzzzzzzzzzz'"),
+    "resume-finished-run": (lambda b: ["resume", b.approved], "nothing to resume"),
+    "send-to-finished-run": (lambda b: ["send", b.approved, "approved"], "succeeded"),
+    "send-unknown-event": (lambda b: ["send", b.waiting, "maybe"], "it waits for: approved, rejected"),
+    "send-unknown-event-no-resume": (lambda b: ["send", b.waiting, "maybe", "--no-resume"], "approved, rejected"),
+    "send-data-not-json": (lambda b: ["send", b.waiting, "approved", "--data", "{comment: ok}"], "--data is not JSON"),
+    "send-unknown-run": (lambda b: ["send", "zzzzzzzzzzzz", "approved"], "no run"),
+    "diff-points-of-two-runs": (lambda b: ["diff", b.react, "1", f"{b.hello}:1"],
+                                "both points must be on one run"),
+    "diff-unknown-point": (lambda b: ["diff", b.react, "1", "nope"], "no checkpoint 'nope'"),
+    "prune-nothing": (lambda b: ["prune"], "nothing to prune"),
+    "prune-nothing-keep-last": (lambda b: ["prune", "--keep-last", "10"], "nothing to prune"),
+    "prune-bad-duration": (lambda b: ["prune", "--older-than", "soon"], "is not a duration"),
+    "prune-unknown-status": (lambda b: ["prune", "--status", "done"], "'done' is not a status"),
+    "runs-unknown-status": (lambda b: ["runs", "--status", "done"], "'done' is not a status"),
+    "checkpoint-duplicate": (lambda b: ["checkpoint", b.waiting, "mark"], "already has a checkpoint 'mark'"),
+    "checkpoint-duplicate-of-a-wait": (lambda b: ["checkpoint", b.approved, "review"], "checkpoint 'review'"),
+    "checkpoint-number": (lambda b: ["checkpoint", b.waiting, "7"], "cannot name a checkpoint"),
+    "cancel-finished-run": (lambda b: ["cancel", b.approved], "succeeded"),
+    "cancel-unknown-run": (lambda b: ["cancel", "zzzzzzzzzzzz"], "no run"),
+    "history-unknown-branch": (lambda b: ["history", b.react, "--branch", "nope"], "no branch 'nope'"),
+}
+
+
+@pytest.fixture(scope="module")
+def refused(base: Base, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[object, str, str]]:
+    """Each case on its own copy of the base store, run together: (result, dump before, dump after)."""
+    before = dump(base.path)
+
+    def one(name: str) -> tuple[object, str, str]:
+        copy = tmp_path_factory.mktemp(name) / "runs.db"
+        shutil.copyfile(base.path, copy)
+        args, _ = BAD[name]
+        result = cli(*args(base), store=copy)
+        return result, before, dump(copy)
+
+    with ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 2) * 2)) as pool:
+        return dict(zip(BAD, pool.map(one, BAD), strict=True))
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_one_error_line_and_changes_nothing(refused: dict, case: str) -> None:
+    result, before, after = refused[case]
+    line = one_error_line(result)
+    assert BAD[case][1] in line, show(result)
+    assert after == before, f"{case} changed the store"
+
+
+def test_the_base_store_had_nothing_pending(base: Base) -> None:
+    """Every copy starts clean: no WAL left behind, so copying the file copies the store."""
+    assert not Path(f"{base.path}-wal").exists() or Path(f"{base.path}-wal").stat().st_size == 0
+
+
+# --- the store file itself --------------------------------------------------------------------
+
+
+def test_a_file_that_is_no_store(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(bytes(range(256)) * 16)
+    content = garbage.read_bytes()
+    for args in (["runs"], ["run", HELLO], ["history", "abcdabcd"]):
+        result = cli(*args, store=garbage)
+        line = one_error_line(result)
+        assert str(garbage) in line and "not an agentfsm store" in line, show(result)
+    assert garbage.read_bytes() == content
+
+
+def test_a_truncated_store(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    for _ in range(3):
+        seed(store, REACT, {"task": "What is 17 * 23?"})
+    content = store.read_bytes()[: store.stat().st_size // 2]
+    store.write_bytes(content)
+    result = cli("runs", store=store)
+    line = one_error_line(result)
+    assert str(store) in line and "damaged" in line, show(result)
+    assert store.read_bytes() == content
+
+
+def test_a_store_that_is_not_there_is_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "runs.db"
+    for args in (["runs"], ["history", "abcdabcd"], ["prune"], ["resume", "abcdabcd"]):
+        line = one_error_line(cli(*args, store=missing))
+        assert f"no store at {missing}" in line
+    assert not missing.parent.exists()
+    line = one_error_line(cli("runs", store="postgresql://db/runs"))
+    assert "unsupported store URL" in line
+
+
+def _locked(store: Path, args: Sequence[object], *, exclusive_mode: bool) -> tuple[subprocess.CompletedProcess[str],
+                                                                                     float]:
+    """Run the command while this process holds the store's lock; how long it took."""
+    db = sqlite3.connect(store, isolation_level=None)
+    try:
+        if exclusive_mode:  # in WAL mode only this keeps readers out too
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+        db.execute("BEGIN EXCLUSIVE")
+        db.execute("UPDATE meta SET value = value")  # the lock is taken by the first write
+        began = time.monotonic()
+        result = cli(*args, store=store)
+        return result, time.monotonic() - began
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+
+
+def test_a_locked_store_waits_then_says_so(tmp_path: Path) -> None:
+    """The store waits for a lock for 5 s (its busy timeout), then gives up with one line."""
+    reader, writer = tmp_path / "reader.db", tmp_path / "writer.db"
+    for store in (reader, writer):
+        seed(store, HELLO)
+    before = {store: dump(store) for store in (reader, writer)}
+    outcomes: dict[str, tuple[subprocess.CompletedProcess[str], float]] = {}
+    threads = [
+        threading.Thread(target=lambda: outcomes.__setitem__("runs", _locked(reader, ["runs"], exclusive_mode=True))),
+        threading.Thread(target=lambda: outcomes.__setitem__("run", _locked(writer, ["run", HELLO, "-q"],
+                                                                            exclusive_mode=False))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    for name, store in (("runs", reader), ("run", writer)):
+        result, took = outcomes[name]
+        line = one_error_line(result)
+        assert "locked" in line and str(store) in line, show(result)
+        assert 4.0 <= took <= 30.0, took
+        assert dump(store) == before[store]
+
+
+# --- where the store is -----------------------------------------------------------------------
+
+
+def test_the_store_from_the_environment(tmp_path: Path) -> None:
+    store = tmp_path / "env.db"
+    env = {**_ENV, "AGENTFSM_STORE": f"sqlite:///{store}"}
+    result = cli("run", HELLO, "-q", env=env)
+    assert result.returncode == 0, show(result)
+    [run] = runs_json(store)
+    listed = json.loads(cli("runs", "--json", env=env).stdout)
+    assert [r["run_id"] for r in listed] == [run["run_id"]]
+    other = tmp_path / "other.db"
+    assert cli("run", HELLO, "-q", store=other, env=env).returncode == 0  # --store wins over the variable
+    assert len(runs_json(other)) == 1 and len(runs_json(store)) == 1
+
+
+def test_the_default_store_is_under_the_working_directory(tmp_path: Path) -> None:
+    result = cli("run", HELLO, cwd=tmp_path)
+    assert result.returncode == 0, show(result)
+    run_id = started(result)
+    default = tmp_path / ".agentfsm" / "runs.db"
+    assert default.is_file()
+    assert [r["run_id"] for r in runs_json(default)] == [run_id]
+    listed = cli("runs", "--json", cwd=tmp_path)
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    line = one_error_line(cli("runs", cwd=elsewhere))
+    assert "no store at" in line and "the default store" in line
+    assert not (elsewhere / ".agentfsm").exists()
