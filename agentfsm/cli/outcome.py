@@ -45,9 +45,10 @@ def print_output(output: Any) -> None:
 
 
 def when(timestamp: float | None) -> str:
+    """A stored time, in local time, short enough for a table column (`--json` keeps the epoch seconds)."""
     if timestamp is None:
         return "-"
-    return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def result_json(result: RunResult) -> dict[str, Any]:

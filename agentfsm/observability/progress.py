@@ -100,8 +100,10 @@ class ProgressReporter:
             self.status.stop()
             self.status = None
         style = {"succeeded": "green", "waiting": "yellow"}.get(result.status, "red")
-        self.console.print(Text.assemble((result.status, style), (f" in {result.steps} steps, {self._elapsed()}",
-                                                                  "dim")), highlight=False)
+        preposition = "after" if result.status == "waiting" else "in"
+        steps = f"{result.steps} step{'' if result.steps == 1 else 's'}"
+        self.console.print(Text.assemble((result.status, style), (f" {preposition} {steps}, {self._elapsed()}", "dim")),
+                           highlight=False)
 
     def _elapsed(self) -> str:
         seconds = time.perf_counter() - self.started
