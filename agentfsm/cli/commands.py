@@ -20,7 +20,13 @@ from agentfsm.spec.inputs import InputError, parse_cli_input
 from agentfsm.spec.loader import load_spec, validate_file
 from agentfsm.spec.problems import MachineFileError, Problem
 from agentfsm.spec.yamlsource import load_yaml_file
-from agentfsm.store.base import StoreError
+
+
+def _store_error() -> type[Exception]:
+    """Imported only when an error is being handled: `validate` and `--help` never load the store."""
+    from agentfsm.store.base import StoreError
+
+    return StoreError
 
 
 @contextmanager
@@ -34,7 +40,7 @@ def guarded(debug: bool) -> Iterator[None]:
         for found in exc.problems:
             typer.echo(str(found), err=True)
         raise typer.Exit(exit_codes.BAD_INPUT) from None
-    except (InputError, BindingError, MachineDefinitionError, StoreError) as exc:
+    except (InputError, BindingError, MachineDefinitionError, _store_error()) as exc:
         if debug:
             traceback.print_exc()
         say_error(str(exc))
