@@ -194,6 +194,20 @@ def test_open_store_defaults_to_the_working_directory(tmp_path: Path, monkeypatc
     store.close()
 
 
+def test_a_store_url_sets_synchronous_and_the_lock_timeout(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}?synchronous=FULL&timeout=0.5")
+    try:
+        assert store.url == f"sqlite:///{tmp_path / 'x.db'}"  # options are not part of where the store is
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert store.busy_timeout == 0.5
+    finally:
+        store.close()
+    for query, message in (("bogus=1", "unknown option 'bogus'"), ("timeout=soon", "timeout must be a number"),
+                           ("synchronous=SLOW", "synchronous must be one of")):
+        with pytest.raises(StoreError, match=message):
+            open_store(f"sqlite:///{tmp_path / 'y.db'}?{query}")
+
+
 # -- runs -------------------------------------------------------------------------------------------
 
 
