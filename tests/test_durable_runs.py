@@ -793,6 +793,94 @@ def test_a_failing_hook_releases_the_lease(runs: Runs, tmp_path: Path) -> None:
     assert run(runs.resume("broken1")).status == "succeeded"
 
 
+def test_a_run_whose_process_died_after_its_last_step_is_finished_by_resume(runs: Runs, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    def die(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # the process stops between the last step's commit and the end of the run
+
+    with monkeypatch.context() as patched:
+        patched.setattr(runs.store, "end_run", die)
+        with pytest.raises(KeyboardInterrupt):
+            run(runs.start(REACT, {"task": "What is 17 * 23?"}, run_id="lastgasp"))
+    assert (runs.get("lastgasp").status, runs.get("lastgasp").steps) == ("paused", 7)
+    finished = run(runs.resume("lastgasp"))
+    assert (finished.status, finished.output, finished.steps) == ("succeeded", "391", 7)
+    row = runs.get("lastgasp")
+    assert (row.status, row.output, row.lease_owner) == ("succeeded", "391", None)
+    assert len(runs.history("lastgasp")) == 7  # nothing ran twice
+
+
+def test_a_resume_that_raced_a_cancel_is_refused_and_leaves_the_cancel(runs: Runs, db: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = run(runs.start(APPROVAL)).run_id
+    real = runs._machine_for
+
+    def cancel_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        runs.cancel(run_id)  # another process cancels while this one prepares the resume
+        return found
+
+    monkeypatch.setattr(runs, "_machine_for", cancel_meanwhile)
+    with pytest.raises(Conflict, match="cancelled"):
+        run(runs.resume(run_id))
+    assert runs.get(run_id).status == "cancelled"
+
+
+def test_a_nested_type_change_is_stored(runs: Runs, tmp_path: Path) -> None:
+    machine = write(tmp_path / "flags.yaml", """\
+        agentfsm: 1
+        name: flags
+        context: {flags: {ok: 1}, counts: [0]}
+        initial: flip
+        states:
+          flip:
+            type: set
+            set: {flags: {ok: true}, counts: [false]}
+            next: hold
+          hold:
+            type: wait
+            event: go
+            next: done
+          done:
+            type: final
+            output: "{{ flags.ok }} {{ counts[0] }}"
+        """)
+    run_id = run(runs.start(machine)).run_id
+    finished = run(runs.send(run_id, "go"))
+    assert finished is not None and finished.output == "True False"  # not "1 0": the store kept the types
+
+
+def test_a_registered_secret_does_not_reach_the_store(runs: Runs, db: Path, tmp_path: Path) -> None:
+    from agentfsm.bindings.known_secrets import forget_secrets, register_secret
+
+    secret = "sk-test-SECRET-0042"
+    register_secret(secret)
+    try:
+        machine = write(tmp_path / "leaky.yaml", """\
+            agentfsm: 1
+            name: leaky
+            inputs:
+              token: {type: string}
+            initial: echo
+            states:
+              echo:
+                type: set
+                set: {echoed: "token={{ token }}"}
+                next: broken
+              broken:
+                type: fail
+                error: "the server said token={{ token }}"
+            """)
+        result = run(runs.start(machine, {"token": secret}))  # as if a tool had echoed a key it was given
+        assert result.status == "failed"
+    finally:
+        forget_secrets()
+    stored = dump(db) + db.read_bytes().decode("latin-1") + (db.with_name(db.name + "-wal").read_bytes().decode(
+        "latin-1") if db.with_name(db.name + "-wal").exists() else "")
+    assert secret not in stored
+    assert "[redacted]" in dump(db)
+
+
 # -- machines: edited files and machines built in Python ------------------------------------------
 
 

@@ -299,6 +299,20 @@ def test_a_lease_is_reacquired_by_its_owner_taken_over_or_taken_when_expired(sto
     assert (run.lease_owner, run.lease_expires) == ("w3", NOW + 200)
 
 
+def test_acquire_refuses_a_finished_run_and_one_that_changed_since_it_was_read(store: SQLiteStore,
+                                                                               path: Path) -> None:
+    start(store, owner=None)
+    seen = store.get_run("run-0001")
+    store.acquire("run-0001", "w1", NOW + 60, now=NOW, expect=seen)  # unchanged: taken
+    store.commit_step("run-0001", "w1", NOW + 60, step(1), [], None)
+    store.release("run-0001", "w1")
+    with unchanged(path), pytest.raises(Conflict, match="changed while it was being resumed"):
+        store.acquire("run-0001", "w2", NOW + 60, now=NOW, expect=seen)  # a step was recorded since
+    store.cancel("run-0001", now=NOW)
+    with unchanged(path), pytest.raises(Conflict, match="has been cancelled; nothing to resume"):
+        store.acquire("run-0001", "w2", NOW + 60, now=NOW)
+
+
 def test_renew_and_release_are_fenced(store: SQLiteStore, path: Path) -> None:
     start(store)
     store.renew("run-0001", "w1", NOW + 100)
@@ -454,9 +468,10 @@ def test_create_and_switch_branches(store: SQLiteStore, path: Path) -> None:
     run = store.switch_branch("run-0001", "main", "failed", 3, now=NOW + 2)
     assert (run.head, run.status, run.steps) == ("main", "failed", 3)
     assert run == store.get_run("run-0001")
+    store.switch_branch("run-0001", "retry", "paused", 1, now=NOW + 3)
     store.acquire("run-0001", "w9", LEASE, now=NOW)
     with unchanged(path), pytest.raises(LeaseHeld):
-        store.switch_branch("run-0001", "retry", "paused", 1, now=NOW)
+        store.switch_branch("run-0001", "main", "failed", 3, now=NOW)
 
 
 def test_a_branch_records_its_own_steps(store: SQLiteStore) -> None:

@@ -45,8 +45,17 @@ def _pointer(key: str) -> str:
 
 
 def _same(old: Any, new: Any) -> bool:
-    """Equal as JSON: `1 == True` in Python, but a run resumed from the store must see the same types."""
-    return type(old) is type(new) and old == new if not isinstance(new, dict | list) else old == new
+    """Equal as JSON: `1 == True` in Python, but a run resumed from the store must see the same types.
+
+    `==` (fast, in C) finds real changes first; equal containers are then walked for a type change.
+    """
+    if type(old) is not type(new) or old != new:
+        return False
+    if isinstance(new, dict):
+        return all(_same(old[key], value) for key, value in new.items())
+    if isinstance(new, list):
+        return all(_same(a, b) for a, b in zip(old, new, strict=True))
+    return True
 
 
 class ContextTracker:

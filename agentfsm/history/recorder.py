@@ -59,6 +59,14 @@ def recordable(value: Any, limit: int = MAX_RECORDED_TEXT, depth: int = 0) -> An
     return recordable(repr(value), limit, depth + 1)
 
 
+def redacted(text: str) -> str:
+    """`text` with every secret this process has read replaced (contexts: a tool may echo a key into one)."""
+    for secret in known_secrets():
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 class StoreRecorder:
     """Commits every step of one run (step row, context change, checkpoints, the event it took) and how it ends."""
 
@@ -74,10 +82,12 @@ class StoreRecorder:
 
     def after_step(self, context: StateContext, record: StepRecord) -> None:
         kind, text = self.tracker.change(context.data)
+        if text is not None and known_secrets():
+            text = redacted(text)  # a secret a tool echoed into the context stays out of the store
         taken = context.mailbox.taken
         row = StepRow(
             self.branch, record.step, record.state, record.event, recordable(record.event_data, 1 << 30),
-            record.next_state, record.started_at, record.duration, record.retries, record.error,
+            record.next_state, record.started_at, record.duration, record.retries, recordable(record.error, 1 << 30),
             recordable(record.result), recordable(record.calls) if record.calls else [], kind, text,
         )
         reached = self.checkpoints.reached(record.next_state, record.step + 1)
@@ -86,4 +96,4 @@ class StoreRecorder:
 
     def on_run_end(self, context: StateContext, result: RunResult) -> None:
         self.store.end_run(self.run_id, self.owner, result.status, output=recordable(result.output, 1 << 30),
-                           error=result.error, usage=result.usage, waiting=result.waiting)
+                           error=recordable(result.error, 1 << 30), usage=result.usage, waiting=result.waiting)

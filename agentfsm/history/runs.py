@@ -24,7 +24,7 @@ from agentfsm.history.diff import RunDiff, diff_positions
 from agentfsm.history.leases import LEASE_SECONDS, Heartbeat, new_owner, owner_is_dead
 from agentfsm.history.lineage import Position, branch_steps, lineage, position
 from agentfsm.history.points import Point, resolve_point
-from agentfsm.history.recorder import CheckpointNamer, StoreRecorder
+from agentfsm.history.recorder import CheckpointNamer, StoreRecorder, recordable, redacted
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.loop import RunResult
 from agentfsm.runtime.machine import StateMachine
@@ -97,11 +97,11 @@ class Runs:
         run = RunRow(
             id=context.run_id, machine=machine.name, digest=None if source is None else source.digest,
             path=None if source is None else str(source.path.resolve()), status="running", head="main",
-            created_at=now, updated_at=now, inputs=dict(inputs or {}), llms=llms,
+            created_at=now, updated_at=now, inputs=recordable(dict(inputs or {}), 1 << 30), llms=llms,
             lease_owner=owner, lease_expires=now + self.lease_seconds,
         )
         first = StepRow("main", 0, None, started_at=now, next_state=machine.initial, context_kind="snapshot",
-                        context=tracker.snapshot())
+                        context=redacted(tracker.snapshot()))
         namer = CheckpointNamer(_flagged(machine), (), "main", self.clock)
         self.store.create_run(run, None if source is None else source.text, first,
                               namer.reached(machine.initial, 1))
@@ -120,20 +120,23 @@ class Runs:
             raise RunRefused(f"run {run.id} has {done}; nothing to resume "
                              f"(roll it back to continue from an earlier point: agentfsm rollback {run.id} --to ...)")
         machine, replaced = self._machine_for(run, machine, llms)
-        # checked before the lease is taken too, so that a refused resume writes nothing
-        _check_resumable(run, machine, position(self.store, run.id, self.store.branches(run.id), run.head,
-                                                run.steps + 1))
+        # everything is read and checked before the lease is taken, so that a refused resume writes nothing;
+        # `acquire(expect=run)` then makes sure nobody advanced, finished or cancelled the run meanwhile
+        branches = self.store.branches(run.id)
+        where = position(self.store, run.id, branches, run.head, run.steps + 1)
+        ended = where.state is None and where.last is not None and where.last.step > 0
+        if not ended:
+            _check_resumable(run, machine, where)
         owner = new_owner()
         now = self.clock()
         taken_over = {run.lease_owner} if run.lease_owner and owner_is_dead(run.lease_owner) else set()
-        before = run  # `acquire` returns the run as `running`: the wait it was in is read from here
+        before = run
         status_before = "paused" if run.status == "running" else run.status
         run = self.store.acquire(run.id, owner, now + self.lease_seconds, now=now, takeover=taken_over,
-                                 status="running")
-        try:
-            branches = self.store.branches(run.id)
-            where = position(self.store, run.id, branches, run.head, run.steps + 1)
-            _check_resumable(run, machine, where)
+                                 status="running", expect=before)
+        if ended:  # its process died between recording the last step and recording the end
+            return self._finish_ended(run.id, owner, machine, where)
+        try:  # `where` still holds: acquire(expect=...) refused a run that moved since it was read
             if replaced is not None:
                 self.store.set_machine(run.id, owner, replaced.digest, replaced.text, str(replaced.path.resolve()))
             context = _context_at(machine, run.id, where)
@@ -148,6 +151,17 @@ class Runs:
             self.store.release(run.id, owner, status=status_before)
             raise
         return await self._advance(machine, context, run.id, owner, run.head, tracker, namer, hooks)
+
+    def _finish_ended(self, run_id: str, owner: str, machine: StateMachine, where: Position) -> RunResult:
+        """Record the end of a run whose last step ended it, as the loop would have."""
+        last = where.last
+        assert last is not None
+        failed = last.error is not None or last.event == "fail"
+        status = "failed" if failed else "succeeded"
+        output = None if failed else last.result
+        self.store.end_run(run_id, owner, status, output=output, error=last.error)
+        context = _context_at(machine, run_id, where)
+        return RunResult(run_id, status, output, context, where.step, last.error)
 
     async def send(self, run_id: str, event: str, data: Any = None, *, resume: bool = True,
                    hooks: Iterable[object] = ()) -> RunResult | None:

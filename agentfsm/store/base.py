@@ -182,12 +182,15 @@ class Store(Protocol):
     # -- leases ---------------------------------------------------------------------------------
 
     def acquire(self, run_id: str, owner: str, expires: float, *, now: float,
-                takeover: set[str] | None = None, status: str | None = None) -> RunRow:
+                takeover: set[str] | None = None, status: str | None = None,
+                expect: RunRow | None = None) -> RunRow:
         """Lease the run to `owner` until `expires` (setting `status` when given) and return it as it is now.
 
         Succeeds when the run has no lease, the lease expired before `now`, it is already
         `owner`'s, or its owner is in `takeover` (owners known dead). Otherwise raises LeaseHeld,
-        whose message names the holder and when its lease expires.
+        whose message names the holder and when its lease expires. A finished run is refused
+        (Conflict), and so is one whose status, head or steps differ from `expect`'s (it changed
+        since the caller read it: another process advanced, finished or cancelled it).
         """
         ...
 

@@ -404,11 +404,17 @@ class SQLiteStore:
     # -- leases -----------------------------------------------------------------------------------
 
     def acquire(self, run_id: str, owner: str, expires: float, *, now: float,
-                takeover: set[str] | None = None, status: str | None = None) -> RunRow:
+                takeover: set[str] | None = None, status: str | None = None,
+                expect: RunRow | None = None) -> RunRow:
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown run status '{status}'")
         with self._writing() as db:
             run = self._run(db, run_id)
+            if run.status in FINISHED:
+                raise Conflict(f"run {run_id} has {_finished(run.status)}; nothing to resume")
+            if expect is not None and (run.status, run.head, run.steps) != (expect.status, expect.head, expect.steps):
+                raise Conflict(f"run {run_id} changed while it was being resumed (it is now {run.status} at step "
+                               f"{run.steps} of branch '{run.head}'); try again")
             mine = run.lease_owner == owner or (takeover is not None and run.lease_owner in takeover)
             if not mine:
                 self._refuse_if_leased(run, now)
