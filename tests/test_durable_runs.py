@@ -431,6 +431,15 @@ def test_an_event_left_pending_does_not_follow_a_rollback(runs: Runs) -> None:
     assert runs.store.pending_events(started.run_id) == []
 
 
+def test_events_sent_to_one_visit_of_a_wait_are_not_taken_by_the_next(runs: Runs) -> None:
+    started = run(runs.start(APPROVAL))
+    run(runs.send(started.run_id, "rejected", {"comment": "shorter"}, resume=False))
+    run(runs.send(started.run_id, "approved", {"by": "bob"}, resume=False))  # about the draft, not the revision
+    again = run(runs.resume(started.run_id))
+    assert again.status == "waiting" and again.context.data["revisions"] == 1  # the revision awaits its own review
+    assert runs.store.pending_events(started.run_id) == []
+
+
 def test_a_point_on_another_run_is_refused_even_by_a_shared_prefix(runs: Runs) -> None:
     first = run(runs.start(REACT, {"task": "What is 17 * 23?"})).run_id
     second = run(runs.start(APPROVAL)).run_id

@@ -37,10 +37,14 @@ class Mailbox:
         self.deliveries.append(Delivery(name, data, id))
 
     def take(self, names: Collection[str]) -> Delivery | None:
-        """The oldest delivery named in `names`, removed from the mailbox (and remembered as `taken`)."""
-        for index, delivery in enumerate(self.deliveries):
+        """The oldest delivery named in `names` (remembered as `taken`).
+
+        The mailbox is emptied: what else was delivered was sent to this visit of the wait,
+        which is over, and no later visit must act on it.
+        """
+        for delivery in self.deliveries:
             if delivery.name in names:
-                del self.deliveries[index]
+                self.deliveries.clear()
                 self.taken = delivery
                 return delivery
         return None

@@ -706,7 +706,8 @@ class WaitStateSpec(RoutedStateSpec):
     type: Literal["wait"]
     event: EventNames = Field(
         description="The event name(s) the state waits for (`agentfsm send RUN NAME --data JSON`); rules route on "
-        "the received name, or on `timeout` when the timer ran out. Events it does not list stay queued.",
+        "the received name, or on `timeout` when the timer ran out. The oldest event it lists is taken; events "
+        "sent to the same visit are then set aside, never taken by a later visit.",
     )
     timeout: PositiveDuration | None = Field(
         None, description="The wait's timer: after this long without a listed event, the state produces the event "

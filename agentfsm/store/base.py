@@ -207,7 +207,7 @@ class Store(Protocol):
     def commit_step(self, run_id: str, owner: str, expires: float, step: StepRow,
                     checkpoints: list[CheckpointRow], taken_event: int | None) -> None:
         """Record one step in one transaction: the step row, the checkpoints it reached, the event it took
-        (marked taken by this step), the run's `steps`, `updated_at` and `status='running'`, and the lease
+        (marked taken by this step; other pending events, sent to the same visit of the wait, are set aside), the run's `steps`, `updated_at` and `status='running'`, and the lease
         extended to `expires`. Raises LeaseLost (and writes nothing) if `owner` no longer holds the lease."""
         ...
 

@@ -467,6 +467,8 @@ class SQLiteStore:
                 taken = (step.branch, step.step, taken_event, run_id)
                 if db.execute(_TAKE_EVENT, taken).rowcount == 0:
                     raise Conflict(f"run {run_id}: event {taken_event} is not pending (taken already, or not its)")
+                # the others were sent to the same visit of the wait, which is over: no later visit takes them
+                _set_aside_pending_events(db, run_id, step.branch)
 
     def set_machine(self, run_id: str, owner: str, digest: str | None, source: str | None, path: str | None) -> None:
         """Point the run at another machine text (a resume with an edited file). Fenced by the lease.
