@@ -42,6 +42,7 @@ _EXPORTS = {
     "open_store": "agentfsm.store",
     "StoreError": "agentfsm.store.base",
     "LeaseHeld": "agentfsm.store.base",
+    "RunMoved": "agentfsm.store.base",
     "Conflict": "agentfsm.store.base",
     "RunNotFound": "agentfsm.store.base",
     "Delivery": "agentfsm.runtime.waiting",
@@ -86,4 +87,4 @@ if TYPE_CHECKING:
     from agentfsm.runtime.waiting import Delivery
     from agentfsm.spec.problems import MachineFileError, Problem
     from agentfsm.store import open_store
-    from agentfsm.store.base import Conflict, LeaseHeld, RunNotFound, StoreError
+    from agentfsm.store.base import Conflict, LeaseHeld, RunMoved, RunNotFound, StoreError

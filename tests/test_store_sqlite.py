@@ -141,6 +141,35 @@ def test_a_foreign_sqlite_file_is_refused_and_left_alone(path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
 
 
+def test_an_empty_file_is_no_store_to_read(path: Path) -> None:
+    """A store truncated to nothing is not quietly turned into a new, empty one by a command that only reads."""
+    path.write_bytes(b"")
+    with pytest.raises(StoreError) as caught:
+        SQLiteStore(path, create=False)
+    assert str(caught.value) == f"{path} is not an agentfsm store (the file is empty)"
+    assert path.read_bytes() == b"" and sorted(p.name for p in path.parent.iterdir()) == ["runs.db"]
+
+
+def test_a_folder_or_a_path_through_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as caught:
+        SQLiteStore(tmp_path)
+    assert str(caught.value) == f"{tmp_path} is a folder, not a store file"
+    (tmp_path / "plain.txt").write_text("x")
+    with pytest.raises(StoreError, match=r"cannot create a store at .*plain.txt/sub/runs.db"):
+        SQLiteStore(tmp_path / "plain.txt" / "sub" / "runs.db")
+
+
+def test_a_value_that_is_not_json_is_reported_as_damage(path: Path) -> None:
+    with SQLiteStore(path) as store:
+        start(store)
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE runs SET output = '{broken' WHERE id = 'run-0001'")
+    with SQLiteStore(path) as store, pytest.raises(StoreError) as caught:
+        store.get_run("run-0001")
+    assert str(caught.value).startswith(f"{path} is damaged (a stored value is not JSON")
+    assert "\n" not in str(caught.value)
+
+
 def test_a_locked_store_waits_then_says_so(path: Path) -> None:
     with SQLiteStore(path, busy_timeout=0.2) as store:
         start(store)
@@ -266,14 +295,32 @@ def test_delete_runs_removes_what_they_own_and_unused_sources(store: SQLiteStore
     start(store, "run-c", digest="own", source="c", checkpoints=[CheckpointRow("cp", "main", 1, NOW)])
     make_waiting(store, "run-c", ["go"])
     store.add_event("run-c", "go", None, now=NOW)
-    assert store.delete_runs(["run-c", "run-a", "nope"]) == 2
+    assert store.delete_runs(["run-c", "run-a", "nope"], now=LEASE + 1) == ["run-c", "run-a"]
     assert store.source("own") is None
     assert store.source("shared") == "a"
     with closing(sqlite3.connect(path)) as db:
         for table in ("steps", "branches", "checkpoints", "events"):
             assert db.execute(f"SELECT DISTINCT run_id FROM {table}").fetchall() in ([("run-b",)], [])
     assert [r.id for r in store.list_runs(RunFilter())] == ["run-b"]
-    assert store.delete_runs([]) == 0
+    assert store.delete_runs([], now=NOW) == []
+
+
+def test_delete_runs_keeps_runs_that_changed_since_they_were_chosen(store: SQLiteStore, path: Path) -> None:
+    """prune lists, then deletes: a run leased, revived or touched in between is kept, in the same transaction."""
+    start(store, "run-live")  # leased to w1 until LEASE
+    start(store, "run-old")
+    store.end_run("run-old", "w1", "succeeded")
+    start(store, "run-revived")
+    store.end_run("run-revived", "w1", "failed")
+    store.create_branch("run-revived", BranchRow("rollback-1", "main", 1), now=NOW)  # paused again
+    old = store.get_run("run-old").updated_at
+    with unchanged(path):
+        chosen = RunFilter(("succeeded", "failed"), updated_before=old)  # run-old was updated at `old`: too new
+        assert store.delete_runs(["run-live", "run-old", "run-revived"], chosen, now=NOW) == []
+        assert store.delete_runs(["run-live"], now=NOW) == []
+    chosen = RunFilter(("succeeded", "failed"), updated_before=old + 1)
+    assert store.delete_runs(["run-live", "run-old", "run-revived"], chosen, now=NOW) == ["run-old"]
+    assert sorted(r.id for r in store.list_runs(RunFilter())) == ["run-live", "run-revived"]
 
 
 # -- leases -----------------------------------------------------------------------------------------
@@ -355,11 +402,15 @@ def test_commit_step_records_everything_in_one_go(store: SQLiteStore) -> None:
     assert run.updated_at > NOW
 
 
-def test_a_checkpoint_reached_again_names_its_latest_point(store: SQLiteStore) -> None:
+def test_a_checkpoint_name_taken_meanwhile_gets_the_next_free_number(store: SQLiteStore) -> None:
+    """A person names `loop#2` while the run goes on; the run's own second `loop` must not overwrite it."""
     start(store)
-    store.commit_step("run-0001", "w1", LEASE, step(1), [CheckpointRow("loop", "main", 2, NOW)], None)
-    store.commit_step("run-0001", "w1", LEASE, step(2), [CheckpointRow("loop", "main", 3, NOW + 1)], None)
-    assert store.checkpoints("run-0001") == [CheckpointRow("loop", "main", 3, NOW + 1)]
+    names = store.commit_step("run-0001", "w1", LEASE, step(1), [CheckpointRow("loop", "main", 2, NOW, "loop")], None)
+    assert names == ["loop"]
+    store.add_checkpoint("run-0001", CheckpointRow("loop#2", "main", 2, NOW))
+    reached = [CheckpointRow("loop#2", "main", 3, NOW + 1, "loop")]
+    assert store.commit_step("run-0001", "w1", LEASE, step(2), reached, None) == ["loop#3"]
+    assert [(c.name, c.point) for c in store.checkpoints("run-0001")] == [("loop", 2), ("loop#2", 2), ("loop#3", 3)]
 
 
 def test_commit_step_by_a_process_without_the_lease_writes_nothing(store: SQLiteStore, path: Path) -> None:

@@ -20,6 +20,7 @@ from agentfsm.store.base import (
     LeaseLost,
     RunFilter,
     RunNotFound,
+    RunMoved,
     RunRow,
     StepRow,
     Store,
@@ -28,7 +29,7 @@ from agentfsm.store.base import (
 
 __all__ = [
     "DEFAULT_STORE", "FINISHED", "STATUSES", "BranchRow", "CheckpointRow", "Conflict", "EventRow", "LeaseHeld",
-    "LeaseLost", "RunFilter", "RunNotFound", "RunRow", "StepRow", "Store", "StoreError", "open_store",
+    "LeaseLost", "RunFilter", "RunMoved", "RunNotFound", "RunRow", "StepRow", "Store", "StoreError", "open_store",
     "store_path",
 ]
 
@@ -67,11 +68,12 @@ def _parse(url: str) -> tuple[Path, dict[str, str]]:
     return Path(rest[1:]), options
 
 
-def open_store(url: str | None = None, *, synchronous: str | None = None) -> Store:
+def open_store(url: str | None = None, *, synchronous: str | None = None, create: bool = True) -> Store:
     """Open the store at `url`, else at $AGENTFSM_STORE, else at `.agentfsm/runs.db` in the working directory.
 
     The URL's query may set `synchronous` (NORMAL, the default, or FULL) and `timeout` (seconds, default 5);
-    the `synchronous` argument wins over the URL.
+    the `synchronous` argument wins over the URL. With `create=False` a store that is not there yet (no file,
+    or an empty one) is refused instead of created: what reading commands want.
     """
     if url is None:
         url = os.environ.get(ENV_VARIABLE) or f"sqlite:///{DEFAULT_STORE}"
@@ -86,4 +88,4 @@ def open_store(url: str | None = None, *, synchronous: str | None = None) -> Sto
             settings["busy_timeout"] = float(options["timeout"])
         except ValueError:
             raise StoreError(f"store URL '{url}': timeout must be a number of seconds") from None
-    return SQLiteStore(path, **settings)
+    return SQLiteStore(path, create=create, **settings)

@@ -49,6 +49,10 @@ class LeaseHeld(Conflict):
     """Another live process holds the run's lease."""
 
 
+class RunMoved(Conflict):
+    """The run finished, or was advanced, rolled back or cancelled, since the caller read it."""
+
+
 class LeaseLost(StoreError):
     """This process no longer holds the run's lease (it was cancelled, or another process took it over)."""
 
@@ -123,6 +127,10 @@ class CheckpointRow:
     point: int
     """The point named: just before step `point` of `branch` runs."""
     created_at: float = 0.0
+    state: str | None = None
+    """For a checkpoint a run names itself after a `checkpoint: true` state: that state. If `name` is taken
+    meanwhile (someone named a checkpoint by hand while the run went on), the store uses the first free
+    `STATE#k` instead."""
 
 
 @dataclass(slots=True)
@@ -175,8 +183,13 @@ class Store(Protocol):
         """Matching runs, newest first (by creation)."""
         ...
 
-    def delete_runs(self, run_ids: list[str]) -> int:
-        """Delete runs with everything they own (steps, branches, checkpoints, events, unused sources)."""
+    def delete_runs(self, run_ids: list[str], where: RunFilter | None = None, *, now: float) -> list[str]:
+        """Delete runs with everything they own (steps, branches, checkpoints, events, unused sources).
+
+        Within the same transaction, a run is skipped if it no longer matches `where` (its statuses and
+        `updated_before`) or a live process holds its lease at `now`: it changed since the caller chose it.
+        Returns the ids deleted.
+        """
         ...
 
     # -- leases ---------------------------------------------------------------------------------
@@ -189,7 +202,7 @@ class Store(Protocol):
         Succeeds when the run has no lease, the lease expired before `now`, it is already
         `owner`'s, or its owner is in `takeover` (owners known dead). Otherwise raises LeaseHeld,
         whose message names the holder and when its lease expires. A finished run is refused
-        (Conflict), and so is one whose status, head or steps differ from `expect`'s (it changed
+        (RunMoved), and so is one whose status, head or steps differ from `expect`'s (it changed
         since the caller read it: another process advanced, finished or cancelled it).
         """
         ...
@@ -205,10 +218,13 @@ class Store(Protocol):
     # -- advancing a run (all fenced by the lease) -------------------------------------------------
 
     def commit_step(self, run_id: str, owner: str, expires: float, step: StepRow,
-                    checkpoints: list[CheckpointRow], taken_event: int | None) -> None:
+                    checkpoints: list[CheckpointRow], taken_event: int | None) -> list[str]:
         """Record one step in one transaction: the step row, the checkpoints it reached, the event it took
-        (marked taken by this step; other pending events, sent to the same visit of the wait, are set aside), the run's `steps`, `updated_at` and `status='running'`, and the lease
-        extended to `expires`. Raises LeaseLost (and writes nothing) if `owner` no longer holds the lease."""
+        (marked taken by this step; other pending events, sent to the same visit of the wait, are set aside),
+        the run's `steps`, `updated_at` and `status='running'` (a wait it was in is over), and the lease
+        extended to `expires`. Returns the names the checkpoints got (see `CheckpointRow.state`).
+
+        Raises LeaseLost (and writes nothing) if `owner` no longer holds the lease."""
         ...
 
     def end_run(self, run_id: str, owner: str, status: str, *, output: Any = None,
@@ -277,9 +293,9 @@ class Store(Protocol):
     # -- external events --------------------------------------------------------------------------
 
     def add_event(self, run_id: str, name: str, data: Any, *, now: float) -> int:
-        """Record an event for a run that is `waiting` for `name`; returns its id.
+        """Record an event for a run that is `waiting` for `name` and whose timer has not run out; returns its id.
 
-        Raises Conflict (naming the events the run waits for, or its status) otherwise."""
+        Raises Conflict (naming the events the run waits for, its status, or when its timer ran out) otherwise."""
         ...
 
     def pending_events(self, run_id: str) -> list[EventRow]:

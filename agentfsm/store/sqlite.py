@@ -26,6 +26,7 @@ from agentfsm.store.base import (
     LeaseHeld,
     LeaseLost,
     RunFilter,
+    RunMoved,
     RunNotFound,
     RunRow,
     StepRow,
@@ -55,19 +56,23 @@ _SELECT_RUN = f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?"
 _INSERT_RUN = f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 18)})"
 _INSERT_STEP = f"INSERT INTO steps (run_id, {_STEP_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 _INSERT_CHECKPOINT = "INSERT INTO checkpoints (run_id, name, branch, point, created_at) VALUES (?, ?, ?, ?, ?)"
-# a checkpoint reached again (a loop, or another branch) names its latest point
-_UPSERT_CHECKPOINT = (
-    _INSERT_CHECKPOINT + " ON CONFLICT(run_id, name) DO UPDATE SET "
-    "branch = excluded.branch, point = excluded.point, created_at = excluded.created_at"
-)
 _INSERT_BRANCH = "INSERT INTO branches (run_id, name, parent, fork, created_at) VALUES (?, ?, ?, ?, ?)"
 # status is set by a second statement that only writes when it differs: assigning the column, even to the
 # value it has, rewrites both status indexes and costs a third of a step's commit
 _ADVANCE_RUN = "UPDATE runs SET steps = ?, updated_at = ?, lease_expires = ? WHERE id = ? AND lease_owner = ?"
-_MARK_RUNNING = "UPDATE runs SET status = 'running' WHERE id = ? AND status <> 'running'"
+# a step ends the wait the run was in (if any): a later visit of that wait starts a timer of its own
+_MARK_RUNNING = (
+    "UPDATE runs SET status = 'running', waiting = NULL, wake_at = NULL "
+    "WHERE id = ? AND (status <> 'running' OR waiting IS NOT NULL)"
+)
+_INSERT_REACHED_CHECKPOINT = "INSERT OR IGNORE" + _INSERT_CHECKPOINT.removeprefix("INSERT")
 _TAKE_EVENT = (
     "UPDATE events SET taken_branch = ?, taken_step = ? WHERE id = ? AND run_id = ? AND taken_step IS NULL"
 )
+
+
+class _DamagedValue(ValueError):
+    """A column that should hold JSON does not (the store file was edited or damaged)."""
 
 
 def _dump(value: Any) -> str | None:
@@ -78,7 +83,12 @@ def _dump(value: Any) -> str | None:
 
 
 def _load(text: str | None, default: Any = None) -> Any:
-    return default if text is None else json.loads(text)
+    if text is None:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _DamagedValue(f"a stored value is not JSON: {exc}") from None
 
 
 def _run_from_row(row: Sequence[Any]) -> RunRow:
@@ -163,17 +173,24 @@ class SQLiteStore:
             raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not '{synchronous}'")
         if busy_timeout < 0:
             raise StoreError(f"busy_timeout must be zero or more seconds, not {busy_timeout}")
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a store file")
         if create:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        elif not self.path.exists():
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create a store at {self.path}: {exc.strerror or exc}") from None
+        elif not self.path.is_file():
             raise StoreError(f"no store at {self.path}")
+        elif self.path.stat().st_size == 0:
+            raise self._foreign("the file is empty")
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
         except sqlite3.Error as exc:
             raise self._error(exc) from None
         try:
-            self._open(mode)
+            self._open(mode, create)
         except BaseException:
             self._db.close()
             raise
@@ -192,11 +209,13 @@ class SQLiteStore:
 
     # -- opening ----------------------------------------------------------------------------------
 
-    def _open(self, synchronous: str) -> None:
+    def _open(self, synchronous: str, create: bool) -> None:
         """Check the file is ours (before changing anything in it), then set it up and migrate it."""
         with self._reading():
             version = self._schema_version()  # a garbage or truncated file fails here
         self._check_version(version)
+        if version == 0 and not create:
+            raise self._foreign("it has no tables")
         with self._reading():
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
@@ -259,6 +278,9 @@ class SQLiteStore:
             return Conflict(f"{self.url}: {text}")
         return StoreError(f"{self.path}: {text}")
 
+    def _damaged(self, exc: Exception) -> StoreError:
+        return StoreError(f"{self.path} is damaged ({exc})")
+
     def _rollback(self) -> None:
         if self._db.in_transaction:
             try:
@@ -280,6 +302,9 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             self._rollback()
             raise self._error(exc) from None
+        except _DamagedValue as exc:
+            self._rollback()
+            raise self._damaged(exc) from None
         except BaseException:
             self._rollback()
             raise
@@ -297,6 +322,9 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             self._rollback()
             raise self._error(exc) from None
+        except _DamagedValue as exc:
+            self._rollback()
+            raise self._damaged(exc) from None
         except BaseException:
             self._rollback()
             raise
@@ -353,13 +381,13 @@ class SQLiteStore:
             query = f"SELECT {_RUN_COLUMNS} FROM runs WHERE id >= ?" + (" AND id < ?" if end else "")
             query += " ORDER BY id LIMIT 6"
             rows = db.execute(query, (run_id, end) if end else (run_id,)).fetchall()
-        rows = [row for row in rows if row[0].startswith(run_id)]  # guards the bound's edge cases
-        if not rows:
-            raise RunNotFound(f"no run '{run_id}' in {self.url}")
-        if len(rows) > 1:
-            shown = ", ".join(row[0] for row in rows[:5])
-            raise RunNotFound(f"'{run_id}' matches several runs: {shown}{'...' if len(rows) > 5 else ''}")
-        return _run_from_row(rows[0])
+            rows = [row for row in rows if row[0].startswith(run_id)]  # guards the bound's edge cases
+            if not rows:
+                raise RunNotFound(f"no run '{run_id}' in {self.url}")
+            if len(rows) > 1:
+                shown = ", ".join(row[0] for row in rows[:5])
+                raise RunNotFound(f"'{run_id}' matches several runs: {shown}{'...' if len(rows) > 5 else ''}")
+            return _run_from_row(rows[0])
 
     def source(self, digest: str) -> str | None:
         with self._reading() as db:
@@ -388,14 +416,29 @@ class SQLiteStore:
         with self._reading() as db:
             return [_run_from_row(row) for row in db.execute(query, params)]
 
-    def delete_runs(self, run_ids: list[str]) -> int:
-        ids = [(run_id,) for run_id in dict.fromkeys(run_ids)]
-        if not ids:
-            return 0
+    def delete_runs(self, run_ids: list[str], where: RunFilter | None = None, *, now: float) -> list[str]:
+        query = "SELECT status, updated_at, lease_owner, lease_expires FROM runs WHERE id = ?"
+        deleted: list[str] = []
         with self._writing() as db:
+            # chosen from an earlier read: a run revived, advanced or leased since then is left alone
+            for run_id in dict.fromkeys(run_ids):
+                row = db.execute(query, (run_id,)).fetchone()
+                if row is None:
+                    continue
+                status, updated_at, owner, expires = row
+                if where is not None and where.statuses and status not in where.statuses:
+                    continue
+                if where is not None and where.updated_before is not None and updated_at >= where.updated_before:
+                    continue
+                if owner is not None and (expires is None or expires >= now):
+                    continue
+                deleted.append(run_id)
+            if not deleted:
+                return []
+            ids = [(run_id,) for run_id in deleted]
             for table in ("steps", "branches", "checkpoints", "events"):
                 db.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
-            deleted = db.executemany("DELETE FROM runs WHERE id = ?", ids).rowcount
+            db.executemany("DELETE FROM runs WHERE id = ?", ids)
             db.execute(
                 "DELETE FROM sources WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.digest = sources.digest)"
             )
@@ -411,9 +454,9 @@ class SQLiteStore:
         with self._writing() as db:
             run = self._run(db, run_id)
             if run.status in FINISHED:
-                raise Conflict(f"run {run_id} has {_finished(run.status)}; nothing to resume")
+                raise RunMoved(f"run {run_id} has {_finished(run.status)}; nothing to resume")
             if expect is not None and (run.status, run.head, run.steps) != (expect.status, expect.head, expect.steps):
-                raise Conflict(f"run {run_id} changed while it was being resumed (it is now {run.status} at step "
+                raise RunMoved(f"run {run_id} changed while it was being resumed (it is now {run.status} at step "
                                f"{run.steps} of branch '{run.head}'); try again")
             mine = run.lease_owner == owner or (takeover is not None and run.lease_owner in takeover)
             if not mine:
@@ -452,7 +495,7 @@ class SQLiteStore:
     # -- advancing a run --------------------------------------------------------------------------
 
     def commit_step(self, run_id: str, owner: str, expires: float, step: StepRow,
-                    checkpoints: list[CheckpointRow], taken_event: int | None) -> None:
+                    checkpoints: list[CheckpointRow], taken_event: int | None) -> list[str]:
         # the hot path: everything is prepared before the lock is taken, and only rows that exist are written
         step_params = _step_params(run_id, step)
         advance = (step.step, time.time(), expires, run_id, owner)
@@ -461,14 +504,29 @@ class SQLiteStore:
                 raise self._lease_lost(run_id)
             db.execute(_MARK_RUNNING, (run_id,))
             db.execute(_INSERT_STEP, step_params)
-            if checkpoints:
-                db.executemany(_UPSERT_CHECKPOINT, _checkpoint_params(run_id, checkpoints))
+            names = [self._insert_reached(db, run_id, checkpoint) for checkpoint in checkpoints]
             if taken_event is not None:
                 taken = (step.branch, step.step, taken_event, run_id)
                 if db.execute(_TAKE_EVENT, taken).rowcount == 0:
                     raise Conflict(f"run {run_id}: event {taken_event} is not pending (taken already, or not its)")
                 # the others were sent to the same visit of the wait, which is over: no later visit takes them
                 _set_aside_pending_events(db, run_id, step.branch)
+        return names
+
+    def _insert_reached(self, db: sqlite3.Connection, run_id: str, checkpoint: CheckpointRow) -> str:
+        """Name a checkpoint the run reached; if a person took the name meanwhile, the first free `STATE#k`."""
+        params = _checkpoint_params(run_id, [checkpoint])[0]
+        if db.execute(_INSERT_REACHED_CHECKPOINT, params).rowcount:
+            return checkpoint.name
+        prefix = f"{checkpoint.state or checkpoint.name}#"
+        query = "SELECT name FROM checkpoints WHERE run_id = ? AND substr(name, 1, ?) = ?"
+        taken = {name for (name,) in db.execute(query, (run_id, len(prefix), prefix))}
+        number = 2
+        while f"{prefix}{number}" in taken:
+            number += 1
+        name = f"{prefix}{number}"
+        db.execute(_INSERT_CHECKPOINT, (run_id, name, *params[2:]))
+        return name
 
     def set_machine(self, run_id: str, owner: str, digest: str | None, source: str | None, path: str | None) -> None:
         """Point the run at another machine text (a resume with an edited file). Fenced by the lease.
@@ -605,10 +663,10 @@ class SQLiteStore:
     def add_event(self, run_id: str, name: str, data: Any, *, now: float) -> int:
         payload = _dump(data)
         with self._writing() as db:
-            row = db.execute("SELECT status, waiting FROM runs WHERE id = ?", (run_id,)).fetchone()
+            row = db.execute("SELECT status, waiting, wake_at FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFound(f"no run '{run_id}' in {self.url}")
-            status, waiting = row[0], _load(row[1])
+            status, waiting, wake_at = row[0], _load(row[1]), row[2]
             if status in FINISHED:
                 raise Conflict(f"run {run_id} has {_finished(status)}; it takes no more events")
             if status != "waiting":
@@ -616,6 +674,12 @@ class SQLiteStore:
             events = list((waiting or {}).get("events") or [])
             if name not in events:
                 raise Conflict(f"run {run_id} is not waiting for '{name}'; it waits for: {', '.join(events)}")
+            if wake_at is not None and wake_at <= now:
+                # as in Step Functions, an answer after the timeout is refused: the timeout transition wins
+                due = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wake_at))
+                raise Conflict(f"run {run_id} stopped waiting at {due}: the timer of state "
+                               f"'{(waiting or {}).get('state')}' ran out, so it takes its timeout transition "
+                               "when it is resumed")
             cursor = db.execute(
                 "INSERT INTO events (run_id, name, data, created_at) VALUES (?, ?, ?, ?)", (run_id, name, payload, now)
             )
@@ -629,8 +693,7 @@ class SQLiteStore:
             "WHERE run_id = ? AND taken_step IS NULL ORDER BY id"
         )
         with self._reading() as db:
-            rows = db.execute(query, (run_id,)).fetchall()
-        return [EventRow(row[0], row[1], _load(row[2]), row[3], row[4], row[5]) for row in rows]
+            return [EventRow(row[0], row[1], _load(row[2]), row[3], row[4], row[5]) for row in db.execute(query, (run_id,))]
 
     def due_runs(self, now: float, limit: int) -> list[str]:
         # SQL narrows to candidates; whether a pending event's name is one the run waits for is JSON, checked here
