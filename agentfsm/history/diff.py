@@ -1,4 +1,9 @@
-"""What changed between two points of a run: context keys, the state, and the steps in between."""
+"""What changed between two points of a run: context keys, the state, and the steps in between.
+
+Two points of one run are either on one path (one is where the other came from) or on two
+branches that went separate ways at a fork: then the steps from the fork to A are undone,
+and the steps from the fork to B are taken.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,12 @@ class RunDiff:
     removed: dict[str, Any] = field(default_factory=dict)
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)
     transitions: list[dict[str, Any]] = field(default_factory=list)
+    """The steps between the two points on one path; on diverged branches, the steps from the fork to B."""
+    fork: dict[str, Any] | None = None
+    """Where the paths to A and B part (`{"branch", "step"}`: the point both share), when neither point is on
+    the other's path."""
+    undone: list[dict[str, Any]] = field(default_factory=list)
+    """On diverged branches, the steps from the fork to A (the way B does not go)."""
 
     @property
     def same(self) -> bool:
@@ -27,16 +38,21 @@ class RunDiff:
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "a": self.a, "b": self.b, "added": self.added, "removed": self.removed,
-                "changed": self.changed, "transitions": self.transitions}
+                "changed": self.changed, "transitions": self.transitions, "fork": self.fork, "undone": self.undone}
 
 
 def _describe(label: str, where: Position) -> dict[str, Any]:
     return {"point": label, "branch": where.branch, "step": where.point, "state": where.state}
 
 
-def diff_positions(run_id: str, label_a: str, a: Position, label_b: str, b: Position,
-                   between: list[StepRow]) -> RunDiff:
-    """Compare two positions of one run; `between` are the steps leading from the earlier to the later one."""
+def _step(row: StepRow) -> dict[str, Any]:
+    return {"step": row.step, "branch": row.branch, "state": row.state, "event": row.event,
+            "next_state": row.next_state, "error": row.error}
+
+
+def diff_positions(run_id: str, label_a: str, a: Position, path_a: list[StepRow], label_b: str, b: Position,
+                   path_b: list[StepRow]) -> RunDiff:
+    """Compare two positions of one run; `path_a` and `path_b` are the steps that lead to each (from step 0)."""
     result = RunDiff(run_id, _describe(label_a, a), _describe(label_b, b))
     for key, value in b.data.items():
         if key not in a.data:
@@ -44,9 +60,14 @@ def diff_positions(run_id: str, label_a: str, a: Position, label_b: str, b: Posi
         elif a.data[key] != value or type(a.data[key]) is not type(value):
             result.changed[key] = {"old": a.data[key], "new": value}
     result.removed = {key: value for key, value in a.data.items() if key not in b.data}
-    result.transitions = [
-        {"step": row.step, "branch": row.branch, "state": row.state, "event": row.event, "next_state": row.next_state,
-         "error": row.error}
-        for row in between
-    ]
+    shared = 0  # a step row is one branch's own: the same row on both paths means the same past
+    for row_a, row_b in zip(path_a, path_b, strict=False):
+        if (row_a.branch, row_a.step) != (row_b.branch, row_b.step):
+            break
+        shared += 1
+    only_a, only_b = path_a[shared:], path_b[shared:]
+    if only_a and only_b:
+        result.fork = {"branch": path_a[shared - 1].branch, "step": shared}
+        result.undone = [_step(row) for row in only_a]
+    result.transitions = [_step(row) for row in (only_b or only_a)]
     return result

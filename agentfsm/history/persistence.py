@@ -17,7 +17,7 @@ from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import StateContext
 from agentfsm.store import open_store
-from agentfsm.store.base import RunRow, Store, StepRow
+from agentfsm.store.base import RunNotFound, RunRow, Store, StepRow
 
 
 class StatePersistence:
@@ -27,8 +27,13 @@ class StatePersistence:
         self.store: Store = store if store is not None and not isinstance(store, str) else open_store(store)
 
     def save(self, machine: StateMachine, context: StateContext) -> str:
-        """Store `context` (its data, and `context.state` or the initial state as the next to run); returns a run id."""
+        """Store `context` (its data, and `context.state` or the initial state as the next to run); returns a run id.
+
+        The id is the context's own run id the first time; each later save of it is stored under a new id.
+        """
         run_id = context.run_id or new_run_id()
+        if _stored(self.store, run_id):  # saved before: this save is a snapshot of its own
+            run_id = new_run_id()
         owner = new_owner()
         now = time.time()
         state = context.state or machine.initial
@@ -56,3 +61,10 @@ class StatePersistence:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _stored(store: Store, run_id: str) -> bool:
+    try:
+        return store.get_run(run_id).id == run_id  # a prefix of a longer id is not this id
+    except RunNotFound:
+        return False

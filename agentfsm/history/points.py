@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agentfsm.history.lineage import branch_steps, lineage
+from agentfsm.history.lineage import Segment, branch_steps, lineage
 from agentfsm.store.base import BranchRow, RunNotFound, RunRow, Store
 
 _RUN_PREFIX = re.compile(r"^([0-9a-z]{4,16}):(.+)$")
@@ -28,22 +28,39 @@ class Point:
     label: str
 
 
+KEYWORDS = ("start", "head")
+"""Points every run has: `start` (before its first step) and `head` (its current point)."""
+
+
+def is_point_syntax(text: str) -> bool:
+    """Whether `text` reads as a point by its form (a number, `state:NAME`, a keyword), whatever the checkpoints."""
+    return text.lstrip("-").isdigit() or text.startswith("state:") or text in KEYWORDS
+
+
 def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: str) -> Point:
-    """The point `text` names on `run`; raises PointNotFound (or RunNotFound for an unknown branch)."""
+    """The point `text` names on `run`; raises PointNotFound (or RunNotFound for an unknown branch).
+
+    A number, `state:NAME` and the keywords are read by their form first, then a whole checkpoint name
+    (a state's checkpoint may hold `@`), then `BRANCH@POINT`.
+    """
     text = text.strip()
     target = _strip_run(store, run, text)
-    branch, at, rest = target.rpartition("@") if "@" in target else ("", "", target)
-    branch = branch if at else run.head
-    for checkpoint in store.checkpoints(run.id):
-        if checkpoint.name == target or (at and checkpoint.name == rest):
-            return Point(checkpoint.branch, checkpoint.point, text)
-    steps = [row for row in branch_steps(store, run.id, lineage(branches, branch))]
+    checkpoints = store.checkpoints(run.id)
+    if not is_point_syntax(target):
+        for checkpoint in checkpoints:
+            if checkpoint.name == target:
+                return Point(checkpoint.branch, checkpoint.point, text)
+    branch, at, rest = target.rpartition("@")
+    if not at:
+        branch, rest = run.head, target
+    segments = lineage(branches, branch)
+    steps = branch_steps(store, run.id, segments)
     last = steps[-1].step
-    if rest.isdigit():
+    if rest.lstrip("-").isdigit():
         number = int(rest)
         if not 1 <= number <= last + 1:
-            raise PointNotFound(f"run {run.id} has no step {number} on branch '{branch}' "
-                                f"(its steps are 1 to {last}; {last + 1} is its current point)")
+            have = f"its steps are 1 to {last}; {last + 1} is" if last else "it has no steps yet; 1 is"
+            raise PointNotFound(f"run {run.id} has no step {number} on branch '{branch}' ({have} its current point)")
         return Point(branch, number, text)
     if rest.startswith("state:"):
         state = rest.removeprefix("state:")
@@ -56,9 +73,24 @@ def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: st
         return Point(branch, 1, text)
     if rest == "head":
         return Point(branch, last + 1, text)
-    names = ", ".join(checkpoint.name for checkpoint in store.checkpoints(run.id)) or "none"
+    for checkpoint in checkpoints if at else ():
+        if checkpoint.name == rest:
+            if _recorder(segments, checkpoint.point - 1) != _recorder(lineage(branches, checkpoint.branch),
+                                                                    checkpoint.point - 1):
+                raise PointNotFound(f"checkpoint '{rest}' of run {run.id} is on branch '{checkpoint.branch}', "
+                                    f"which branch '{branch}' does not pass through at step {checkpoint.point}")
+            return Point(branch, checkpoint.point, text)
+    names = ", ".join(checkpoint.name for checkpoint in checkpoints) or "none"
     raise PointNotFound(f"run {run.id} has no checkpoint '{rest}' (checkpoints: {names}); "
                         "a point is a checkpoint name, a step number, state:NAME, start or head")
+
+
+def _recorder(segments: list[Segment], step: int) -> str | None:
+    """The branch that recorded `step` as these segments see it: two branches that agree on it share all before."""
+    for segment in segments:
+        if segment.first <= step and (segment.last is None or step <= segment.last):
+            return segment.branch
+    return None
 
 
 def _strip_run(store: Store, run: RunRow, text: str) -> str:

@@ -16,6 +16,8 @@ from agentfsm.store.base import CheckpointRow, StepRow, Store
 
 MAX_RECORDED_TEXT = 64 * 1024
 """Longer strings in a step's call records and result are cut to this many characters (with a marker)."""
+UNCUT = 1 << 30
+"""The limit for what must come back whole: inputs, event data, errors, a run's output."""
 
 
 class CheckpointNamer:
@@ -37,7 +39,7 @@ class CheckpointNamer:
             visit += 1
             name = f"{state}#{visit}"
         self.taken.add(name)
-        return [CheckpointRow(name, self.branch, point, self.clock())]
+        return [CheckpointRow(name, self.branch, point, self.clock(), state)]
 
 
 def recordable(value: Any, limit: int = MAX_RECORDED_TEXT, depth: int = 0) -> Any:
@@ -79,21 +81,27 @@ class StoreRecorder:
         self.tracker = tracker
         self.checkpoints = checkpoints
         self.heartbeat = heartbeat
+        self.committed = 0
+        """Steps this recorder committed (an interrupted advance that took none leaves the run as it was)."""
 
     def after_step(self, context: StateContext, record: StepRecord) -> None:
         kind, text = self.tracker.change(context.data)
         if text is not None and known_secrets():
             text = redacted(text)  # a secret a tool echoed into the context stays out of the store
         taken = context.mailbox.taken
+        # a last step's result is the run's output, read back whole when the run is resumed or switched to
+        result_limit = UNCUT if record.next_state is None else MAX_RECORDED_TEXT
         row = StepRow(
-            self.branch, record.step, record.state, record.event, recordable(record.event_data, 1 << 30),
-            record.next_state, record.started_at, record.duration, record.retries, recordable(record.error, 1 << 30),
-            recordable(record.result), recordable(record.calls) if record.calls else [], kind, text,
+            self.branch, record.step, record.state, record.event, recordable(record.event_data, UNCUT),
+            record.next_state, record.started_at, record.duration, record.retries, recordable(record.error, UNCUT),
+            recordable(record.result, result_limit), recordable(record.calls) if record.calls else [], kind, text,
         )
         reached = self.checkpoints.reached(record.next_state, record.step + 1)
-        self.store.commit_step(self.run_id, self.owner, self.heartbeat.expires(), row, reached,
-                               None if taken is None else taken.id)
+        names = self.store.commit_step(self.run_id, self.owner, self.heartbeat.expires(), row, reached,
+                                       None if taken is None else taken.id)
+        self.checkpoints.taken.update(names)  # a name a person took meanwhile made the store pick another
+        self.committed += 1
 
     def on_run_end(self, context: StateContext, result: RunResult) -> None:
-        self.store.end_run(self.run_id, self.owner, result.status, output=recordable(result.output, 1 << 30),
-                           error=recordable(result.error, 1 << 30), usage=result.usage, waiting=result.waiting)
+        self.store.end_run(self.run_id, self.owner, result.status, output=recordable(result.output, UNCUT),
+                           error=recordable(result.error, UNCUT), usage=result.usage, waiting=result.waiting)

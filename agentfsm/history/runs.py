@@ -16,15 +16,15 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agentfsm.compiler.build import compile_machine
 from agentfsm.history.deltas import SNAPSHOT_EVERY, ContextNotJSON, ContextTracker
 from agentfsm.history.diff import RunDiff, diff_positions
 from agentfsm.history.leases import LEASE_SECONDS, Heartbeat, new_owner, owner_is_dead
 from agentfsm.history.lineage import Position, branch_steps, lineage, position
-from agentfsm.history.points import Point, resolve_point
-from agentfsm.history.recorder import CheckpointNamer, StoreRecorder, recordable, redacted
+from agentfsm.history.points import Point, is_point_syntax, resolve_point
+from agentfsm.history.recorder import UNCUT, CheckpointNamer, StoreRecorder, recordable, redacted
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.loop import RunResult
 from agentfsm.runtime.machine import StateMachine
@@ -47,6 +47,12 @@ from agentfsm.store.base import (
 
 class RunRefused(Conflict):
     """A request that does not fit the run as it is (resume a finished run, roll back to an unknown point...)."""
+
+
+Interrupted = Literal["paused", "running"]
+"""How a run whose advance was interrupted (Ctrl-C, a cancelled task) is left once it took a step:
+`paused` waits for a person's `resume`; `running` with no owner is continued by the next worker at once.
+A run interrupted before it took any step goes back to how it was (a wait keeps waiting, with its timer)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,7 +88,7 @@ class Runs:
 
     async def start(self, machine: StateMachine | str | Path, inputs: Mapping[str, Any] | None = None, *,
                     llms: Mapping[str, str] | None = None, hooks: Iterable[object] = (),
-                    run_id: str | None = None) -> RunResult:
+                    run_id: str | None = None, on_interrupt: Interrupted = "paused") -> RunResult:
         """Start a durable run: every step is committed to the store before the next state starts."""
         llms = dict(llms or {})
         if not isinstance(machine, StateMachine):
@@ -97,7 +103,7 @@ class Runs:
         run = RunRow(
             id=context.run_id, machine=machine.name, digest=None if source is None else source.digest,
             path=None if source is None else str(source.path.resolve()), status="running", head="main",
-            created_at=now, updated_at=now, inputs=recordable(dict(inputs or {}), 1 << 30), llms=llms,
+            created_at=now, updated_at=now, inputs=recordable(dict(inputs or {}), UNCUT), llms=llms,
             lease_owner=owner, lease_expires=now + self.lease_seconds,
         )
         first = StepRow("main", 0, None, started_at=now, next_state=machine.initial, context_kind="snapshot",
@@ -105,21 +111,26 @@ class Runs:
         namer = CheckpointNamer(_flagged(machine), (), "main", self.clock)
         self.store.create_run(run, None if source is None else source.text, first,
                               namer.reached(machine.initial, 1))
-        return await self._advance(machine, context, run.id, owner, "main", tracker, namer, hooks)
+        return await self._advance(machine, context, run.id, owner, "main", tracker, namer, hooks,
+                                   idle_status=on_interrupt, on_interrupt=on_interrupt)
 
     async def resume(self, run_id: str, *, machine: StateMachine | str | Path | None = None,
-                     llms: Mapping[str, str] | None = None, hooks: Iterable[object] = ()) -> RunResult:
+                     llms: Mapping[str, str] | None = None, hooks: Iterable[object] = (),
+                     on_interrupt: Interrupted = "paused") -> RunResult:
         """Continue a run from its head: after a crash, a wait, a pause or a rollback.
 
         The run resumes with the machine it started with (kept in the store). `machine`
         opts into another one (an edited file) once the state the run is in exists in it.
+        `on_interrupt` says how a run interrupted after it took a step is left (see `Interrupted`).
         """
         run = self.store.get_run(run_id)
-        if run.status in FINISHED:
-            done = "been cancelled" if run.status == "cancelled" else run.status
-            raise RunRefused(f"run {run.id} has {done}; nothing to resume "
-                             f"(roll it back to continue from an earlier point: agentfsm rollback {run.id} --to ...)")
-        machine, replaced = self._machine_for(run, machine, llms)
+        _refuse_finished(run)
+        resolved = self._machine_for(run, machine, llms)
+        return await self._resume(run, resolved, hooks, on_interrupt)
+
+    async def _resume(self, run: RunRow, resolved: tuple[StateMachine, LoadedSpec | None], hooks: Iterable[object],
+                      on_interrupt: Interrupted) -> RunResult:
+        machine, replaced = resolved
         # everything is read and checked before the lease is taken, so that a refused resume writes nothing;
         # `acquire(expect=run)` then makes sure nobody advanced, finished or cancelled the run meanwhile
         branches = self.store.branches(run.id)
@@ -131,7 +142,8 @@ class Runs:
         now = self.clock()
         taken_over = {run.lease_owner} if run.lease_owner and owner_is_dead(run.lease_owner) else set()
         before = run
-        status_before = "paused" if run.status == "running" else run.status
+        # where a run goes back to when this resume takes no step: a wait keeps waiting (with its timer)
+        idle_status = "waiting" if run.status == "waiting" or run.waiting else on_interrupt
         run = self.store.acquire(run.id, owner, now + self.lease_seconds, now=now, takeover=taken_over,
                                  status="running", expect=before)
         if ended:  # its process died between recording the last step and recording the end
@@ -142,15 +154,17 @@ class Runs:
             context = _context_at(machine, run.id, where)
             for event in self.store.pending_events(run.id):
                 context.mailbox.deliver(event.name, event.data, event.id)
-            if before.status == "waiting" and before.waiting and before.waiting.get("state") == where.state:
-                context.mailbox.deadline = before.waiting.get("deadline")  # resuming never restarts the timer
+            # the wait's timer runs on whatever happened to the resumes before this one (a crash, Ctrl-C)
+            if before.waiting and before.waiting.get("state") == where.state:
+                context.mailbox.deadline = before.waiting.get("deadline")
             tracker = ContextTracker(where.data, since=where.cost, snapshot_every=self.snapshot_every)
             taken = {checkpoint.name for checkpoint in self.store.checkpoints(run.id)}
             namer = CheckpointNamer(_flagged(machine), taken, run.head, self.clock)
         except BaseException:
-            self.store.release(run.id, owner, status=status_before)
+            self.store.release(run.id, owner, status=idle_status)
             raise
-        return await self._advance(machine, context, run.id, owner, run.head, tracker, namer, hooks)
+        return await self._advance(machine, context, run.id, owner, run.head, tracker, namer, hooks,
+                                   idle_status=idle_status, on_interrupt=on_interrupt)
 
     def _finish_ended(self, run_id: str, owner: str, machine: StateMachine, where: Position) -> RunResult:
         """Record the end of a run whose last step ended it, as the loop would have."""
@@ -164,16 +178,24 @@ class Runs:
         return RunResult(run_id, status, output, context, where.step, last.error)
 
     async def send(self, run_id: str, event: str, data: Any = None, *, resume: bool = True,
+                   machine: StateMachine | str | Path | None = None, llms: Mapping[str, str] | None = None,
                    hooks: Iterable[object] = ()) -> RunResult | None:
-        """Deliver an event to a run waiting for it; continue the run unless `resume` is false."""
+        """Deliver an event to a run waiting for it; continue the run unless `resume` is false.
+
+        The machine is made ready first (as `resume` takes it), so an event that could not be acted on
+        is refused, not left behind in the store.
+        """
         run = self.store.get_run(run_id)
+        # a run that is not waiting is refused by add_event, with the reason: no need to compile its machine
+        resolved = self._machine_for(run, machine, llms) if resume and run.status == "waiting" else None
         self.store.add_event(run.id, event, data, now=self.clock())
-        if not resume:
+        if resolved is None:
             return None
-        return await self.resume(run.id, hooks=hooks)
+        return await self._resume(self.store.get_run(run.id), resolved, hooks, "paused")
 
     async def _advance(self, machine: StateMachine, context: StateContext, run_id: str, owner: str, branch: str,
-                       tracker: ContextTracker, namer: CheckpointNamer, hooks: Iterable[object]) -> RunResult:
+                       tracker: ContextTracker, namer: CheckpointNamer, hooks: Iterable[object], *,
+                       idle_status: str, on_interrupt: Interrupted) -> RunResult:
         heartbeat = Heartbeat(self.store, run_id, owner, seconds=self.lease_seconds, clock=self.clock)
         recorder = StoreRecorder(self.store, run_id, owner, branch, tracker, namer, heartbeat)
         heartbeat.start()
@@ -192,7 +214,7 @@ class Runs:
         except BaseException:
             # interrupted (Ctrl-C, a cancelled task) or a failing hook: the last committed step stands
             try:
-                self.store.release(run_id, owner, status="paused")
+                self.store.release(run_id, owner, status=on_interrupt if recorder.committed else idle_status)
             except Exception:  # noqa: BLE001, S110 - the original error matters more; the lease will expire
                 pass
             raise
@@ -228,11 +250,23 @@ class Runs:
         if len(steps) < point.point or steps[-1].next_state is None:
             raise RunRefused(f"{point.label} is the end of branch '{point.branch}' of run {run.id}: "
                              "nothing runs from there")
+        if branch is not None and not _plain_name(branch):
+            raise RunRefused(f"'{branch}' cannot name a branch: use a name with no '@' and no surrounding spaces")
         name = branch or _next_rollback_name(branches)
         if any(existing.name == name for existing in branches):
             raise RunRefused(f"run {run.id} already has a branch '{name}'")
         self.store.create_branch(run.id, BranchRow(name, point.branch, point.point, self.clock()), now=self.clock())
         return Rollback(run.id, name, point.point, steps[-1].next_state)
+
+    async def rollback_and_resume(self, run_id: str, to: str | int, *, branch: str | None = None,
+                                  llms: Mapping[str, str] | None = None, hooks: Iterable[object] = ()
+                                  ) -> tuple[Rollback, RunResult]:
+        """`rollback`, then `resume` at once; the machine is made ready first, so a rollback that could not
+        go on (a module that no longer imports...) is refused before the branch is made."""
+        run = self.store.get_run(run_id)
+        resolved = self._machine_for(run, None, llms)
+        made = self.rollback(run.id, to, branch=branch)
+        return made, await self._resume(self.store.get_run(run.id), resolved, hooks, "paused")
 
     def create_branch(self, run_id: str, name: str) -> Rollback:
         """A new branch at the run's current point, made the head (the old branch keeps its place)."""
@@ -255,9 +289,9 @@ class Runs:
     def checkpoint(self, run_id: str, name: str) -> CheckpointRow:
         """Name the run's current point (just before its next step)."""
         run = self.store.get_run(run_id)
-        if not name.strip() or name.strip() != name or name.isdigit() or name.startswith("state:"):
-            raise RunRefused(f"'{name}' cannot name a checkpoint: use a name that is not a number, "
-                             "does not start with 'state:' and has no surrounding spaces")
+        if not _plain_name(name) or is_point_syntax(name):
+            raise RunRefused(f"'{name}' cannot name a checkpoint: use a name that is not a number, 'start' or "
+                             "'head', does not start with 'state:', has no '@' and no surrounding spaces")
         checkpoint = CheckpointRow(name, run.head, run.steps + 1, self.clock())
         self.store.add_checkpoint(run.id, checkpoint)
         return checkpoint
@@ -285,14 +319,17 @@ class Runs:
             and not (run.lease_owner and (run.lease_expires or 0) > now and not owner_is_dead(run.lease_owner))
         ]
         if not doomed:
-            limits = [f"status {'/'.join(chosen)}"]
+            which = f"no {'/'.join(chosen)} run"
             if cutoff is not None:
-                limits.append(f"not updated for {older_than / 86400:g} day(s)")
+                which += f" left untouched for {_days(older_than or 0)}"
             if keep_last is not None:
-                limits.append(f"beyond the newest {keep_last}")
-            raise RunRefused(f"nothing to prune: no run is {', '.join(limits)}")
+                which += f" beyond the newest {keep_last}"
+            raise RunRefused(f"nothing to prune: {which}")
         if not dry_run:
-            self.store.delete_runs([run.id for run in doomed])
+            # checked again as they are deleted: a run revived or advanced since it was listed is kept
+            deleted = set(self.store.delete_runs([run.id for run in doomed], RunFilter(chosen, updated_before=cutoff),
+                                                 now=self.clock()))
+            doomed = [run for run in doomed if run.id in deleted]
         return doomed
 
     # -- reading --------------------------------------------------------------------------------
@@ -332,11 +369,9 @@ class Runs:
         second = resolve_point(self.store, run, branches, b)
         where_a = position(self.store, run.id, branches, first.branch, first.point)
         where_b = position(self.store, run.id, branches, second.branch, second.point)
-        later, lower, upper = (second, first.point, second.point) if first.point <= second.point else (
-            first, second.point, first.point)
-        steps = branch_steps(self.store, run.id, lineage(branches, later.branch), upper - 1)
-        between = [row for row in steps if lower <= row.step < upper]
-        return diff_positions(run.id, a, where_a, b, where_b, between)
+        path_a = branch_steps(self.store, run.id, lineage(branches, first.branch), first.point - 1)
+        path_b = branch_steps(self.store, run.id, lineage(branches, second.branch), second.point - 1)
+        return diff_positions(run.id, a, where_a, path_a, b, where_b, path_b)
 
     def summary(self, run_id: str, branch: str | None = None) -> dict[str, Any]:
         """The seed's history summary: state path, visits per state, branches and checkpoints."""
@@ -411,6 +446,24 @@ class RunHandle:
 
     async def send(self, event: str, data: Any = None, **options: Any) -> RunResult | None:
         return await self.runs.send(self.id, event, data, **options)
+
+
+def _days(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:g} day(s)"
+    return f"{seconds / 3600:g} hour(s)" if seconds >= 3600 else f"{seconds:g} second(s)"
+
+
+def _plain_name(name: str) -> bool:
+    """A name a user can write back in a point: not empty, no surrounding spaces, no `@`, no control characters."""
+    return bool(name) and name.strip() == name and "@" not in name and name.isprintable()
+
+
+def _refuse_finished(run: RunRow) -> None:
+    if run.status in FINISHED:
+        done = "been cancelled" if run.status == "cancelled" else run.status
+        raise RunRefused(f"run {run.id} has {done}; nothing to resume "
+                         f"(roll it back to continue from an earlier point: agentfsm rollback {run.id} --to ...)")
 
 
 def _check_resumable(run: RunRow, machine: StateMachine, where: Position) -> None:

@@ -1,7 +1,9 @@
 """`agentfsm worker`: advance every run that has something to do (an event, a due timer, a dead owner).
 
 Workers take leases like any other process, so several can share one store: a run one
-worker holds is skipped by the others.
+worker holds, or finished meanwhile, is skipped by the others. A worker that is stopped
+(its task cancelled: Ctrl-C, SIGTERM) hands the runs it was advancing back as `running`
+with no owner, so the next worker continues them at once.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agentfsm.history.leases import owner_is_dead
 from agentfsm.history.runs import RunRefused, Runs
 from agentfsm.runtime.loop import RunResult
-from agentfsm.store.base import LeaseHeld, RunNotFound
+from agentfsm.store.base import LeaseHeld, RunFilter, RunMoved, RunNotFound
 
 logger = logging.getLogger("agentfsm")
 
@@ -24,7 +27,7 @@ class WorkerPass:
 
     advanced: list[RunResult] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    """Runs another process took first, or that stopped needing work."""
+    """Runs another process took first, or that stopped needing work (finished, advanced or rolled back)."""
     failed: dict[str, str] = field(default_factory=dict)
     """Runs that could not be resumed, with why (a machine that no longer compiles...)."""
 
@@ -38,8 +41,8 @@ async def work_once(runs: Runs, *, concurrency: int = 4, limit: int = 100,
     async def advance(run_id: str) -> None:
         async with gate:
             try:
-                result = await runs.resume(run_id)
-            except (LeaseHeld, RunRefused, RunNotFound) as exc:
+                result = await runs.resume(run_id, on_interrupt="running")
+            except (LeaseHeld, RunMoved, RunRefused, RunNotFound) as exc:
                 logger.info("worker: skipped run %s: %s", run_id, exc)
                 done.skipped.append(run_id)
                 return
@@ -52,8 +55,20 @@ async def work_once(runs: Runs, *, concurrency: int = 4, limit: int = 100,
                 on_result(result)
 
     due = runs.store.due_runs(runs.clock(), limit)
+    due += [run_id for run_id in _orphans(runs, limit - len(due)) if run_id not in due]
     await asyncio.gather(*(advance(run_id) for run_id in due))
     return done
+
+
+def _orphans(runs: Runs, limit: int) -> list[str]:
+    """`running` runs whose lease has not expired yet but whose process is known dead (it ran on this host):
+    taken over now, as `resume` would, rather than when the lease runs out."""
+    if limit <= 0:
+        return []
+    now = runs.clock()
+    return [run.id for run in runs.store.list_runs(RunFilter(("running",)))
+            if run.lease_owner and (run.lease_expires is None or run.lease_expires >= now)
+            and owner_is_dead(run.lease_owner)][:limit]
 
 
 async def work(runs: Runs, *, interval: float = 1.0, concurrency: int = 4, stop: asyncio.Event | None = None,

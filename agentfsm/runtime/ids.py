@@ -1,11 +1,19 @@
-"""Run ids: short, unique, and sorting by creation time (a millisecond clock, then randomness)."""
+"""Run ids: short, unique, and sorting by creation time (a millisecond clock, then randomness).
+
+Within one process, ids made in the same millisecond still sort in the order they were made
+(the random part counts up from the first one, as monotonic ULIDs do).
+"""
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case: no i, l, o, u
+_RANDOM_BITS = 35
+_last = (0, 0)
+_lock = threading.Lock()
 
 
 def _encode(number: int, width: int) -> str:
@@ -18,4 +26,16 @@ def _encode(number: int, width: int) -> str:
 
 def new_run_id() -> str:
     """A 16-character id: 9 characters of milliseconds since the epoch, 7 of randomness."""
-    return _encode(time.time_ns() // 1_000_000, 9) + _encode(secrets.randbits(35), 7)
+    global _last
+    with _lock:
+        millis = time.time_ns() // 1_000_000
+        last_millis, last_random = _last
+        if millis <= last_millis:  # the same millisecond (or a clock that stepped back): count up
+            millis, random = last_millis, last_random + 1
+            if random >> _RANDOM_BITS:
+                millis, random = millis + 1, secrets.randbits(_RANDOM_BITS - 1)
+        else:
+            # one bit of headroom, so counting up within a millisecond does not overflow in practice
+            random = secrets.randbits(_RANDOM_BITS - 1)
+        _last = (millis, random)
+    return _encode(millis, 9) + _encode(random, 7)

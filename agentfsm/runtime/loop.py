@@ -165,7 +165,7 @@ def select_transition(rules: tuple[Transition, ...], context: StateContext, even
     return None
 
 
-def _fold_usage(usage: dict[str, dict[str, int]], calls: list[dict[str, Any]]) -> None:
+def _fold_usage(usage: dict[str, dict[str, int]], calls: Iterable[dict[str, Any]]) -> None:
     for call in calls:
         if call.get("kind") != "llm":
             continue
@@ -242,6 +242,8 @@ async def run_machine(
     max_steps = machine.max_steps
     visits = context.visits
     usage: dict[str, dict[str, int]] = {}
+    for earlier in context.history:  # a resumed run's usage counts the steps it took before
+        _fold_usage(usage, earlier.data.get("calls") or ())
     name = context.state or machine.initial
     assert name is not None  # machine.check() guarantees an initial state
     output: Any = None

@@ -543,7 +543,7 @@ class StateSpec(LanguageModel):
     description: str | None = Field(None, description="What the state is for, for people reading the machine.")
     on_enter: list[SetAction] = Field(default_factory=list, description="Actions run when the state is entered.")
     on_exit: list[SetAction] = Field(default_factory=list, description="Actions run when the state is left.")
-    checkpoint: bool = Field(False, description="Name a checkpoint after this state on each visit.")
+    checkpoint: bool = Field(False, description="Name a checkpoint just before this state runs, on each visit: NAME, then NAME#2...")
     max_visits: int | None = Field(None, ge=1, description="Fail the run if the state is entered more often.")
 
     @property

@@ -1,0 +1,364 @@
+"""Durable runs at their edges: races between processes, interrupted resumes, late events, branches that
+went separate ways, and names that would make a point ambiguous. Through `agentfsm.history.Runs`, against
+a real SQLite file, checked the way a user sees it (statuses, timers, history, what the store holds)."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentfsm import StateContext, StatePersistence
+from agentfsm.bindings.imports import BindingError
+from agentfsm.history import RunRefused, Runs
+from agentfsm.history.worker import work_once
+from agentfsm.runtime.ids import new_run_id
+from agentfsm.store.base import Conflict, RunNotFound
+from tests.test_durable_runs import (
+    APPROVAL,
+    Crash,
+    CrashAfter,
+    Gate,
+    _dead_owner,
+    counter_machine,
+    dump,
+    run,
+    timer,
+    write,
+)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "runs.db"
+
+
+@pytest.fixture
+def runs(db: Path) -> Any:
+    opened = Runs(f"sqlite:///{db}")
+    yield opened
+    opened.close()
+
+
+class InterruptAtStart:
+    """Ctrl-C as a resume begins, before it takes any step."""
+
+    def on_run_start(self, context: StateContext) -> None:
+        raise KeyboardInterrupt
+
+
+# -- waits and timers across interrupted resumes ----------------------------------------------------
+
+
+def test_a_resume_whose_process_died_keeps_the_wait_timer(runs: Runs, tmp_path: Path) -> None:
+    started = run(runs.start(timer(tmp_path, 30)))
+    deadline = started.waiting["deadline"]
+    # a resume took the lease (status running), then its process died before it did anything
+    runs.store.acquire(started.run_id, _dead_owner(), time.time() + 3600, now=time.time(), status="running")
+    again = run(runs.resume(started.run_id))
+    assert again.status == "waiting" and again.waiting["deadline"] == deadline
+
+
+def test_an_interrupted_resume_of_a_waiting_run_leaves_it_waiting(runs: Runs, tmp_path: Path) -> None:
+    started = run(runs.start(timer(tmp_path, 30)))
+    with pytest.raises(KeyboardInterrupt):
+        run(runs.resume(started.run_id, hooks=[InterruptAtStart()]))
+    row = runs.get(started.run_id)
+    assert (row.status, row.lease_owner, row.wake_at) == ("waiting", None, started.waiting["deadline"])
+    result = run(runs.send(started.run_id, "go", {"n": 1}))  # still takes the event it waits for
+    assert result.output == "went"
+
+
+def test_a_later_visit_of_a_wait_starts_a_timer_of_its_own(runs: Runs) -> None:
+    started = run(runs.start(APPROVAL))
+    first_deadline = started.waiting["deadline"]
+    # rejected: review -> revise (step 2) -> review (step 3), and the process dies before the run ends
+    with pytest.raises(Crash):
+        run(runs.send(started.run_id, "rejected", {"comment": "shorter"}, hooks=[CrashAfter(3)]))
+    assert runs.get(started.run_id).waiting is None  # the wait it was in ended with step 2
+    again = run(runs.resume(started.run_id))
+    assert again.status == "waiting" and again.waiting["deadline"] > first_deadline
+
+
+def test_an_event_after_the_timer_ran_out_is_refused_and_the_timeout_wins(runs: Runs, tmp_path: Path,
+                                                                           db: Path) -> None:
+    started = run(runs.start(timer(tmp_path, 0.1)))
+    time.sleep(0.15)
+    before = dump(db)
+    with pytest.raises(Conflict, match="ran out"):
+        run(runs.send(started.run_id, "go", {"n": 1}))
+    assert dump(db) == before
+    assert run(runs.resume(started.run_id)).output == "late"
+
+
+# -- refused before anything is stored --------------------------------------------------------------
+
+SLOW_STATE = """\
+    agentfsm: 1
+    name: hold-then-work
+    initial: hold
+    states:
+      hold: {type: wait, event: go, next: work}
+      work: {type: python, call: "MODULE:Work", next: done}
+      done: {type: final, output: ok}
+"""
+
+
+def test_a_send_that_cannot_continue_the_run_records_no_event(runs: Runs, tmp_path: Path, db: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "held_work.py").write_text(textwrap.dedent("""\
+        from agentfsm import State
+        class Work(State):
+            async def execute(self, context):
+                return None
+    """))
+    monkeypatch.syspath_prepend(str(package))
+    started = run(runs.start(write(tmp_path / "hold.yaml", SLOW_STATE.replace("MODULE", "held_work"))))
+    assert started.status == "waiting"
+    (package / "held_work.py").unlink()  # the module went away since the run started
+    monkeypatch.delitem(__import__("sys").modules, "held_work")
+    before = dump(db)
+    with pytest.raises(BindingError, match="held_work"):
+        run(runs.send(started.run_id, "go"))
+    assert dump(db) == before and runs.store.pending_events(started.run_id) == []
+
+
+def test_a_send_to_a_python_machine_takes_the_machine(runs: Runs, db: Path) -> None:
+    machine = counter_machine(3)
+    with pytest.raises(Crash):
+        run(runs.start(machine, hooks=[CrashAfter(1)], run_id="py-send"))
+    before = dump(db)
+    with pytest.raises(Conflict, match="not waiting"):
+        run(runs.send("py-send", "go", machine=machine))  # paused, not waiting: refused, nothing stored
+    assert dump(db) == before
+
+
+def test_rollback_and_resume_refuses_before_making_the_branch(runs: Runs, tmp_path: Path, db: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "pkg2"
+    package.mkdir()
+    (package / "gone_work.py").write_text("from agentfsm import State\nclass Work(State):\n    pass\n")
+    monkeypatch.syspath_prepend(str(package))
+    started = run(runs.start(write(tmp_path / "hold.yaml", SLOW_STATE.replace("MODULE", "gone_work"))))
+    (package / "gone_work.py").unlink()
+    monkeypatch.delitem(__import__("sys").modules, "gone_work")
+    before = dump(db)
+    with pytest.raises(BindingError, match="gone_work"):
+        run(runs.rollback_and_resume(started.run_id, "start"))
+    assert dump(db) == before
+    assert [b.name for b in runs.branches(started.run_id)] == ["main"]
+
+
+# -- what comes back whole --------------------------------------------------------------------------
+
+LONG_OUTPUT = """\
+    agentfsm: 1
+    name: long-output
+    initial: make
+    states:
+      make:
+        type: set
+        set: {text: "{{ 'x' * 70000 }}"}
+        next: done
+      done: {type: final, output: "{{ text }}"}
+"""
+
+
+def test_a_long_output_comes_back_whole_from_a_branch_switched_to(runs: Runs, tmp_path: Path) -> None:
+    run_id = run(runs.start(write(tmp_path / "long.yaml", LONG_OUTPUT))).run_id
+    assert len(runs.get(run_id).output) == 70_000
+    runs.rollback(run_id, 2, branch="again")
+    back = runs.switch_branch(run_id, "main")
+    assert back.status == "succeeded" and back.output == "x" * 70_000
+    assert runs.get(run_id).output == "x" * 70_000
+
+
+def test_usage_counts_every_llm_call_of_the_run_across_resumes(runs: Runs) -> None:
+    started = run(runs.start(APPROVAL))
+    assert started.usage["writer"]["calls"] == 1
+    rejected = run(runs.send(started.run_id, "rejected", {"comment": "shorter"}))
+    assert rejected.usage["writer"]["calls"] == 2
+    assert run(runs.resume(started.run_id)).usage["writer"]["calls"] == 2  # resuming calls nothing
+    done = run(runs.send(started.run_id, "approved"))
+    assert done.usage["writer"]["calls"] == 2
+    stored = runs.get(started.run_id).usage["writer"]
+    assert stored["calls"] == 2 and stored["prompt_tokens"] == done.usage["writer"]["prompt_tokens"] > 0
+
+
+# -- workers ----------------------------------------------------------------------------------------
+
+
+def test_a_worker_skips_a_run_another_worker_finished_first(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mine, theirs = Runs(f"sqlite:///{db}"), Runs(f"sqlite:///{db}")
+    run_id = run(mine.start(APPROVAL)).run_id
+    run(mine.send(run_id, "approved", resume=False))
+    prepare = mine._machine_for
+
+    def prepared_while_taken(*args: Any) -> Any:
+        found = prepare(*args)  # this worker read the run and compiled its machine...
+        run_in_thread(lambda: asyncio.run(work_once(theirs)))  # ...while the other one advanced it to its end
+        return found
+
+    monkeypatch.setattr(mine, "_machine_for", prepared_while_taken)
+    done = run(work_once(mine))
+    assert done.skipped == [run_id] and done.failed == {} and done.advanced == []
+    assert mine.get(run_id).status == "succeeded" and len(mine.history(run_id)) == 3
+    mine.close()
+    theirs.close()
+
+
+def run_in_thread(work: Any) -> Any:
+    """Another process's worker, in its own thread and event loop (the store connection is its own)."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result()
+
+
+def test_a_worker_takes_over_a_run_whose_process_died_at_once(runs: Runs) -> None:
+    run_id = run(runs.start(APPROVAL)).run_id
+    run(runs.send(run_id, "approved", resume=False))
+    # a resume took the lease for an hour, then its process was killed
+    runs.store.acquire(run_id, _dead_owner(), time.time() + 3600, now=time.time(), status="running")
+    assert runs.store.due_runs(time.time(), 10) == []  # by its lease alone it is not due for an hour
+    done = run(work_once(runs))
+    assert [r.run_id for r in done.advanced] == [run_id] and runs.get(run_id).status == "succeeded"
+
+
+def test_a_stopped_worker_hands_its_runs_to_the_next_one(db: Path, tmp_path: Path) -> None:
+    gate = Gate()
+    machine = counter_machine(3, work=gate)
+    runs = Runs(f"sqlite:///{db}")
+    with pytest.raises(Crash):
+        run(runs.start(machine, hooks=[CrashAfter(1)], run_id="handed"))
+    runs.store.acquire("handed", _dead_owner(), time.time() + 3600, now=time.time(), status="running")
+    original = runs._machine_for
+    runs._machine_for = lambda run_row, given, llms: original(run_row, machine, llms)  # type: ignore[method-assign]
+
+    async def stop_mid_run() -> None:
+        task = asyncio.create_task(work_once(runs))
+        entered = asyncio.create_task(gate.entered.wait())
+        await asyncio.wait([task, entered], return_when=asyncio.FIRST_COMPLETED)
+        assert gate.entered.is_set(), "the worker did not take the run over"
+        # step 2 runs: the worker is stopped (Ctrl-C, SIGTERM) now
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(stop_mid_run())
+    row = runs.get("handed")
+    assert (row.status, row.lease_owner, row.steps) == ("running", None, 1)
+    assert runs.store.due_runs(time.time(), 10) == ["handed"]
+    gate.open.set()
+    done = run(work_once(runs))
+    assert [r.status for r in done.advanced] == ["succeeded"] and len(runs.history("handed")) == 4
+    runs.close()
+
+
+# -- branches that went separate ways ---------------------------------------------------------------
+
+
+def test_diff_between_branches_goes_back_to_the_fork(runs: Runs) -> None:
+    run_id = run(runs.start(APPROVAL)).run_id
+    run(runs.send(run_id, "rejected", {"comment": "shorter"}))  # main: draft, review, revise (then waits)
+    runs.rollback(run_id, 2, branch="approve-now")
+    run(runs.resume(run_id))  # waits at review again
+    run(runs.send(run_id, "approved"))  # approve-now: draft | review, published
+    diff = runs.diff(run_id, "main@head", "approve-now@head")
+    assert diff.fork == {"branch": "main", "step": 2}
+    assert [(t["step"], t["branch"], t["state"]) for t in diff.undone] == [(2, "main", "review"), (3, "main", "revise")]
+    assert [(t["step"], t["branch"], t["state"]) for t in diff.transitions] == [
+        (2, "approve-now", "review"), (3, "approve-now", "published")]
+    one_path = runs.diff(run_id, "main@2", "approve-now@head")
+    assert one_path.fork is None and one_path.undone == [] and len(one_path.transitions) == 2
+
+
+# -- names that would make a point ambiguous --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["start", "head", "main@3", "12", "-1", "state:x", " padded", ""])
+def test_a_checkpoint_name_that_reads_as_a_point_is_refused(runs: Runs, db: Path, name: str) -> None:
+    run_id = run(runs.start(APPROVAL)).run_id
+    before = dump(db)
+    with pytest.raises(RunRefused, match="cannot name a checkpoint"):
+        runs.checkpoint(run_id, name)
+    assert dump(db) == before
+
+
+@pytest.mark.parametrize("name", ["a@b", " x", "x ", "", "tab\there"])
+def test_a_branch_name_that_could_not_be_written_back_is_refused(runs: Runs, db: Path, name: str) -> None:
+    run_id = run(runs.start(APPROVAL)).run_id
+    before = dump(db)
+    with pytest.raises(RunRefused, match="cannot name a branch"):
+        runs.rollback(run_id, 1, branch=name)
+    assert dump(db) == before
+
+
+KEYWORD_STATE = """\
+    agentfsm: 1
+    name: keyword-states
+    initial: first
+    states:
+      first: {type: set, set: {n: 1}, next: start}
+      start: {type: set, set: {n: 2}, checkpoint: true, next: done}
+      done: {type: final, output: "{{ n }}"}
+"""
+
+
+def test_keywords_win_over_a_checkpoint_named_after_a_state(runs: Runs, tmp_path: Path) -> None:
+    run_id = run(runs.start(write(tmp_path / "kw.yaml", KEYWORD_STATE))).run_id
+    assert [c.name for c in runs.checkpoints(run_id)] == ["start"]
+    assert runs.point(run_id, "start").point == 1  # the run's start, as documented
+    assert runs.point(run_id, "state:start").point == 2  # the state's visit is still reachable
+
+
+def test_a_branch_written_before_a_point_is_honoured(runs: Runs) -> None:
+    run_id = run(runs.start(APPROVAL)).run_id
+    with pytest.raises(RunNotFound, match="no branch 'ghost'"):
+        runs.point(run_id, "ghost@start")
+    with pytest.raises(RunNotFound, match="no branch 'ghost'"):
+        runs.point(run_id, "ghost@review")
+    runs.rollback(run_id, 1, branch="redo")
+    run(runs.resume(run_id))  # redo: draft, then waits at review (checkpoint review#2)
+    assert runs.point(run_id, "redo@review#2").point == 2
+    assert runs.point(run_id, "main@review").point == 2
+    with pytest.raises(RunNotFound, match="branch 'redo' does not pass through"):
+        runs.point(run_id, "redo@review")
+    with pytest.raises(RunNotFound, match="has no step -1"):
+        runs.point(run_id, "-1")
+
+
+# -- ids and the seed's save/load -------------------------------------------------------------------
+
+
+def test_run_ids_made_in_one_burst_sort_in_the_order_they_were_made() -> None:
+    ids = [new_run_id() for _ in range(5000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) and {len(i) for i in ids} == {16}
+
+
+def test_state_persistence_saves_one_context_again_and_again(db: Path) -> None:
+    persistence = StatePersistence(f"sqlite:///{db}")
+    machine = counter_machine(5)
+    context = StateContext({"n": 1})
+    first = persistence.save(machine, context)
+    context.data["n"] = 2
+    second = persistence.save(machine, context)
+    assert first != second
+    assert persistence.load(first).data == {"n": 1} and persistence.load(second).data == {"n": 2}
+    persistence.close()
+
+
+def test_a_checkpoint_named_by_hand_is_never_overwritten(runs: Runs) -> None:
+    """A person names `review#2` while the run waits; the run's next review gets `review#3`."""
+    run_id = run(runs.start(APPROVAL)).run_id
+    runs.checkpoint(run_id, "review#2")
+    run(runs.send(run_id, "rejected", {"comment": "again"}))
+    names = {c.name: c.point for c in runs.checkpoints(run_id)}
+    assert names == {"review": 2, "review#2": 2, "review#3": 4}
+
