@@ -730,7 +730,30 @@ def basic_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess
         "unknown-option": (["run", HELLO, "--frobnicate"], work),
         "no-args": ([], work),
         "hello": (["run", HELLO, "-i", "name=Ada", "-q"], work),
+        **{f"usage-{name}": (args, work) for name, (args, _, _) in USAGE_ERRORS.items()},
+        **{f"help-{name}": ([name, "--help"], work) for name in COMMANDS},
     })
+
+
+COMMANDS = ["run", "validate", "diagram", "schema", "resume", "send", "runs", "history", "checkpoints", "checkpoint",
+            "rollback", "diff", "cancel", "prune", "worker"]
+
+# a usage error of each kind, for commands of each kind: (arguments, how the line on stderr starts, the command
+# whose help it points to)
+USAGE_ERRORS: dict[str, tuple[list[str], str, str]] = {
+    "missing-option": (["rollback", "abcd"], "error: Missing option '--to'.", "rollback"),
+    "missing-argument": (["send"], "error: Missing argument 'RUN'.", "send"),
+    "missing-second-argument": (["send", "abcd"], "error: Missing argument 'EVENT'.", "send"),
+    "missing-file": (["run"], "error: Missing argument 'FILE'.", "run"),
+    "missing-files": (["validate"], "error: Missing argument 'FILE'.", "validate"),
+    "bad-value": (["runs", "--limit", "0"], "error: Invalid value for '--limit': ", "runs"),
+    "not-a-number": (["worker", "--concurrency", "many"], "error: Invalid value for '--concurrency': ", "worker"),
+    "bad-global-choice": (["--log-format", "xml", "runs"], "error: Invalid value for '--log-format': ", ""),
+    "unknown-option": (["diagram", "x.yaml", "--frobnicate"], "error: No such option: --frobnicate", "diagram"),
+    "option-without-value": (["run", "x.yaml", "-i"], "error: Option '-i' requires an argument.", "run"),
+    "extra-argument": (["history", "abcd", "efgh"], "error: Got unexpected extra argument", "history"),
+    "unknown-command": (["frobnicate"], "error: No such command 'frobnicate'.", ""),
+}
 
 
 def test_help(basic_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
@@ -757,6 +780,54 @@ def test_usage_errors_exit_2(basic_runs: dict[str, subprocess.CompletedProcess[s
     assert_no_traceback(result)
     assert result.stdout == ""
     assert ("frobnicate" in result.stderr) or ("--frobnicate" in result.stderr)
+
+
+@pytest.mark.parametrize("name", list(USAGE_ERRORS))
+def test_a_usage_error_is_one_line(basic_runs: dict[str, subprocess.CompletedProcess[str]], name: str) -> None:
+    """Not click's usage block and boxed panel: one `error:` line naming the help to read, exit 2."""
+    result = basic_runs[f"usage-{name}"]
+    assert result.returncode == 2, show(result)
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    _, start, command = USAGE_ERRORS[name]
+    assert line.startswith(start), show(result)
+    assert line.endswith(f" (see: agentfsm {command} --help)" if command else " (see: agentfsm --help)"), line
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_reads_like_usual_cli_help(basic_runs: dict[str, subprocess.CompletedProcess[str]], name: str) -> None:
+    result = basic_runs[f"help-{name}"]
+    assert result.returncode == 0, show(result)
+    usage = result.stdout.splitlines()[0]
+    assert usage.startswith(f"Usage: agentfsm {name} [OPTIONS]"), usage
+    assert "{" not in usage and "<" not in usage, usage  # `RUN EVENT`, not `{RUN} {event}`
+    # no type placeholders: flags bare, values named (RUN, EVENT, N, NAME...), no boxes
+    for odd in ("<bool>", "<str>", "<int", "<list", "<path>", "<float>", "╭"):
+        assert odd not in result.stdout, (odd, result.stdout)
+    assert "-h, --help  " in result.stdout or "-h, --help " in result.stdout
+
+
+def test_help_names_arguments_and_values(basic_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    send = basic_runs["help-send"].stdout
+    assert send.splitlines()[0] == "Usage: agentfsm send [OPTIONS] RUN EVENT"
+    assert re.search(r"^  --data JSON ", send, re.MULTILINE)
+    assert re.search(r"^  --no-resume +Only record the event", send, re.MULTILINE)
+    assert basic_runs["help-validate"].stdout.splitlines()[0] == "Usage: agentfsm validate [OPTIONS] FILE..."
+    runs = basic_runs["help-runs"].stdout
+    for option in ("--status STATUS", "--machine NAME", "--limit N"):
+        assert f"  {option} " in runs, runs
+    assert "--status STATUS" in basic_runs["help-prune"].stdout
+    assert "--branch NAME" in basic_runs["help-rollback"].stdout
+
+
+def test_top_level_help_documents_every_exit_code(basic_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    text = basic_runs["help"].stdout
+    codes = {int(m.group(1)) for m in re.finditer(r"^\s+(\d+)\s{2,}\S", text, re.MULTILINE)}
+    assert codes == {0, 1, 2, 3, 70, 130}, text
+    assert "agentfsm --debug runs" in text  # global options go before the command
+    for command in COMMANDS:
+        assert re.search(rf"^  {command} +\S", text, re.MULTILINE), command
+    assert "..." not in text.split("Commands:")[1]  # each command's summary is whole, not cut
 
 
 def test_no_arguments_shows_help(basic_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:

@@ -6,6 +6,8 @@ Heavy modules (pydantic, Jinja2, the runtime) are imported inside the commands, 
 
 from __future__ import annotations
 
+import functools
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,15 +15,18 @@ from typing import Annotated, Any
 import typer
 
 from agentfsm import __version__
+from agentfsm.cli import usage
 
 app = typer.Typer(
     name="agentfsm",
-    help="Declarative YAML state machines for LLM agents.",
+    cls=usage.PlainGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help, as usual CLIs print it (and --help does not import rich)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+command = functools.partial(app.command, cls=usage.PlainCommand)
 
 _options = {"debug": False}
 _logging: dict[str, Any] = {"verbose": 0, "format": "text"}
@@ -45,13 +50,27 @@ def _global_options(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     verbose: Annotated[
-        int, typer.Option("-v", "--verbose", count=True, help="Log to stderr: -v steps (INFO), -vv calls (DEBUG).")
+        int, typer.Option("-v", "--verbose", count=True, show_default=False,
+                          help="Log to stderr: -v steps (INFO), -vv calls (DEBUG).")
     ] = 0,
     log_format: Annotated[
-        LogFormat, typer.Option("--log-format", help="Logs as text, or one JSON object per line (no progress).")
+        LogFormat, typer.Option("--log-format", metavar="FORMAT",
+                                help="Logs as text (the default), or json: one JSON object per line (no progress).")
     ] = LogFormat.text,
 ) -> None:
-    """Run, check and draw agentfsm machines. Exit codes: 0 ok, 1 run failed, 2 bad input, 3 paused."""
+    """Declarative YAML state machines for LLM agents: run, check and draw them; read and act on stored runs.
+
+    Global options go before the command: agentfsm --debug runs.
+
+    \b
+    Exit codes:
+      0    success
+      1    the run failed (a fail state or an unhandled error)
+      2    bad input or usage
+      3    the run is paused: it waits for an event or a timer
+      70   an internal error (a bug in agentfsm: rerun with --debug)
+      130  interrupted by Ctrl-C; a run being advanced is paused (agentfsm resume RUN)
+    """
     _options["debug"] = debug
     _logging.update(verbose=verbose, format=log_format.value)
     from agentfsm.observability import logging as logs  # here, not at the top: `--help` stays fast
@@ -84,9 +103,9 @@ def _quiet(quiet: bool) -> bool:
     return quiet or _logging["format"] == "json"
 
 
-@app.command()
+@command()
 def run(
-    file: Annotated[Path, typer.Argument(help="The machine file (YAML).", show_default=False)],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)],
     input_pairs: Annotated[
         list[str] | None,
         typer.Option("-i", "--input", metavar="KEY=VALUE", help="An input; the value is JSON when it parses."),
@@ -115,9 +134,9 @@ def run(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Machine files to check.", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Machine files to check.", show_default=False)],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list of {file, line, column, severity, code, message}.")
     ] = False,
@@ -130,11 +149,12 @@ def validate(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def diagram(
-    file: Annotated[Path, typer.Argument(help="The machine file (YAML).", show_default=False)],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)],
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write to this file; a .md file gets a mermaid block.")
+        Path | None, typer.Option("-o", "--output", metavar="FILE",
+                                  help="Write to this file; a .md file gets a mermaid block.")
     ] = None,
 ) -> None:
     """Print the machine as a Mermaid stateDiagram-v2 (made locally)."""
@@ -145,7 +165,7 @@ def diagram(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def schema() -> None:
     """Print the JSON Schema of the machine language."""
     from agentfsm.cli.commands import guarded, schema_command
@@ -155,7 +175,7 @@ def schema() -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def resume(
     run_id: RunArgument,
     machine: Annotated[
@@ -179,10 +199,10 @@ def resume(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def send(
     run_id: RunArgument,
-    event: Annotated[str, typer.Argument(help="The event's name.", show_default=False)],
+    event: Annotated[str, typer.Argument(metavar="EVENT", help="The event's name.", show_default=False)],
     data: Annotated[str | None, typer.Option("--data", metavar="JSON", help="The event's data, as JSON.")] = None,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Only record the event.")] = False,
     as_json: RunJsonOption = False,
@@ -200,11 +220,14 @@ def send(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def runs(
-    status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
-    machine: Annotated[str | None, typer.Option("--machine", help="Only runs of this machine (its name).")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs, newest first.")] = 20,
+    status: Annotated[str | None, typer.Option("--status", metavar="STATUS", help="Only runs with this status.")
+                      ] = None,
+    machine: Annotated[str | None, typer.Option("--machine", metavar="NAME",
+                                                help="Only runs of this machine (its name).")] = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="At most this many runs, newest first.")
+                     ] = 20,
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
@@ -217,10 +240,11 @@ def runs(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def history(
     run_id: RunArgument,
-    branch: Annotated[str | None, typer.Option("--branch", help="Read this branch (default: the head).")] = None,
+    branch: Annotated[str | None, typer.Option("--branch", metavar="NAME",
+                                               help="Read this branch (default: the head).")] = None,
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
@@ -233,7 +257,7 @@ def history(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def checkpoints(run_id: RunArgument, as_json: JsonOption = False, store: StoreOption = None) -> None:
     """List a run's named checkpoints."""
     from agentfsm.cli.commands import guarded
@@ -244,10 +268,10 @@ def checkpoints(run_id: RunArgument, as_json: JsonOption = False, store: StoreOp
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def checkpoint(
     run_id: RunArgument,
-    name: Annotated[str, typer.Argument(help="The checkpoint's name.", show_default=False)],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The checkpoint's name.", show_default=False)],
     store: StoreOption = None,
 ) -> None:
     """Name the run's current point (just before its next step)."""
@@ -259,14 +283,15 @@ def checkpoint(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def rollback(
     run_id: RunArgument,
     to: Annotated[str, typer.Option(
         "--to", metavar="TARGET",
         help="A checkpoint name, a step number, state:NAME (its latest visit), start; BRANCH@TARGET on another branch.",
     )],
-    branch: Annotated[str | None, typer.Option("--branch", help="Name the new branch (default: rollback-N).")] = None,
+    branch: Annotated[str | None, typer.Option("--branch", metavar="NAME",
+                                               help="Name the new branch (default: rollback-N).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run from there at once.")] = False,
     as_json: RunJsonOption = False,
     quiet: QuietOption = False,
@@ -283,7 +308,7 @@ def rollback(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def diff(
     run_id: RunArgument,
     a: Annotated[str, typer.Argument(
@@ -302,7 +327,7 @@ def diff(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def cancel(run_id: RunArgument, store: StoreOption = None) -> None:
     """Stop a run for good (a process advancing it stops at its next step)."""
     from agentfsm.cli.commands import guarded
@@ -313,13 +338,14 @@ def cancel(run_id: RunArgument, store: StoreOption = None) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def prune(
     older_than: Annotated[str | None, typer.Option("--older-than", metavar="DURATION",
-                                                   help="Runs not updated for this long (30d, 12h).")] = None,
+                                                   help="Runs not updated for this long (30d, 12h; 0: any age).")] = None,
     keep_last: Annotated[int | None, typer.Option("--keep-last", metavar="N", help="Keep the newest N.")] = None,
     status: Annotated[list[str] | None, typer.Option(
-        "--status", help="Only runs with this status (repeatable; default: succeeded, failed, cancelled).")] = None,
+        "--status", metavar="STATUS",
+        help="Only runs with this status (repeatable; default: succeeded, failed, cancelled).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
@@ -334,7 +360,7 @@ def prune(
     raise typer.Exit(code)
 
 
-@app.command()
+@command()
 def worker(
     once: Annotated[bool, typer.Option("--once", help="One pass over the store, then exit.")] = False,
     interval: Annotated[float, typer.Option("--interval", metavar="SECONDS", help="Time between passes.")] = 1.0,
@@ -352,4 +378,4 @@ def worker(
 
 
 def main() -> None:
-    app()
+    sys.exit(usage.run(app))

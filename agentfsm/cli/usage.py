@@ -1,0 +1,110 @@
+"""How `agentfsm` shows its usage: plain help (`RUN EVENT`, `--limit N`, flags bare) and usage errors as one line.
+
+Only typer is imported here: `agentfsm --help` and `validate` stay fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+import typer
+from typer.core import TyperArgument, TyperCommand, TyperGroup
+
+from agentfsm.cli import exit_codes
+
+
+def _argument_name(param: Any) -> str:
+    """`RUN`, `FILE...`: the argument's metavar, as classic CLI help writes it (typer 0.29 writes `{RUN}`)."""
+    name = param.metavar or param.name.upper()
+    return f"{name}..." if param.nargs != 1 else name
+
+
+class PlainCommand(TyperCommand):
+    """A command whose help reads like usual CLI help: `agentfsm send [OPTIONS] RUN EVENT`, arguments listed
+    without a type (`RUN`, not `RUN <str>`). Options keep click's plain records: their metavar (`--limit N`, set
+    in app.py), nothing after a flag."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = _argument_name(param)
+                pieces.append(name if param.required else f"[{name}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        params = [param for param in self.get_params(ctx) if not param.hidden]
+        arguments = [(_argument_name(p), p.help or "") for p in params if isinstance(p, TyperArgument)]
+        records = [p.get_help_record(ctx) for p in params if not isinstance(p, TyperArgument)]
+        options = [record for record in records if record is not None]
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        if options:
+            with formatter.section("Options"):
+                formatter.write_dl(options)
+
+
+class PlainGroup(TyperGroup):
+    """The top-level help: each command with the whole first sentence of its help (click would cut it at ~60
+    characters with `...`)."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            found = self.get_command(ctx, name)
+            if found is not None and not found.hidden:
+                rows.append((name, found.get_short_help_str(limit=1_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _click_exceptions() -> ModuleType:
+    """typer 0.29+ carries its own copy of click (`typer._click`); older versions use click itself."""
+    try:
+        from typer._click import exceptions
+    except ImportError:  # typer < 0.29
+        from click import exceptions  # type: ignore[no-redef]
+    return exceptions
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _command_path(group: Any, args: list[str] | None) -> str:
+    """`agentfsm CMD` for an error click raised without its context (`run FILE -i` with no value): the first
+    argument naming a command."""
+    commands = getattr(group, "commands", {})
+    named = next((arg for arg in (sys.argv[1:] if args is None else args) if arg in commands), None)
+    return "agentfsm" if named is None else f"agentfsm {named}"
+
+
+def run(app: typer.Typer, args: list[str] | None = None) -> int:
+    """Run the app and return its exit code. Usage errors (an unknown option, a missing argument, a bad value)
+    print one line, `error: MESSAGE (see: agentfsm CMD --help)`, and exit 2, instead of click's usage block."""
+    errors = _click_exceptions()
+    command = typer.main.get_command(app)
+    try:
+        # standalone_mode=False: click raises its errors instead of printing them; typer.Exit(code) and --help
+        # come back as the return value
+        code = command.main(args, prog_name="agentfsm", standalone_mode=False)
+    except getattr(errors, "NoArgsIsHelpError", ()) as exc:  # `agentfsm` alone: its help (click 8.2+)
+        typer.echo(exc.ctx.get_help())
+        return exit_codes.BAD_INPUT
+    except errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else _command_path(command, args)
+        typer.echo(f"error: {_one_line(exc.format_message())} (see: {where} --help)", err=True)
+        return exit_codes.BAD_INPUT
+    except errors.ClickException as exc:  # not raised by our options today; still one line
+        typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
+        return exit_codes.BAD_INPUT
+    except typer.Abort:  # click's Ctrl-C or end of input at a prompt: agentfsm has no prompt, but no traceback
+        typer.echo("interrupted", err=True)
+        return exit_codes.INTERRUPTED
+    return code if isinstance(code, int) else exit_codes.SUCCESS
