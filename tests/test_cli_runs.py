@@ -39,7 +39,7 @@ _ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "PYTHONIOENCODING": "ut
 _ENV.pop("FORCE_COLOR", None)
 _ENV.pop("AGENTFSM_STORE", None)  # every command names its store, or the test says where it goes
 
-RUN_LINE = re.compile(r"^run ([0-9a-z]{16})$")
+RUN_LINE = re.compile(r"^run ([0-9a-z]{16})  (\S+)$")  # `run ID  MACHINE`, the first line of the progress
 WAIT_TIMER = """\
 agentfsm: 1
 name: timer
@@ -101,10 +101,11 @@ def dump(path: Path) -> str:
 
 
 def started(result: subprocess.CompletedProcess[str]) -> str:
-    """The run id that `run` names on the first line of stderr."""
+    """The run id that `run` names on the first line of stderr, once."""
     first = result.stderr.splitlines()[0] if result.stderr else ""
     found = RUN_LINE.match(first)
     assert found, show(result)
+    assert [line for line in result.stderr.splitlines() if RUN_LINE.match(line)] == [first], show(result)
     return found.group(1)
 
 
@@ -188,8 +189,8 @@ def test_json_of_run_resume_and_send_have_the_same_keys(tmp_path: Path) -> None:
     recorded = cli("send", run_id, "approved", "--data", '{"comment": "ok"}', "--no-resume", store=store)
     assert recorded.returncode == 0, show(recorded)
     assert recorded.stdout == ""
-    assert f"event 'approved' recorded for run {run_id}" in recorded.stderr
-    assert f"agentfsm resume {run_id}" in recorded.stderr
+    assert recorded.stderr == (f"event 'approved' recorded for run {run_id}; it continues with: "
+                               f"agentfsm resume {run_id} --store {store} (or a worker)\n"), show(recorded)
     assert runs_json(store)[0]["status"] == "waiting"  # recorded, not taken yet
 
     resumed = cli("resume", run_id, "--json", "-q", store=store)
@@ -226,6 +227,44 @@ def test_json_of_run_resume_and_send_have_the_same_keys(tmp_path: Path) -> None:
                                                                            ["review#2", "main", "4"]]
     listed = json.loads(cli("checkpoints", run_id, "--json", store=store).stdout)
     assert [(c["name"], c["branch"], c["step"]) for c in listed] == [("review", "main", 2), ("review#2", "main", 4)]
+
+
+def test_run_names_its_run_once_it_is_recorded(tmp_path: Path) -> None:
+    result = cli("run", HELLO, store=tmp_path / "runs.db")
+    assert result.returncode == 0, show(result)
+    run_id = started(result)
+    assert RUN_LINE.match(result.stderr.splitlines()[0]).group(2) == "hello"  # type: ignore[union-attr]
+    assert [line for line in result.stderr.splitlines() if run_id in line] == [f"run {run_id}  hello"], show(result)
+    assert [r["run_id"] for r in runs_json(tmp_path / "runs.db")] == [run_id]
+
+
+def test_a_run_the_store_refuses_shows_no_run_id(tmp_path: Path) -> None:
+    """The id is printed once the store recorded the run: a locked store leaves nothing to name."""
+    store = tmp_path / "runs.db"
+    seed(store, HELLO)
+    before = dump(store)
+    db = sqlite3.connect(store, isolation_level=None)
+    try:
+        db.execute("BEGIN EXCLUSIVE")
+        db.execute("UPDATE meta SET value = value")
+        result = cli("run", HELLO, "--store", f"sqlite:///{store}?timeout=0.2")
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    line = one_error_line(result)  # the error alone: no `run ID` before it
+    assert "locked" in line, show(result)
+    assert dump(store) == before
+
+
+def test_send_no_resume_json_says_the_event_was_recorded(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    run_id = seed(store, APPROVAL)
+    result = cli("send", run_id[:8], "approved", "--no-resume", "--json", store=store)
+    assert result.returncode == 0, show(result)
+    assert result.stderr == ""
+    assert json.loads(result.stdout) == {"run_id": run_id, "event": "approved", "status": "waiting", "recorded": True}
+    assert len(result.stdout.splitlines()) == 1
+    assert cli("resume", run_id, "-q", store=store).returncode == 0  # the recorded event is taken
 
 
 def test_runs_filters_and_cancel_refuses_later_events(tmp_path: Path) -> None:

@@ -8,18 +8,21 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from agentfsm.bindings.imports import BindingError
 from agentfsm.cli import exit_codes
-from agentfsm.cli.outcome import finish, say_error
+from agentfsm.cli.outcome import finish, interrupted, say_error
 from agentfsm.runtime.machine import MachineDefinitionError
 from agentfsm.spec.inputs import InputError, parse_cli_input
 from agentfsm.spec.loader import load_spec, validate_file
 from agentfsm.spec.problems import MachineFileError, Problem
 from agentfsm.spec.yamlsource import load_yaml_file
+
+if TYPE_CHECKING:
+    from agentfsm.store.base import RunRow
 
 
 def _store_error() -> type[Exception]:
@@ -45,14 +48,35 @@ def guarded(debug: bool) -> Iterator[None]:
             traceback.print_exc()
         say_error(str(exc))
         raise typer.Exit(exit_codes.BAD_INPUT) from None
-    except KeyboardInterrupt:
-        say_error("interrupted")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before a run started (commands that advance runs say more: `interruptible`)
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(exit_codes.INTERRUPTED) from None
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
         if debug:
             traceback.print_exc()
         say_error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         raise typer.Exit(exit_codes.INTERNAL_ERROR) from None
+
+
+def _stored_run(store: str | None, run_id: str) -> RunRow | None:
+    """The run as the store has it, read afresh; None when it is not there (or the store cannot be read)."""
+    from agentfsm.cli.run_commands import opened  # never creates a store: Ctrl-C may come before `run` made it
+
+    try:
+        with opened(store) as runs:
+            return runs.get(run_id)
+    except Exception:  # noqa: BLE001 - only an explanation depends on it; the exit code is 130 anyway
+        return None
+
+
+@contextmanager
+def interruptible(store: str | None, run_id: str, *, as_json: bool) -> Iterator[None]:
+    """Ctrl-C while a command advances a run: the history layer leaves the run `paused` at its last recorded
+    step; say so, and how to continue, instead of a bare `interrupted` (exit 130 either way)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise typer.Exit(interrupted(_stored_run(store, run_id), as_json=as_json, store_option=store)) from None
 
 
 def read_inputs_file(path: Path) -> dict[str, Any]:
@@ -95,16 +119,43 @@ def progress_hooks(machine_name: str, *, quiet: bool, log_steps: bool, stream: b
     return hooks
 
 
+@contextmanager
+def progress_stopped_on_interrupt(hooks: list[object]) -> Iterator[None]:
+    """A run cancelled by Ctrl-C gets no `on_run_end`, so the live progress line (a terminal's spinner) would
+    keep running under the message that explains the interruption: stop it first."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        for hook in hooks:
+            status = getattr(hook, "status", None)  # ProgressReporter's live line, while a run is shown
+            if status is not None:
+                status.stop()
+                hook.status = None  # type: ignore[attr-defined]
+        raise
+
+
 def run_command(
     file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], *, as_json: bool,
     quiet: bool, log_steps: bool = False, stream: bool = True, store: str | None = None,
 ) -> int:
-    """`log_steps` adds the LoggingHook (`-v`); progress is off when `quiet` (which `--log-format json` implies)."""
+    """`log_steps` adds the LoggingHook (`-v`); progress is off when `quiet` (which `--log-format json` implies).
+
+    The run id is shown by the progress's first line, `run ID  MACHINE`, printed when the run starts: after the
+    store recorded it, so a run refused by the store (locked, damaged) never shows an id."""
+    from agentfsm.runtime.ids import new_run_id
+
+    run_id = new_run_id()
+    with interruptible(store, run_id, as_json=as_json):
+        return _start(file, input_pairs, inputs_file, llm_options, run_id, as_json=as_json, quiet=quiet,
+                      log_steps=log_steps, stream=stream, store=store)
+
+
+def _start(file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], run_id: str, *,
+           as_json: bool, quiet: bool, log_steps: bool, stream: bool, store: str | None) -> int:
     import asyncio
 
     from agentfsm.api import load_machine
     from agentfsm.history import Runs
-    from agentfsm.runtime.ids import new_run_id
     from agentfsm.spec.overrides import parse_llm_options
 
     overrides = parse_llm_options(llm_options)
@@ -120,10 +171,8 @@ def run_command(
     hooks = progress_hooks(machine.name, quiet=quiet, log_steps=log_steps, stream=stream, warnings=loaded.warnings)
     runs = Runs(store)
     try:
-        run_id = new_run_id()
-        if not quiet:
-            typer.echo(f"run {run_id}", err=True)
-        result = asyncio.run(runs.start(machine, given, llms=overrides, hooks=hooks, run_id=run_id))
+        with progress_stopped_on_interrupt(hooks):
+            result = asyncio.run(runs.start(machine, given, llms=overrides, hooks=hooks, run_id=run_id))
     finally:
         runs.close()
     return finish(result, as_json=as_json, store_option=store)

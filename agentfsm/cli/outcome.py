@@ -14,6 +14,7 @@ from agentfsm.cli import exit_codes
 
 if TYPE_CHECKING:
     from agentfsm.runtime.loop import RunResult
+    from agentfsm.store.base import RunRow
 
 
 def say_error(message: str) -> None:
@@ -93,3 +94,23 @@ def _explain_waiting(result: RunResult, store_option: str | None) -> None:
     first = shlex.quote(events[0]) if events else "EVENT"
     typer.echo(f"continue with: agentfsm send {result.run_id} {first} --data '{{...}}'{store_hint(store_option)}",
                err=True)
+
+
+def interrupted(run: RunRow | None, *, as_json: bool, store_option: str | None) -> int:
+    """Ctrl-C stopped `run`, `resume` or `send`: say where the run was left and how to continue; exit 130.
+
+    `run` is the run as the store has it now (None when nothing was recorded). With `--json`, stdout still holds
+    one object with the keys of `result_json`, so a script reading it gets JSON."""
+    if as_json:
+        print_json({"run_id": None if run is None else run.id, "status": None if run is None else run.status,
+                    "output": None, "context": None, "steps": 0 if run is None else run.steps,
+                    "error": {"type": "interrupted", "message": "interrupted (Ctrl-C)"}, "usage": None,
+                    "waiting": None if run is None or run.status != "waiting" else run.waiting})
+    elif run is None:
+        typer.echo("interrupted: nothing was recorded", err=True)
+    elif run.status == "paused":
+        typer.echo(f"interrupted: run {run.id} is paused; "
+                   f"continue with: agentfsm resume {run.id}{store_hint(store_option)}", err=True)
+    else:  # stopped before it was taken up (a waiting run stays waiting), or after it ended
+        typer.echo(f"interrupted: run {run.id} is {run.status}", err=True)
+    return exit_codes.INTERRUPTED

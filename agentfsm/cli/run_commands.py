@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from agentfsm.cli import exit_codes
-from agentfsm.cli.commands import progress_hooks
+from agentfsm.cli.commands import interruptible, progress_hooks, progress_stopped_on_interrupt
 from agentfsm.cli.outcome import finish, print_json, store_hint, when
 from agentfsm.history import Runs
 from agentfsm.runtime.loop import RunResult
@@ -130,14 +130,17 @@ def checkpoint_command(store: str | None, run_id: str, name: str) -> int:
 Drive = Callable[[Runs], Any]
 
 
-def _drive(store: str | None, drive: Drive, *, as_json: bool, quiet: bool, log_steps: bool,
+def _drive(store: str | None, run_id: str, drive: Drive, *, as_json: bool, quiet: bool, log_steps: bool,
            stream: bool) -> int:
-    """Advance a stored run (resume, send, rollback --resume) and end like `run` does."""
-    with opened(store) as runs:
-        hooks_for = lambda name: progress_hooks(name, quiet=quiet, log_steps=log_steps, stream=stream)  # noqa: E731
-        result: RunResult | None = asyncio.run(drive(runs)(hooks_for))
-    if result is None:
-        return exit_codes.SUCCESS
+    """Advance a stored run (resume, send, rollback --resume) and end like `run` does (Ctrl-C included)."""
+    hooks: list[object] = []
+
+    def hooks_for(machine_name: str) -> list[object]:
+        hooks.extend(progress_hooks(machine_name, quiet=quiet, log_steps=log_steps, stream=stream))
+        return hooks
+
+    with interruptible(store, run_id, as_json=as_json), opened(store) as runs, progress_stopped_on_interrupt(hooks):
+        result: RunResult = asyncio.run(drive(runs)(hooks_for))
     return finish(result, as_json=as_json, store_option=store)
 
 
@@ -153,7 +156,7 @@ def resume_command(store: str | None, run_id: str, *, machine_file: Path | None,
             return await runs.resume(run.id, machine=machine_file, llms=overrides, hooks=hooks_for(run.machine))
         return go
 
-    return _drive(store, drive, as_json=as_json, quiet=quiet, log_steps=log_steps, stream=stream)
+    return _drive(store, run_id, drive, as_json=as_json, quiet=quiet, log_steps=log_steps, stream=stream)
 
 
 def parse_event_data(text: str | None) -> Any:
@@ -168,18 +171,32 @@ def parse_event_data(text: str | None) -> Any:
 def send_command(store: str | None, run_id: str, event: str, data_text: str | None, *, resume: bool,
                  as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
     data = parse_event_data(data_text)  # refused before the store is touched
+    if not resume:
+        return _record_event(store, run_id, event, data, as_json=as_json)
 
     def drive(runs: Runs) -> Any:
-        async def go(hooks_for: Callable[[str], list[object]]) -> RunResult | None:
+        async def go(hooks_for: Callable[[str], list[object]]) -> RunResult:
             run = runs.get(run_id)
-            result = await runs.send(run.id, event, data, resume=resume, hooks=hooks_for(run.machine))
-            if result is None:
-                typer.echo(f"event '{event}' recorded for run {run.id}; "
-                           f"it continues with: agentfsm resume {run.id} (or a worker)", err=True)
+            result = await runs.send(run.id, event, data, hooks=hooks_for(run.machine))
+            assert result is not None  # send(resume=True) advances the run
             return result
         return go
 
-    return _drive(store, drive, as_json=as_json, quiet=quiet, log_steps=log_steps, stream=stream)
+    return _drive(store, run_id, drive, as_json=as_json, quiet=quiet, log_steps=log_steps, stream=stream)
+
+
+def _record_event(store: str | None, run_id: str, event: str, data: Any, *, as_json: bool) -> int:
+    """`send --no-resume`: the event is stored for the run; a later `resume` (or a worker) acts on it."""
+    with opened(store) as runs:
+        run = runs.get(run_id)
+        asyncio.run(runs.send(run.id, event, data, resume=False))
+        status = runs.get(run.id).status
+    if as_json:
+        print_json({"run_id": run.id, "event": event, "status": status, "recorded": True})
+    else:
+        typer.echo(f"event '{event}' recorded for run {run.id}; "
+                   f"it continues with: agentfsm resume {run.id}{store_hint(store)} (or a worker)", err=True)
+    return exit_codes.SUCCESS
 
 
 def rollback_command(store: str | None, run_id: str, target: str, *, branch: str | None, resume: bool,
