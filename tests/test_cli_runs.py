@@ -326,6 +326,48 @@ def test_a_due_timer_is_taken_by_the_worker_and_by_resume(tmp_path: Path) -> Non
             ("start", "done", "wait"), ("wait", "timeout", "late"), ("late", "done", None)]
 
 
+FRAGILE = """\
+agentfsm: 1
+name: fragile
+tools:
+  shout: {python: "fragile_tools:shout"}
+initial: wait
+states:
+  wait:
+    type: wait
+    event: go
+    transitions:
+      - {event: go, to: act}
+  act:
+    type: tool
+    tool: shout
+    args: {text: hi}
+    save: said
+    next: done
+  done:
+    type: final
+    output: "{{ said }}"
+"""
+
+
+def test_a_run_the_worker_cannot_resume_is_reported_once(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    (tmp_path / "fragile.yaml").write_text(FRAGILE, encoding="utf-8")
+    tools = tmp_path / "fragile_tools.py"
+    tools.write_text("def shout(text):\n    return text.upper()\n", encoding="utf-8")
+    run_id = start_json(store, tmp_path / "fragile.yaml")["run_id"]
+    assert cli("send", run_id, "go", "--no-resume", store=store, cwd=tmp_path).returncode == 0
+    tools.unlink()  # the run's tool can no longer be imported
+    shutil.rmtree(tmp_path / "__pycache__", ignore_errors=True)
+
+    worked = cli("worker", "--once", store=store, cwd=tmp_path)
+    no_traceback(worked)
+    assert worked.returncode == 1, show(worked)
+    about = [line for line in worked.stderr.splitlines() if run_id in line]
+    assert len(about) == 1 and "fragile_tools" in about[0], show(worked)
+    assert worked.stderr.splitlines() == about, show(worked)
+
+
 def test_an_early_resume_keeps_the_timer(tmp_path: Path) -> None:
     """Resuming before the timer is due waits again, for what is left of the same timer."""
     store = tmp_path / "runs.db"

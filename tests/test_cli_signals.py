@@ -156,3 +156,19 @@ def test_ctrl_c_with_json_still_prints_one_object(tmp_path: Path, gate: Path) ->
     assert set(document) == {"run_id", "status", "output", "context", "steps", "error", "usage", "waiting"}
     assert (document["run_id"], document["status"], document["steps"]) == (run_id, "paused", 2)
     assert document["error"]["type"] == "interrupted"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_worker_cleanly(tmp_path: Path, signum: signal.Signals) -> None:
+    store = tmp_path / "runs.db"
+    worker = Started(["worker", "--interval", "0.1", "--store", store], environment())
+    try:
+        worker.wait_for("Ctrl-C or SIGTERM stops it")  # printed once the worker listens for them
+        worker.process.send_signal(signum)
+        code, out, err = worker.finish()
+    finally:
+        worker.stop()
+    assert code == 0, err
+    assert out == ""
+    assert "Traceback" not in err and "error" not in err, err
+    assert err.splitlines()[-1] == "worker stopped", err

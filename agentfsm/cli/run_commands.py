@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -272,6 +272,10 @@ def prune_command(store: str | None, *, older_than: str | None, keep_last: int |
 
 
 def worker_command(store: str | None, *, once: bool, interval: float, concurrency: int, quiet: bool) -> int:
+    """Ctrl-C or SIGTERM (the documented way to stop a worker) ends it cleanly: `worker stopped`, exit 0.
+
+    A run that could not be resumed is reported once, by the history layer's warning (which says why); with
+    `--once` such a run makes the exit code 1."""
     from agentfsm.history.worker import work, work_once
 
     def report(result: RunResult) -> None:
@@ -281,13 +285,55 @@ def worker_command(store: str | None, *, once: bool, interval: float, concurrenc
     if concurrency < 1 or interval <= 0:
         raise InputError("--concurrency must be 1 or more and --interval more than 0")
     with opened(store, create=True) as runs:
+        def announce() -> None:
+            if not quiet and not once:
+                typer.echo(f"worker on {runs.store.url}: every {interval:g}s, {concurrency} at a time "
+                           "(Ctrl-C or SIGTERM stops it)", err=True)
+
         if once:
-            done = asyncio.run(work_once(runs, concurrency=concurrency, on_result=report))
-            for run_id, why in done.failed.items():
-                typer.echo(f"run {run_id}: not resumed: {why}", err=True)
-            return exit_codes.RUN_FAILED if done.failed else exit_codes.SUCCESS
+            passing = work_once(runs, concurrency=concurrency, on_result=report)
+        else:
+            passing = work(runs, interval=interval, concurrency=concurrency, on_result=report)
+        try:
+            done = asyncio.run(_until_stopped(passing, announce))
+        except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were set, or where there are none (Windows)
+            done = None
+    if done is None:
         if not quiet:
-            typer.echo(f"worker on {runs.store.url}: every {interval:g}s, {concurrency} at a time (Ctrl-C stops)",
-                       err=True)
-        asyncio.run(work(runs, interval=interval, concurrency=concurrency, on_result=report))
-    return exit_codes.SUCCESS
+            typer.echo("worker stopped", err=True)
+        return exit_codes.SUCCESS
+    return exit_codes.RUN_FAILED if once and done.failed else exit_codes.SUCCESS
+
+
+async def _until_stopped(passing: Coroutine[Any, Any, Any], ready: Callable[[], None]) -> Any:
+    """Await `passing` (the worker's passes) until SIGINT or SIGTERM; then cancel it and return None.
+
+    Cancelling is what lets the history layer hand back the runs being advanced, so that the next worker
+    continues them at once instead of waiting for their leases to expire."""
+    import signal
+
+    task = asyncio.ensure_future(passing)
+    loop = asyncio.get_running_loop()
+    stopped: list[int] = []
+
+    def stop(signum: int) -> None:
+        stopped.append(signum)
+        task.cancel()
+
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop, signum)
+            handled.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows; a thread other than the main one
+            pass
+    ready()  # after the handlers: from here on a signal stops the worker cleanly
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not stopped:  # cancelled from outside, not by a signal: not ours to swallow
+            raise
+        return None
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
