@@ -500,7 +500,7 @@ def test_prune(tmp_path: Path) -> None:
     for run_id in finished[:2]:
         assert "no run" in one_error_line(cli("history", run_id, store=store))
 
-    older = cli("prune", "--older-than", "0s", "--json", store=store)
+    older = cli("prune", "--older-than", "0", "--json", store=store)  # a bare 0 needs no unit
     assert older.returncode == 0, show(older)
     assert [r["run_id"] for r in json.loads(older.stdout)["runs"]] == [finished[2]]
     assert [r["run_id"] for r in runs_json(store)] == [waiting]  # a waiting run is not pruned by default

@@ -254,8 +254,8 @@ def prune_command(store: str | None, *, older_than: str | None, keep_last: int |
         _check_status(status)
     seconds = None
     if older_than is not None:
-        try:
-            seconds = parse_duration(older_than)
+        try:  # a bare 0 needs no unit: every matching run, whatever its age
+            seconds = 0.0 if older_than.strip() == "0" else parse_duration(older_than)
         except ValueError as exc:
             raise InputError(f"--older-than: {exc}") from None
     if keep_last is not None and keep_last < 0:
