@@ -214,6 +214,7 @@ def test_json_of_run_resume_and_send_have_the_same_keys(tmp_path: Path) -> None:
     ]
     table = cli("history", run_id, store=store)
     assert table.returncode == 0, show(table)
+    assert table.stderr == f"run {run_id}, branch main\n"  # which branch the table shows
     rows = [line.split() for line in table.stdout.splitlines()]
     assert rows[0][:4] == ["step", "state", "event", "next"]
     assert [row[:4] for row in rows[1:]] == [
@@ -265,6 +266,45 @@ def test_send_no_resume_json_says_the_event_was_recorded(tmp_path: Path) -> None
     assert json.loads(result.stdout) == {"run_id": run_id, "event": "approved", "status": "waiting", "recorded": True}
     assert len(result.stdout.splitlines()) == 1
     assert cli("resume", run_id, "-q", store=store).returncode == 0  # the recorded event is taken
+
+
+def test_history_says_which_branch_and_when_there_are_no_steps(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    run_id = seed(store, APPROVAL)
+    assert cli("rollback", run_id, "--to", "start", store=store).returncode == 0
+    empty = cli("history", run_id, store=store)
+    assert empty.returncode == 0, show(empty)
+    assert empty.stdout == ""
+    assert empty.stderr == f"run {run_id}, branch rollback-1\nno steps\n"
+    assert history_json(store, run_id) == []
+    main = cli("history", run_id, "--branch", "main", store=store)
+    assert main.returncode == 0, show(main)
+    assert main.stderr == f"run {run_id}, branch main\n"
+    assert [line.split()[:2] for line in main.stdout.splitlines()] == [["step", "state"], ["1", "draft"]]
+
+
+def test_tables_keep_one_line_per_row_in_a_pipe(tmp_path: Path) -> None:
+    """Piped into grep (no terminal, 80 columns or fewer), a row is never wrapped nor padded at its end."""
+    store = tmp_path / "runs.db"
+    long_name = "a-machine-whose-name-is-much-longer-than-a-terminal-line-" * 3 + "end"
+    machine = tmp_path / "long.yaml"
+    machine.write_text(HELLO.read_text(encoding="utf-8").replace("name: hello", f"name: {long_name}"),
+                       encoding="utf-8")
+    run_id = seed(store, machine)
+    seed(store, HELLO)
+    env = {**_ENV, "COLUMNS": "40"}
+    for args in (["runs"], ["history", run_id], ["checkpoints", seed(store, APPROVAL)],
+                 ["prune", "--older-than", "0", "--dry-run"]):
+        result = cli(*args, store=store, env=env)
+        assert result.returncode == 0, show(result)
+        printed = result.stdout.splitlines()
+        assert len(printed) >= 2, show(result)
+        assert [line for line in printed if line != line.rstrip()] == [], show(result)
+        header = printed[0].split()
+        assert all(len(line.split()) >= len(header) - 1 for line in printed[1:]), show(result)  # no cut rows
+    listed = cli("runs", store=store, env=env).stdout.splitlines()
+    assert len(listed) == 4
+    assert [line.split()[:2] for line in listed if long_name in line] == [[run_id, long_name]]
 
 
 def test_runs_filters_and_cancel_refuses_later_events(tmp_path: Path) -> None:

@@ -43,16 +43,21 @@ def opened(store: str | None, *, create: bool = False) -> Iterator[Runs]:
         runs.close()
 
 
-def _table(columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _cell(text: str) -> str:
+    """One line per row, whatever a value holds (an error message with newlines), so `grep` sees whole rows."""
+    return " ".join(text.split("\n")).replace("\r", " ").replace("\t", " ")
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    Console(highlight=False, soft_wrap=True).print(table)
+
+def _table(columns: list[str], rows: list[list[str]]) -> None:
+    """Aligned columns two spaces apart, never wrapped nor padded at the end of a line: piped into grep, cut
+    or a file, a row stays one line however long its cells are."""
+    from rich.cells import cell_len  # the width a terminal gives a cell (wide CJK characters count 2)
+
+    lines = [columns, *([_cell(cell) for cell in row] for row in rows)]
+    widths = [max(cell_len(line[i]) for line in lines) for i in range(len(columns))]
+    for line in lines:
+        padded = [cell + " " * (width - cell_len(cell)) for cell, width in zip(line, widths, strict=True)]
+        typer.echo("  ".join(padded).rstrip())
 
 
 def _run_json(run: RunRow) -> dict[str, Any]:
@@ -93,9 +98,15 @@ def _runs_table(found: list[RunRow]) -> None:
 
 def history_command(store: str | None, run_id: str, *, branch: str | None, as_json: bool) -> int:
     with opened(store) as runs:
-        steps = runs.history(run_id, branch)
+        run = runs.get(run_id)
+        steps = runs.history(run.id, branch)
     if as_json:
         print_json([_step_json(row) for row in steps])
+        return exit_codes.SUCCESS
+    # on stderr, like the other notes: stdout stays the table alone
+    typer.echo(f"run {run.id}, branch {branch or run.head}", err=True)
+    if not steps:
+        typer.echo("no steps", err=True)
         return exit_codes.SUCCESS
     rows = []
     for row in steps:
