@@ -625,6 +625,7 @@ def test_validate_without_files_is_a_usage_error(validate_runs: dict[str, subpro
 def test_validate_json(validate_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     result = validate_runs["every-json"]
     assert result.returncode == 2, show(result)
+    assert len(result.stdout.splitlines()) == 1  # one line, like every --json
     document = json.loads(result.stdout)
     assert isinstance(document, list) and document
     for item in document:

@@ -461,6 +461,7 @@ def test_rollback_branches_and_diff(tmp_path: Path) -> None:
 
     diffed = cli("diff", run_id, "retry@start", "retry@head", "--json", store=store)
     assert diffed.returncode == 0, show(diffed)
+    assert len(diffed.stdout.splitlines()) == 1, show(diffed)  # one line, like every other --json
     found = json.loads(diffed.stdout)
     assert found["run_id"] == run_id
     assert (found["a"]["step"], found["a"]["state"], found["b"]["step"], found["b"]["state"]) == (1, "initial", 8,

@@ -183,7 +183,7 @@ def validate_command(files: list[Path], *, as_json: bool) -> int:
     for file in files:
         problems.extend(validate_file(file).problems)
     if as_json:
-        typer.echo(json.dumps([p.as_dict() for p in problems], ensure_ascii=False, indent=2))
+        typer.echo(json.dumps([p.as_dict() for p in problems], ensure_ascii=False))  # one line, as every --json
     else:
         for found in problems:
             typer.echo(str(found))

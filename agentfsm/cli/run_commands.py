@@ -230,7 +230,7 @@ def diff_command(store: str | None, run_id: str, a: str, b: str, *, as_json: boo
     with opened(store) as runs:
         found = runs.diff(run_id, a, b)
     if as_json:
-        print_json(found.to_json(), indent=2)
+        print_json(found.to_json())
         return exit_codes.SUCCESS
     for label, side in (("a", found.a), ("b", found.b)):
         typer.echo(f"{label}: {side['point']} = step {side['step']} of branch '{side['branch']}', "
