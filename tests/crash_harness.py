@@ -30,7 +30,8 @@ MACHINE = ROOT / "tests" / "machines" / "crash_course.yaml"
 TIMEOUT = 120.0
 """Seconds any one subprocess may take before it counts as hung (a failure, never a wall-clock assertion)."""
 
-RUN_LINE = re.compile(r"^run (?P<id>[0-9a-z]+)\s*$")
+RUN_LINE = re.compile(r"^run (?P<id>[0-9a-z]{16})  \S+$")
+"""The first line `run` prints (`run ID  MACHINE`, once the run is recorded)."""
 
 # The outcomes of a kill point, by where the SIGKILL landed.
 BEFORE_START = "killed before the start"
@@ -330,7 +331,10 @@ def _run_point(point: KillPoint, reference: Reference, workdir: Path, outcome: O
     url = store_url(store)
     first = spawn_and_kill(["run", MACHINE, "--json", "--store", url], delay=point.delay, anchor=point.anchor)
     outcome.transcript.append(first.show())
-    printed = RUN_LINE.match(first.stderr.splitlines()[0]) if first.stderr.strip() else None
+    complete = first.stderr.split("\n")[:-1]  # lines the process finished writing before it was killed
+    printed = RUN_LINE.match(complete[0]) if complete else None
+    if complete and printed is None:
+        outcome.problems.append(f"the first line of stderr does not name the run: {complete[0]!r}")
     if not first.killed and first.returncode != 0:
         outcome.problems.append(f"the run ended by itself with exit {first.returncode}")
         return
