@@ -488,6 +488,39 @@ def test_rollback_branches_and_diff(tmp_path: Path) -> None:
     ]
 
 
+def test_diff_of_branches_that_parted_shows_both_ways_from_the_fork(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    run_id = seed(store, APPROVAL)  # main: draft, then waits at review
+    assert cli("send", run_id, "approved", "-q", store=store).returncode == 0  # main: review, published
+    assert cli("rollback", run_id, "--to", "review", "--branch", "no", store=store).returncode == 0
+    assert cli("resume", run_id, "-q", store=store).returncode == 3
+    assert cli("send", run_id, "rejected", "--data", '{"comment": "x"}', "-q", store=store).returncode == 3
+    text = cli("diff", run_id, "main@head", "no@head", store=store)
+    assert text.returncode == 0, show(text)
+    assert text.stdout.splitlines()[-7:] == [
+        "a and b part after step 1 of branch 'main'",
+        "undone (from there to a):",
+        "  main@2: review --approved--> published",
+        "  main@3: published --done--> (end)",
+        "taken (from there to b):",
+        "  no@2: review --rejected--> revise",
+        "  no@3: revise --done--> review",
+    ]
+    found = json.loads(cli("diff", run_id, "main@head", "no@head", "--json", store=store).stdout)
+    assert found["fork"] == {"branch": "main", "step": 2}
+    assert [(t["branch"], t["step"]) for t in found["undone"]] == [("main", 2), ("main", 3)]
+
+
+def test_reading_commands_refuse_an_empty_store_file_and_leave_it_empty(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    store.write_bytes(b"")
+    for command in (["runs"], ["history", "abcd"], ["checkpoints", "abcd"]):
+        result = cli(*command, store=store)
+        assert result.returncode == 2, show(result)
+        assert result.stderr == f"error: {store} is not an agentfsm store (the file is empty)\n", show(result)
+    assert store.read_bytes() == b"" and sorted(p.name for p in tmp_path.iterdir()) == ["runs.db"]
+
+
 def test_rollback_to_checkpoints(tmp_path: Path) -> None:
     store = tmp_path / "runs.db"
     run_id = seed(store, APPROVAL)
@@ -753,3 +786,26 @@ def test_the_default_store_is_under_the_working_directory(tmp_path: Path) -> Non
     line = one_error_line(cli("runs", cwd=elsewhere))
     assert "no store at" in line and "the default store" in line
     assert not (elsewhere / ".agentfsm").exists()
+
+
+def test_a_send_or_rollback_that_cannot_go_on_changes_nothing(tmp_path: Path) -> None:
+    """The run's Python state no longer imports: `send` and `rollback --resume` fail before they write."""
+    (tmp_path / "held_work.py").write_text("from agentfsm import State\n\nclass Work(State):\n    pass\n")
+    machine = tmp_path / "hold.yaml"
+    machine.write_text(
+        "agentfsm: 1\nname: hold\ninitial: hold\nstates:\n"
+        "  hold: {type: wait, event: go, next: work}\n"
+        "  work: {type: python, call: 'held_work:Work', next: done}\n"
+        "  done: {type: final, output: ok}\n"
+    )
+    store = tmp_path / "runs.db"
+    started = cli("run", machine, "-q", store=store)
+    assert started.returncode == 3, show(started)
+    run_id = runs_json(store)[0]["run_id"]
+    (tmp_path / "held_work.py").unlink()
+    before = dump(store)
+    for command in (["send", run_id, "go"], ["rollback", run_id, "--to", "start", "--resume"]):
+        refused = cli(*command, store=store)
+        assert refused.returncode == 2, show(refused)
+        assert len(refused.stderr.splitlines()) == 1 and "held_work" in refused.stderr, show(refused)
+        assert dump(store) == before

@@ -15,6 +15,7 @@ from agentfsm.cli import exit_codes
 from agentfsm.cli.commands import interruptible, progress_hooks, progress_stopped_on_interrupt
 from agentfsm.cli.outcome import finish, print_json, store_hint, when
 from agentfsm.history import Runs
+from agentfsm.history.runs import Rollback
 from agentfsm.runtime.loop import RunResult
 from agentfsm.spec.durations import parse_duration
 from agentfsm.spec.inputs import InputError
@@ -36,7 +37,10 @@ def _existing(store: str | None) -> str:
 
 @contextmanager
 def opened(store: str | None, *, create: bool = False) -> Iterator[Runs]:
-    runs = Runs(store if create else _existing(store))
+    from agentfsm.store import open_store
+
+    # an empty file is refused too: a store truncated to nothing is not quietly made a new one
+    runs = Runs(store if create else open_store(_existing(store), create=False))
     try:
         yield runs
     finally:
@@ -212,18 +216,36 @@ def _record_event(store: str | None, run_id: str, event: str, data: Any, *, as_j
 
 def rollback_command(store: str | None, run_id: str, target: str, *, branch: str | None, resume: bool,
                      as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
+    if resume:
+        return _rollback_and_resume(store, run_id, target, branch=branch, as_json=as_json, quiet=quiet,
+                                    log_steps=log_steps, stream=stream)
     with opened(store) as runs:
         made = runs.rollback(run_id, target, branch=branch)
+    _say_rolled_back(made)
+    if as_json:
+        print_json({"run_id": made.run_id, "branch": made.branch, "step": made.point, "state": made.state})
+    else:
+        typer.echo(f"continue with: agentfsm resume {made.run_id}{store_hint(store)}", err=True)
+    return exit_codes.SUCCESS
+
+
+def _say_rolled_back(made: Rollback) -> None:
     typer.echo(f"run {made.run_id}: branch '{made.branch}' starts at step {made.point} (state '{made.state}') "
                "and is now the head", err=True)
-    if not resume:
-        if as_json:
-            print_json({"run_id": made.run_id, "branch": made.branch, "step": made.point, "state": made.state})
-        else:
-            typer.echo(f"continue with: agentfsm resume {made.run_id}{store_hint(store)}", err=True)
-        return exit_codes.SUCCESS
-    return resume_command(store, made.run_id, machine_file=None, llm_options=[], as_json=as_json, quiet=quiet,
-                          log_steps=log_steps, stream=stream)
+
+
+def _rollback_and_resume(store: str | None, run_id: str, target: str, *, branch: str | None, as_json: bool,
+                         quiet: bool, log_steps: bool, stream: bool) -> int:
+    def drive(runs: Runs) -> Any:
+        async def go(hooks_for: Callable[[str], list[object]]) -> RunResult:
+            run = runs.get(run_id)
+            machine = runs.machine(run.id)  # a run that could not go on is refused before the branch is made
+            made = runs.rollback(run.id, target, branch=branch)
+            _say_rolled_back(made)
+            return await runs.resume(run.id, machine=machine, hooks=hooks_for(run.machine))
+        return go
+
+    return _drive(store, run_id, drive, as_json=as_json, quiet=quiet, log_steps=log_steps, stream=stream)
 
 
 def diff_command(store: str | None, run_id: str, a: str, b: str, *, as_json: bool) -> int:
@@ -245,11 +267,22 @@ def diff_command(store: str | None, run_id: str, a: str, b: str, *, as_json: boo
         typer.echo(f"~ {key}: {old} -> {new}")
     if found.same:
         typer.echo("(the context is the same at both points)")
-    if found.transitions:
-        typer.echo("transitions:")
-        for step in found.transitions:
-            typer.echo(f"  {step['step']}: {step['state']} --{step['event']}--> {step['next_state'] or '(end)'}")
+    if found.fork is not None:
+        typer.echo(f"a and b part after step {found.fork['step'] - 1} of branch '{found.fork['branch']}'")
+        _echo_steps("undone (from there to a):", found.undone, branches=True)
+        _echo_steps("taken (from there to b):", found.transitions, branches=True)
+    else:
+        _echo_steps("transitions:", found.transitions, branches=False)
     return exit_codes.SUCCESS
+
+
+def _echo_steps(title: str, steps: list[dict[str, Any]], *, branches: bool) -> None:
+    if not steps:
+        return
+    typer.echo(title)
+    for step in steps:
+        where = f"{step['branch']}@{step['step']}" if branches else str(step["step"])
+        typer.echo(f"  {where}: {step['state']} --{step['event']}--> {step['next_state'] or '(end)'}")
 
 
 def cancel_command(store: str | None, run_id: str) -> int:

@@ -263,10 +263,17 @@ class Runs:
                                   ) -> tuple[Rollback, RunResult]:
         """`rollback`, then `resume` at once; the machine is made ready first, so a rollback that could not
         go on (a module that no longer imports...) is refused before the branch is made."""
+        machine = self.machine(run_id, llms=llms)
+        made = self.rollback(run_id, to, branch=branch)
+        return made, await self.resume(made.run_id, machine=machine, hooks=hooks)
+
+    def machine(self, run_id: str, *, llms: Mapping[str, str] | None = None) -> StateMachine:
+        """The machine a resume of this run would use (its stored source, with its `--llm` overrides).
+
+        Raises what loading it raises (a module that no longer imports...), so a caller can check a run
+        can go on before changing anything."""
         run = self.store.get_run(run_id)
-        resolved = self._machine_for(run, None, llms)
-        made = self.rollback(run.id, to, branch=branch)
-        return made, await self._resume(self.store.get_run(run.id), resolved, hooks, "paused")
+        return self._machine_for(run, None, llms)[0]
 
     def create_branch(self, run_id: str, name: str) -> Rollback:
         """A new branch at the run's current point, made the head (the old branch keeps its place)."""
