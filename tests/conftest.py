@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from agentfsm.history import Runs
 
 from tests.llm_server import PROXY_VARIABLES, LLMServer, serve
 
@@ -30,3 +33,17 @@ def store_outside_the_repository(tmp_path_factory: pytest.TempPathFactory) -> It
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AGENTFSM_STORE", f"sqlite:///{tmp_path_factory.mktemp('store') / 'runs.db'}")
         yield
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A store file of the test's own (not created yet)."""
+    return tmp_path / "runs.db"
+
+
+@pytest.fixture
+def runs(db: Path) -> Iterator[Runs]:
+    """Durable runs kept in `db`."""
+    opened = Runs(f"sqlite:///{db}")
+    yield opened
+    opened.close()

@@ -8,29 +8,25 @@ wait for lines the command prints, never for a length of time.
 from __future__ import annotations
 
 import json
-import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+
+from tests.crash_harness import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 CRASH_COURSE = ROOT / "tests" / "machines" / "crash_course.yaml"
 TIMEOUT = 60
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-
-
-def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "PYTHONIOENCODING": "utf-8"}
-    for name in ("FORCE_COLOR", "AGENTFSM_STORE", "CRASH_COURSE_TOOL_DELAY", "CRASH_COURSE_GATE"):
-        env.pop(name, None)
-    env.update(extra or {})
-    return env
 
 
 def cli(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -84,6 +80,14 @@ class Started:
     def shown(self) -> str:
         return "--- stderr so far\n" + "\n".join(self.lines)
 
+    def interrupt(self, signal_number: int = signal.SIGINT) -> tuple[int, str, str]:
+        """Send a signal and wait for the command to end: exit code, stdout, stderr."""
+        try:
+            self.process.send_signal(signal_number)
+            return self.finish()
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -112,11 +116,7 @@ def held_run(tmp_path: Path, gate: Path, *extra: object) -> tuple[Started, str]:
 def test_ctrl_c_leaves_the_run_paused_and_says_how_to_continue(tmp_path: Path, gate: Path) -> None:
     store = tmp_path / "runs.db"
     started, run_id = held_run(tmp_path, gate)
-    try:
-        started.process.send_signal(signal.SIGINT)
-        code, out, err = started.finish()
-    finally:
-        started.stop()
+    code, out, err = started.interrupt()
     assert code == 130, err
     assert out == ""
     assert "Traceback" not in err
@@ -129,10 +129,10 @@ def test_ctrl_c_leaves_the_run_paused_and_says_how_to_continue(tmp_path: Path, g
     again = Started(["resume", run_id, "--store", store], environment({"CRASH_COURSE_GATE": str(gate)}))
     try:
         again.wait_for(f"run {run_id}  crash-course")
-        again.process.send_signal(signal.SIGINT)
-        code, out, err = again.finish()
-    finally:
+    except BaseException:
         again.stop()
+        raise
+    code, out, err = again.interrupt()
     assert code == 130, err
     assert err.splitlines()[-1] == (f"interrupted: run {run_id} is paused; "
                                     f"continue with: agentfsm resume {run_id} --store {store}"), err
@@ -145,11 +145,7 @@ def test_ctrl_c_leaves_the_run_paused_and_says_how_to_continue(tmp_path: Path, g
 
 def test_ctrl_c_with_json_still_prints_one_object(tmp_path: Path, gate: Path) -> None:
     started, run_id = held_run(tmp_path, gate, "--json")
-    try:
-        started.process.send_signal(signal.SIGINT)
-        code, out, err = started.finish()
-    finally:
-        started.stop()
+    code, out, err = started.interrupt()
     assert code == 130, err
     [line] = out.splitlines()
     document = json.loads(line)
@@ -164,11 +160,43 @@ def test_a_signal_stops_the_worker_cleanly(tmp_path: Path, signum: signal.Signal
     worker = Started(["worker", "--interval", "0.1", "--store", store], environment())
     try:
         worker.wait_for("Ctrl-C or SIGTERM stops it")  # printed once the worker listens for them
-        worker.process.send_signal(signum)
-        code, out, err = worker.finish()
-    finally:
+    except BaseException:
         worker.stop()
+        raise
+    code, out, err = worker.interrupt(signum)
     assert code == 0, err
     assert out == ""
     assert "Traceback" not in err and "error" not in err, err
     assert err.splitlines()[-1] == "worker stopped", err
+
+
+def _lease_owner(store: Path, run_id: str) -> str | None:
+    with closing(sqlite3.connect(store)) as db:
+        row = db.execute("SELECT lease_owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def test_a_worker_stopped_mid_run_hands_the_run_to_the_next_worker(tmp_path: Path, gate: Path) -> None:
+    store = tmp_path / "runs.db"
+    started, run_id = held_run(tmp_path, gate)
+    started.process.kill()  # kill -9 inside the tool call of step 3
+    started.stop()
+    worker = Started(["worker", "--interval", "0.1", "--store", store], environment({"CRASH_COURSE_GATE": str(gate)}))
+    try:
+        worker.wait_for("Ctrl-C or SIGTERM stops it")
+        deadline = time.monotonic() + TIMEOUT  # a guard against a hang, not a timing assertion
+        while f":{worker.process.pid}:" not in (_lease_owner(store, run_id) or ""):  # taken over, held in the tool
+            assert time.monotonic() < deadline and worker.process.poll() is None, worker.shown()
+            time.sleep(0.05)
+    except BaseException:
+        worker.stop()
+        raise
+    code, _, err = worker.interrupt(signal.SIGTERM)
+    assert code == 0 and err.splitlines()[-1] == "worker stopped", err
+    [run] = json.loads(cli("runs", "--json", "--store", store).stdout)
+    assert (run["status"], run["steps"]) == ("running", 2)  # handed back: due for the next worker at once
+    assert _lease_owner(store, run_id) is None
+    gate.touch()
+    again = cli("worker", "--once", "--store", store, env=environment({"CRASH_COURSE_GATE": str(gate)}))
+    assert again.returncode == 0, again.stderr
+    assert f"run {run_id}: succeeded" in again.stderr

@@ -32,18 +32,6 @@ from tests.test_durable_runs import (
 )
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def runs(db: Path) -> Any:
-    opened = Runs(f"sqlite:///{db}")
-    yield opened
-    opened.close()
-
-
 class InterruptAtStart:
     """Ctrl-C as a resume begins, before it takes any step."""
 

@@ -51,18 +51,6 @@ def dump(db: Path) -> str:
         connection.close()
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def runs(db: Path) -> Any:
-    opened = Runs(f"sqlite:///{db}")
-    yield opened
-    opened.close()
-
-
 # -- machines ---------------------------------------------------------------------------------
 
 SALT = "AGENTFSM_TEST_SALT"
