@@ -589,13 +589,14 @@ def test_prune(tmp_path: Path) -> None:
 @dataclass(frozen=True)
 class Base:
     """A store with: a waiting approval run (with a checkpoint 'mark'), a finished one, a finished
-    react-agent run and a finished hello run."""
+    react-agent run, a finished hello run, and a run whose wait timed out (not resumed since)."""
 
     path: Path
     waiting: str
     approved: str
     react: str
     hello: str
+    timed_out: str
 
 
 @pytest.fixture(scope="module")
@@ -605,6 +606,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     approved = seed(path, APPROVAL, send="approved")
     react = seed(path, REACT, {"task": "What is 17 * 23?"})
     hello = seed(path, HELLO)
+    timer = path.parent / "timer.yaml"
+    timer.write_text(WAIT_TIMER.replace("timeout: 0.2", "timeout: 0.01"), encoding="utf-8")
+    timed_out = seed(path, timer)
     runs = Runs(f"sqlite:///{path}")
     try:
         runs.checkpoint(waiting, "mark")
@@ -612,7 +616,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
         assert asyncio.run(runs.resume(react)).succeeded
     finally:
         runs.close()
-    return Base(path, waiting, approved, react, hello)
+    time.sleep(0.02)  # the timer of `timed_out` has run out
+    return Base(path, waiting, approved, react, hello, timed_out)
 
 
 # each case: (arguments, given the base store) and a fragment the error line must hold
@@ -633,6 +638,11 @@ BAD: dict[str, tuple[Callable[[Base], Sequence[object]], str]] = {
     "send-unknown-event-no-resume": (lambda b: ["send", b.waiting, "maybe", "--no-resume"], "approved, rejected"),
     "send-data-not-json": (lambda b: ["send", b.waiting, "approved", "--data", "{comment: ok}"], "--data is not JSON"),
     "send-unknown-run": (lambda b: ["send", "zzzzzzzzzzzz", "approved"], "no run"),
+    "send-data-nan": (lambda b: ["send", b.waiting, "approved", "--data", '{"score": NaN}'], "NaN is not a JSON value"),
+    "send-after-the-timer": (lambda b: ["send", b.timed_out, "go"], "ran out"),
+    "rollback-branch-with-at": (lambda b: ["rollback", b.react, "--to", "2", "--branch", "x@y"], "cannot name a branch"),
+    "checkpoint-keyword": (lambda b: ["checkpoint", b.waiting, "head"], "cannot name a checkpoint"),
+    "resume-short-prefix": (lambda b: ["resume", b.react[:3]], "at least 4 characters"),
     "diff-points-of-two-runs": (lambda b: ["diff", b.react, "1", f"{b.hello}:1"],
                                 "both points must be on one run"),
     "diff-unknown-point": (lambda b: ["diff", b.react, "1", "nope"], "no checkpoint 'nope'"),

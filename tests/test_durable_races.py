@@ -350,3 +350,19 @@ def test_a_checkpoint_named_by_hand_is_never_overwritten(runs: Runs) -> None:
     names = {c.name: c.point for c in runs.checkpoints(run_id)}
     assert names == {"review": 2, "review#2": 2, "review#3": 4}
 
+
+
+def test_switching_to_the_branch_already_the_head_changes_nothing(runs: Runs, db: Path) -> None:
+    run_id = run(runs.start(APPROVAL)).run_id  # waits at review, with a timer
+    before = dump(db)
+    with pytest.raises(RunRefused, match="already the head"):
+        runs.switch_branch(run_id, "main")
+    assert dump(db) == before and runs.get(run_id).status == "waiting"
+
+
+def test_run_ids_that_cannot_be_one_are_not_found_clearly(runs: Runs) -> None:
+    run(runs.start(APPROVAL))
+    with pytest.raises(RunNotFound, match="at least 4 characters"):
+        runs.get("1m8")
+    with pytest.raises(RunNotFound, match=r"no run '.*\\udcff"):
+        runs.get("ab\udcffcd")  # how Python passes on a command-line argument that is not UTF-8

@@ -178,9 +178,16 @@ def parse_event_data(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"--data is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        raise InputError(f"--data is not JSON: {exc}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which JSON has not: the store and other tools could not read them."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def send_command(store: str | None, run_id: str, event: str, data_text: str | None, *, resume: bool,

@@ -285,6 +285,8 @@ class Runs:
         run = self.store.get_run(run_id)
         branches = self.store.branches(run.id)
         steps = branch_steps(self.store, run.id, lineage(branches, name))
+        if name == run.head:  # switching would only drop what the run waits for (its events, its timer)
+            raise RunRefused(f"branch '{name}' is already the head of run {run.id}")
         last = steps[-1]
         if last.step > 0 and last.next_state is None:  # that branch had ended: it ends the same way again
             failed = last.error is not None or last.event == "fail"

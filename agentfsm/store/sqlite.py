@@ -148,6 +148,14 @@ def _set_aside_pending_events(db: sqlite3.Connection, run_id: str, branch: str) 
                (branch, run_id))
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _finished(status: str) -> str:
     """`succeeded`, `failed`, `been cancelled`: reads after "has"."""
     return "been cancelled" if status == "cancelled" else status
@@ -371,12 +379,15 @@ class SQLiteStore:
                 db.executemany(_INSERT_CHECKPOINT, checkpoint_params)
 
     def get_run(self, run_id: str) -> RunRow:
+        if not _encodable(run_id):  # a command-line argument that was not UTF-8: no run has such an id
+            raise RunNotFound(f"no run {run_id.encode('utf-8', 'backslashreplace').decode()!r} in {self.url}")
         with self._reading() as db:
             row = db.execute(_SELECT_RUN, (run_id,)).fetchone()
             if row is not None:
                 return _run_from_row(row)
             if len(run_id) < MIN_PREFIX:
-                raise RunNotFound(f"no run '{run_id}' in {self.url}")
+                raise RunNotFound(f"no run '{run_id}' in {self.url} (a prefix of a run id needs at least "
+                                  f"{MIN_PREFIX} characters)")
             end = _prefix_end(run_id)
             query = f"SELECT {_RUN_COLUMNS} FROM runs WHERE id >= ?" + (" AND id < ?" if end else "")
             query += " ORDER BY id LIMIT 6"
