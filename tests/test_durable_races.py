@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from agentfsm import StateContext, StatePersistence
+from agentfsm import Event, State, StateContext, StateMachine, StatePersistence
 from agentfsm.bindings.imports import BindingError
 from agentfsm.history import RunRefused, Runs
 from agentfsm.history.worker import work_once
 from agentfsm.runtime.ids import new_run_id
+from agentfsm.runtime.waiting import WaitForEvent
 from agentfsm.store.base import Conflict, RunNotFound
 from tests.test_durable_runs import (
     APPROVAL,
@@ -117,7 +118,7 @@ def test_a_send_that_cannot_continue_the_run_records_no_event(runs: Runs, tmp_pa
     assert dump(db) == before and runs.store.pending_events(started.run_id) == []
 
 
-def test_a_send_to_a_python_machine_takes_the_machine(runs: Runs, db: Path) -> None:
+def test_a_send_to_a_run_that_is_not_waiting_stores_nothing(runs: Runs, db: Path) -> None:
     machine = counter_machine(3)
     with pytest.raises(Crash):
         run(runs.start(machine, hooks=[CrashAfter(1)], run_id="py-send"))
@@ -366,3 +367,165 @@ def test_run_ids_that_cannot_be_one_are_not_found_clearly(runs: Runs) -> None:
         runs.get("1m8")
     with pytest.raises(RunNotFound, match=r"no run '.*\\udcff"):
         runs.get("ab\udcffcd")  # how Python passes on a command-line argument that is not UTF-8
+
+
+# -- found by a second review -----------------------------------------------------------------------
+
+
+def test_an_interrupted_resume_of_a_paused_run_leaves_it_paused_even_for_a_worker(runs: Runs) -> None:
+    with pytest.raises(Crash):
+        run(runs.start(counter_machine(3), hooks=[CrashAfter(1)]))
+    [row] = runs.list()
+    assert row.status == "paused"
+    with pytest.raises(KeyboardInterrupt):
+        run(runs.resume(row.id, machine=counter_machine(3), hooks=[InterruptAtStart()], on_interrupt="running"))
+    assert runs.get(row.id).status == "paused" and runs.store.due_runs(time.time(), 10) == []
+
+
+class InterruptAfter:
+    """Ctrl-C right after step `step` was committed."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def after_step(self, context: StateContext, record: Any) -> None:
+        if record.step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_after_a_step_leaves_the_run_paused_or_running_for_a_worker(runs: Runs) -> None:
+    started = run(runs.start(APPROVAL))  # waits at review
+    with pytest.raises(KeyboardInterrupt):  # review -> revise is committed, then Ctrl-C
+        run(runs.send(started.run_id, "rejected", {"comment": "x"}, hooks=[InterruptAfter(2)]))
+    row = runs.get(started.run_id)
+    assert (row.status, row.steps, row.waiting) == ("paused", 2, None)  # not waiting: that wait is over
+    with pytest.raises(KeyboardInterrupt):
+        run(runs.resume(started.run_id, hooks=[InterruptAfter(3)], on_interrupt="running"))
+    row = runs.get(started.run_id)
+    assert (row.status, row.steps, row.lease_owner) == ("running", 3, None)
+    assert runs.store.due_runs(time.time(), 10) == [started.run_id]
+
+
+def test_a_failing_hook_in_a_worker_leaves_the_run_paused_not_retried(runs: Runs) -> None:
+    class Broken:
+        def after_step(self, context: StateContext, record: Any) -> None:
+            raise RuntimeError("metrics are down")
+
+    started = run(runs.start(APPROVAL))
+    run(runs.send(started.run_id, "approved", resume=False))
+    with pytest.raises(RuntimeError):
+        run(runs.resume(started.run_id, hooks=[Broken()], on_interrupt="running"))
+    assert runs.get(started.run_id).status == "paused" and runs.store.due_runs(time.time(), 10) == []
+
+
+def test_a_damaged_context_is_a_store_error_naming_the_step(runs: Runs, db: Path) -> None:
+    import sqlite3
+    from contextlib import closing
+
+    from agentfsm.store.base import StoreError
+
+    run_id = run(runs.start(APPROVAL)).run_id
+    with closing(sqlite3.connect(db)) as connection, connection:
+        connection.execute("UPDATE steps SET context = '[{\"op\": \"nonsense\"}]' WHERE step = 1")
+    with pytest.raises(StoreError, match=r"is damaged \(the context stored with step 1 of branch 'main'"):
+        runs.diff(run_id, "start", "head")
+
+
+def test_prune_deletes_a_run_whose_owner_died_as_it_listed_it(runs: Runs) -> None:
+    with pytest.raises(Crash):
+        run(runs.start(counter_machine(3), hooks=[CrashAfter(1)], run_id="ghost-run"))
+    runs.store.acquire("ghost-run", _dead_owner(), time.time() + 3600, now=time.time(), status="running")
+    listed = runs.prune(statuses=["running"], older_than=0, dry_run=True)
+    assert [r.id for r in listed] == ["ghost-run"]
+    assert [r.id for r in runs.prune(statuses=["running"], older_than=0)] == ["ghost-run"]
+    assert runs.list() == []
+
+
+def test_a_checkpoint_a_person_names_while_the_run_goes_on_is_kept(runs: Runs, db: Path) -> None:
+    other = Runs(f"sqlite:///{db}")
+
+    class NameItMeanwhile:
+        """Another process names `review#2` while this one advances the run (before it reaches review)."""
+
+        def after_step(self, context: StateContext, record: Any) -> None:
+            if record.state == "review":
+                other.checkpoint(context.run_id, "review#2")
+
+    run_id = run(runs.start(APPROVAL)).run_id
+    run(runs.send(run_id, "rejected", {"comment": "again"}, hooks=[NameItMeanwhile()]))
+    assert {c.name: c.point for c in runs.checkpoints(run_id)} == {"review": 2, "review#2": 3, "review#3": 4}
+    other.close()
+
+
+class AskForGo(State):
+    """A Python state that waits for `go` (what a YAML `type: wait` does, built by hand)."""
+
+    async def execute(self, context: StateContext) -> Any:
+        delivery = context.mailbox.take(("go",))
+        if delivery is None:
+            raise WaitForEvent(("go",), None)
+        return Event("go", delivery.data)
+
+
+def python_waiting_machine() -> StateMachine:
+    machine = StateMachine("py-wait")
+    machine.add_state(AskForGo("ask"), initial=True)
+    machine.add_state(State("end"), final=True)
+    machine.add_transition("ask", "end", "go")
+    return machine
+
+
+def test_send_continues_a_python_machine_it_is_given(runs: Runs, db: Path) -> None:
+    started = run(runs.start(python_waiting_machine()))
+    assert started.status == "waiting"
+    before = dump(db)
+    with pytest.raises(RunRefused, match="built in Python"):
+        run(runs.send(started.run_id, "go"))
+    assert dump(db) == before  # refused before the event was stored
+    done = run(runs.send(started.run_id, "go", {"n": 1}, machine=python_waiting_machine()))
+    assert done.status == "succeeded" and [s.event for s in runs.history(started.run_id)] == ["go", "done"]
+
+
+def test_a_digit_that_is_not_ascii_is_no_step_number(runs: Runs) -> None:
+    run_id = run(runs.start(APPROVAL)).run_id
+    with pytest.raises(RunNotFound, match="no checkpoint '²'"):
+        runs.point(run_id, "²")
+
+
+def test_a_forked_child_makes_ids_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(time, "time_ns", lambda: 1_800_000_000_000_000_000)  # one millisecond for everyone
+    new_run_id()
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: one id, written back, then gone without running pytest's exit
+        os.write(writer, new_run_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    with os.fdopen(reader) as pipe:
+        from_child = pipe.read()
+    assert from_child != new_run_id()
+
+
+def test_the_worker_does_not_retry_a_failing_run_on_every_pass(runs: Runs, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentfsm.history.worker import Failing
+
+    package = tmp_path / "pkg3"
+    package.mkdir()
+    (package / "flaky_work.py").write_text("from agentfsm import State\nclass Work(State):\n    pass\n")
+    monkeypatch.syspath_prepend(str(package))
+    started = run(runs.start(write(tmp_path / "hold.yaml", SLOW_STATE.replace("MODULE", "flaky_work"))))
+    run(runs.send(started.run_id, "go", resume=False))
+    (package / "flaky_work.py").unlink()
+    monkeypatch.delitem(__import__("sys").modules, "flaky_work")
+    failing: dict[str, Failing] = {}
+    assert started.run_id in run(work_once(runs, failing=failing)).failed
+    second = run(work_once(runs, failing=failing))
+    assert second.failed == {} and second.advanced == []  # not tried again so soon
+    failing[started.run_id].retry_at = 0  # its delay is over (30 s)...
+    (package / "flaky_work.py").write_text("from agentfsm import State\nclass Work(State):\n    pass\n")
+    third = run(work_once(runs, failing=failing))  # ...and the module is back
+    assert [r.status for r in third.advanced] == ["succeeded"] and failing == {}

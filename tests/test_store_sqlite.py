@@ -413,6 +413,20 @@ def test_a_checkpoint_name_taken_meanwhile_gets_the_next_free_number(store: SQLi
     assert [(c.name, c.point) for c in store.checkpoints("run-0001")] == [("loop", 2), ("loop#2", 2), ("loop#3", 3)]
 
 
+def test_a_run_released_as_waiting_after_its_wait_ended_is_paused(store: SQLiteStore) -> None:
+    """A step committed (the wait is over) just before the process was interrupted: nothing is waited for now."""
+    start(store)
+    make_waiting(store, "run-0001", ["go"], deadline=NOW + 60)
+    store.acquire("run-0001", "w2", LEASE, now=NOW, status="running")
+    store.release("run-0001", "w2", status="waiting")  # interrupted before any step: it still waits
+    assert store.get_run("run-0001").status == "waiting"
+    store.acquire("run-0001", "w2", LEASE, now=NOW, status="running")
+    store.commit_step("run-0001", "w2", LEASE, step(1), [], None)
+    store.release("run-0001", "w2", status="waiting")
+    run = store.get_run("run-0001")
+    assert (run.status, run.waiting, run.wake_at) == ("paused", None, None)
+
+
 def test_commit_step_by_a_process_without_the_lease_writes_nothing(store: SQLiteStore, path: Path) -> None:
     start(store)
     with unchanged(path), pytest.raises(LeaseLost):

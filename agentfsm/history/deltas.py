@@ -125,17 +125,35 @@ class ReplayCost:
     patch_bytes: int = 0
 
 
+class DamagedContext(ValueError):
+    """What the store holds for a context cannot be read back (the file was edited or damaged)."""
+
+
 def rebuild(rows: Iterable[StepRow]) -> tuple[dict[str, Any], ReplayCost]:
-    """The context after the newest of `rows` (newest first, ending with a snapshot), and what it took."""
+    """The context after the newest of `rows` (newest first, ending with a snapshot), and what it took.
+
+    Raises DamagedContext, naming the step, when a snapshot is missing or a stored text does not apply."""
     pending = [row for row in rows if row.context is not None]
     if not pending or pending[-1].context_kind != "snapshot":
-        raise ValueError("a context cannot be rebuilt without a snapshot")
+        raise DamagedContext("no snapshot of the context is stored before this point")
     snapshot = pending[-1].context or "{}"
-    data: dict[str, Any] = json.loads(snapshot)
+    try:
+        data: dict[str, Any] = json.loads(snapshot)
+    except ValueError as exc:
+        raise _damaged(pending[-1], exc) from None
     cost = ReplayCost(len(snapshot))
     for row in reversed(pending[:-1]):
         text = row.context or "[]"
-        jsonpatch.apply_patch(data, json.loads(text), in_place=True)
+        try:
+            jsonpatch.apply_patch(data, json.loads(text), in_place=True)
+        except (ValueError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
+            raise _damaged(row, exc) from None
         cost.patches += 1
         cost.patch_bytes += len(text)
+    if not isinstance(data, dict):
+        raise _damaged(pending[0], TypeError("it is not an object"))
     return data, cost
+
+
+def _damaged(row: StepRow, exc: Exception) -> DamagedContext:
+    return DamagedContext(f"the context stored with step {row.step} of branch '{row.branch}' cannot be read: {exc}")

@@ -10,9 +10,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfsm.history.deltas import ReplayCost, rebuild
+from agentfsm.history.deltas import DamagedContext, ReplayCost, rebuild
 from agentfsm.runtime.model import Event, StateTransition
-from agentfsm.store.base import BranchRow, RunNotFound, StepRow, Store
+from agentfsm.store.base import BranchRow, RunNotFound, StepRow, Store, StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,10 @@ def context_after(store: Store, run_id: str, segments: list[Segment], step: int)
         rows.extend(found)
         if found and found[-1].context_kind == "snapshot":
             break
-    return rebuild(rows)
+    try:
+        return rebuild(rows)
+    except DamagedContext as exc:
+        raise StoreError(f"{store.url} is damaged ({exc})") from None
 
 
 @dataclass(slots=True)

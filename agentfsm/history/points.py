@@ -32,9 +32,12 @@ KEYWORDS = ("start", "head")
 """Points every run has: `start` (before its first step) and `head` (its current point)."""
 
 
+_NUMBER = re.compile(r"-?[0-9]+")
+
+
 def is_point_syntax(text: str) -> bool:
     """Whether `text` reads as a point by its form (a number, `state:NAME`, a keyword), whatever the checkpoints."""
-    return text.lstrip("-").isdigit() or text.startswith("state:") or text in KEYWORDS
+    return _NUMBER.fullmatch(text) is not None or text.startswith("state:") or text in KEYWORDS
 
 
 def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: str) -> Point:
@@ -56,7 +59,7 @@ def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: st
     segments = lineage(branches, branch)
     steps = branch_steps(store, run.id, segments)
     last = steps[-1].step
-    if rest.lstrip("-").isdigit():
+    if _NUMBER.fullmatch(rest):
         number = int(rest)
         if not 1 <= number <= last + 1:
             have = f"its steps are 1 to {last}; {last + 1} is" if last else "it has no steps yet; 1 is"

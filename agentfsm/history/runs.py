@@ -142,8 +142,10 @@ class Runs:
         now = self.clock()
         taken_over = {run.lease_owner} if run.lease_owner and owner_is_dead(run.lease_owner) else set()
         before = run
-        # where a run goes back to when this resume takes no step: a wait keeps waiting (with its timer)
-        idle_status = "waiting" if run.status == "waiting" or run.waiting else on_interrupt
+        # where a run goes back to when this resume takes no step: a wait keeps waiting (with its timer), a
+        # paused run stays paused; a run taken over from a dead process is handed on like an interrupted one
+        idle_status = "waiting" if run.status == "waiting" or run.waiting else (
+            "paused" if run.status == "paused" else on_interrupt)
         run = self.store.acquire(run.id, owner, now + self.lease_seconds, now=now, takeover=taken_over,
                                  status="running", expect=before)
         if ended:  # its process died between recording the last step and recording the end
@@ -211,10 +213,10 @@ class Runs:
             error = {"type": "context.not_json", "message": str(exc), "state": context.state}
             self.store.end_run(run_id, owner, "failed", error=error)
             return RunResult(run_id, "failed", None, context, context.step - 1, error)
-        except BaseException:
+        except BaseException as exc:
             # interrupted (Ctrl-C, a cancelled task) or a failing hook: the last committed step stands
             try:
-                self.store.release(run_id, owner, status=on_interrupt if recorder.committed else idle_status)
+                self.store.release(run_id, owner, status=_left_as(exc, recorder.committed, idle_status, on_interrupt))
             except Exception:  # noqa: BLE001, S110 - the original error matters more; the lease will expire
                 pass
             raise
@@ -322,10 +324,11 @@ class Runs:
         matching = self.store.list_runs(RunFilter(chosen))
         kept = {run.id for run in matching[:keep_last]} if keep_last is not None else set()
         cutoff = None if older_than is None else now - older_than
+        dead = {run.lease_owner for run in matching if run.lease_owner and owner_is_dead(run.lease_owner)}
         doomed = [
             run for run in matching
             if run.id not in kept and (cutoff is None or run.updated_at < cutoff)
-            and not (run.lease_owner and (run.lease_expires or 0) > now and not owner_is_dead(run.lease_owner))
+            and not (run.lease_owner and (run.lease_expires or 0) > now and run.lease_owner not in dead)
         ]
         if not doomed:
             which = f"no {'/'.join(chosen)} run"
@@ -337,7 +340,9 @@ class Runs:
         if not dry_run:
             # checked again as they are deleted: a run revived or advanced since it was listed is kept
             deleted = set(self.store.delete_runs([run.id for run in doomed], RunFilter(chosen, updated_before=cutoff),
-                                                 now=self.clock()))
+                                                 now=self.clock(), takeover=dead))
+            if not deleted:
+                raise RunRefused("nothing to prune: the runs that matched changed meanwhile (resumed or rolled back)")
             doomed = [run for run in doomed if run.id in deleted]
         return doomed
 
@@ -461,6 +466,16 @@ def _days(seconds: float) -> str:
     if seconds >= 86400:
         return f"{seconds / 86400:g} day(s)"
     return f"{seconds / 3600:g} hour(s)" if seconds >= 3600 else f"{seconds:g} second(s)"
+
+
+def _left_as(exc: BaseException, committed: int, idle_status: str, on_interrupt: Interrupted) -> str:
+    """The status a run is released with when its advance ends by an exception."""
+    if not committed and idle_status != "running":
+        return idle_status  # nothing happened: as it was
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+        return on_interrupt
+    # a failing hook or store: a person looks first (a worker would run the failing step again and again)
+    return "paused"
 
 
 def _plain_name(name: str) -> bool:

@@ -9,6 +9,7 @@ with no owner, so the next worker continues them at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from agentfsm.history.leases import owner_is_dead
 from agentfsm.history.runs import RunRefused, Runs
 from agentfsm.runtime.loop import RunResult
-from agentfsm.store.base import LeaseHeld, RunFilter, RunMoved, RunNotFound
+from agentfsm.store.base import LeaseHeld, RunFilter, RunMoved, RunNotFound, RunRow
 
 logger = logging.getLogger("agentfsm")
 
@@ -32,14 +33,44 @@ class WorkerPass:
     """Runs that could not be resumed, with why (a machine that no longer compiles...)."""
 
 
+RETRY_FIRST = 30.0
+RETRY_MOST = 3600.0
+
+
+@dataclass(slots=True)
+class Failing:
+    """A run a worker could not resume: as it was then, and when to try it again unless it changes first."""
+
+    seen: tuple[str, str, int, float]
+    retry_at: float
+    delay: float
+
+
+def _as_seen(row: RunRow) -> tuple[str, str, int, float]:
+    return row.status, row.head, row.steps, row.updated_at
+
+
 async def work_once(runs: Runs, *, concurrency: int = 4, limit: int = 100,
-                    on_result: Callable[[RunResult], None] | None = None) -> WorkerPass:
-    """Resume each run that is due now, `concurrency` at a time."""
+                    on_result: Callable[[RunResult], None] | None = None,
+                    failing: dict[str, Failing] | None = None) -> WorkerPass:
+    """Resume each run that is due now, `concurrency` at a time.
+
+    `failing` remembers the runs that could not be resumed, so they are not tried (and reported) on
+    every pass: each is tried again once it changed (a rollback, `resume --machine`...) or after a
+    delay that doubles from 30 s to an hour (a module reinstalled, a server back up).
+    """
     done = WorkerPass()
     gate = asyncio.Semaphore(concurrency)
 
     async def advance(run_id: str) -> None:
         async with gate:
+            earlier = failing.get(run_id) if failing is not None else None
+            if earlier is not None:
+                try:
+                    if _as_seen(runs.get(run_id)) == earlier.seen and runs.clock() < earlier.retry_at:
+                        return
+                except RunNotFound:
+                    return
             try:
                 result = await runs.resume(run_id, on_interrupt="running")
             except (LeaseHeld, RunMoved, RunRefused, RunNotFound) as exc:
@@ -49,7 +80,13 @@ async def work_once(runs: Runs, *, concurrency: int = 4, limit: int = 100,
             except Exception as exc:  # noqa: BLE001 - one broken run must not stop the worker
                 logger.warning("worker: run %s could not be resumed: %s", run_id, exc)
                 done.failed[run_id] = str(exc)
+                if failing is not None:
+                    delay = RETRY_FIRST if earlier is None else min(earlier.delay * 2, RETRY_MOST)
+                    with contextlib.suppress(RunNotFound):
+                        failing[run_id] = Failing(_as_seen(runs.get(run_id)), runs.clock() + delay, delay)
                 return
+            if failing is not None:
+                failing.pop(run_id, None)
             done.advanced.append(result)
             if on_result is not None:
                 on_result(result)
@@ -66,7 +103,8 @@ def _orphans(runs: Runs, limit: int) -> list[str]:
     if limit <= 0:
         return []
     now = runs.clock()
-    return [run.id for run in runs.store.list_runs(RunFilter(("running",)))
+    running = reversed(runs.store.list_runs(RunFilter(("running",))))  # oldest first, as due_runs
+    return [run.id for run in running
             if run.lease_owner and (run.lease_expires is None or run.lease_expires >= now)
             and owner_is_dead(run.lease_owner)][:limit]
 
@@ -75,8 +113,9 @@ async def work(runs: Runs, *, interval: float = 1.0, concurrency: int = 4, stop:
                on_result: Callable[[RunResult], None] | None = None) -> None:
     """Pass over the store every `interval` seconds until `stop` is set."""
     stop = stop or asyncio.Event()
+    failing: dict[str, Failing] = {}
     while not stop.is_set():
-        await work_once(runs, concurrency=concurrency, on_result=on_result)
+        await work_once(runs, concurrency=concurrency, on_result=on_result, failing=failing)
         try:
             await asyncio.wait_for(stop.wait(), timeout=interval)
         except TimeoutError:

@@ -6,6 +6,7 @@ Within one process, ids made in the same millisecond still sort in the order the
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -14,6 +15,16 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case
 _RANDOM_BITS = 35
 _last = (0, 0)
 _lock = threading.Lock()
+
+
+def _forget_in_child() -> None:
+    """A forked child starts its own count: counting on from its parent's would repeat the parent's next ids."""
+    global _last, _lock
+    _last, _lock = (0, 0), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _encode(number: int, width: int) -> str:

@@ -183,12 +183,13 @@ class Store(Protocol):
         """Matching runs, newest first (by creation)."""
         ...
 
-    def delete_runs(self, run_ids: list[str], where: RunFilter | None = None, *, now: float) -> list[str]:
+    def delete_runs(self, run_ids: list[str], where: RunFilter | None = None, *, now: float,
+                    takeover: set[str] | None = None) -> list[str]:
         """Delete runs with everything they own (steps, branches, checkpoints, events, unused sources).
 
         Within the same transaction, a run is skipped if it no longer matches `where` (its statuses and
-        `updated_before`) or a live process holds its lease at `now`: it changed since the caller chose it.
-        Returns the ids deleted.
+        `updated_before`) or a live process holds its lease at `now` (owners in `takeover` are known dead):
+        it changed since the caller chose it. Returns the ids deleted.
         """
         ...
 
@@ -212,7 +213,9 @@ class Store(Protocol):
         ...
 
     def release(self, run_id: str, owner: str, *, status: str | None = None) -> None:
-        """Drop `owner`'s lease (optionally setting the status). Raises LeaseLost if it no longer holds it."""
+        """Drop `owner`'s lease (optionally setting the status). Raises LeaseLost if it no longer holds it.
+
+        `waiting` is only set while the run still records what it waits for; otherwise it becomes `paused`."""
         ...
 
     # -- advancing a run (all fenced by the lease) -------------------------------------------------

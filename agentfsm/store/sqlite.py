@@ -427,7 +427,8 @@ class SQLiteStore:
         with self._reading() as db:
             return [_run_from_row(row) for row in db.execute(query, params)]
 
-    def delete_runs(self, run_ids: list[str], where: RunFilter | None = None, *, now: float) -> list[str]:
+    def delete_runs(self, run_ids: list[str], where: RunFilter | None = None, *, now: float,
+                    takeover: set[str] | None = None) -> list[str]:
         query = "SELECT status, updated_at, lease_owner, lease_expires FROM runs WHERE id = ?"
         deleted: list[str] = []
         with self._writing() as db:
@@ -441,7 +442,7 @@ class SQLiteStore:
                     continue
                 if where is not None and where.updated_before is not None and updated_at >= where.updated_before:
                     continue
-                if owner is not None and (expires is None or expires >= now):
+                if owner is not None and (expires is None or expires >= now) and owner not in (takeover or ()):
                     continue
                 deleted.append(run_id)
             if not deleted:
@@ -495,11 +496,12 @@ class SQLiteStore:
                 query = "UPDATE runs SET lease_owner = NULL, lease_expires = NULL WHERE id = ? AND lease_owner = ?"
                 cursor = db.execute(query, (run_id, owner))
             else:
+                # back to `waiting` only while the row still says what for: a step committed meanwhile ended it
                 query = (
-                    "UPDATE runs SET lease_owner = NULL, lease_expires = NULL, status = ?, updated_at = ? "
-                    "WHERE id = ? AND lease_owner = ?"
+                    "UPDATE runs SET lease_owner = NULL, lease_expires = NULL, updated_at = ?, status = CASE "
+                    "WHEN ? = 'waiting' AND waiting IS NULL THEN 'paused' ELSE ? END WHERE id = ? AND lease_owner = ?"
                 )
-                cursor = db.execute(query, (status, time.time(), run_id, owner))
+                cursor = db.execute(query, (time.time(), status, status, run_id, owner))
             if cursor.rowcount == 0:
                 raise self._lease_lost(run_id)
 
