@@ -544,7 +544,7 @@ class SQLiteStore:
     def set_machine(self, run_id: str, owner: str, digest: str | None, source: str | None, path: str | None) -> None:
         """Point the run at another machine text (a resume with an edited file). Fenced by the lease.
 
-        Not in `Store` yet (agentfsm.history calls it); the old text stays until no run uses it and runs are pruned.
+        The old text stays until no run uses it and runs are pruned.
         """
         with self._writing() as db:
             query = "UPDATE runs SET digest = ?, path = ? WHERE id = ? AND lease_owner = ?"
