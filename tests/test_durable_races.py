@@ -5,7 +5,7 @@ a real SQLite file, checked the way a user sees it (statuses, timers, history, w
 from __future__ import annotations
 
 import asyncio
-import textwrap
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -97,21 +97,35 @@ SLOW_STATE = """\
 """
 
 
+class WorkModule:
+    """A module holding the `Work` state of SLOW_STATE, importable from a folder of the test's own; it can
+    go away (uninstalled since the run started) and come back."""
+
+    def __init__(self, folder: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        folder.mkdir()
+        self.file = folder / f"{name}.py"
+        self.name = name
+        self.monkeypatch = monkeypatch
+        self.restore()
+        monkeypatch.syspath_prepend(str(folder))
+
+    def machine(self, tmp_path: Path) -> Path:
+        return write(tmp_path / "hold.yaml", SLOW_STATE.replace("MODULE", self.name))
+
+    def remove(self) -> None:
+        self.file.unlink()
+        self.monkeypatch.delitem(sys.modules, self.name, raising=False)
+
+    def restore(self) -> None:
+        self.file.write_text("from agentfsm import State\n\nclass Work(State):\n    pass\n")
+
+
 def test_a_send_that_cannot_continue_the_run_records_no_event(runs: Runs, tmp_path: Path, db: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "held_work.py").write_text(textwrap.dedent("""\
-        from agentfsm import State
-        class Work(State):
-            async def execute(self, context):
-                return None
-    """))
-    monkeypatch.syspath_prepend(str(package))
-    started = run(runs.start(write(tmp_path / "hold.yaml", SLOW_STATE.replace("MODULE", "held_work"))))
+    module = WorkModule(tmp_path / "pkg", "held_work", monkeypatch)
+    started = run(runs.start(module.machine(tmp_path)))
     assert started.status == "waiting"
-    (package / "held_work.py").unlink()  # the module went away since the run started
-    monkeypatch.delitem(__import__("sys").modules, "held_work")
+    module.remove()  # the module went away since the run started
     before = dump(db)
     with pytest.raises(BindingError, match="held_work"):
         run(runs.send(started.run_id, "go"))
@@ -130,13 +144,9 @@ def test_a_send_to_a_run_that_is_not_waiting_stores_nothing(runs: Runs, db: Path
 
 def test_rollback_and_resume_refuses_before_making_the_branch(runs: Runs, tmp_path: Path, db: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    package = tmp_path / "pkg2"
-    package.mkdir()
-    (package / "gone_work.py").write_text("from agentfsm import State\nclass Work(State):\n    pass\n")
-    monkeypatch.syspath_prepend(str(package))
-    started = run(runs.start(write(tmp_path / "hold.yaml", SLOW_STATE.replace("MODULE", "gone_work"))))
-    (package / "gone_work.py").unlink()
-    monkeypatch.delitem(__import__("sys").modules, "gone_work")
+    module = WorkModule(tmp_path / "pkg2", "gone_work", monkeypatch)
+    started = run(runs.start(module.machine(tmp_path)))
+    module.remove()
     before = dump(db)
     with pytest.raises(BindingError, match="gone_work"):
         run(runs.rollback_and_resume(started.run_id, "start"))
@@ -513,19 +523,15 @@ def test_the_worker_does_not_retry_a_failing_run_on_every_pass(runs: Runs, tmp_p
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from agentfsm.history.worker import Failing
 
-    package = tmp_path / "pkg3"
-    package.mkdir()
-    (package / "flaky_work.py").write_text("from agentfsm import State\nclass Work(State):\n    pass\n")
-    monkeypatch.syspath_prepend(str(package))
-    started = run(runs.start(write(tmp_path / "hold.yaml", SLOW_STATE.replace("MODULE", "flaky_work"))))
+    module = WorkModule(tmp_path / "pkg3", "flaky_work", monkeypatch)
+    started = run(runs.start(module.machine(tmp_path)))
     run(runs.send(started.run_id, "go", resume=False))
-    (package / "flaky_work.py").unlink()
-    monkeypatch.delitem(__import__("sys").modules, "flaky_work")
+    module.remove()
     failing: dict[str, Failing] = {}
     assert started.run_id in run(work_once(runs, failing=failing)).failed
     second = run(work_once(runs, failing=failing))
     assert second.failed == {} and second.advanced == []  # not tried again so soon
     failing[started.run_id].retry_at = 0  # its delay is over (30 s)...
-    (package / "flaky_work.py").write_text("from agentfsm import State\nclass Work(State):\n    pass\n")
+    module.restore()
     third = run(work_once(runs, failing=failing))  # ...and the module is back
     assert [r.status for r in third.advanced] == ["succeeded"] and failing == {}

@@ -50,9 +50,9 @@ def _step(row: StepRow) -> dict[str, Any]:
             "next_state": row.next_state, "error": row.error}
 
 
-def diff_positions(run_id: str, label_a: str, a: Position, path_a: list[StepRow], label_b: str, b: Position,
-                   path_b: list[StepRow]) -> RunDiff:
-    """Compare two positions of one run; `path_a` and `path_b` are the steps that lead to each (from step 0)."""
+def diff_positions(run_id: str, label_a: str, a: Position, label_b: str, b: Position) -> RunDiff:
+    """Compare two positions of one run (their contexts, and the steps that led to each)."""
+    path_a, path_b = a.path, b.path
     result = RunDiff(run_id, _describe(label_a, a), _describe(label_b, b))
     for key, value in b.data.items():
         if key not in a.data:

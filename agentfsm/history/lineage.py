@@ -84,6 +84,8 @@ class Position:
     cost: ReplayCost = field(default_factory=ReplayCost)
     last: StepRow | None = None
     """The step just before the point (step 0 at the start)."""
+    path: list[StepRow] = field(default_factory=list)
+    """Every step that led to the point, step 0 first (what `diff` compares)."""
 
     @property
     def step(self) -> int:
@@ -102,10 +104,10 @@ def position(store: Store, run_id: str, branches: list[BranchRow], branch: str, 
         raise RunNotFound(f"branch '{branch}' of run {run_id} has no point {point} (it has {len(steps)} steps)")
     last = steps[-1]
     if point == 1:
-        return Position(branch, point, last.next_state, data, {}, None, [], cost, last)
+        return Position(branch, point, last.next_state, data, {}, None, [], cost, last, steps)
     event = Event(last.event or "done", last.event_data, last.result)
     return Position(branch, point, last.next_state, data, dict(visits), event, [transition(row) for row in ran],
-                    cost, last)
+                    cost, last, steps)
 
 
 def transition(row: StepRow) -> StateTransition:

@@ -42,6 +42,7 @@ from agentfsm.store.base import (
     RunRow,
     StepRow,
     Store,
+    lease_live,
 )
 
 
@@ -328,7 +329,7 @@ class Runs:
         doomed = [
             run for run in matching
             if run.id not in kept and (cutoff is None or run.updated_at < cutoff)
-            and not (run.lease_owner and (run.lease_expires or 0) > now and run.lease_owner not in dead)
+            and not (lease_live(run.lease_owner, run.lease_expires, now) and run.lease_owner not in dead)
         ]
         if not doomed:
             which = f"no {'/'.join(chosen)} run"
@@ -383,9 +384,7 @@ class Runs:
         second = resolve_point(self.store, run, branches, b)
         where_a = position(self.store, run.id, branches, first.branch, first.point)
         where_b = position(self.store, run.id, branches, second.branch, second.point)
-        path_a = branch_steps(self.store, run.id, lineage(branches, first.branch), first.point - 1)
-        path_b = branch_steps(self.store, run.id, lineage(branches, second.branch), second.point - 1)
-        return diff_positions(run.id, a, where_a, path_a, b, where_b, path_b)
+        return diff_positions(run.id, a, where_a, b, where_b)
 
     def summary(self, run_id: str, branch: str | None = None) -> dict[str, Any]:
         """The seed's history summary: state path, visits per state, branches and checkpoints."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from agentfsm.history.leases import owner_is_dead
 from agentfsm.history.runs import RunRefused, Runs
 from agentfsm.runtime.loop import RunResult
-from agentfsm.store.base import LeaseHeld, RunFilter, RunMoved, RunNotFound, RunRow
+from agentfsm.store.base import LeaseHeld, RunFilter, RunMoved, RunNotFound, RunRow, lease_live
 
 logger = logging.getLogger("agentfsm")
 
@@ -105,8 +105,7 @@ def _orphans(runs: Runs, limit: int) -> list[str]:
     now = runs.clock()
     running = reversed(runs.store.list_runs(RunFilter(("running",))))  # oldest first, as due_runs
     return [run.id for run in running
-            if run.lease_owner and (run.lease_expires is None or run.lease_expires >= now)
-            and owner_is_dead(run.lease_owner)][:limit]
+            if lease_live(run.lease_owner, run.lease_expires, now) and owner_is_dead(run.lease_owner)][:limit]
 
 
 async def work(runs: Runs, *, interval: float = 1.0, concurrency: int = 4, stop: asyncio.Event | None = None,

@@ -57,6 +57,11 @@ class LeaseLost(StoreError):
     """This process no longer holds the run's lease (it was cancelled, or another process took it over)."""
 
 
+def lease_live(owner: str | None, expires: float | None, now: float) -> bool:
+    """Whether a process holds a run's lease at `now` (an owner without an expiry holds it for good)."""
+    return owner is not None and (expires is None or expires >= now)
+
+
 @dataclass(slots=True)
 class RunRow:
     """One run, as the store keeps it. JSON-valued fields are Python values here."""

@@ -31,6 +31,7 @@ from agentfsm.store.base import (
     RunRow,
     StepRow,
     StoreError,
+    lease_live,
 )
 from agentfsm.store.sqlite_schema import MIGRATIONS, OUR_TABLES, SCHEMA_VERSION
 
@@ -159,13 +160,6 @@ def _encodable(text: str) -> bool:
 def _finished(status: str) -> str:
     """`succeeded`, `failed`, `been cancelled`: reads after "has"."""
     return "been cancelled" if status == "cancelled" else status
-
-
-def _lease_live(run: RunRow, now: float) -> bool:
-    """Whether a process holds the run's lease at `now` (an owner without an expiry holds it for good)."""
-    if run.lease_owner is None:
-        return False
-    return run.lease_expires is None or run.lease_expires >= now
 
 
 class SQLiteStore:
@@ -304,29 +298,26 @@ class SQLiteStore:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise self._error(exc) from None
-        try:
+        with self._rolled_back_on_failure():
             yield db
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise self._error(exc) from None
-        except _DamagedValue as exc:
-            self._rollback()
-            raise self._damaged(exc) from None
-        except BaseException:
-            self._rollback()
-            raise
 
     @contextmanager
     def _reading(self, consistent: bool = False) -> Iterator[sqlite3.Connection]:
         """Reads; `consistent` runs them in one (deferred) transaction so they see one snapshot."""
         db = self._db
-        try:
+        with self._rolled_back_on_failure():
             if consistent:
                 db.execute("BEGIN")
             yield db
             if consistent:
                 db.execute("COMMIT")
+
+    @contextmanager
+    def _rolled_back_on_failure(self) -> Iterator[None]:
+        """Any exception rolls back an open transaction; SQLite's own and damaged values become one-line StoreErrors."""
+        try:
+            yield
         except sqlite3.Error as exc:
             self._rollback()
             raise self._error(exc) from None
@@ -352,7 +343,7 @@ class SQLiteStore:
         return LeaseLost(f"run {run_id}: this process no longer holds its lease (the run was cancelled or taken over)")
 
     def _refuse_if_leased(self, run: RunRow, now: float) -> None:
-        if _lease_live(run, now):
+        if lease_live(run.lease_owner, run.lease_expires, now):
             raise self._lease_held(run, now)
 
     def _lease_held(self, run: RunRow, now: float) -> LeaseHeld:
@@ -442,7 +433,7 @@ class SQLiteStore:
                     continue
                 if where is not None and where.updated_before is not None and updated_at >= where.updated_before:
                     continue
-                if owner is not None and (expires is None or expires >= now) and owner not in (takeover or ()):
+                if lease_live(owner, expires, now) and owner not in (takeover or ()):
                     continue
                 deleted.append(run_id)
             if not deleted:
@@ -706,7 +697,8 @@ class SQLiteStore:
             "WHERE run_id = ? AND taken_step IS NULL ORDER BY id"
         )
         with self._reading() as db:
-            return [EventRow(row[0], row[1], _load(row[2]), row[3], row[4], row[5]) for row in db.execute(query, (run_id,))]
+            return [EventRow(row[0], row[1], _load(row[2]), row[3], row[4], row[5])
+                    for row in db.execute(query, (run_id,))]
 
     def due_runs(self, now: float, limit: int) -> list[str]:
         # SQL narrows to candidates; whether a pending event's name is one the run waits for is JSON, checked here
