@@ -27,7 +27,24 @@ _EXPORTS = {
     "CatchRule": "agentfsm.runtime.model",
     "StateError": "agentfsm.runtime.errors",
     "RunResult": "agentfsm.runtime.loop",
-    "StepRecord": "agentfsm.runtime.hooks",
+    "Observers": "agentfsm.runtime.observers",
+    "RunEvent": "agentfsm.runtime.events",
+    "RunStarted": "agentfsm.runtime.events",
+    "StepStarted": "agentfsm.runtime.events",
+    "StepEnded": "agentfsm.runtime.events",
+    "TransitionTaken": "agentfsm.runtime.events",
+    "ErrorRaised": "agentfsm.runtime.events",
+    "RetryScheduled": "agentfsm.runtime.events",
+    "LLMCallStarted": "agentfsm.runtime.events",
+    "LLMCallEnded": "agentfsm.runtime.events",
+    "ToolCallStarted": "agentfsm.runtime.events",
+    "ToolCallEnded": "agentfsm.runtime.events",
+    "TokenReceived": "agentfsm.runtime.events",
+    "WaitStarted": "agentfsm.runtime.events",
+    "RunPaused": "agentfsm.runtime.events",
+    "RunEnded": "agentfsm.runtime.events",
+    "LLMCallRecord": "agentfsm.runtime.calls",
+    "ToolCallRecord": "agentfsm.runtime.calls",
     "load_machine": "agentfsm.api",
     "run": "agentfsm.api",
     "validate_file": "agentfsm.spec.loader",
@@ -70,7 +87,25 @@ if TYPE_CHECKING:
     from agentfsm.history.persistence import StatePersistence
     from agentfsm.history.runs import RunHandle, RunRefused, Runs
     from agentfsm.runtime.errors import StateError
-    from agentfsm.runtime.hooks import StepRecord
+    from agentfsm.runtime.calls import LLMCallRecord, ToolCallRecord
+    from agentfsm.runtime.events import (
+        ErrorRaised,
+        LLMCallEnded,
+        LLMCallStarted,
+        RetryScheduled,
+        RunEnded,
+        RunEvent,
+        RunPaused,
+        RunStarted,
+        StepEnded,
+        StepStarted,
+        TokenReceived,
+        ToolCallEnded,
+        ToolCallStarted,
+        TransitionTaken,
+        WaitStarted,
+    )
+    from agentfsm.runtime.observers import Observers
     from agentfsm.runtime.loop import RunResult
     from agentfsm.runtime.machine import MachineDefinitionError, StateMachine
     from agentfsm.runtime.model import (

@@ -34,7 +34,7 @@ async def run(
     machine: str | Path | StateMachine,
     inputs: Mapping[str, Any] | None = None,
     *,
-    hooks: Iterable[object] = (),
+    observers: Iterable[object] = (),
     run_id: str | None = None,
     store: str | None = None,
 ) -> RunResult:
@@ -51,11 +51,11 @@ async def run(
     if not isinstance(machine, StateMachine):
         machine = load_machine(machine)
     if store is None:
-        return await machine.run(inputs, hooks=hooks, run_id=run_id)
+        return await machine.run(inputs, observers=observers, run_id=run_id)
     from agentfsm.history.runs import Runs
 
     runs = Runs(store)
     try:
-        return await runs.start(machine, inputs, hooks=hooks, run_id=run_id)
+        return await runs.start(machine, inputs, observers=observers, run_id=run_id)
     finally:
         runs.close()

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any
-
-from agentfsm.runtime.hooks import StepRecord
+from agentfsm.runtime.calls import CallRecord, ToolCallRecord
+from agentfsm.runtime.events import StepEnded
 from tests.llm_server import PROXY_VARIABLES
 
 
 class CallRecorder:
-    """A runtime hook keeping every step's LLM and tool call records."""
+    """An observer keeping every step's LLM and tool call records."""
 
     def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
+        self.calls: list[CallRecord] = []
 
-    def after_step(self, context: Any, record: StepRecord) -> None:
-        self.calls.extend(record.calls)
+    def on_step_ended(self, *, event: StepEnded) -> None:
+        self.calls.extend(event.calls)
 
-    def tools(self) -> list[dict[str, Any]]:
-        return [call for call in self.calls if call["kind"] == "tool"]
+    def tools(self) -> list[ToolCallRecord]:
+        return [call for call in self.calls if isinstance(call, ToolCallRecord)]
 
 
 def environment_without_proxies() -> dict[str, str]:

@@ -19,10 +19,11 @@ ALLOWED = {
     "compiler": {"spec", "runtime", "bindings"},
     "store": set(),
     "history": {"spec", "runtime", "bindings", "compiler", "store"},
+    "service": {"spec", "runtime", "bindings", "compiler", "store", "history"},
     "api": {"spec", "runtime", "bindings", "compiler", "store", "history"},
     "observability": {"spec", "runtime", "bindings", "compiler", "store", "history"},
     "reference": {"spec", "runtime"},
-    "cli": {"spec", "runtime", "bindings", "compiler", "api", "store", "history", "observability"},
+    "cli": {"spec", "runtime", "bindings", "compiler", "api", "store", "history", "observability", "service"},
 }
 # StateMachine.visualize() imports the diagram module lazily, as a convenience (docs/architecture.md)
 EXCEPTIONS = {("runtime/machine.py", "observability")}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agentfsm import Event, State, StateContext, StateMachine, StatePersistence
+from agentfsm import Event, RunStarted, State, StateContext, StateMachine, StatePersistence, StepEnded
 from agentfsm.bindings.imports import BindingError
 from agentfsm.history import RunRefused, Runs
 from agentfsm.history.worker import work_once
@@ -21,6 +21,7 @@ from agentfsm.runtime.waiting import WaitForEvent
 from agentfsm.store.base import Conflict, RunNotFound
 from tests.test_durable_runs import (
     APPROVAL,
+    BrokenStore,
     Crash,
     CrashAfter,
     Gate,
@@ -36,7 +37,7 @@ from tests.test_durable_runs import (
 class InterruptAtStart:
     """Ctrl-C as a resume begins, before it takes any step."""
 
-    def on_run_start(self, context: StateContext) -> None:
+    def on_run_started(self, *, event: RunStarted) -> None:
         raise KeyboardInterrupt
 
 
@@ -55,7 +56,7 @@ def test_a_resume_whose_process_died_keeps_the_wait_timer(runs: Runs, tmp_path: 
 def test_an_interrupted_resume_of_a_waiting_run_leaves_it_waiting(runs: Runs, tmp_path: Path) -> None:
     started = run(runs.start(timer(tmp_path, 30)))
     with pytest.raises(KeyboardInterrupt):
-        run(runs.resume(started.run_id, hooks=[InterruptAtStart()]))
+        run(runs.resume(started.run_id, observers=[InterruptAtStart()]))
     row = runs.get(started.run_id)
     assert (row.status, row.lease_owner, row.wake_at) == ("waiting", None, started.waiting["deadline"])
     result = run(runs.send(started.run_id, "go", {"n": 1}))  # still takes the event it waits for
@@ -67,7 +68,7 @@ def test_a_later_visit_of_a_wait_starts_a_timer_of_its_own(runs: Runs) -> None:
     first_deadline = started.waiting["deadline"]
     # rejected: review -> revise (step 2) -> review (step 3), and the process dies before the run ends
     with pytest.raises(Crash):
-        run(runs.send(started.run_id, "rejected", {"comment": "shorter"}, hooks=[CrashAfter(3)]))
+        run(runs.send(started.run_id, "rejected", {"comment": "shorter"}, observers=[CrashAfter(3)]))
     assert runs.get(started.run_id).waiting is None  # the wait it was in ended with step 2
     again = run(runs.resume(started.run_id))
     assert again.status == "waiting" and again.waiting["deadline"] > first_deadline
@@ -135,7 +136,7 @@ def test_a_send_that_cannot_continue_the_run_records_no_event(runs: Runs, tmp_pa
 def test_a_send_to_a_run_that_is_not_waiting_stores_nothing(runs: Runs, db: Path) -> None:
     machine = counter_machine(3)
     with pytest.raises(Crash):
-        run(runs.start(machine, hooks=[CrashAfter(1)], run_id="py-send"))
+        run(runs.start(machine, observers=[CrashAfter(1)], run_id="py-send"))
     before = dump(db)
     with pytest.raises(Conflict, match="not waiting"):
         run(runs.send("py-send", "go", machine=machine))  # paused, not waiting: refused, nothing stored
@@ -235,7 +236,7 @@ def test_a_stopped_worker_hands_its_runs_to_the_next_one(db: Path, tmp_path: Pat
     machine = counter_machine(3, work=gate)
     runs = Runs(f"sqlite:///{db}")
     with pytest.raises(Crash):
-        run(runs.start(machine, hooks=[CrashAfter(1)], run_id="handed"))
+        run(runs.start(machine, observers=[CrashAfter(1)], run_id="handed"))
     runs.store.acquire("handed", _dead_owner(), time.time() + 3600, now=time.time(), status="running")
     original = runs._machine_for
     runs._machine_for = lambda run_row, given, llms: original(run_row, machine, llms)  # type: ignore[method-assign]
@@ -384,11 +385,11 @@ def test_run_ids_that_cannot_be_one_are_not_found_clearly(runs: Runs) -> None:
 
 def test_an_interrupted_resume_of_a_paused_run_leaves_it_paused_even_for_a_worker(runs: Runs) -> None:
     with pytest.raises(Crash):
-        run(runs.start(counter_machine(3), hooks=[CrashAfter(1)]))
+        run(runs.start(counter_machine(3), observers=[CrashAfter(1)]))
     [row] = runs.list()
     assert row.status == "paused"
     with pytest.raises(KeyboardInterrupt):
-        run(runs.resume(row.id, machine=counter_machine(3), hooks=[InterruptAtStart()], on_interrupt="running"))
+        run(runs.resume(row.id, machine=counter_machine(3), observers=[InterruptAtStart()], on_interrupt="running"))
     assert runs.get(row.id).status == "paused" and runs.store.due_runs(time.time(), 10) == []
 
 
@@ -398,33 +399,30 @@ class InterruptAfter:
     def __init__(self, step: int) -> None:
         self.step = step
 
-    def after_step(self, context: StateContext, record: Any) -> None:
-        if record.step == self.step:
+    def on_step_ended(self, *, event: StepEnded) -> None:
+        if event.step == self.step:
             raise KeyboardInterrupt
 
 
 def test_an_interrupt_after_a_step_leaves_the_run_paused_or_running_for_a_worker(runs: Runs) -> None:
     started = run(runs.start(APPROVAL))  # waits at review
     with pytest.raises(KeyboardInterrupt):  # review -> revise is committed, then Ctrl-C
-        run(runs.send(started.run_id, "rejected", {"comment": "x"}, hooks=[InterruptAfter(2)]))
+        run(runs.send(started.run_id, "rejected", {"comment": "x"}, observers=[InterruptAfter(2)]))
     row = runs.get(started.run_id)
     assert (row.status, row.steps, row.waiting) == ("paused", 2, None)  # not waiting: that wait is over
     with pytest.raises(KeyboardInterrupt):
-        run(runs.resume(started.run_id, hooks=[InterruptAfter(3)], on_interrupt="running"))
+        run(runs.resume(started.run_id, observers=[InterruptAfter(3)], on_interrupt="running"))
     row = runs.get(started.run_id)
     assert (row.status, row.steps, row.lease_owner) == ("running", 3, None)
     assert runs.store.due_runs(time.time(), 10) == [started.run_id]
 
 
-def test_a_failing_hook_in_a_worker_leaves_the_run_paused_not_retried(runs: Runs) -> None:
-    class Broken:
-        def after_step(self, context: StateContext, record: Any) -> None:
-            raise RuntimeError("metrics are down")
-
+def test_a_step_a_worker_cannot_record_leaves_the_run_paused_not_retried(runs: Runs) -> None:
     started = run(runs.start(APPROVAL))
     run(runs.send(started.run_id, "approved", resume=False))
-    with pytest.raises(RuntimeError):
-        run(runs.resume(started.run_id, hooks=[Broken()], on_interrupt="running"))
+    broken = Runs(BrokenStore(runs.store, 1))  # review takes the event; the next step cannot be recorded
+    with pytest.raises(OSError):
+        run(broken.resume(started.run_id, on_interrupt="running"))
     assert runs.get(started.run_id).status == "paused" and runs.store.due_runs(time.time(), 10) == []
 
 
@@ -443,7 +441,7 @@ def test_a_damaged_context_is_a_store_error_naming_the_step(runs: Runs, db: Path
 
 def test_prune_deletes_a_run_whose_owner_died_as_it_listed_it(runs: Runs) -> None:
     with pytest.raises(Crash):
-        run(runs.start(counter_machine(3), hooks=[CrashAfter(1)], run_id="ghost-run"))
+        run(runs.start(counter_machine(3), observers=[CrashAfter(1)], run_id="ghost-run"))
     runs.store.acquire("ghost-run", _dead_owner(), time.time() + 3600, now=time.time(), status="running")
     listed = runs.prune(statuses=["running"], older_than=0, dry_run=True)
     assert [r.id for r in listed] == ["ghost-run"]
@@ -457,12 +455,12 @@ def test_a_checkpoint_a_person_names_while_the_run_goes_on_is_kept(runs: Runs, d
     class NameItMeanwhile:
         """Another process names `review#2` while this one advances the run (before it reaches review)."""
 
-        def after_step(self, context: StateContext, record: Any) -> None:
-            if record.state == "review":
-                other.checkpoint(context.run_id, "review#2")
+        def on_step_ended(self, *, event: StepEnded) -> None:
+            if event.state == "review":
+                other.checkpoint(event.run_id, "review#2")
 
     run_id = run(runs.start(APPROVAL)).run_id
-    run(runs.send(run_id, "rejected", {"comment": "again"}, hooks=[NameItMeanwhile()]))
+    run(runs.send(run_id, "rejected", {"comment": "again"}, observers=[NameItMeanwhile()]))
     assert {c.name: c.point for c in runs.checkpoints(run_id)} == {"review": 2, "review#2": 3, "review#3": 4}
     other.close()
 

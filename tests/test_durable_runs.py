@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from agentfsm import Event, InputError, State, StateContext, StateMachine, StepRecord
+from agentfsm import Event, InputError, State, StateContext, StateMachine, StepEnded
 from agentfsm.history import RunRefused, Runs
 from agentfsm.history.leases import new_owner
 from agentfsm.history.worker import work_once
@@ -126,28 +126,28 @@ MUTATE = """\
 
 
 class Contexts:
-    """A runtime hook keeping a copy of the context after every step (index: step number)."""
+    """An observer keeping a copy of the context after every step (index: step number)."""
 
     def __init__(self, initial: dict[str, Any] | None = None) -> None:
         self.after: dict[int, dict[str, Any]] = {} if initial is None else {0: copy.deepcopy(initial)}
 
-    def after_step(self, context: StateContext, record: StepRecord) -> None:
-        self.after[record.step] = copy.deepcopy(context.data)
+    def on_step_ended(self, *, event: StepEnded) -> None:
+        self.after[event.step] = copy.deepcopy(dict(event.data))
 
 
 class Crash(BaseException):
-    """The process dying: raised by a hook after a step was committed."""
+    """The process dying: raised by an observer after a step was committed."""
 
 
 class CrashAfter:
-    """A hook that kills the run right after step `step` was committed (it runs after the recorder)."""
+    """An observer that kills the run right after step `step` was committed (it runs after the recorder)."""
 
     def __init__(self, step: int) -> None:
         self.step = step
 
-    def after_step(self, context: StateContext, record: StepRecord) -> None:
-        if record.step == self.step:
-            raise Crash(f"died after step {record.step}")
+    def on_step_ended(self, *, event: StepEnded) -> None:
+        if event.step == self.step:
+            raise Crash(f"died after step {event.step}")
 
 
 def same_json(a: Any, b: Any) -> bool:
@@ -253,7 +253,7 @@ def test_start_records_every_step_with_state_event_and_next_state(runs: Runs) ->
 def test_every_point_rebuilds_the_context_exactly(runs: Runs, tmp_path: Path) -> None:
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     seen = Contexts({"i": 0})
-    result = run(runs.start(machine, hooks=[seen]))
+    result = run(runs.start(machine, observers=[seen]))
     assert result.status == "succeeded" and result.output == 10
     assert len(seen.after) == 12  # step 0, ten mutations, done
     assert_positions(runs, result.run_id, seen.after)
@@ -264,7 +264,7 @@ def test_contexts_are_rebuilt_across_snapshots(db: Path, tmp_path: Path) -> None
     runs = Runs(f"sqlite:///{db}", snapshot_every=3)
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     seen = Contexts({"i": 0})
-    result = run(runs.start(machine, hooks=[seen]))
+    result = run(runs.start(machine, observers=[seen]))
     kinds = [row.context_kind for row in runs.store.steps(result.run_id, "main")]
     assert kinds.count("snapshot") >= 3, kinds  # step 0 and later ones
     assert "patch" in kinds
@@ -300,12 +300,12 @@ def test_resume_after_a_crash_continues_from_the_next_step(runs: Runs, tmp_path:
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     whole = run(runs.start(machine))
     with pytest.raises(Crash):
-        run(runs.start(machine, hooks=[CrashAfter(4)], run_id="crashed1"))
+        run(runs.start(machine, observers=[CrashAfter(4)], run_id="crashed1"))
     row = runs.get("crashed1")
     assert row.status == "paused" and row.steps == 4 and row.lease_owner is None
     assert [step.step for step in runs.history("crashed1")] == [1, 2, 3, 4]
     seen = Contexts()
-    resumed = run(runs.resume("crashed1", hooks=[seen]))
+    resumed = run(runs.resume("crashed1", observers=[seen]))
     assert min(seen.after) == 5  # step 4 is not run again
     assert resumed.status == "succeeded" and resumed.output == whole.output
     assert same_json(resumed.context.data, whole.context.data)
@@ -317,7 +317,7 @@ def test_resume_after_a_crash_with_a_scripted_llm_matches_an_uninterrupted_run(r
     task = {"task": "Make a plan, then compute 6 * 7"}
     whole = run(runs.start(REACT, task))
     with pytest.raises(Crash):
-        run(runs.start(REACT, task, hooks=[CrashAfter(3)], run_id="crashed2"))
+        run(runs.start(REACT, task, observers=[CrashAfter(3)], run_id="crashed2"))
     resumed = run(runs.resume("crashed2"))
     assert resumed.status == "succeeded" and resumed.output == whole.output == "42"
     assert same_json(resumed.context.data, whole.context.data)
@@ -353,7 +353,7 @@ SCRIPT = """\
 def test_a_resumed_run_continues_its_llm_script_instead_of_restarting_it(runs: Runs, tmp_path: Path) -> None:
     machine = write(tmp_path / "script.yaml", SCRIPT)
     with pytest.raises(Crash):
-        run(runs.start(machine, hooks=[CrashAfter(3)], run_id="script1"))
+        run(runs.start(machine, observers=[CrashAfter(3)], run_id="script1"))
     result = run(runs.resume("script1"))
     assert result.context.data["said"] == ["one", "two", "three"]
 
@@ -361,7 +361,7 @@ def test_a_resumed_run_continues_its_llm_script_instead_of_restarting_it(runs: R
 def test_a_crash_at_the_very_first_step_resumes_from_the_start(runs: Runs, tmp_path: Path) -> None:
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     with pytest.raises(Crash):
-        run(runs.start(machine, hooks=[CrashAfter(1)], run_id="early1"))
+        run(runs.start(machine, observers=[CrashAfter(1)], run_id="early1"))
     rolled = runs.open("early1").rollback(1)  # back to the start: nothing of step 1 is kept
     assert (rolled.point, rolled.state) == (1, "mutate")
     result = run(runs.resume("early1"))
@@ -650,15 +650,15 @@ def test_diff_sees_type_changes_and_removed_keys(runs: Runs, tmp_path: Path) -> 
 def test_positions_on_nested_branches(runs: Runs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     main = Contexts({"i": 0})
-    run_id = run(runs.start(machine, hooks=[main])).run_id
+    run_id = run(runs.start(machine, observers=[main])).run_id
     monkeypatch.setenv(SALT, "first")
     runs.rollback(run_id, 6)  # rollback-1 runs steps 6.. (the salted steps) itself
     first = Contexts()
-    run(runs.resume(run_id, hooks=[first]))
+    run(runs.resume(run_id, observers=[first]))
     monkeypatch.setenv(SALT, "second")
     runs.rollback(run_id, 3)  # from rollback-1 to a point before its own fork
     second = Contexts()
-    run(runs.resume(run_id, hooks=[second]))
+    run(runs.resume(run_id, observers=[second]))
     assert [(b.name, b.parent, b.fork) for b in runs.branches(run_id)] == [
         ("main", None, 0), ("rollback-1", "main", 6), ("rollback-2", "rollback-1", 3)]
     assert_positions(runs, run_id, main.after, "main")
@@ -673,11 +673,11 @@ def test_positions_on_nested_branches(runs: Runs, tmp_path: Path, monkeypatch: p
 def test_positions_on_branches_across_snapshots(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = Runs(f"sqlite:///{db}", snapshot_every=3)
     main = Contexts({"i": 0})
-    run_id = run(runs.start(write(tmp_path / "mutate.yaml", MUTATE), hooks=[main])).run_id
+    run_id = run(runs.start(write(tmp_path / "mutate.yaml", MUTATE), observers=[main])).run_id
     monkeypatch.setenv(SALT, "other")
     runs.rollback(run_id, 5)
     branch = Contexts()
-    run(runs.resume(run_id, hooks=[branch]))
+    run(runs.resume(run_id, observers=[branch]))
     assert branch.after[11]["salted"] == "other"
     assert_positions(runs, run_id, {**{k: v for k, v in main.after.items() if k < 4}, **branch.after})
     assert_positions(runs, run_id, main.after, "main")
@@ -732,7 +732,7 @@ def _dead_owner() -> str:
 def test_a_lease_held_by_a_dead_process_is_taken_over_at_once(runs: Runs, tmp_path: Path) -> None:
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     with pytest.raises(Crash):
-        run(runs.start(machine, hooks=[CrashAfter(2)], run_id="dead1"))
+        run(runs.start(machine, observers=[CrashAfter(2)], run_id="dead1"))
     runs.store.acquire("dead1", _dead_owner(), time.time() + 3600, now=time.time(), status="running")
     result = run(runs.resume("dead1"))
     assert result.status == "succeeded" and runs.get("dead1").lease_owner is None
@@ -743,7 +743,7 @@ def test_a_live_lease_is_not_taken_over_until_it_expires(db: Path, tmp_path: Pat
     runs = Runs(f"sqlite:///{db}", lease_seconds=0.2, clock=lambda: now[0])
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     with pytest.raises(Crash):
-        run(runs.start(machine, hooks=[CrashAfter(2)], run_id="expire1"))
+        run(runs.start(machine, observers=[CrashAfter(2)], run_id="expire1"))
     runs.store.acquire("expire1", new_owner(), now[0] + 0.2, now=now[0], status="running")  # a live process
     with pytest.raises(LeaseHeld):
         run(runs.resume("expire1"))
@@ -778,16 +778,45 @@ def test_cancel_stops_a_run_being_advanced_at_its_next_step(db: Path) -> None:
     other.close()
 
 
-def test_a_failing_hook_releases_the_lease(runs: Runs, tmp_path: Path) -> None:
+def test_a_failing_observer_does_not_stop_the_run(runs: Runs, tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
     class Broken:
-        def after_step(self, context: StateContext, record: StepRecord) -> None:
+        def on_step_ended(self, *, event: StepEnded) -> None:
             raise RuntimeError("metrics are down")
 
-    with pytest.raises(RuntimeError):
-        run(runs.start(write(tmp_path / "mutate.yaml", MUTATE), hooks=[Broken()], run_id="broken1"))
+    result = run(runs.start(write(tmp_path / "mutate.yaml", MUTATE), observers=[Broken()], run_id="broken1"))
+    assert result.status == "succeeded"
     row = runs.get("broken1")
+    assert (row.status, row.lease_owner, row.steps) == ("succeeded", None, result.steps)
+    warnings = [record for record in caplog.records if "metrics are down" in record.getMessage()]
+    assert warnings and warnings[0].exc_info is not None  # the first failure comes with its traceback
+
+
+class BrokenStore:
+    """A store whose step commits start failing after `steps` of them: the disk is full."""
+
+    def __init__(self, store: Any, steps: int) -> None:
+        self.store, self.left = store, steps
+
+    def commit_step(self, *args: Any, **options: Any) -> Any:
+        if self.left == 0:
+            raise OSError("no space left on device")
+        self.left -= 1
+        return self.store.commit_step(*args, **options)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+def test_a_step_that_cannot_be_recorded_stops_the_run_and_releases_the_lease(db: Path, tmp_path: Path) -> None:
+    plain = Runs(f"sqlite:///{db}")
+    broken = Runs(BrokenStore(plain.store, 1))
+    with pytest.raises(OSError):
+        run(broken.start(write(tmp_path / "mutate.yaml", MUTATE), run_id="broken1"))
+    row = plain.get("broken1")
     assert (row.status, row.lease_owner, row.steps) == ("paused", None, 1)
-    assert run(runs.resume("broken1")).status == "succeeded"
+    assert run(plain.resume("broken1")).status == "succeeded"
+    plain.close()
 
 
 def test_a_run_whose_process_died_after_its_last_step_is_finished_by_resume(runs: Runs, tmp_path: Path,
@@ -915,7 +944,7 @@ def test_resume_with_an_edited_machine(runs: Runs, tmp_path: Path, db: Path) -> 
 def test_a_python_machine_runs_durably_and_resumes_with_its_machine(runs: Runs, db: Path) -> None:
     machine = counter_machine(4)
     with pytest.raises(Crash):
-        run(runs.start(machine, hooks=[CrashAfter(2)], run_id="py1"))
+        run(runs.start(machine, observers=[CrashAfter(2)], run_id="py1"))
     row = runs.get("py1")
     assert (row.machine, row.digest, row.status, row.steps) == ("counter", None, "paused", 2)
     before = dump(db)

@@ -22,6 +22,7 @@ import agentfsm
 from agentfsm import load_machine
 from agentfsm.bindings.imports import BindingError
 from agentfsm.runtime.loop import RunResult
+from agentfsm.service.views import result_json
 from tests.helpers import environment_without_proxies
 from tests.llm_server import LLMServer, Reply
 
@@ -227,7 +228,7 @@ def test_a_secret_echoed_in_a_successful_reply_is_redacted_before_it_reaches_the
     tool = {"http": f"{server.url}/echo", "headers": {"Authorization": {"env": TOKEN_ENV}}}
     result = run(write_machine(tmp_path, tool, {}))
     assert result.status == "succeeded", result.error
-    assert SECRET not in json.dumps(result.to_json())
+    assert SECRET not in json.dumps(result_json(result))
     assert "[redacted]" in json.dumps(result.output)
 
 

@@ -90,8 +90,8 @@ def write_machine(folder: Path, llms: dict[str, Any], states: dict[str, Any] | N
     return path
 
 
-def run(path: Path | agentfsm.StateMachine, hooks: tuple[object, ...] = ()) -> agentfsm.RunResult:
-    return asyncio.run(agentfsm.run(path, hooks=hooks))
+def run(path: Path | agentfsm.StateMachine, observers: tuple[object, ...] = ()) -> agentfsm.RunResult:
+    return asyncio.run(agentfsm.run(path, observers=observers))
 
 
 # -- plain replies ---------------------------------------------------------------------------
@@ -118,10 +118,10 @@ def test_openai_request_and_reply(server: LLMServer, tmp_path: Path) -> None:
     }
     assert result.usage == {"brain": {"calls": 1, "prompt_tokens": 7, "completion_tokens": 3}}
     [call] = recorder.calls
-    assert call["model"] == "gpt-test-2024"  # the model that answered, as the server names it
-    assert call["finish_reason"] == "stop"
-    assert call["retries"] == 0
-    assert call["duration"] >= 0
+    assert call.model == "gpt-test-2024"  # the model that answered, as the server names it
+    assert call.finish_reason == "stop"
+    assert call.retries == 0
+    assert call.duration >= 0
 
 
 def test_openai_leaves_out_unset_options(server: LLMServer, tmp_path: Path) -> None:
@@ -156,8 +156,8 @@ def test_anthropic_request_and_reply(server: LLMServer, tmp_path: Path) -> None:
         "temperature": 0.5,
     }
     assert result.usage == {"brain": {"calls": 1, "prompt_tokens": 11, "completion_tokens": 5}}
-    assert recorder.calls[0]["finish_reason"] == "length"  # Anthropic's max_tokens, in the common words
-    assert recorder.calls[0]["model"] == "claude-test-1"
+    assert recorder.calls[0].finish_reason == "length"  # Anthropic's max_tokens, in the common words
+    assert recorder.calls[0].model == "claude-test-1"
 
 
 def test_usage_is_summed_per_binding(server: LLMServer, tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_429_with_retry_after_is_retried_by_the_binding(server: LLMServer, tmp_p
     result = run(write_machine(tmp_path, {"brain": openai_binding(server)}), (recorder,))
     assert result.output == "made it"
     assert len(server.requests) == 2
-    assert recorder.calls[0]["retries"] == 1
+    assert recorder.calls[0].retries == 1
     assert result.usage["brain"]["calls"] == 1  # one call of the state; the retry is the binding's
 
 
@@ -328,8 +328,8 @@ def test_the_states_retry_comes_after_the_bindings(server: LLMServer, tmp_path: 
     recorder = CallRecorder()
     result = run(write_machine(tmp_path, {"brain": openai_binding(server, max_retries=1)}, states), (recorder,))
     assert result.output == "third time"
-    assert [call.get("retries") for call in recorder.calls] == [1, 0]  # the failed attempt is recorded too
-    assert recorder.calls[0]["error"]["type"] == "llm.unavailable"
+    assert [call.retries for call in recorder.calls] == [1, 0]  # the failed attempt is recorded too
+    assert recorder.calls[0].error["type"] == "llm.unavailable"
 
 
 # -- event loops and the connection pool -----------------------------------------------------
@@ -356,11 +356,11 @@ def test_one_compiled_machine_runs_under_two_event_loops(server: LLMServer, tmp_
     open_after: list[int] = []
 
     class Watch:
-        def on_run_end(self, context: Any, result: Any) -> None:
+        def on_run_ended(self, *, event: Any) -> None:
             open_during.append(client.open_pools)
 
     for _ in range(2):
-        result = asyncio.run(machine.run(hooks=[Watch()]))
+        result = asyncio.run(machine.run(observers=[Watch()]))
         assert result.status == "succeeded", result.error
         open_after.append(client.open_pools)
 
@@ -508,14 +508,14 @@ def test_a_reply_larger_than_the_cap_is_not_read(server: LLMServer, tmp_path: Pa
     server.script(Reply(body=big, headers=headers))
     path = write_machine(tmp_path, {"brain": openai_binding(server)})
     machine = agentfsm.load_machine(path)
-    hooks: tuple[object, ...] = ()
+    observers: tuple[object, ...] = ()
     if streamed:
         class Stream:
-            def on_run_start(self, context: Any) -> None:
-                context.on_token = lambda state, text: None
+            def on_token(self, *, event: Any) -> None:
+                pass
 
-        hooks = (Stream(),)
-    result = run(machine, hooks)
+        observers = (Stream(),)
+    result = run(machine, observers)
     assert result.status == "failed"
     assert result.error["type"] == "llm.error"
     assert "larger than 16 MB" in result.error["message"]

@@ -1,7 +1,7 @@
 """Behaviour of the Python API: machines assembled in Python, without YAML.
 
 Covers the seed's vocabulary (`StateMachine`, `State`, `StateContext`, `StateTransition`,
-`StateType`, `Event`), callbacks, runtime hooks, retry/catch/timeout policies, the run
+`StateType`, `Event`), callbacks, observers, retry/catch/timeout policies, the run
 limits, definition errors, and many runs sharing one event loop.
 """
 
@@ -27,7 +27,7 @@ from agentfsm import (
     StateMachine,
     StateTransition,
     StateType,
-    StepRecord,
+    StepEnded,
 )
 from agentfsm.runtime.policy import retry_delay
 
@@ -107,10 +107,10 @@ def test_start_returns_the_final_context_with_data_history_and_metadata() -> Non
     assert context.metadata["status"] == "succeeded"
     assert context.metadata["error"] is None
     assert end.executions == 1
+    # the transitions taken; the final state's execution is a step, not a transition (as the seed's history)
     assert [(h.from_state, h.to_state, h.trigger) for h in context.history] == [
         ("start", "middle", "done"),
         ("middle", "end", "done"),
-        ("end", None, "done"),
     ]
     for record in context.history:
         assert isinstance(record, StateTransition)
@@ -120,7 +120,8 @@ def test_start_returns_the_final_context_with_data_history_and_metadata() -> Non
         assert isinstance(record.data, dict)
     timestamps = [h.timestamp for h in context.history]
     assert timestamps == sorted(timestamps)
-    assert [h.data["step"] for h in context.history] == [1, 2, 3]
+    assert [h.data["step"] for h in context.history] == [1, 2]
+    assert context.get_last_transition() is context.history[-1]
 
 
 def test_start_accepts_initial_data_or_an_existing_context() -> None:
@@ -170,13 +171,13 @@ def test_event_routing_with_triggers_guards_and_actions() -> None:
     machine.add_transition("rejected", "end")
 
     good = run(machine.start({"score": 7}))
-    assert [h.to_state for h in good.history] == ["accepted", "end", None]
+    assert [h.to_state for h in good.history] == ["accepted", "end"]
     assert good.history[0].trigger == "scored"
     assert good.get("verdict") == "accepted with 7"
     assert seen == [("scored", {"score": 7})]
 
     bad = run(machine.start({"score": 2}))
-    assert [h.to_state for h in bad.history] == ["rejected", "end", None]
+    assert [h.to_state for h in bad.history] == ["rejected", "end"]
     assert "verdict" not in bad.data
 
 
@@ -327,55 +328,56 @@ def test_a_failing_callback_is_logged_and_the_run_still_succeeds(caplog: pytest.
     assert failures[1].exc_info and "transition exploded" in str(failures[1].exc_info[1])
 
 
-# -- hooks -----------------------------------------------------------------------------------
+# -- observers -------------------------------------------------------------------------------
 
 
-class RecordingHooks:
+class RecordingObserver:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
-        self.records: list[StepRecord] = []
+        self.records: list[StepEnded] = []
         self.errors: list[StateError] = []
         self.result: Any = None
 
-    def on_run_start(self, context: StateContext) -> None:
-        self.calls.append(("on_run_start", context.run_id))
+    def on_run_started(self, *, event: Any) -> None:
+        self.calls.append(("on_run_started", event.run_id))
 
-    def before_step(self, context: StateContext, state: str) -> None:
-        self.calls.append(("before_step", state))
+    def on_step_started(self, *, event: Any) -> None:
+        self.calls.append(("on_step_started", event.state))
 
-    def after_step(self, context: StateContext, record: StepRecord) -> None:
-        self.calls.append(("after_step", record.state))
-        self.records.append(record)
+    def on_step_ended(self, *, event: StepEnded) -> None:
+        self.calls.append(("on_step_ended", event.state))
+        self.records.append(event)
 
-    def on_error(self, context: StateContext, error: StateError) -> None:
-        self.calls.append(("on_error", error.type))
-        self.errors.append(error)
+    def on_error(self, *, event: Any) -> None:
+        self.calls.append(("on_error", event.error["type"]))
+        error = event.error
+        self.errors.append(StateError(error["type"], error["message"], state=error["state"], detail=error["detail"]))
 
-    def on_run_end(self, context: StateContext, result: Any) -> None:
-        self.calls.append(("on_run_end", result.status))
-        self.result = result
+    def on_run_ended(self, *, event: Any) -> None:
+        self.calls.append(("on_run_ended", event.result.status))
+        self.result = event.result
 
 
-class AsyncRecordingHooks(RecordingHooks):
-    async def on_run_start(self, context: StateContext) -> None:  # type: ignore[override]
+class AsyncRecordingObserver(RecordingObserver):
+    async def on_run_started(self, *, event: Any) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
-        super().on_run_start(context)
+        super().on_run_started(event=event)
 
-    async def before_step(self, context: StateContext, state: str) -> None:  # type: ignore[override]
+    async def on_step_started(self, *, event: Any) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
-        super().before_step(context, state)
+        super().on_step_started(event=event)
 
-    async def after_step(self, context: StateContext, record: StepRecord) -> None:  # type: ignore[override]
+    async def on_step_ended(self, *, event: StepEnded) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
-        super().after_step(context, record)
+        super().on_step_ended(event=event)
 
-    async def on_error(self, context: StateContext, error: StateError) -> None:  # type: ignore[override]
+    async def on_error(self, *, event: Any) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
-        super().on_error(context, error)
+        super().on_error(event=event)
 
-    async def on_run_end(self, context: StateContext, result: Any) -> None:  # type: ignore[override]
+    async def on_run_ended(self, *, event: Any) -> None:  # type: ignore[override]
         await asyncio.sleep(0)
-        super().on_run_end(context, result)
+        super().on_run_ended(event=event)
 
 
 def hooked_machine() -> StateMachine:
@@ -391,37 +393,37 @@ def hooked_machine() -> StateMachine:
     return machine
 
 
-@pytest.mark.parametrize("hooks_class", [RecordingHooks, AsyncRecordingHooks])
-@pytest.mark.parametrize("attach", ["add_hooks", "run_argument"])
-def test_hooks_see_every_step(hooks_class: type[RecordingHooks], attach: str) -> None:
+@pytest.mark.parametrize("observer_class", [RecordingObserver, AsyncRecordingObserver])
+@pytest.mark.parametrize("attach", ["add_observer", "run_argument"])
+def test_observers_see_every_step(observer_class: type[RecordingObserver], attach: str) -> None:
     machine = hooked_machine()
-    hooks = hooks_class()
-    if attach == "add_hooks":
-        machine.add_hooks(hooks)
+    watcher = observer_class()
+    if attach == "add_observer":
+        machine.add_observer(watcher)
         result = run(machine.run())
     else:
-        result = run(machine.run(hooks=[hooks]))
+        result = run(machine.run(observers=[watcher]))
 
     assert result.status == "succeeded"
-    assert hooks.calls == [
-        ("on_run_start", result.run_id),
-        ("before_step", "work"), ("on_error", "tool.error"), ("after_step", "work"),
-        ("before_step", "recover"), ("after_step", "recover"),
-        ("before_step", "end"), ("after_step", "end"),
-        ("on_run_end", "succeeded"),
+    assert watcher.calls == [
+        ("on_run_started", result.run_id),
+        ("on_step_started", "work"), ("on_error", "tool.error"), ("on_step_ended", "work"),
+        ("on_step_started", "recover"), ("on_step_ended", "recover"),
+        ("on_step_started", "end"), ("on_step_ended", "end"),
+        ("on_run_ended", "succeeded"),
     ]
-    assert hooks.result is result
-    assert hooks.errors[0].state == "work" and hooks.errors[0].message == "tool broke"
+    assert watcher.result is result
+    assert watcher.errors[0].state == "work" and watcher.errors[0].message == "tool broke"
 
-    work, recover, end = hooks.records
-    for number, record in enumerate(hooks.records, start=1):
-        assert isinstance(record, StepRecord)
+    work, recover, end = watcher.records
+    for number, record in enumerate(watcher.records, start=1):
+        assert isinstance(record, StepEnded)
         assert record.run_id == result.run_id
         assert record.step == number
         assert isinstance(record.started_at, float) and record.started_at > 0
         assert record.duration >= 0
         assert record.retries == 0
-        assert isinstance(record.calls, list)
+        assert isinstance(record.calls, tuple)
     assert (work.state, work.event, work.next_state) == ("work", "tool.error", "recover")
     assert work.error == {"type": "tool.error", "message": "tool broke", "state": "work", "detail": None}
     assert (recover.state, recover.event, recover.next_state, recover.result) == (
@@ -431,25 +433,25 @@ def test_hooks_see_every_step(hooks_class: type[RecordingHooks], attach: str) ->
     assert (end.state, end.event, end.next_state, end.result) == ("end", "done", None, "output!")
 
 
-def test_hooks_attached_to_the_machine_and_to_a_run_both_fire() -> None:
+def test_observers_attached_to_the_machine_and_to_a_run_both_fire() -> None:
     machine, _ = linear("a", "b")
-    on_machine, on_run = RecordingHooks(), AsyncRecordingHooks()
-    machine.add_hooks(on_machine)
-    run(machine.run(hooks=[on_run]))
+    on_machine, on_run = RecordingObserver(), AsyncRecordingObserver()
+    machine.add_observer(on_machine)
+    run(machine.run(observers=[on_run]))
     run(machine.run())
-    assert [c for c in on_machine.calls if c[0] == "before_step"] == [("before_step", "a"), ("before_step", "b")] * 2
-    assert [c for c in on_run.calls if c[0] == "before_step"] == [("before_step", "a"), ("before_step", "b")]
+    assert [c for c in on_machine.calls if c[0] == "on_step_started"] == [("on_step_started", "a"), ("on_step_started", "b")] * 2
+    assert [c for c in on_run.calls if c[0] == "on_step_started"] == [("on_step_started", "a"), ("on_step_started", "b")]
 
 
 def test_on_error_and_on_run_end_see_a_failed_run() -> None:
     machine, _ = linear("a", "b")
     machine.states["a"].work = fail_with("tool.error")  # type: ignore[attr-defined]
-    hooks = RecordingHooks()
-    result = run(machine.run(hooks=[hooks]))
+    watcher = RecordingObserver()
+    result = run(machine.run(observers=[watcher]))
     assert result.status == "failed"
-    assert hooks.calls[-3:] == [("on_error", "tool.error"), ("after_step", "a"), ("on_run_end", "failed")]
-    assert hooks.records[0].next_state is None
-    assert hooks.records[0].error["type"] == "tool.error"
+    assert watcher.calls[-3:] == [("on_error", "tool.error"), ("on_step_ended", "a"), ("on_run_ended", "failed")]
+    assert watcher.records[0].next_state is None
+    assert watcher.records[0].error["type"] == "tool.error"
 
 
 @pytest.mark.parametrize(
@@ -459,12 +461,12 @@ def test_on_error_and_on_run_end_see_a_failed_run() -> None:
 def test_on_error_sees_routing_errors_that_end_the_run(outcome: Any, error_type: str) -> None:
     machine, _ = linear("a", "b")
     machine.states["a"].work = lambda ctx: outcome  # type: ignore[attr-defined]
-    hooks = RecordingHooks()
-    result = run(machine.run(hooks=[hooks]))
+    watcher = RecordingObserver()
+    result = run(machine.run(observers=[watcher]))
     assert result.error["type"] == error_type
-    assert [e.type for e in hooks.errors] == [error_type]
-    assert hooks.errors[0].state == "a"
-    assert hooks.calls[-3:] == [("on_error", error_type), ("after_step", "a"), ("on_run_end", "failed")]
+    assert [e.type for e in watcher.errors] == [error_type]
+    assert watcher.errors[0].state == "a"
+    assert watcher.calls[-3:] == [("on_error", error_type), ("on_step_ended", "a"), ("on_run_ended", "failed")]
 
 
 def test_on_error_sees_a_guard_that_raises_and_an_error_state() -> None:
@@ -472,18 +474,18 @@ def test_on_error_sees_a_guard_that_raises_and_an_error_state() -> None:
     machine.add_state(Step("a"), initial=True)
     machine.add_state(Step("b"), final=True)
     machine.add_transition("a", "b", guard=lambda ctx, ev: 1 / 0)
-    hooks = RecordingHooks()
-    result = run(machine.run(hooks=[hooks]))
+    watcher = RecordingObserver()
+    result = run(machine.run(observers=[watcher]))
     assert result.error["type"] == "state.error" and "ZeroDivisionError" in result.error["message"]
-    assert [e.type for e in hooks.errors] == ["state.error"]
+    assert [e.type for e in watcher.errors] == ["state.error"]
 
     machine = StateMachine("to-error")
     machine.add_state(Step("a"), initial=True)
     machine.add_state(Step("oops", state_type=StateType.ERROR))
     machine.add_transition("a", "oops")
-    hooks = RecordingHooks()
-    run(machine.run(hooks=[hooks]))
-    assert [(e.type, e.state) for e in hooks.errors] == [("fail", "oops")]
+    watcher = RecordingObserver()
+    run(machine.run(observers=[watcher]))
+    assert [(e.type, e.state) for e in watcher.errors] == [("fail", "oops")]
 
 
 # -- retry -----------------------------------------------------------------------------------
@@ -514,13 +516,13 @@ def retry_machine(work: Callable[[StateContext], Any], *rules: RetryRule, **opti
 
 def test_retry_a_state_that_fails_twice_then_succeeds() -> None:
     machine, state = retry_machine(flaky(2), RetryRule(("state.error",), interval=0.001, max_attempts=3))
-    hooks = RecordingHooks()
-    result = run(machine.run(hooks=[hooks]))
+    watcher = RecordingObserver()
+    result = run(machine.run(observers=[watcher]))
     assert result.status == "succeeded"
     assert state.executions == 3
     assert result.context.get("attempts") == 3
-    assert hooks.records[0].retries == 2
-    assert hooks.records[0].error is None
+    assert watcher.records[0].retries == 2
+    assert watcher.records[0].error is None
 
 
 def test_retry_exhausted_ends_in_the_error() -> None:
@@ -649,7 +651,7 @@ def test_catch_routes_the_error_and_saves_it() -> None:
     assert (first.from_state, first.to_state, first.trigger) == ("work", "recover", "tool.error")
     assert first.success is False
     assert first.error["type"] == "tool.error"
-    assert [h.to_state for h in result.context.history] == ["recover", "end", None]
+    assert [h.to_state for h in result.context.history] == ["recover", "end"]
 
 
 def test_catch_after_retries_are_exhausted_keeps_the_retry_count() -> None:
@@ -681,7 +683,7 @@ def test_an_error_no_catch_rule_matches_fails_the_run() -> None:
     result = run(machine.run())
     assert result.status == "failed"
     assert result.error == {"type": "llm.parse", "message": "not json", "state": "work", "detail": None}
-    assert [h.to_state for h in result.context.history] == [None]
+    assert result.context.history == []  # a failing step that ends the run takes no transition
 
 
 def test_a_plain_exception_becomes_state_error_naming_the_state() -> None:
@@ -787,15 +789,15 @@ def looping_machine(**options: Any) -> tuple[StateMachine, Step, Step]:
 
 def test_max_visits_ends_the_run_failed_naming_the_state() -> None:
     machine, ping, _ = looping_machine(max_visits=3)
-    hooks = RecordingHooks()
-    result = run(machine.run(hooks=[hooks]))
+    watcher = RecordingObserver()
+    result = run(machine.run(observers=[watcher]))
     assert result.status == "failed"
     assert result.error["type"] == "limit.max_visits"
     assert result.error["state"] == "ping"
     assert "max_visits (3)" in result.error["message"]
     assert ping.executions == 3
-    assert hooks.errors[-1].type == "limit.max_visits"
-    assert str(hooks.errors[-1]).startswith("state 'ping': limit.max_visits")
+    assert watcher.errors[-1].type == "limit.max_visits"
+    assert str(watcher.errors[-1]).startswith("state 'ping': limit.max_visits")
 
 
 def test_max_steps_ends_the_run_failed_naming_the_state() -> None:
@@ -823,7 +825,7 @@ def test_no_matching_transition_names_the_state_and_the_event() -> None:
     assert result.error["type"] == "transition.none"
     assert result.error["state"] == "decide"
     assert "'maybe'" in result.error["message"]
-    assert result.context.history[-1].success is False
+    assert result.context.history == [] and result.steps == 1
 
 
 def test_a_state_without_any_rule_fails_with_transition_none() -> None:

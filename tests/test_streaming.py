@@ -1,9 +1,9 @@
 """Streamed replies (SSE) from the `openai` and `anthropic` providers, against the real loopback server.
 
-A hook sets `context.on_token` (as the CLI's progress reporter does on a terminal): the
-providers then ask for a stream, hand each text delta to it in order, and assemble the
-same reply as without streaming. Without an observer nothing streams. The CLI streams
-onto a terminal only, and `--no-stream` turns it off.
+An observer with `on_token` (as the CLI's progress reporter has on a terminal) makes the
+providers ask for a stream, hand each text delta to it in order, and assemble the same
+reply as without streaming. Without such an observer nothing streams. Two observers see
+the same deltas. The CLI streams onto a terminal only, and `--no-stream` turns it off.
 """
 
 from __future__ import annotations
@@ -84,25 +84,25 @@ def anthropic_stream(*pieces: str, input_tokens: int = 11, output_tokens: int = 
 
 
 class Observer:
-    """A hook setting the token observer at run start; it keeps (state, delta) pairs."""
+    """An observer of the reply's text as it arrives; it keeps (state, delta) pairs."""
 
     def __init__(self) -> None:
         self.deltas: list[tuple[str, str]] = []
 
-    def on_run_start(self, context: agentfsm.StateContext) -> None:
-        context.on_token = lambda state, delta: self.deltas.append((state, delta))
+    def on_token(self, *, event: agentfsm.TokenReceived) -> None:
+        self.deltas.append((event.state, event.text))
 
     def text(self) -> str:
         return "".join(delta for _, delta in self.deltas)
 
 
-def run(path: Path, *hooks: object) -> agentfsm.RunResult:
-    return asyncio.run(agentfsm.run(path, hooks=hooks))
+def run(path: Path, *observers: object) -> agentfsm.RunResult:
+    return asyncio.run(agentfsm.run(path, observers=observers))
 
 
 def usage_of(recorder: CallRecorder) -> list[tuple[Any, ...]]:
-    return [(c["model"], c["prompt_tokens"], c["completion_tokens"], c["finish_reason"], c["retries"])
-            for c in recorder.calls if c["kind"] == "llm"]
+    return [(c.model, c.prompt_tokens, c.completion_tokens, c.finish_reason, c.retries)
+            for c in recorder.calls if c.kind == "llm"]
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -193,8 +193,8 @@ def test_an_openai_tool_call_split_across_chunks(server: LLMServer, tmp_path: Pa
     assert result.succeeded, result.error
     assert result.output == "It is 42."
     assert observer.text() == "It is 42."
-    tool_calls = [c for c in recorder.calls if c["kind"] == "tool"]
-    assert [(c["binding"], c["args"], c["result"], c["call_id"]) for c in tool_calls] == [
+    tool_calls = [c for c in recorder.calls if c.kind == "tool"]
+    assert [(c.binding, c.args, c.result, c.call_id) for c in tool_calls] == [
         ("calc", {"expression": "6 * 7"}, 42, "call_abc")]
     assert usage_of(recorder)[0] == ("gpt-test-2024", 20, 9, "tool_calls", 0)
     answer = server.requests[1].json["messages"]
@@ -235,8 +235,8 @@ def test_an_anthropic_tool_use_with_input_json_deltas(server: LLMServer, tmp_pat
     assert result.output == "42"
     assert observer.deltas == [("ask", "Let me compute."), ("ask", "42")]
     assert usage_of(recorder) == [("claude-test-1", 30, 12, "tool_calls", 0), ("claude-test-1", 50, 2, "stop", 0)]
-    tool_calls = [c for c in recorder.calls if c["kind"] == "tool"]
-    assert [(c["args"], c["result"], c["call_id"]) for c in tool_calls] == [({"expression": "6 * 7"}, 42, "toolu_xyz")]
+    tool_calls = [c for c in recorder.calls if c.kind == "tool"]
+    assert [(c.args, c.result, c.call_id) for c in tool_calls] == [({"expression": "6 * 7"}, 42, "toolu_xyz")]
     turns = server.requests[1].json["messages"]
     assert turns[-2]["content"] == [{"type": "text", "text": "Let me compute."},
                                     {"type": "tool_use", "id": "toolu_xyz", "name": "calc",
@@ -298,18 +298,27 @@ def test_an_event_that_is_not_json_is_llm_parse(server: LLMServer, tmp_path: Pat
     assert result.error["type"] == "llm.parse"
 
 
-def test_an_observer_that_raises_ends_the_call_with_its_own_error(server: LLMServer, tmp_path: Path) -> None:
+def test_an_observer_that_raises_does_not_end_the_call(server: LLMServer, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     class Broken:
-        def on_run_start(self, context: agentfsm.StateContext) -> None:
-            def observe(state: str, delta: str) -> None:
-                raise RuntimeError("display broke")
-            context.on_token = observe
+        def on_token(self, *, event: agentfsm.TokenReceived) -> None:
+            raise RuntimeError("display broke")
 
+    watching = Observer()
     server.script(openai_stream("a", "b"))
-    result = run(write_machine(tmp_path, {"brain": openai_binding(server)}), Broken())
-    assert not result.succeeded
-    assert "display broke" in result.error["message"]
-    assert not result.error["type"].startswith("llm.")
+    result = run(write_machine(tmp_path, {"brain": openai_binding(server)}), Broken(), watching)
+    assert result.succeeded, result.error
+    assert result.output == "ab" and watching.text() == "ab"  # the observer after it still sees every piece
+    assert sum("display broke" in record.getMessage() for record in caplog.records) == 2  # logged, not fatal
+
+
+def test_two_observers_receive_the_same_streamed_tokens(server: LLMServer, tmp_path: Path) -> None:
+    server.script(openai_stream("one ", "two ", "three"))
+    first, second = Observer(), Observer()
+    result = run(write_machine(tmp_path, {"brain": openai_binding(server)}), first, second)
+    assert result.succeeded, result.error
+    assert first.deltas == second.deltas == [("ask", "one "), ("ask", "two "), ("ask", "three")]
+    assert server.requests[0].json.get("stream") is True
 
 
 def test_server_sent_events_framing() -> None:

@@ -60,8 +60,8 @@ def scripted(*replies: Any) -> dict[str, Any]:
     return {"provider": "scripted", "replies": list(replies)}
 
 
-def run(path: Path, *hooks: object) -> agentfsm.RunResult:
-    return asyncio.run(agentfsm.run(path, hooks=hooks))
+def run(path: Path, *observers: object) -> agentfsm.RunResult:
+    return asyncio.run(agentfsm.run(path, observers=observers))
 
 
 def openai_reply(text: str, prompt_tokens: int = 7, completion_tokens: int = 3) -> Reply:
@@ -99,7 +99,7 @@ def test_an_invalid_reply_is_fed_back_once_then_the_corrected_one_is_saved(tmp_p
     assert result.status == "succeeded", result.error
     assert result.context.get("triage") == {"category": "bug", "priority": 2}
     assert result.usage["brain"]["calls"] == 2
-    assert len(recorder.calls) == 2 and all("error" not in call for call in recorder.calls)
+    assert len(recorder.calls) == 2 and all(call.error is None for call in recorder.calls)
 
 
 def test_an_unparseable_reply_is_fed_back_too(tmp_path: Path) -> None:

@@ -51,8 +51,8 @@ def machine(folder: Path, llm: dict[str, Any], *, tools: dict[str, Any] | None =
     return path
 
 
-def run(path: Path, *hooks: object) -> agentfsm.RunResult:
-    return asyncio.run(agentfsm.run(path, hooks=hooks))
+def run(path: Path, *observers: object) -> agentfsm.RunResult:
+    return asyncio.run(agentfsm.run(path, observers=observers))
 
 
 CALC_RULES = [
@@ -72,13 +72,13 @@ def test_a_scripted_model_calls_the_calculator_then_answers_with_its_result(tmp_
     assert str(result.output) == "391"
     assert result.usage["brain"]["calls"] == 2
     [call] = recorder.tools()
-    assert call["binding"] == "calc" and call["via"] == "llm"
-    assert call["args"] == {"expression": "17 * 23"}
-    assert call["result"] == 391
-    assert "error" not in call
-    assert call["duration"] >= 0
-    assert [c["kind"] for c in recorder.calls] == ["llm", "tool", "llm"]
-    assert [c.get("finish_reason") for c in recorder.calls if c["kind"] == "llm"] == ["tool_calls", "stop"]
+    assert call.binding == "calc" and call.via == "llm"
+    assert call.args == {"expression": "17 * 23"}
+    assert call.result == 391
+    assert call.error is None
+    assert call.duration >= 0
+    assert [c.kind for c in recorder.calls] == ["llm", "tool", "llm"]
+    assert [c.finish_reason for c in recorder.calls if c.kind == "llm"] == ["tool_calls", "stop"]
 
 
 def test_the_scripted_model_sees_tool_results_as_result_lines() -> None:
@@ -133,11 +133,11 @@ def test_two_tool_calls_in_one_reply_run_concurrently(tmp_path: Path) -> None:
 
     assert result.status == "succeeded", result.error
     assert result.output == "both done"
-    slow, fast = sorted(recorder.tools(), key=lambda call: call["call_id"])
-    assert "error" not in slow and "error" not in fast
+    slow, fast = sorted(recorder.tools(), key=lambda call: call.call_id)
+    assert slow.error is None and fast.error is None
     # slow started first, and fast ran to its end before slow could finish: they overlapped
-    assert slow["result"] == ["slow start", "fast start", "fast end", "slow end"]
-    assert fast["result"] == "fast b"
+    assert slow.result == ["slow start", "fast start", "fast end", "slow end"]
+    assert fast.result == "fast b"
 
 
 def test_a_model_that_keeps_calling_tools_is_llm_tool_loop(tmp_path: Path) -> None:
@@ -175,9 +175,9 @@ def test_an_unknown_tool_and_bad_arguments_are_fed_back_not_raised(tmp_path: Pat
     assert result.status == "succeeded", result.error
     assert result.output == "recovered"
     unknown, bad = recorder.tools()
-    assert unknown["binding"] == "nope" and unknown["error"]["type"] == "tool.error"
-    assert "no tool named 'nope'" in unknown["error"]["message"] and "calc" in unknown["error"]["message"]
-    assert bad["binding"] == "calc" and bad["error"]["type"] == "tool.bad_arguments"
+    assert unknown.binding == "nope" and unknown.error["type"] == "tool.error"
+    assert "no tool named 'nope'" in unknown.error["message"] and "calc" in unknown.error["message"]
+    assert bad.binding == "calc" and bad.error["type"] == "tool.bad_arguments"
 
 
 def test_a_failing_tool_is_fed_back_as_an_error_result(tmp_path: Path) -> None:
@@ -320,7 +320,7 @@ def test_openai_tool_calls_round_trip(server: LLMServer, tmp_path: Path) -> None
         {"role": "tool", "tool_call_id": "call_a", "content": "391"},
     ]
     [call] = recorder.tools()
-    assert call["result"] == 391 and call["call_id"] == "call_a"
+    assert call.result == 391 and call.call_id == "call_a"
 
 
 def test_openai_arguments_that_are_not_json_are_fed_back(server: LLMServer, tmp_path: Path) -> None:
@@ -339,7 +339,7 @@ def test_openai_arguments_that_are_not_json_are_fed_back(server: LLMServer, tmp_
     error = json.loads(bad["content"])["error"]
     assert error["type"] == "tool.bad_arguments" and "not valid JSON" in error["message"]
     assert good == {"role": "tool", "tool_call_id": "call_b", "content": "4"}
-    assert [c.get("error", {}).get("type") for c in recorder.tools()] == ["tool.bad_arguments", None]
+    assert [(c.error or {}).get("type") for c in recorder.tools()] == ["tool.bad_arguments", None]
 
 
 def anthropic_body(content: list[dict[str, Any]], stop: str) -> Reply:
@@ -376,7 +376,7 @@ def test_anthropic_tool_use_round_trip(server: LLMServer, tmp_path: Path) -> Non
     assert ok == {"type": "tool_result", "tool_use_id": "toolu_1", "content": "391"}
     assert failed["tool_use_id"] == "toolu_2" and failed["is_error"] is True
     assert json.loads(failed["content"])["error"]["type"] == "tool.error"
-    assert [c["finish_reason"] for c in recorder.calls if c["kind"] == "llm"] == ["tool_calls", "stop"]
+    assert [c.finish_reason for c in recorder.calls if c.kind == "llm"] == ["tool_calls", "stop"]
 
 
 def test_a_state_without_tools_sends_none(server: LLMServer, tmp_path: Path) -> None:

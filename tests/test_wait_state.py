@@ -18,6 +18,7 @@ import pytest
 import agentfsm
 from agentfsm.observability.diagram import graph_from_machine
 from agentfsm.runtime.loop import RunResult
+from agentfsm.service.views import result_json
 from agentfsm.runtime.model import StateType
 from agentfsm.spec.problems import MachineFileError
 
@@ -110,7 +111,10 @@ def start(machine: agentfsm.StateMachine, inputs: dict[str, Any] | None = None) 
 
 
 def visited(result: RunResult) -> list[str]:
-    return [record.from_state for record in result.context.history]
+    """The states the run entered, in order: each transition's source, then the state a finished run ended in
+    (its last step takes no transition)."""
+    path = [record.from_state for record in result.context.history]
+    return path + [result.context.state] if result.status in ("succeeded", "failed") else path
 
 
 # -- suspending and resuming ---------------------------------------------------------------------
@@ -123,7 +127,7 @@ def test_a_run_reaching_a_wait_stops_waiting_without_counting_the_wait(tmp_path:
     assert result.steps == 1  # `prepare` only: the wait's step did not happen
     assert result.output is None and result.error is None
     assert visited(result) == ["prepare"]
-    assert result.to_json()["waiting"] == result.waiting
+    assert result_json(result)["waiting"] == result.waiting
 
 
 def test_delivering_an_event_continues_saves_its_data_and_guards_read_it(tmp_path: Path) -> None:
@@ -182,7 +186,7 @@ def test_the_timer_runs_out_while_the_run_is_suspended(tmp_path: Path) -> None:
     assert again.status == "waiting" and again.waiting == first.waiting
     assert last.status == "succeeded", last.error
     assert last.output == "escalated"
-    assert last.context.history[-2].trigger == "timeout"
+    assert last.context.history[-1].trigger == "timeout"
     assert last.steps == 2
 
 

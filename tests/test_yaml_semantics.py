@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import agentfsm
-from agentfsm import InputError, RunResult, StepRecord
+from agentfsm import InputError, RunResult, StepEnded
 
 MACHINES = Path(__file__).resolve().parent.parent / "machines"
 
@@ -42,15 +42,18 @@ def run_file(path: Path | agentfsm.StateMachine, inputs: dict[str, Any] | None =
 
 
 def visited(result: RunResult) -> list[str]:
-    return [record.from_state for record in result.context.history]
+    """The states the run entered, in order: each transition's source, then the state a finished run ended in
+    (its last step takes no transition)."""
+    path = [record.from_state for record in result.context.history]
+    return path + [result.context.state] if result.status in ("succeeded", "failed") else path
 
 
 class StepHooks:
     def __init__(self) -> None:
-        self.records: list[StepRecord] = []
+        self.records: list[StepEnded] = []
 
-    def after_step(self, context: Any, record: StepRecord) -> None:
-        self.records.append(record)
+    def on_step_ended(self, *, event: StepEnded) -> None:
+        self.records.append(event)
 
 
 def assert_one_line_failure(result: RunResult, error_type: str, state: str) -> dict[str, Any]:
@@ -448,13 +451,13 @@ def test_sync_and_async_python_tools(tmp_path: Path) -> None:
           done: {{type: final, output: "{{{{ y }}}}"}}
         """)
     hooks = StepHooks()
-    result = run_file(path, hooks=[hooks])
+    result = run_file(path, observers=[hooks])
     assert str(tmp_path) not in sys.path  # the folder is searched while importing, not left on the path
     assert result.status == "succeeded", result.error
     assert result.output == 20
     assert result.context.get("x") == 10
     first_call = hooks.records[0].calls[0]
-    assert first_call["kind"] == "tool" and first_call["binding"] == "sync_double" and first_call["args"] == {"n": 5}
+    assert first_call.kind == "tool" and first_call.binding == "sync_double" and first_call.args == {"n": 5}
 
 
 def test_retry_in_yaml_until_the_tool_succeeds(tmp_path: Path) -> None:
@@ -481,7 +484,7 @@ def test_retry_in_yaml_until_the_tool_succeeds(tmp_path: Path) -> None:
         ("tool.error",), 0.01, 3, 1.5, 0.02, "none",
     )
     hooks = StepHooks()
-    result = run_file(machine, hooks=[hooks])
+    result = run_file(machine, observers=[hooks])
     assert result.status == "succeeded", result.error
     assert result.output == {"attempts": 3}
     assert hooks.records[0].retries == 2
@@ -1140,15 +1143,15 @@ def test_scripted_usage_counts_tokens_per_binding(tmp_path: Path) -> None:
           done: {type: final}
         """)
     hooks = StepHooks()
-    result = run_file(path, hooks=[hooks])
+    result = run_file(path, observers=[hooks])
     assert result.status == "succeeded", result.error
     assert result.usage == {
         "small": {"calls": 2, "prompt_tokens": 5 + 2, "completion_tokens": 2 + 1},
         "other": {"calls": 1, "prompt_tokens": 1, "completion_tokens": 4},
     }
     first_call = hooks.records[0].calls[0]
-    assert first_call["kind"] == "llm" and first_call["model"] == "tiny-1"
-    assert (first_call["prompt_tokens"], first_call["completion_tokens"]) == (5, 2)
+    assert first_call.kind == "llm" and first_call.model == "tiny-1"
+    assert (first_call.prompt_tokens, first_call.completion_tokens) == (5, 2)
 
 
 def test_parse_json_accepts_code_fences_and_parse_lines_strips_markers(tmp_path: Path) -> None:

@@ -95,7 +95,8 @@ class LLMRequest:
     provider that has no such mode ignores both. `on_token`, when set, is called with each
     piece of the reply's text as it arrives: the HTTP providers then stream the reply
     (`"stream": true`), the scripted one hands over its whole text at once. The reply
-    returned is the same either way.
+    returned is the same either way. `session` is the binding's memory within the run
+    (the scripted provider keeps its place in the script there).
     """
 
     binding: str
@@ -109,6 +110,8 @@ class LLMRequest:
     tools: tuple[ToolSpec, ...] = ()
     tool_results: tuple[ToolResult, ...] = ()
     on_token: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+    session: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """What the binding remembers between the calls of this run (JSON it may change in place), or None."""
 
     def __post_init__(self) -> None:
         if any(isinstance(turn, dict) for turn in self.history):

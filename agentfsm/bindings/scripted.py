@@ -56,7 +56,7 @@ class _RunCursor:
 
 
 class ScriptedClient:
-    """Replays scripted replies; each run has its own position in the script."""
+    """Replays scripted replies; each run has its own position in the script, kept in the request's session."""
 
     def __init__(self, name: str, config: ScriptedLLM, base_dir: Path | None) -> None:
         self.name = name
@@ -70,7 +70,10 @@ class ScriptedClient:
         self._cursors: dict[str, _RunCursor] = {}
 
     async def complete(self, request: LLMRequest) -> LLMReply:
-        cursor = self._cursors.setdefault(request.run_id, _RunCursor())
+        if request.session is not None:
+            cursor = _RunCursor.from_json(request.session)
+        else:
+            cursor = self._cursors.setdefault(request.run_id, _RunCursor())
         text, calls = self._choose(cursor, request)
         prompt_text = " ".join([request.system or "", *(m.content for m in request.messages())])
         tool_calls = []
@@ -78,11 +81,15 @@ class ScriptedClient:
             cursor.tool_calls += 1
             tool_calls.append(ToolCall(f"call_{cursor.tool_calls}", call["name"], call["arguments"]))
         completion = count_tokens(text) + sum(count_tokens(json.dumps(c)) for c in calls)
+        position = cursor.as_json()
+        if request.session is not None:
+            request.session.clear()
+            request.session.update(position)
         if request.on_token is not None and text:
             request.on_token(text)
         return LLMReply(text, self.model, count_tokens(prompt_text), completion,
                         finish_reason="tool_calls" if tool_calls else "stop", tool_calls=tuple(tool_calls),
-                        script=cursor.as_json())
+                        script=position)
 
     def _choose(self, cursor: _RunCursor, request: LLMRequest) -> tuple[str, list[dict[str, Any]]]:
         for index, rule, pattern in self.rules:
@@ -111,42 +118,8 @@ class ScriptedClient:
         )
 
     def forget_run(self, run_id: str) -> None:
+        """Drop the place kept for a run driven without a session (a client used on its own)."""
         self._cursors.pop(run_id, None)
-
-    def restore_run(self, run_id: str, position: dict[str, Any]) -> None:
-        """Continue a run's script from a recorded position (a resumed or rolled-back run)."""
-        self._cursors[run_id] = _RunCursor.from_json(position)
-
-
-class ForgetScriptedRuns:
-    """A runtime hook keeping each scripted client's position in its script per run.
-
-    A run that starts with history (resumed from a store) picks up where its last recorded
-    call left the script; a run that ends is forgotten.
-    """
-
-    def __init__(self, clients: list[ScriptedClient]) -> None:
-        self.clients = clients
-
-    def on_run_start(self, context: Any) -> None:
-        for client in self.clients:
-            position = _last_position(context.history, client.name)
-            if position is None:
-                client.forget_run(context.run_id)  # a fresh start, or a point before any call
-            else:
-                client.restore_run(context.run_id, position)
-
-    def on_run_end(self, context: Any, result: Any) -> None:
-        for client in self.clients:
-            client.forget_run(context.run_id)
-
-
-def _last_position(history: list[Any], binding: str) -> dict[str, Any] | None:
-    for transition in reversed(history):
-        for call in reversed(transition.data.get("calls", ())):
-            if call.get("kind") == "llm" and call.get("binding") == binding and isinstance(call.get("script"), dict):
-                return call["script"]
-    return None
 
 
 def _expand(reply: Any, found: re.Match[str] | None) -> Any:

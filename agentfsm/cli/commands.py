@@ -95,43 +95,25 @@ def _print_warnings(warnings: tuple[Problem, ...] | list[Problem]) -> None:
         typer.echo(str(warning), err=True)
 
 
-def progress_hooks(machine_name: str, *, quiet: bool, log_steps: bool, stream: bool,
-                   warnings: tuple[Problem, ...] = ()) -> list[object]:
-    """The hooks a command adds to a run it drives: step logs (`-v`) and live progress (unless `quiet`)."""
-    hooks: list[object] = []
+def progress_observers(machine_name: str, *, quiet: bool, log_steps: bool, stream: bool,
+                       warnings: tuple[Problem, ...] = ()) -> list[object]:
+    """The observers a command adds to a run it drives: step logs (`-v`) and live progress (unless `quiet`)."""
+    observers: list[object] = []
     if log_steps:
         import logging
 
-        from agentfsm.observability.logging import LoggingHook
+        from agentfsm.observability.logging import LoggingObserver
 
         if quiet:  # the warnings were not printed: they go to the log instead
             for warning in warnings:
                 logging.getLogger("agentfsm").warning("%s", warning)
-        hooks.append(LoggingHook())
+        observers.append(LoggingObserver())
     if not quiet:
-        from rich.console import Console
-
-        from agentfsm.observability.progress import ProgressReporter
+        from agentfsm.observability.progress import progress_reporter
 
         # on a terminal, LLM replies stream onto the progress line unless `stream` is off (--no-stream)
-        hooks.append(ProgressReporter(Console(stderr=True, highlight=False, soft_wrap=True), machine_name,
-                                      stream=stream))
-    return hooks
-
-
-@contextmanager
-def progress_stopped_on_interrupt(hooks: list[object]) -> Iterator[None]:
-    """A run cancelled by Ctrl-C gets no `on_run_end`, so the live progress line (a terminal's spinner) would
-    keep running under the message that explains the interruption: stop it first."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        for hook in hooks:
-            status = getattr(hook, "status", None)  # ProgressReporter's live line, while a run is shown
-            if status is not None:
-                status.stop()
-                hook.status = None  # type: ignore[attr-defined]
-        raise
+        observers.append(progress_reporter(sys.stderr, machine_name, stream_replies=stream))
+    return observers
 
 
 def run_command(
@@ -168,11 +150,11 @@ def _start(file: Path, input_pairs: list[str], inputs_file: Path | None, llm_opt
         key, value = parse_cli_input(pair, loaded.spec.inputs)
         given[key] = value
     machine.new_context(given)  # bad inputs are refused before the store is opened
-    hooks = progress_hooks(machine.name, quiet=quiet, log_steps=log_steps, stream=stream, warnings=loaded.warnings)
+    observers = progress_observers(machine.name, quiet=quiet, log_steps=log_steps, stream=stream,
+                                   warnings=loaded.warnings)
     runs = Runs(store)
     try:
-        with progress_stopped_on_interrupt(hooks):
-            result = asyncio.run(runs.start(machine, given, llms=overrides, hooks=hooks, run_id=run_id))
+        result = asyncio.run(runs.start(machine, given, llms=overrides, observers=observers, run_id=run_id))
     finally:
         runs.close()
     return finish(result, as_json=as_json, store_option=store)

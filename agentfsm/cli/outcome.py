@@ -52,12 +52,6 @@ def when(timestamp: float | None) -> str:
     return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def result_json(result: RunResult) -> dict[str, Any]:
-    """The `--json` object of run, resume, send and rollback --resume: the same keys whatever the status
-    (`waiting` is null unless the run waits)."""
-    return {**result.to_json(), "waiting": result.waiting}
-
-
 def store_hint(store_option: str | None) -> str:
     """` --store URL` to repeat in a suggested command, when the store was not the default one."""
     return f" --store {shlex.quote(store_option)}" if store_option else ""
@@ -66,6 +60,8 @@ def store_hint(store_option: str | None) -> str:
 def finish(result: RunResult, *, as_json: bool, store_option: str | None = None) -> int:
     """Print a run's result and return its exit code: 0 succeeded, 1 failed or cancelled, 3 waiting."""
     if as_json:
+        from agentfsm.service.views import result_json
+
         print_json(result_json(result))
     elif result.succeeded:
         print_output(result.output)

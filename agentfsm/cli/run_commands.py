@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from agentfsm.cli import exit_codes
-from agentfsm.cli.commands import interruptible, progress_hooks, progress_stopped_on_interrupt
+from agentfsm.cli.commands import interruptible, progress_observers
 from agentfsm.cli.outcome import finish, print_json, store_hint, when
 from agentfsm.history import Runs
 from agentfsm.history.runs import Rollback
@@ -148,14 +148,11 @@ Drive = Callable[[Runs], Any]
 def _drive(store: str | None, run_id: str, drive: Drive, *, as_json: bool, quiet: bool, log_steps: bool,
            stream: bool) -> int:
     """Advance a stored run (resume, send, rollback --resume) and end like `run` does (Ctrl-C included)."""
-    hooks: list[object] = []
+    def observers_for(machine_name: str) -> list[object]:
+        return progress_observers(machine_name, quiet=quiet, log_steps=log_steps, stream=stream)
 
-    def hooks_for(machine_name: str) -> list[object]:
-        hooks.extend(progress_hooks(machine_name, quiet=quiet, log_steps=log_steps, stream=stream))
-        return hooks
-
-    with interruptible(store, run_id, as_json=as_json), opened(store) as runs, progress_stopped_on_interrupt(hooks):
-        result: RunResult = asyncio.run(drive(runs)(hooks_for))
+    with interruptible(store, run_id, as_json=as_json), opened(store) as runs:
+        result: RunResult = asyncio.run(drive(runs)(observers_for))
     return finish(result, as_json=as_json, store_option=store)
 
 
@@ -166,9 +163,9 @@ def resume_command(store: str | None, run_id: str, *, machine_file: Path | None,
     overrides = parse_llm_options(llm_options)
 
     def drive(runs: Runs) -> Any:
-        async def go(hooks_for: Callable[[str], list[object]]) -> RunResult:
+        async def go(observers_for: Callable[[str], list[object]]) -> RunResult:
             run = runs.get(run_id)
-            return await runs.resume(run.id, machine=machine_file, llms=overrides, hooks=hooks_for(run.machine))
+            return await runs.resume(run.id, machine=machine_file, llms=overrides, observers=observers_for(run.machine))
         return go
 
     return _drive(store, run_id, drive, as_json=as_json, quiet=quiet, log_steps=log_steps, stream=stream)
@@ -197,9 +194,9 @@ def send_command(store: str | None, run_id: str, event: str, data_text: str | No
         return _record_event(store, run_id, event, data, as_json=as_json)
 
     def drive(runs: Runs) -> Any:
-        async def go(hooks_for: Callable[[str], list[object]]) -> RunResult:
+        async def go(observers_for: Callable[[str], list[object]]) -> RunResult:
             run = runs.get(run_id)
-            result = await runs.send(run.id, event, data, hooks=hooks_for(run.machine))
+            result = await runs.send(run.id, event, data, observers=observers_for(run.machine))
             assert result is not None  # send(resume=True) advances the run
             return result
         return go
@@ -244,12 +241,12 @@ def _say_rolled_back(made: Rollback) -> None:
 def _rollback_and_resume(store: str | None, run_id: str, target: str, *, branch: str | None, as_json: bool,
                          quiet: bool, log_steps: bool, stream: bool) -> int:
     def drive(runs: Runs) -> Any:
-        async def go(hooks_for: Callable[[str], list[object]]) -> RunResult:
+        async def go(observers_for: Callable[[str], list[object]]) -> RunResult:
             run = runs.get(run_id)
             machine = runs.machine(run.id)  # a run that could not go on is refused before the branch is made
             made = runs.rollback(run.id, target, branch=branch)
             _say_rolled_back(made)
-            return await runs.resume(run.id, machine=machine, hooks=hooks_for(run.machine))
+            return await runs.resume(run.id, machine=machine, observers=observers_for(run.machine))
         return go
 
     return _drive(store, run_id, drive, as_json=as_json, quiet=quiet, log_steps=log_steps, stream=stream)

@@ -11,7 +11,6 @@ from typing import Any
 from agentfsm.bindings.imports import BindingError, import_reference
 from agentfsm.bindings.llm import LLMClient, make_reply_schema
 from agentfsm.bindings.llms import make_llm
-from agentfsm.bindings.scripted import ForgetScriptedRuns, ScriptedClient
 from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.scope import compile_assignments, make_scope, rendered
 from agentfsm.compiler.states import ChoiceState, FailState, FinalState, LlmState, SetState, ToolState, WaitState
@@ -42,15 +41,12 @@ def compile_machine(loaded: LoadedSpec) -> StateMachine:
     spec = loaded.spec
     base_dir = loaded.base_dir
     llms: dict[str, LLMClient] = {name: make_llm(name, cfg, base_dir) for name, cfg in spec.llms.items()}
-    scripted = {name: client for name, client in llms.items() if isinstance(client, ScriptedClient)}
     tools: dict[str, ToolClient] = {name: make_tool(name, cfg, base_dir) for name, cfg in spec.tools.items()}
 
     machine = StateMachine(spec.name, description=spec.description, max_steps=spec.max_steps)
     machine.initial_data = copy.deepcopy(spec.context)
     machine.prepare_inputs = functools.partial(check_inputs, spec.inputs)
     machine.source = loaded
-    if scripted:
-        machine.add_hooks(ForgetScriptedRuns(list(scripted.values())))
     for name, state_spec in spec.states.items():
         state = _build_state(name, state_spec, llms, tools, base_dir)
         machine.add_state(state, initial=name == spec.initial)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +28,9 @@ from agentfsm.bindings.llm import (
 )
 from agentfsm.bindings.tools import ToolClient
 from agentfsm.compiler.scope import Renderer, compile_assignments, compile_text, compile_value, make_scope, rendered
+from agentfsm.runtime.calls import LLMCallRecord, ToolCallRecord
 from agentfsm.runtime.errors import StateError, describe_exception
+from agentfsm.runtime.events import LLMCallEnded, LLMCallStarted, TokenReceived, ToolCallEnded, ToolCallStarted
 from agentfsm.runtime.model import Event, State, StateContext, StateType
 from agentfsm.runtime.waiting import WaitForEvent
 
@@ -103,7 +104,8 @@ class LlmState(State):
             self.client.name, self.name, prompt, system, context.run_id, json_mode=self.parse == "json",
             json_schema=self.schema.json_schema if self.schema is not None else None,
             tools=tuple(ToolSpec(t.name, t.description, t.parameters) for t in self.tools.values()),
-            on_token=functools.partial(context.on_token, self.name) if context.on_token is not None else None,
+            on_token=_token_relay(context, self.name) if context.observers.streams else None,
+            session=context.bindings.setdefault(self.client.name, {}),
         )
         feedback_left = self.parse_retries
         tool_rounds = 0
@@ -158,6 +160,7 @@ class LlmState(State):
     async def _run_tool(self, context: StateContext, call: ToolCall) -> ToolResult:
         started = time.perf_counter()
         tool = self.tools.get(call.name)
+        await _tool_started(context, self.name, call.name, call.arguments, "llm", call.id)
         try:
             if tool is None:
                 offered = ", ".join(self.tools) or "none"
@@ -169,11 +172,13 @@ class LlmState(State):
             value = to_jsonable_python(await tool.call(call.arguments), fallback=str)
         except Exception as exc:  # noqa: BLE001 - any failure of one call is the model's to see, not the state's
             error = exc if isinstance(exc, StateError) else StateError("tool.error", describe_exception(exc))
-            context.record_call("tool", binding=call.name, args=call.arguments, error=error.as_dict(),
-                                duration=time.perf_counter() - started, via="llm", call_id=call.id)
+            await _tool_ended(context, self.name, ToolCallRecord(
+                binding=call.name, args=call.arguments, error=error.as_dict(), duration=time.perf_counter() - started,
+                via="llm", call_id=call.id))
             return _error_result(call, error)
-        context.record_call("tool", binding=call.name, args=call.arguments, result=value,
-                            duration=time.perf_counter() - started, via="llm", call_id=call.id)
+        await _tool_ended(context, self.name, ToolCallRecord(
+            binding=call.name, args=call.arguments, result=value, duration=time.perf_counter() - started, via="llm",
+            call_id=call.id))
         return ToolResult(call.id, call.name, json.dumps(value))
 
     def _parse_error(self, exc: StateError | SchemaMismatch, text: str) -> StateError:
@@ -185,24 +190,58 @@ class LlmState(State):
         return exc
 
     async def _call(self, context: StateContext, request: LLMRequest) -> LLMReply:
+        model = getattr(self.client, "model", None)
+        if context.observers.listens(LLMCallStarted):
+            await context.observers.publish(LLMCallStarted(
+                run_id=context.run_id, at=time.time(), step=context.step, state=self.name, binding=self.client.name,
+                model=model, messages=len(request.history) + 1, tools=tuple(tool.name for tool in request.tools)))
         started = time.perf_counter()
         try:
             reply = await self.client.complete(request)
         except StateError as exc:
             # the same fields as a successful call's record (readers of records rely on them), plus the error
             detail = exc.detail if isinstance(exc.detail, dict) else {}
-            context.record_call(
-                "llm", binding=self.client.name, model=getattr(self.client, "model", None), prompt_tokens=0,
-                completion_tokens=0, finish_reason=None, retries=detail.get("provider_retries", 0),
-                error=exc.as_dict(), duration=time.perf_counter() - started,
-            )
+            await _llm_ended(context, self.name, LLMCallRecord(
+                binding=self.client.name, model=model, retries=detail.get("provider_retries", 0),
+                error=exc.as_dict(), duration=time.perf_counter() - started))
             raise
-        context.record_call(
-            "llm", binding=self.client.name, model=reply.model, prompt_tokens=reply.prompt_tokens,
+        await _llm_ended(context, self.name, LLMCallRecord(
+            binding=self.client.name, model=reply.model, prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason, retries=reply.retries,
-            duration=time.perf_counter() - started, **({} if reply.script is None else {"script": reply.script}),
-        )
+            duration=time.perf_counter() - started, script=reply.script))
         return reply
+
+
+def _token_relay(context: StateContext, state: str) -> Callable[[str], None]:
+    """The `on_token` of a request: each piece of the reply becomes a TokenReceived event."""
+    observers, run_id, step = context.observers, context.run_id, context.step
+
+    def relay(text: str) -> None:
+        observers.notify(TokenReceived(run_id=run_id, at=time.time(), step=step, state=state, text=text))
+
+    return relay
+
+
+async def _llm_ended(context: StateContext, state: str, record: LLMCallRecord) -> None:
+    context.record_call(record)
+    if context.observers.listens(LLMCallEnded):
+        await context.observers.publish(LLMCallEnded(run_id=context.run_id, at=time.time(), step=context.step,
+                                                     state=state, record=record))
+
+
+async def _tool_started(context: StateContext, state: str, tool: str, arguments: Any, via: str | None,
+                        call_id: str | None) -> None:
+    if context.observers.listens(ToolCallStarted):
+        await context.observers.publish(ToolCallStarted(run_id=context.run_id, at=time.time(), step=context.step,
+                                                        state=state, tool=tool, arguments=arguments, via=via,
+                                                        call_id=call_id))
+
+
+async def _tool_ended(context: StateContext, state: str, record: ToolCallRecord) -> None:
+    context.record_call(record)
+    if context.observers.listens(ToolCallEnded):
+        await context.observers.publish(ToolCallEnded(run_id=context.run_id, at=time.time(), step=context.step,
+                                                      state=state, record=record))
 
 
 class ToolState(State):
@@ -220,14 +259,16 @@ class ToolState(State):
 
     async def execute(self, context: StateContext) -> Event:
         args = rendered(self.args, make_scope(context), "args")
+        await _tool_started(context, self.name, self.client.name, args, None, None)
         started = time.perf_counter()
         try:
             result = await self.client.call(args)
         except StateError as exc:
-            context.record_call("tool", binding=self.client.name, args=args, error=exc.as_dict(),
-                                duration=time.perf_counter() - started)
+            await _tool_ended(context, self.name, ToolCallRecord(
+                binding=self.client.name, args=args, error=exc.as_dict(), duration=time.perf_counter() - started))
             raise
-        context.record_call("tool", binding=self.client.name, args=args, duration=time.perf_counter() - started)
+        await _tool_ended(context, self.name, ToolCallRecord(
+            binding=self.client.name, args=args, result=result, duration=time.perf_counter() - started))
         return _finish(context, result, self.save, self.emit)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentfsm.history.deltas import DamagedContext, ReplayCost, rebuild
+from agentfsm.runtime.calls import Usage, add_usage
 from agentfsm.runtime.model import Event, StateTransition
 from agentfsm.store.base import BranchRow, RunNotFound, StepRow, Store, StoreError
 
@@ -86,6 +87,10 @@ class Position:
     """The step just before the point (step 0 at the start)."""
     path: list[StepRow] = field(default_factory=list)
     """Every step that led to the point, step 0 first (what `diff` compares)."""
+    usage: Usage = field(default_factory=dict)
+    """Token usage of the steps before the point."""
+    bindings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """What each binding remembered after its last call before the point (a scripted model's place)."""
 
     @property
     def step(self) -> int:
@@ -103,11 +108,19 @@ def position(store: Store, run_id: str, branches: list[BranchRow], branch: str, 
     if len(steps) < point:
         raise RunNotFound(f"branch '{branch}' of run {run_id} has no point {point} (it has {len(steps)} steps)")
     last = steps[-1]
+    usage: Usage = {}
+    bindings: dict[str, dict[str, Any]] = {}
+    for row in ran:
+        add_usage(usage, row.calls)
+        for call in row.calls:
+            if call.get("kind") == "llm" and isinstance(call.get("script"), dict):
+                bindings[call.get("binding", "?")] = call["script"]
     if point == 1:
         return Position(branch, point, last.next_state, data, {}, None, [], cost, last, steps)
     event = Event(last.event or "done", last.event_data, last.result)
-    return Position(branch, point, last.next_state, data, dict(visits), event, [transition(row) for row in ran],
-                    cost, last, steps)
+    history = [transition(row) for row in ran if row.next_state is not None]
+    return Position(branch, point, last.next_state, data, dict(visits), event, history, cost, last, steps, usage,
+                    bindings)
 
 
 def transition(row: StepRow) -> StateTransition:

@@ -1,4 +1,4 @@
-"""The runtime hook that records a run in a store: one transaction per step, before the next state starts."""
+"""The observer that records a run in a store: one transaction per step, before the next state starts."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from typing import Any
 from agentfsm.bindings.known_secrets import REDACTED, known_secrets
 from agentfsm.history.deltas import ContextTracker
 from agentfsm.history.leases import Heartbeat
-from agentfsm.runtime.hooks import StepRecord
-from agentfsm.runtime.loop import RunResult
+from agentfsm.runtime.events import RunEnded, StepEnded
 from agentfsm.runtime.model import StateContext
 from agentfsm.store.base import CheckpointRow, StepRow, Store
 
@@ -70,12 +69,19 @@ def redacted(text: str) -> str:
 
 
 class StoreRecorder:
-    """Commits every step of one run (step row, context change, checkpoints, the event it took) and how it ends."""
+    """Commits every step of one run (step row, context change, checkpoints, the event it took) and how it ends.
 
-    def __init__(self, store: Store, run_id: str, owner: str, branch: str, tracker: ContextTracker,
+    It is the run's one critical observer: a failure to record stops the run, since a step
+    that is not durable must not be followed by another.
+    """
+
+    critical = True
+
+    def __init__(self, store: Store, context: StateContext, owner: str, branch: str, tracker: ContextTracker,
                  checkpoints: CheckpointNamer, heartbeat: Heartbeat) -> None:
         self.store = store
-        self.run_id = run_id
+        self.context = context
+        self.run_id = context.run_id
         self.owner = owner
         self.branch = branch
         self.tracker = tracker
@@ -84,24 +90,27 @@ class StoreRecorder:
         self.committed = 0
         """Steps this recorder committed (an interrupted advance that took none leaves the run as it was)."""
 
-    def after_step(self, context: StateContext, record: StepRecord) -> None:
+    def on_step_ended(self, *, event: StepEnded) -> None:
+        context = self.context
         kind, text = self.tracker.change(context.data)
         if text is not None and known_secrets():
             text = redacted(text)  # a secret a tool echoed into the context stays out of the store
         taken = context.mailbox.taken
         # a last step's result is the run's output, read back whole when the run is resumed or switched to
-        result_limit = UNCUT if record.next_state is None else MAX_RECORDED_TEXT
+        result_limit = UNCUT if event.next_state is None else MAX_RECORDED_TEXT
+        calls = [call.as_json() for call in event.calls]
         row = StepRow(
-            self.branch, record.step, record.state, record.event, recordable(record.event_data, UNCUT),
-            record.next_state, record.started_at, record.duration, record.retries, recordable(record.error, UNCUT),
-            recordable(record.result, result_limit), recordable(record.calls) if record.calls else [], kind, text,
+            self.branch, event.step, event.state, event.event, recordable(event.event_data, UNCUT),
+            event.next_state, event.started_at, event.duration, event.retries, recordable(event.error, UNCUT),
+            recordable(event.result, result_limit), recordable(calls) if calls else [], kind, text,
         )
-        reached = self.checkpoints.reached(record.next_state, record.step + 1)
+        reached = self.checkpoints.reached(event.next_state, event.step + 1)
         names = self.store.commit_step(self.run_id, self.owner, self.heartbeat.expires(), row, reached,
                                        None if taken is None else taken.id)
         self.checkpoints.taken.update(names)  # a name a person took meanwhile made the store pick another
         self.committed += 1
 
-    def on_run_end(self, context: StateContext, result: RunResult) -> None:
+    def on_run_ended(self, *, event: RunEnded) -> None:
+        result = event.result
         self.store.end_run(self.run_id, self.owner, result.status, output=recordable(result.output, UNCUT),
                            error=recordable(result.error, UNCUT), usage=result.usage, waiting=result.waiting)

@@ -4,7 +4,7 @@
     >>> runs = agentfsm.Runs("sqlite:///" + str(tmp_path / "runs.db"))  # doctest: +SKIP
     >>> result = asyncio.run(runs.start("machines/hello.yaml", {"name": "Ada"}))  # doctest: +SKIP
 
-`Runs` drives the runtime through its hooks (`StoreRecorder`); the step loop itself never
+`Runs` records a run through an observer (`StoreRecorder`); the step loop itself never
 sees the store. Every method that changes a run is checked first and changes nothing
 when the request is refused.
 """
@@ -88,7 +88,7 @@ class Runs:
     # -- advancing runs -------------------------------------------------------------------------
 
     async def start(self, machine: StateMachine | str | Path, inputs: Mapping[str, Any] | None = None, *,
-                    llms: Mapping[str, str] | None = None, hooks: Iterable[object] = (),
+                    llms: Mapping[str, str] | None = None, observers: Iterable[object] = (),
                     run_id: str | None = None, on_interrupt: Interrupted = "paused") -> RunResult:
         """Start a durable run: every step is committed to the store before the next state starts."""
         llms = dict(llms or {})
@@ -112,11 +112,11 @@ class Runs:
         namer = CheckpointNamer(_flagged(machine), (), "main", self.clock)
         self.store.create_run(run, None if source is None else source.text, first,
                               namer.reached(machine.initial, 1))
-        return await self._advance(machine, context, run.id, owner, "main", tracker, namer, hooks,
+        return await self._advance(machine, context, run.id, owner, "main", tracker, namer, observers,
                                    idle_status=on_interrupt, on_interrupt=on_interrupt)
 
     async def resume(self, run_id: str, *, machine: StateMachine | str | Path | None = None,
-                     llms: Mapping[str, str] | None = None, hooks: Iterable[object] = (),
+                     llms: Mapping[str, str] | None = None, observers: Iterable[object] = (),
                      on_interrupt: Interrupted = "paused") -> RunResult:
         """Continue a run from its head: after a crash, a wait, a pause or a rollback.
 
@@ -127,9 +127,9 @@ class Runs:
         run = self.store.get_run(run_id)
         _refuse_finished(run)
         resolved = self._machine_for(run, machine, llms)
-        return await self._resume(run, resolved, hooks, on_interrupt)
+        return await self._resume(run, resolved, observers, on_interrupt)
 
-    async def _resume(self, run: RunRow, resolved: tuple[StateMachine, LoadedSpec | None], hooks: Iterable[object],
+    async def _resume(self, run: RunRow, resolved: tuple[StateMachine, LoadedSpec | None], observers: Iterable[object],
                       on_interrupt: Interrupted) -> RunResult:
         machine, replaced = resolved
         # everything is read and checked before the lease is taken, so that a refused resume writes nothing;
@@ -166,7 +166,7 @@ class Runs:
         except BaseException:
             self.store.release(run.id, owner, status=idle_status)
             raise
-        return await self._advance(machine, context, run.id, owner, run.head, tracker, namer, hooks,
+        return await self._advance(machine, context, run.id, owner, run.head, tracker, namer, observers,
                                    idle_status=idle_status, on_interrupt=on_interrupt)
 
     def _finish_ended(self, run_id: str, owner: str, machine: StateMachine, where: Position) -> RunResult:
@@ -182,7 +182,7 @@ class Runs:
 
     async def send(self, run_id: str, event: str, data: Any = None, *, resume: bool = True,
                    machine: StateMachine | str | Path | None = None, llms: Mapping[str, str] | None = None,
-                   hooks: Iterable[object] = ()) -> RunResult | None:
+                   observers: Iterable[object] = ()) -> RunResult | None:
         """Deliver an event to a run waiting for it; continue the run unless `resume` is false.
 
         The machine is made ready first (as `resume` takes it), so an event that could not be acted on
@@ -194,16 +194,17 @@ class Runs:
         self.store.add_event(run.id, event, data, now=self.clock())
         if resolved is None:
             return None
-        return await self._resume(self.store.get_run(run.id), resolved, hooks, "paused")
+        return await self._resume(self.store.get_run(run.id), resolved, observers, "paused")
 
     async def _advance(self, machine: StateMachine, context: StateContext, run_id: str, owner: str, branch: str,
-                       tracker: ContextTracker, namer: CheckpointNamer, hooks: Iterable[object], *,
+                       tracker: ContextTracker, namer: CheckpointNamer, observers: Iterable[object], *,
                        idle_status: str, on_interrupt: Interrupted) -> RunResult:
         heartbeat = Heartbeat(self.store, run_id, owner, seconds=self.lease_seconds, clock=self.clock)
-        recorder = StoreRecorder(self.store, run_id, owner, branch, tracker, namer, heartbeat)
+        context.run_id = run_id
+        recorder = StoreRecorder(self.store, context, owner, branch, tracker, namer, heartbeat)
         heartbeat.start()
         try:
-            return await machine.run(context=context, hooks=[recorder, *hooks], run_id=run_id)
+            return await machine.run(context=context, observers=[recorder, *observers], run_id=run_id)
         except LeaseLost:
             run = self.store.get_run(run_id)
             if run.status != "cancelled":
@@ -262,13 +263,13 @@ class Runs:
         return Rollback(run.id, name, point.point, steps[-1].next_state)
 
     async def rollback_and_resume(self, run_id: str, to: str | int, *, branch: str | None = None,
-                                  llms: Mapping[str, str] | None = None, hooks: Iterable[object] = ()
+                                  llms: Mapping[str, str] | None = None, observers: Iterable[object] = ()
                                   ) -> tuple[Rollback, RunResult]:
         """`rollback`, then `resume` at once; the machine is made ready first, so a rollback that could not
         go on (a module that no longer imports...) is refused before the branch is made."""
         machine = self.machine(run_id, llms=llms)
         made = self.rollback(run_id, to, branch=branch)
-        return made, await self.resume(made.run_id, machine=machine, hooks=hooks)
+        return made, await self.resume(made.run_id, machine=machine, observers=observers)
 
     def machine(self, run_id: str, *, llms: Mapping[str, str] | None = None) -> StateMachine:
         """The machine a resume of this run would use (its stored source, with its `--llm` overrides).
@@ -514,6 +515,8 @@ def _context_at(machine: StateMachine, run_id: str, where: Position) -> StateCon
     context.visits = dict(where.visits)
     context.event = where.event
     context.history = list(where.history)
+    context.usage = {binding: dict(totals) for binding, totals in where.usage.items()}
+    context.bindings = {binding: dict(session) for binding, session in where.bindings.items()}
     return context
 
 

@@ -7,7 +7,7 @@ event, fields). Before rendering, every value of a known secret (`bindings.known
 API keys and `{env: NAME}` headers read at run start) is replaced with `[redacted]`; the
 rendered line is checked once more, and a stdlib filter does the same for plain records.
 
-`LoggingHook` is a runtime hook: one INFO event per step (`step`), one DEBUG event per
+`LoggingObserver` watches a run: one INFO event per step (`step`), one DEBUG event per
 LLM or tool call record (`llm.call`, `tool.call`). It logs names, counts and timings,
 never arguments, results, request bodies or headers.
 
@@ -24,8 +24,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from agentfsm.bindings.known_secrets import known_secrets, redact
 
 if TYPE_CHECKING:
-    from agentfsm.runtime.hooks import StepRecord
-    from agentfsm.runtime.model import StateContext
+    from agentfsm.runtime.calls import CallRecord
+    from agentfsm.runtime.events import RunEnded, RunStarted, StepEnded
 
 LogFormat = Literal["text", "json"]
 LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
@@ -159,10 +159,10 @@ def _install(handler: logging.Handler, level: int) -> None:
         logging.getLogger(name).setLevel(max(level, quiet_level))
 
 
-# -- the runtime hook ------------------------------------------------------------------------
+# -- the observer ----------------------------------------------------------------------------
 
 
-class LoggingHook:
+class LoggingObserver:
     """Logs each step at INFO and each LLM/tool call record at DEBUG, on the `agentfsm` logger.
 
     Fields only: names, events, counts, durations, error types and (redacted) messages.
@@ -174,44 +174,41 @@ class LoggingHook:
 
         self.log = logger if logger is not None else structlog.stdlib.get_logger("agentfsm")
 
-    def on_run_start(self, context: StateContext) -> None:
-        self.log.info("run.start", run_id=context.run_id)
+    def on_run_started(self, *, event: RunStarted) -> None:
+        self.log.info("run.start", run_id=event.run_id)
 
-    def after_step(self, context: StateContext, record: StepRecord) -> None:
+    def on_step_ended(self, *, event: StepEnded) -> None:
         # a log event's `event` is its name ("step"), so the state's event is `state_event`
         fields: dict[str, Any] = {
-            "run_id": record.run_id, "step": record.step, "state": record.state, "state_event": record.event,
-            "next_state": record.next_state, "duration_ms": round(record.duration * 1000, 3),
-            "retries": record.retries,
+            "run_id": event.run_id, "step": event.step, "state": event.state, "state_event": event.event,
+            "next_state": event.next_state, "duration_ms": round(event.duration * 1000, 3),
+            "retries": event.retries,
         }
-        if record.error:
-            fields["error_type"] = record.error.get("type")
-            fields["error_message"] = record.error.get("message")
+        if event.error:
+            fields["error_type"] = event.error.get("type")
+            fields["error_message"] = event.error.get("message")
         self.log.info("step", **fields)
-        for call in record.calls:
-            self._call(record, call)
+        for call in event.calls:
+            self._call(event, call)
 
-    def _call(self, record: StepRecord, call: Mapping[str, Any]) -> None:
-        kind = call.get("kind", "call")
-        fields: dict[str, Any] = {"run_id": record.run_id, "step": record.step, "state": record.state,
-                                  "binding": call.get("binding")}
-        if kind == "llm":
-            fields.update(model=call.get("model"), prompt_tokens=call.get("prompt_tokens"),
-                          completion_tokens=call.get("completion_tokens"), finish_reason=call.get("finish_reason"),
-                          retries=call.get("retries", 0))
-        if call.get("via"):
-            fields["via"] = call["via"]
-        duration = call.get("duration")
-        if isinstance(duration, int | float):
-            fields["duration_ms"] = round(duration * 1000, 3)
-        error = call.get("error")
-        if isinstance(error, Mapping):
-            fields["error_type"] = error.get("type")
-            fields["error_message"] = error.get("message")
-        self.log.debug(f"{kind}.call", **fields)
+    def _call(self, step: StepEnded, call: CallRecord) -> None:
+        fields: dict[str, Any] = {"run_id": step.run_id, "step": step.step, "state": step.state,
+                                  "binding": call.binding}
+        if call.kind == "llm":
+            fields.update(model=call.model, prompt_tokens=call.prompt_tokens,
+                          completion_tokens=call.completion_tokens, finish_reason=call.finish_reason,
+                          retries=call.retries)
+        elif call.via:
+            fields["via"] = call.via
+        fields["duration_ms"] = round(call.duration * 1000, 3)
+        if isinstance(call.error, Mapping):
+            fields["error_type"] = call.error.get("type")
+            fields["error_message"] = call.error.get("message")
+        self.log.debug(f"{call.kind}.call", **fields)
 
-    def on_run_end(self, context: StateContext, result: Any) -> None:
-        fields: dict[str, Any] = {"run_id": context.run_id, "status": result.status, "steps": result.steps}
+    def on_run_ended(self, *, event: RunEnded) -> None:
+        result = event.result
+        fields: dict[str, Any] = {"run_id": event.run_id, "status": result.status, "steps": result.steps}
         if result.error:
             fields["error_type"] = result.error.get("type")
             fields["error_message"] = result.error.get("message")

@@ -59,6 +59,15 @@ class StateError(Exception):
         return f"{where}{self.type}: {self.message}"
 
 
+def as_state_error(exc: BaseException, state: str) -> StateError:
+    """Any exception from a state's work, as a taxonomy error naming the state."""
+    if isinstance(exc, StateError):
+        if exc.state is None:
+            exc.state = state
+        return exc
+    return StateError("state.error", describe_exception(exc), state=state)
+
+
 def describe_exception(exc: BaseException) -> str:
     """`ValueError: bad input`: one line naming an exception (a KeyError's message without repr quotes)."""
     if len(exc.args) == 1 and isinstance(exc.args[0], str):

@@ -1,7 +1,8 @@
 """The step loop: enter state -> execute (timeout, retries) -> event -> select transition -> record -> next.
 
 This is the one place a run advances. It knows nothing of YAML, templates or storage;
-everything above it plugs in through hooks (see `hooks.py`).
+everything above it watches the run through observers (see `observers.py`), and the
+run's position lives in its context, so one machine can drive many runs at once.
 """
 
 from __future__ import annotations
@@ -12,12 +13,26 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
-from agentfsm.runtime.errors import UNCATCHABLE, StateError, describe_exception
-from agentfsm.runtime.hooks import HookSet, StepRecord
+from agentfsm.runtime.calls import Usage, add_usage
+from agentfsm.runtime.errors import UNCATCHABLE, StateError, as_state_error
+from agentfsm.runtime.events import (
+    ErrorRaised,
+    RetryScheduled,
+    RunEnded,
+    RunPaused,
+    RunStarted,
+    StepEnded,
+    StepStarted,
+    TransitionTaken,
+    WaitStarted,
+)
 from agentfsm.runtime.ids import new_run_id
-from agentfsm.runtime.model import Event, State, StateContext, StateTransition, StateType, Transition
+from agentfsm.runtime.model import Event, State, StateContext, StateTransition, StateType
+from agentfsm.runtime.observers import NO_OBSERVERS, Observers
+from agentfsm.runtime.plan import Plan
 from agentfsm.runtime.policy import find_catch_rule, find_retry_rule, retry_delay
 from agentfsm.runtime.waiting import WaitForEvent
 
@@ -44,36 +59,15 @@ class RunResult:
     context: StateContext
     steps: int
     error: dict[str, Any] | None = None
-    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    usage: Usage = field(default_factory=dict)
     waiting: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.status == "succeeded"
 
-    def to_json(self) -> dict[str, Any]:
-        """The `agentfsm run --json` object."""
-        result = {
-            "run_id": self.run_id,
-            "status": self.status,
-            "output": self.output,
-            "context": self.context.data,
-            "steps": self.steps,
-            "error": self.error,
-            "usage": self.usage,
-        }
-        if self.waiting is not None:
-            result["waiting"] = self.waiting
-        return result
 
-
-def as_state_error(exc: BaseException, state: str) -> StateError:
-    """Any exception from a state's work, as a taxonomy error naming the state."""
-    if isinstance(exc, StateError):
-        if exc.state is None:
-            exc.state = state
-        return exc
-    return StateError("state.error", describe_exception(exc), state=state)
+# -- one state's work ----------------------------------------------------------------------------------
 
 
 def _cancelled_from_outside() -> bool:
@@ -111,30 +105,60 @@ async def _execute_before_deadline(state: State, context: StateContext, seconds:
         raise StateError("timeout", f"took longer than {seconds:g}s", state=state.name) from None
 
 
-async def execute_with_policy(state: State, context: StateContext) -> tuple[str | Event | None, int]:
-    """Run the state's work under its timeout, retry and catch rules; returns (outcome, retries used).
+@dataclass(slots=True)
+class Work:
+    """What a state's work came to: its outcome or its error, and how many retries it took."""
+
+    outcome: str | Event | None = None
+    error: StateError | None = None
+    retries: int = 0
+
+
+async def perform(state: State, context: StateContext, policied: bool) -> Work:
+    """Run a state's enter action and its work (with its timeout and retry rules); errors are returned."""
+    work = Work()
+    try:
+        if state.enter_action is not None:
+            state.enter_action(context)
+        if policied:
+            await execute_with_policy(state, context, work)
+        else:
+            work.outcome = await _attempt(state, context)
+    except WaitForEvent:
+        raise
+    except Exception as exc:  # noqa: BLE001 - routed by catch rules, or it ends the run
+        work.error = as_state_error(exc, state.name)
+    return work
+
+
+async def execute_with_policy(state: State, context: StateContext, work: Work) -> None:
+    """Run the state's work under its timeout and retry rules, counting retries in `work`; raises the last error.
 
     A failed attempt leaves no trace: the context is restored to what it was before it,
     so a retry starts afresh and a catch target sees the data the state started from.
     """
     attempts = [0] * len(state.retry)
-    retries = 0
     while True:
         before = dict(context.data)
         try:
-            return await _attempt(state, context), retries
+            work.outcome = await _attempt(state, context)
+            return
         except Exception as exc:  # noqa: BLE001 - every failure of user work becomes a taxonomy error
             error = as_state_error(exc, state.name)
         context.data.clear()
         context.data.update(before)
         index = find_retry_rule(state.retry, error)
         if index is None or attempts[index] >= state.retry[index].max_attempts:
-            error.detail = _with_retries(error.detail, retries)
+            error.detail = _with_retries(error.detail, work.retries)
             raise error
         attempts[index] += 1
-        retries += 1
+        work.retries += 1
         delay = retry_delay(state.retry[index], attempts[index])
-        logger.info("state %r: %s; retry %d in %.3fs", state.name, error.type, retries, delay)
+        logger.info("state %r: %s; retry %d in %.3fs", state.name, error.type, work.retries, delay)
+        if context.observers.listens(RetryScheduled):
+            await context.observers.publish(RetryScheduled(
+                run_id=context.run_id, at=time.time(), step=context.step, state=state.name, attempt=work.retries,
+                delay=delay, error=error.as_dict()))
         await asyncio.sleep(delay)
 
 
@@ -157,57 +181,20 @@ async def run_callbacks(callbacks: Iterable[Any], *args: Any) -> None:
             logger.warning("callback %r failed", getattr(callback, "__name__", callback), exc_info=True)
 
 
-def select_transition(rules: tuple[Transition, ...], context: StateContext, event: Event) -> Transition | None:
-    """The first rule whose trigger accepts the event and whose guard holds."""
-    for rule in rules:
-        if rule.accepts(event.name) and (rule.guard is None or rule.guard(context, event)):
-            return rule
-    return None
+# -- where a step leads -----------------------------------------------------------------------------
 
 
-def _fold_usage(usage: dict[str, dict[str, int]], calls: Iterable[dict[str, Any]]) -> None:
-    for call in calls:
-        if call.get("kind") != "llm":
-            continue
-        totals = usage.setdefault(call.get("binding", "?"), {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
-        totals["calls"] += 1
-        totals["prompt_tokens"] += call.get("prompt_tokens", 0) or 0
-        totals["completion_tokens"] += call.get("completion_tokens", 0) or 0
+@dataclass(slots=True)
+class StepEnd:
+    """How a step ended: its event, the next state (None: the run ends), its own error and what ends the run."""
 
-
-class _Plan:
-    """What a run needs to know about its machine, computed once so the loop only looks things up."""
-
-    __slots__ = ("states", "rules", "targets", "terminal", "policied", "entry", "exit", "on_transition")
-
-    def __init__(self, machine: StateMachine) -> None:
-        self.states = machine.states
-        self.rules = machine.rules_by_state()
-        self.targets = {source: frozenset(rule.target for rule in rules) for source, rules in self.rules.items()}
-        self.terminal = frozenset(name for name, state in self.states.items() if state.is_terminal)
-        self.policied = frozenset(
-            name for name, state in self.states.items() if state.timeout is not None or state.retry or state.catch
-        )
-        self.entry, self.exit, self.on_transition = machine.callbacks()
-
-    def route(self, name: str, context: StateContext, outcome: str | Event | None) -> tuple[Event, str]:
-        """The event a successful step produced and the state it leads to; raises StateError when none."""
-        if isinstance(outcome, str):
-            if outcome not in self.states:
-                raise StateError("transition.invalid", f"returned '{outcome}', which is not a state of this machine")
-            if name in self.targets and outcome not in self.targets[name]:
-                raise StateError("transition.invalid", f"has no transition to '{outcome}'")
-            return Event("done"), outcome
-        event = outcome if isinstance(outcome, Event) else Event("done", result=outcome)
-        try:
-            rule = select_transition(self.rules.get(name, ()), context, event)
-            if rule is not None and rule.action is not None:
-                rule.action(context, event)
-        except Exception as exc:  # noqa: BLE001 - a guard or a rule's `set` failed
-            raise as_state_error(exc, name) from None
-        if rule is None:
-            raise StateError("transition.none", f"no transition matches event '{event.name}'")
-        return event, rule.target
+    event: Event
+    target: str | None = None
+    error: StateError | None = None
+    """The state's work failed with this (caught when `target` is set)."""
+    failure: StateError | None = None
+    """The run ends failed with this."""
+    rule: int | None = None
 
 
 def _terminal_output(outcome: str | Event | None) -> Any:
@@ -223,11 +210,195 @@ def _fail_state_error(name: str, outcome: str | Event | None) -> StateError:
     return StateError("fail", message, state=name)
 
 
+def resolve(plan: Plan, name: str, context: StateContext, work: Work) -> StepEnd:
+    """Where the step leads: a catch rule's target after an error, the end after a final or fail state, or a rule's target."""
+    state = plan.states[name]
+    if work.error is not None:
+        error = work.error
+        event = Event(error.type, error.as_dict())
+        catch = None if (error.type in UNCATCHABLE or name in plan.terminal) else find_catch_rule(state.catch, error)
+        if catch is None:
+            return StepEnd(event, error=error, failure=error)
+        if catch.save_as:
+            context.data[catch.save_as] = error.as_dict()
+        return StepEnd(event, catch.target, error=error)
+    outcome = work.outcome
+    if state.state_type is StateType.FINAL:
+        return StepEnd(outcome if isinstance(outcome, Event) else Event("done", result=_terminal_output(outcome)))
+    if state.state_type is StateType.ERROR:
+        return StepEnd(Event("fail"), failure=_fail_state_error(name, outcome))
+    try:
+        route = plan.route(name, context, outcome)
+    except StateError as exc:
+        exc.state = name
+        return StepEnd(outcome if isinstance(outcome, Event) else Event("done"), failure=exc)
+    return StepEnd(route.event, route.target, rule=route.rule)
+
+
+# -- a run --------------------------------------------------------------------------------------------
+
+
+class _Drive:
+    """One drive of a run by the loop, from its position to its end, a wait, or an interruption."""
+
+    __slots__ = ("machine", "plan", "context", "observers", "output", "failure", "waiting")
+
+    def __init__(self, machine: StateMachine, plan: Plan, context: StateContext) -> None:
+        self.machine, self.plan, self.context, self.observers = machine, plan, context, context.observers
+        self.output: Any = None
+        self.failure: StateError | None = None
+        self.waiting: dict[str, Any] | None = None
+
+    async def drive(self) -> RunResult:
+        context = self.context
+        name: str | None = context.state or self.machine.initial
+        assert name is not None  # the plan checked the machine has an initial state
+        if self.observers.listens(RunStarted):
+            await self.observers.publish(RunStarted(run_id=context.run_id, at=time.time(), machine=self.machine.name,
+                                                    state=name, step=context.step, resumed=context.step > 0))
+        while name is not None:
+            name = await self.step(name)
+        return await self.finish()
+
+    def limit_error(self, name: str, state: State) -> StateError | None:
+        if self.context.step >= self.machine.max_steps:
+            return StateError("limit.max_steps", f"the run took more than max_steps ({self.machine.max_steps}) steps",
+                              state=name)
+        if state.max_visits is not None and self.context.visits.get(name, 0) >= state.max_visits:
+            return StateError("limit.max_visits", f"entered more than max_visits ({state.max_visits}) times",
+                              state=name)
+        return None
+
+    async def step(self, name: str) -> str | None:
+        """Take one step from state `name`; returns the next state, or None when the run stops."""
+        context, plan = self.context, self.plan
+        state = plan.states[name]
+        limit = self.limit_error(name, state)
+        if limit is not None:
+            self.failure = limit
+            await self.publish_error(limit, None)
+            return None
+        visit = context.visits[name] = context.visits.get(name, 0) + 1
+        context.step += 1
+        context.state = name
+        if context.calls:
+            context.calls = []
+        if self.observers.listens(StepStarted):
+            await self.observers.publish(StepStarted(run_id=context.run_id, at=time.time(), step=context.step,
+                                                     state=name, visit=visit, data=MappingProxyType(context.data)))
+        await self.enter_callbacks(name, state)
+        started_at, started = time.time(), time.perf_counter()
+        before_wait = dict(context.data) if state.state_type is StateType.WAITING else None
+        try:
+            work = await perform(state, context, name in plan.policied)
+        except WaitForEvent as pause:  # the step did not happen: the run stops just before it
+            await self.suspend(name, pause, before_wait)
+            return None
+        end = resolve(plan, name, context, work)
+        await self.conclude(name, state, work, end, started_at, time.perf_counter() - started)
+        return end.target
+
+    async def enter_callbacks(self, name: str, state: State) -> None:
+        if name in self.plan.entry:
+            await run_callbacks(self.plan.entry[name], name, self.context)
+        if state.entry_callbacks:
+            await run_callbacks(state.entry_callbacks, self.context)
+
+    async def suspend(self, name: str, pause: WaitForEvent, before: dict[str, Any] | None) -> None:
+        context = self.context
+        if before is not None:
+            context.data.clear()
+            context.data.update(before)
+        context.step -= 1
+        context.visits[name] -= 1
+        self.waiting = {"state": name, "events": list(pause.events), "deadline": pause.deadline}
+        context.mailbox.deadline = pause.deadline  # running the context again keeps this wait's timer
+        if self.observers.listens(WaitStarted):
+            await self.observers.publish(WaitStarted(run_id=context.run_id, at=time.time(), step=context.step,
+                                                     state=name, events=pause.events, deadline=pause.deadline))
+
+    async def conclude(self, name: str, state: State, work: Work, end: StepEnd, started_at: float,
+                       duration: float) -> None:
+        """Record the step: history, usage, callbacks, then the events observers (the store's recorder too) see."""
+        context, plan = self.context, self.plan
+        if end.failure is not None:
+            self.failure = end.failure
+        elif end.target is None and state.state_type is StateType.FINAL:
+            self.output = end.event.result
+        reported = end.error if end.error is not None else end.failure
+        record = None
+        if end.target is not None:
+            details: dict[str, Any] = {"step": context.step, "duration": duration}
+            if context.calls:
+                details["calls"] = [call.as_json() for call in context.calls]
+            record = StateTransition(name, end.target, end.event.name, started_at, details, end.error is None,
+                                     None if end.error is None else end.error.as_dict())
+            context.history.append(record)
+        if context.calls:
+            add_usage(context.usage, context.calls)
+        if name in plan.exit:
+            await run_callbacks(plan.exit[name], name, context)
+        if state.exit_callbacks:
+            await run_callbacks(state.exit_callbacks, context)
+        if record is not None and plan.on_transition:
+            await run_callbacks(plan.on_transition, record, context)
+        if reported is not None:
+            await self.publish_error(reported, end.target if end.error is not None else None)
+        await self.publish_step(name, work, end, started_at, duration)
+        context.mailbox.taken = None
+        context.mailbox.deadline = None  # a resumed wait's timer belongs to that wait only
+        if end.target is not None:
+            context.event = end.event
+
+    async def publish_error(self, error: StateError, caught_by: str | None) -> None:
+        if self.observers.listens(ErrorRaised):
+            context = self.context
+            await self.observers.publish(ErrorRaised(run_id=context.run_id, at=time.time(), step=context.step,
+                                                     state=error.state or context.state or "", error=error.as_dict(),
+                                                     caught_by=caught_by))
+
+    async def publish_step(self, name: str, work: Work, end: StepEnd, started_at: float, duration: float) -> None:
+        context, observers, now = self.context, self.observers, time.time()
+        if end.target is not None and observers.listens(TransitionTaken):
+            rule = None if end.rule is None else self.plan.rules[name][end.rule]
+            await observers.publish(TransitionTaken(
+                run_id=context.run_id, at=now, step=context.step, source=name, target=end.target,
+                event=end.event.name, rule=end.rule, label=None if rule is None else rule.label,
+                caught=end.error is not None))
+        if observers.listens(StepEnded):
+            reported = end.error if end.error is not None else end.failure
+            await observers.publish(StepEnded(
+                run_id=context.run_id, at=now, step=context.step, state=name, event=end.event.name,
+                next_state=end.target, started_at=started_at, duration=duration, retries=work.retries,
+                error=None if reported is None else reported.as_dict(), result=end.event.result,
+                calls=tuple(context.calls), event_data=end.event.data, data=MappingProxyType(context.data)))
+
+    async def finish(self) -> RunResult:
+        context = self.context
+        status: RunStatus = "waiting" if self.waiting is not None else (
+            "succeeded" if self.failure is None else "failed")
+        error = None if self.failure is None else self.failure.as_dict()
+        output = self.output if self.failure is None else None
+        context.metadata.update(status=status, error=error, output=output)
+        usage = {binding: dict(totals) for binding, totals in context.usage.items()}
+        result = RunResult(context.run_id, status, output, context, context.step, error, usage, self.waiting)
+        if self.observers.listens(RunEnded):
+            await self.observers.publish(RunEnded(run_id=context.run_id, at=time.time(), result=result))
+        return result
+
+    def paused(self, reason: str) -> None:
+        """Tell observers the run was interrupted (delivered at once: the task is being torn down)."""
+        context = self.context
+        if self.observers.listens(RunPaused):
+            self.observers.notify(RunPaused(run_id=context.run_id, at=time.time(), step=context.step,
+                                            state=context.state, reason=reason))
+
+
 async def run_machine(
     machine: StateMachine,
     context: StateContext,
     *,
-    hooks: Iterable[object] = (),
+    observers: Iterable[object] = (),
     run_id: str | None = None,
 ) -> RunResult:
     """Drive `machine` from its initial state (or `context.state`) until a final or fail state, an error, or a wait.
@@ -235,138 +406,14 @@ async def run_machine(
     A context that has run before carries its position (`state`, `step`, `visits`, `event`),
     so a run resumed from a stored point continues exactly where it stopped.
     """
-    machine.check()
-    plan = _Plan(machine)
-    hookset = HookSet([*machine.hooks, *hooks])
+    plan = machine.plan()
     context.run_id = run_id or context.run_id or new_run_id()
-    max_steps = machine.max_steps
-    visits = context.visits
-    usage: dict[str, dict[str, int]] = {}
-    for earlier in context.history:  # a resumed run's usage counts the steps it took before
-        _fold_usage(usage, earlier.data.get("calls") or ())
-    name = context.state or machine.initial
-    assert name is not None  # machine.check() guarantees an initial state
-    output: Any = None
-    failure: StateError | None = None
-    waiting: dict[str, Any] | None = None
-
-    if hookset.on_run_start:
-        await hookset.call(hookset.on_run_start, context)
-
-    while failure is None:
-        state = plan.states[name]
-        visit = visits.get(name, 0) + 1
-        if context.step >= max_steps:
-            failure = StateError("limit.max_steps", f"the run took more than max_steps ({max_steps}) steps", state=name)
-        elif state.max_visits is not None and visit > state.max_visits:
-            failure = StateError("limit.max_visits", f"entered more than max_visits ({state.max_visits}) times",
-                                 state=name)
-        if failure is not None:
-            if hookset.on_error:
-                await hookset.call(hookset.on_error, context, failure)
-            break
-        visits[name] = visit
-        context.step += 1
-        context.state = name
-        machine.current_state = name
-        if context.calls:
-            context.calls = []
-        if hookset.before_step:
-            await hookset.call(hookset.before_step, context, name)
-        if name in plan.entry:
-            await run_callbacks(plan.entry[name], name, context)
-
-        started_at = time.time()
-        started = time.perf_counter()
-        retries = 0
-        error: StateError | None = None
-        outcome: str | Event | None = None
-        before_wait = dict(context.data) if state.state_type is StateType.WAITING else None
-        try:
-            if state.enter_action is not None:
-                state.enter_action(context)
-            if name in plan.policied:
-                outcome, retries = await execute_with_policy(state, context)
-            else:
-                outcome = await _attempt(state, context)
-        except WaitForEvent as pause:  # the step did not happen: the run stops just before it
-            if before_wait is not None:
-                context.data.clear()
-                context.data.update(before_wait)
-            context.step -= 1
-            visits[name] = visit - 1
-            waiting = {"state": name, "events": list(pause.events), "deadline": pause.deadline}
-            context.mailbox.deadline = pause.deadline  # running the context again keeps this wait's timer
-            break
-        except Exception as exc:  # noqa: BLE001 - routed by catch below, or it ends the run
-            error = as_state_error(exc, name)
-
-        event: Event
-        target: str | None = None
-        if error is not None:
-            event = Event(error.type, error.as_dict())
-            rule = None if (error.type in UNCATCHABLE or name in plan.terminal) else find_catch_rule(state.catch, error)
-            if rule is None:
-                failure = error
-            else:
-                if rule.save_as:
-                    context.data[rule.save_as] = error.as_dict()
-                target = rule.target
-        elif state.state_type is StateType.FINAL:
-            event = outcome if isinstance(outcome, Event) else Event("done", result=_terminal_output(outcome))
-            output = event.result
-        elif state.state_type is StateType.ERROR:
-            event = Event("fail")
-            failure = _fail_state_error(name, outcome)
-        else:
-            try:
-                event, target = plan.route(name, context, outcome)
-            except StateError as exc:
-                event = outcome if isinstance(outcome, Event) else Event("done")
-                exc.state = name
-                failure = exc
-
-        duration = time.perf_counter() - started
-        reported = error if error is not None else failure
-        details: dict[str, Any] = {"step": context.step, "duration": duration}
-        if context.calls:
-            details["calls"] = list(context.calls)
-        record = StateTransition(
-            name, target, event.name, started_at, details,
-            failure is None and error is None, None if reported is None else reported.as_dict(),
-        )
-        context.history.append(record)
-
-        if context.calls:
-            _fold_usage(usage, context.calls)
-        if name in plan.exit:
-            await run_callbacks(plan.exit[name], name, context)
-        if plan.on_transition and target is not None:
-            await run_callbacks(plan.on_transition, record, context)
-        if reported is not None and hookset.on_error:
-            await hookset.call(hookset.on_error, context, reported)
-        if hookset.after_step:
-            step_record = StepRecord(
-                context.run_id, context.step, name, event.name, target, started_at, duration, retries,
-                record.error, event.result, list(context.calls), event.data,
-            )
-            await hookset.call(hookset.after_step, context, step_record)
-        context.mailbox.taken = None
-        context.mailbox.deadline = None  # a resumed wait's timer belongs to that wait only
-
-        if target is None:
-            break
-        context.event = event
-        name = target
-
-    status: RunStatus = "succeeded" if failure is None else "failed"
-    if waiting is not None:
-        status = "waiting"
-    error_dict = None if failure is None else failure.as_dict()
-    context.metadata["status"] = status
-    context.metadata["error"] = error_dict
-    context.metadata["output"] = output
-    result = RunResult(context.run_id, status, output, context, context.step, error_dict, usage, waiting)
-    if hookset.on_run_end:
-        await hookset.call(hookset.on_run_end, context, result)
-    return result
+    context.observers = Observers([*machine.observers, *observers])
+    drive = _Drive(machine, plan, context)
+    try:
+        return await drive.drive()
+    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+        drive.paused("interrupted")
+        raise
+    finally:
+        context.observers = NO_OBSERVERS

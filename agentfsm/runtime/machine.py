@@ -10,6 +10,7 @@ from agentfsm.runtime.model import Action, Callback, Guard, State, StateContext,
 
 if TYPE_CHECKING:
     from agentfsm.runtime.loop import RunResult
+    from agentfsm.runtime.plan import Plan
 
 
 class MachineDefinitionError(ValueError):
@@ -32,7 +33,10 @@ class StateMachine:
         self.states: dict[str, State] = {}
         self.initial: str | None = None
         self.current_state: str | None = None
-        self.hooks: list[object] = []
+        """The seed's convenience: the state the most recent run driven by `start()` was last in.
+        The loop never reads it: each run's position belongs to its own context."""
+        self.observers: list[object] = []
+        """Observers attached to every run of this machine (see `agentfsm.runtime.observers`)."""
         self.initial_data: dict[str, Any] = {}
         """Context data every run starts from (a YAML machine's `context:`); copied per run."""
         self.prepare_inputs: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
@@ -43,7 +47,8 @@ class StateMachine:
         self._entry: dict[str, list[Callback]] = {}
         self._exit: dict[str, list[Callback]] = {}
         self._on_transition: list[Callback] = []
-        self._checked = False
+        self._plan: Plan | None = None
+        self._context: StateContext | None = None
 
     # -- building -------------------------------------------------------------------------
 
@@ -59,7 +64,7 @@ class StateMachine:
             if state.state_type is StateType.PROCESSING:
                 state.state_type = StateType.INITIAL
         self.states[state.name] = state
-        self._checked = False
+        self._plan = None
         return state
 
     def add_transition(
@@ -79,7 +84,7 @@ class StateMachine:
         normalized = trigger if trigger is None or isinstance(trigger, str) else tuple(trigger)
         rule = Transition(from_state, to_state, normalized, guard, action, label)
         self._rules.setdefault(from_state, []).append(rule)
-        self._checked = False
+        self._plan = None
         return rule
 
     def add_entry_callback(self, state: str, callback: Callback) -> None:
@@ -94,9 +99,9 @@ class StateMachine:
         """`callback(transition: StateTransition, context)` runs after every transition (sync or async)."""
         self._on_transition.append(callback)
 
-    def add_hooks(self, hooks: object) -> None:
-        """Attach a runtime hook object to every run of this machine (see `agentfsm.runtime.hooks`)."""
-        self.hooks.append(hooks)
+    def add_observer(self, observer: object) -> None:
+        """Attach an observer to every run of this machine (see `agentfsm.runtime.observers`)."""
+        self.observers.append(observer)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -119,23 +124,33 @@ class StateMachine:
 
     def check(self) -> None:
         """Raise MachineDefinitionError if the machine cannot run."""
-        if self._checked:
-            return
+        self.plan()
+
+    def plan(self) -> Plan:
+        """What a run needs to know about this machine, checked and computed once (until the machine changes)."""
+        if self._plan is None:
+            from agentfsm.runtime.plan import Plan
+
+            self._plan = Plan(self)
+        return self._plan
+
+    def definition_problem(self) -> str | None:
+        """Why the machine cannot run, or None."""
         if not self.states:
-            raise MachineDefinitionError(f"machine '{self.name}' has no states")
+            return f"machine '{self.name}' has no states"
         if self.initial is None:
-            raise MachineDefinitionError(f"machine '{self.name}' has no initial state (add_state(..., initial=True))")
+            return f"machine '{self.name}' has no initial state (add_state(..., initial=True))"
         for source, rules in self._rules.items():
             if source not in self.states:
-                raise MachineDefinitionError(f"transition from unknown state '{source}'")
+                return f"transition from unknown state '{source}'"
             for rule in rules:
                 if rule.target not in self.states:
-                    raise MachineDefinitionError(f"transition from '{source}' to unknown state '{rule.target}'")
+                    return f"transition from '{source}' to unknown state '{rule.target}'"
         for state in self.states.values():
             for catch in state.catch:
                 if catch.target not in self.states:
-                    raise MachineDefinitionError(f"catch of '{state.name}' goes to unknown state '{catch.target}'")
-        self._checked = True
+                    return f"catch of '{state.name}' goes to unknown state '{catch.target}'"
+        return None
 
     # -- running --------------------------------------------------------------------------
 
@@ -153,24 +168,50 @@ class StateMachine:
         inputs: Mapping[str, Any] | None = None,
         *,
         context: StateContext | None = None,
-        hooks: Iterable[object] = (),
+        observers: Iterable[object] = (),
         run_id: str | None = None,
     ) -> RunResult:
-        """Run to the end and report how it ended (status, output, error, usage)."""
+        """Run to the end and report how it ended (status, output, error, usage).
+
+        Any number of runs of one machine may go on at once: each run's position is its context's.
+        """
         from agentfsm.runtime.loop import run_machine
 
         if context is None:
             context = self.new_context(inputs)
         elif inputs:
             context.update(self.prepare_inputs(inputs) if self.prepare_inputs is not None else inputs)
-        return await run_machine(self, context, hooks=hooks, run_id=run_id)
+        return await run_machine(self, context, observers=observers, run_id=run_id)
+
+    @property
+    def context(self) -> StateContext:
+        """The seed's convenience: the context `start()` runs next, then the one the most recent `start()` ran."""
+        if self._context is None:
+            self._context = StateContext(copy.deepcopy(self.initial_data), metadata={"machine": self.name})
+        return self._context
+
+    @context.setter
+    def context(self, value: StateContext) -> None:
+        self._context = value
 
     async def start(self, context: StateContext | Mapping[str, Any] | None = None) -> StateContext:
-        """Run to the end and return the final context (its `metadata` says `status` and `error`)."""
-        if context is None or isinstance(context, StateContext):
-            result = await self.run(context=context)
+        """Run to the end and return the final context (its `metadata` says `status` and `error`).
+
+        Without an argument it runs `machine.context` when that has not run yet (data a caller
+        set on it is kept), else a fresh context. Afterwards `machine.context` is the context
+        it ran and `machine.current_state` the state the run was last in.
+        """
+        if isinstance(context, StateContext):
+            chosen = context
+        elif context is not None:
+            chosen = self.new_context(context)
+        elif self._context is not None and self._context.state is None and self._context.step == 0:
+            chosen = self._context
         else:
-            result = await self.run(context=self.new_context(context))
+            chosen = self.new_context()
+        result = await self.run(context=chosen)
+        self._context = result.context
+        self.current_state = result.context.state
         return result.context
 
     def visualize(self, **options: Any) -> str:

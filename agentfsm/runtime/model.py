@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agentfsm.runtime.calls import CallRecord, Usage
+from agentfsm.runtime.observers import NO_OBSERVERS, Observers
 from agentfsm.runtime.waiting import Mailbox
 
 
@@ -61,6 +63,8 @@ class CatchRule:
     save_as: str | None = None
 
 
+Callback = Callable[..., Any | Awaitable[Any]]
+"""An entry, exit or transition callback; sync or async."""
 Guard = Callable[["StateContext", Event], bool]
 StateAction = Callable[["StateContext"], None]
 Action = Callable[["StateContext", Event], None]
@@ -92,7 +96,11 @@ class Transition:
 
 @dataclass(slots=True)
 class StateTransition:
-    """One recorded transition in `context.history`."""
+    """One transition taken, as `context.history` and transition callbacks see it.
+
+    A step that ends the run (a final or fail state's execution, an error no rule catches)
+    takes no transition: it is a step (see `StepEnded`), not an entry here.
+    """
 
     from_state: str
     to_state: str | None
@@ -107,26 +115,19 @@ class StateTransition:
         return self.trigger
 
 
-TokenObserver = Callable[[str, str], None]
-"""Sees an LLM reply as it arrives: called with the state's name and each new piece of text, in order.
-
-It runs inside the provider's read loop, so it must be quick and must not block; an
-exception it raises ends the call (and the run, unless caught like any other error).
-"""
-
-
 class StateContext:
     """The data a run carries from state to state, plus its history and metadata.
 
     `data` is the user's dict (JSON values); `history` lists the transitions taken;
     `metadata` holds run-level facts (run id, status, error). `run_id`, `step` and
     `state` say where the run is now (`visits` counts entries per state, `mailbox` holds
-    delivered external events). `on_token` is an optional live observer of LLM
-    replies (see `TokenObserver`); it is never stored with the run.
+    delivered external events, `usage` the tokens its LLM calls used so far). `observers`
+    are the run's observers while the loop drives it (see `agentfsm.runtime.observers`);
+    they are never stored with the run.
     """
 
-    __slots__ = ("data", "history", "metadata", "run_id", "step", "state", "event", "calls", "on_token", "visits",
-                 "mailbox")
+    __slots__ = ("data", "history", "metadata", "run_id", "step", "state", "event", "calls", "observers", "visits",
+                 "mailbox", "usage", "bindings")
 
     def __init__(self, data: Mapping[str, Any] | None = None, *, metadata: Mapping[str, Any] | None = None) -> None:
         self.data: dict[str, Any] = dict(data or {})
@@ -137,13 +138,18 @@ class StateContext:
         self.state: str | None = None
         self.event: Event | None = None
         """The event that led into the current state (None in the initial state)."""
-        self.calls: list[dict[str, Any]] = []
-        self.on_token: TokenObserver | None = None
-        """Called with (state name, text delta) as an `llm` state's reply arrives; providers stream only when set."""
+        self.calls: list[CallRecord] = []
+        """The LLM and tool calls of the step in progress."""
+        self.observers: Observers = NO_OBSERVERS
         self.visits: dict[str, int] = {}
         """How many times each state has been entered in this run (for `max_visits`)."""
         self.mailbox = Mailbox()
         """External events delivered to the run and not yet taken by a waiting state."""
+        self.usage: Usage = {}
+        """Token usage per LLM binding of every step on the run's path so far."""
+        self.bindings: dict[str, dict[str, Any]] = {}
+        """What bindings remember between the calls of this run, by binding (a scripted model's place in
+        its script); JSON, recorded with the calls, so a resumed run picks up where it was."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)
@@ -151,8 +157,12 @@ class StateContext:
     def set(self, key: str, value: Any) -> None:
         self.data[key] = value
 
-    def update(self, values: Mapping[str, Any]) -> None:
-        self.data.update(values)
+    def update(self, values: Mapping[str, Any] | None = None, /, **more: Any) -> None:
+        """Set several values: `update({"a": 1})` or `update(a=1)`."""
+        if values:
+            self.data.update(values)
+        if more:
+            self.data.update(more)
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -160,10 +170,16 @@ class StateContext:
     def __contains__(self, key: object) -> bool:
         return key in self.data
 
-    def record_call(self, kind: str, **details: Any) -> None:
+    def add_transition(self, transition: StateTransition) -> None:
+        """Append a transition to `history` (the loop does this for every transition it takes)."""
+        self.history.append(transition)
+
+    def get_last_transition(self) -> StateTransition | None:
+        return self.history[-1] if self.history else None
+
+    def record_call(self, record: CallRecord) -> None:
         """Attach an LLM or tool call record (binding, tokens, duration...) to the current step."""
-        details["kind"] = kind
-        self.calls.append(details)
+        self.calls.append(record)
 
     def __repr__(self) -> str:
         return f"StateContext(state={self.state!r}, step={self.step}, data={self.data!r})"
@@ -200,6 +216,16 @@ class State:
         """Runs before `execute` on each visit (a YAML state's `on_enter`); errors are routed like execute's."""
         self.exit_action: StateAction | None = None
         """Runs after a successful `execute` (a YAML state's `on_exit`)."""
+        self.entry_callbacks: list[Callback] = []
+        self.exit_callbacks: list[Callback] = []
+
+    def add_entry_callback(self, callback: Callback) -> None:
+        """`callback(context)` runs each time the state is entered (sync or async; one that raises is logged)."""
+        self.entry_callbacks.append(callback)
+
+    def add_exit_callback(self, callback: Callback) -> None:
+        """`callback(context)` runs each time the state is left, after its step (sync or async)."""
+        self.exit_callbacks.append(callback)
 
     async def execute(self, context: StateContext) -> str | Event | None:
         return None
@@ -210,10 +236,6 @@ class State:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.state_type.value})"
-
-
-Callback = Callable[..., Any | Awaitable[Any]]
-"""An entry, exit or transition callback; sync or async."""
 
 
 def now() -> float:

@@ -1,0 +1,102 @@
+"""Typed records of the LLM and tool calls a step made, and the token usage they add up to.
+
+A record is what the step keeps (`StepEnded.calls`, `context.calls`) and what the store
+keeps as JSON (`as_json()`); `usage` folds LLM calls into the per-binding totals a
+`RunResult` reports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Usage = dict[str, dict[str, int]]
+"""Token usage per LLM binding: `{binding: {"calls", "prompt_tokens", "completion_tokens"}}`."""
+
+
+@dataclass(slots=True, kw_only=True)
+class LLMCallRecord:
+    """One call of an LLM binding: who answered, what it cost, how long it took, how it failed."""
+
+    kind: Literal["llm"] = field(default="llm", init=False)
+    binding: str
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    retries: int = 0
+    """Provider-level retries the call needed (rate limits, unavailable server, timeouts)."""
+    duration: float = 0.0
+    error: dict[str, Any] | None = None
+    script: dict[str, Any] | None = None
+    """Where a scripted binding stands in its script after this call (a resumed run picks up there)."""
+
+    def as_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "kind": "llm", "binding": self.binding, "model": self.model, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens, "finish_reason": self.finish_reason,
+            "retries": self.retries, "duration": self.duration,
+        }
+        if self.error is not None:
+            record["error"] = self.error
+        if self.script is not None:
+            record["script"] = self.script
+        return record
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolCallRecord:
+    """One call of a tool binding: its arguments and result (or error), and how long it took.
+
+    `via` is `"llm"` for a call a model asked for natively (its `call_id` is the model's),
+    None for a `tool` state's own call, whose result is the step's result.
+    """
+
+    kind: Literal["tool"] = field(default="tool", init=False)
+    binding: str
+    args: Any = None
+    duration: float = 0.0
+    result: Any = None
+    error: dict[str, Any] | None = None
+    via: str | None = None
+    call_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"kind": "tool", "binding": self.binding, "args": self.args,
+                                  "duration": self.duration}
+        if self.via is not None:
+            record["result"] = self.result
+        if self.error is not None:
+            record["error"] = self.error
+        if self.via is not None:
+            record["via"] = self.via
+            record["call_id"] = self.call_id
+        return record
+
+
+CallRecord = LLMCallRecord | ToolCallRecord
+
+
+def add_usage(usage: Usage, calls: Iterable[CallRecord | Mapping[str, Any]]) -> None:
+    """Fold the LLM calls among `calls` (records, or their stored JSON) into `usage`."""
+    for call in calls:
+        if isinstance(call, LLMCallRecord):
+            binding, prompt, completion = call.binding, call.prompt_tokens, call.completion_tokens
+        elif isinstance(call, Mapping) and call.get("kind") == "llm":
+            binding = call.get("binding", "?")
+            prompt, completion = call.get("prompt_tokens", 0) or 0, call.get("completion_tokens", 0) or 0
+        else:
+            continue
+        totals = usage.setdefault(binding, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        totals["calls"] += 1
+        totals["prompt_tokens"] += prompt
+        totals["completion_tokens"] += completion
+
+
+def merge_usage(into: Usage, more: Mapping[str, Mapping[str, int]]) -> None:
+    """Add the totals of `more` (another run's or branch's usage) to `into`."""
+    for binding, totals in more.items():
+        mine = into.setdefault(binding, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        for key in ("calls", "prompt_tokens", "completion_tokens"):
+            mine[key] += int(totals.get(key, 0) or 0)
