@@ -1,6 +1,10 @@
-"""Durable runs: the store interface and `open_store`, which picks the implementation from a URL.
+"""Durable runs: the store interface and `open_store`, which picks a backend from a URL.
 
-Importing this package is cheap (the SQLite store is imported when a store is opened).
+`sqlite:///PATH` (the default, `.agentfsm/runs.db` under the working directory) and
+`memory://NAME`. Opening the same URL twice in one process gives the same store (one
+connection, and the steps of all its runs committed together); it closes when the last
+opener closes it. Importing this package is cheap: a backend is imported when a store of
+its kind is opened.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from agentfsm.store.base import (
     LeaseHeld,
     LeaseLost,
     RunFilter,
-    RunNotFound,
     RunMoved,
+    RunNotFound,
     RunRow,
     StepRow,
-    Store,
     StoreError,
 )
+from agentfsm.store.core import Store
 
 __all__ = [
     "DEFAULT_STORE", "FINISHED", "STATUSES", "BranchRow", "CheckpointRow", "Conflict", "EventRow", "LeaseHeld",
@@ -37,19 +41,26 @@ DEFAULT_STORE = Path(".agentfsm") / "runs.db"
 """Where the store lives when neither a URL nor AGENTFSM_STORE says otherwise (under the working directory)."""
 ENV_VARIABLE = "AGENTFSM_STORE"
 
-
 STORE_OPTIONS = ("synchronous", "timeout")
-"""What a store URL's query may set: `sqlite:///runs.db?synchronous=FULL&timeout=2` (timeout: seconds to wait
-for a lock held by another process)."""
+"""What a SQLite store URL's query may set: `sqlite:///runs.db?synchronous=FULL&timeout=2` (timeout: seconds to
+wait for a lock held by another process)."""
+SCHEMES = "sqlite:///PATH or memory://NAME"
+
+_OPEN: dict[tuple[str, ...], tuple[Store, list[int]]] = {}
+"""Stores open in this process, by what they were opened on, with how many openers have not closed them."""
 
 
 def store_path(url: str) -> Path:
     """The SQLite file a store URL names: `sqlite:///PATH` (SQLAlchemy's convention: `sqlite:///runs.db` is
     relative, `sqlite:////tmp/runs.db` absolute) or a bare path. Raises StoreError for any other URL."""
-    return _parse(url)[0]
+    return _parse_sqlite(url)[0]
 
 
-def _parse(url: str) -> tuple[Path, dict[str, str]]:
+def is_memory(url: str) -> bool:
+    return url.lower().startswith("memory://")
+
+
+def _parse_sqlite(url: str) -> tuple[Path, dict[str, str]]:
     scheme, separator, rest = url.partition("://")
     if not separator:
         if not url:
@@ -68,18 +79,7 @@ def _parse(url: str) -> tuple[Path, dict[str, str]]:
     return Path(rest[1:]), options
 
 
-def open_store(url: str | None = None, *, synchronous: str | None = None, create: bool = True) -> Store:
-    """Open the store at `url`, else at $AGENTFSM_STORE, else at `.agentfsm/runs.db` in the working directory.
-
-    The URL's query may set `synchronous` (NORMAL, the default, or FULL) and `timeout` (seconds, default 5);
-    the `synchronous` argument wins over the URL. With `create=False` a store that is not there yet (no file,
-    or an empty one) is refused instead of created: what reading commands want.
-    """
-    if url is None:
-        url = os.environ.get(ENV_VARIABLE) or f"sqlite:///{DEFAULT_STORE}"
-    path, options = _parse(url)
-    from agentfsm.store.sqlite import SQLiteStore  # imported here: listing this package stays cheap
-
+def _sqlite_settings(url: str, options: dict[str, str], synchronous: str | None) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if synchronous is not None or "synchronous" in options:
         settings["synchronous"] = synchronous if synchronous is not None else options["synchronous"]
@@ -88,4 +88,59 @@ def open_store(url: str | None = None, *, synchronous: str | None = None, create
             settings["busy_timeout"] = float(options["timeout"])
         except ValueError:
             raise StoreError(f"store URL '{url}': timeout must be a number of seconds") from None
-    return SQLiteStore(path, create=create, **settings)
+    return settings
+
+
+def default_url() -> str:
+    """$AGENTFSM_STORE, else the default SQLite file under the working directory."""
+    return os.environ.get(ENV_VARIABLE) or f"sqlite:///{DEFAULT_STORE}"
+
+
+def open_store(url: str | None = None, *, synchronous: str | None = None, create: bool = True) -> Store:
+    """Open the store at `url`, else at $AGENTFSM_STORE, else at `.agentfsm/runs.db` in the working directory.
+
+    A SQLite URL's query may set `synchronous` (NORMAL, the default, or FULL) and `timeout` (seconds, default 5);
+    the `synchronous` argument wins over the URL. With `create=False` a store that is not there yet (no file,
+    or an empty one) is refused instead of created: what reading commands want.
+    """
+    url = url or default_url()
+    if is_memory(url):
+        name = url[len("memory://"):]
+        return _shared(("memory", name), lambda: _memory_store(name))
+    path, options = _parse_sqlite(url)
+    settings = _sqlite_settings(url, options, synchronous)
+    key = ("sqlite", str(path.expanduser().absolute()), repr(sorted(settings.items())))
+    return _shared(key, lambda: _sqlite_store(path, create, settings))
+
+
+def _sqlite_store(path: Path, create: bool, settings: dict[str, Any]) -> Store:
+    from agentfsm.store.sqlite import SQLiteBackend  # here: listing this package stays cheap
+
+    return Store(SQLiteBackend(path, create=create, **settings))
+
+
+def _memory_store(name: str) -> Store:
+    from agentfsm.store.memory import memory_backend
+
+    return Store(memory_backend(name))
+
+
+def _shared(key: tuple[str, ...], make: Any) -> Store:
+    """The store open on `key` in this process, or a new one; each opener closes it once."""
+    if key in _OPEN:
+        store, openers = _OPEN[key]
+        openers[0] += 1
+        return store
+    store = make()
+    openers = [1]
+    _OPEN[key] = (store, openers)
+
+    def closed() -> Any:
+        openers[0] -= 1
+        if openers[0] == 0:
+            del _OPEN[key]
+            return store.backend.close()
+        return None
+
+    store._closer = closed  # noqa: SLF001 - the registry owns when a shared store really closes
+    return store

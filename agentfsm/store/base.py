@@ -1,13 +1,12 @@
-"""The store interface: what the durable-run layer needs from a database, and nothing more.
+"""What a store keeps (rows), how it fails (errors), and what a backend must provide (transactions of primitives).
 
-The step loop never sees a store; `agentfsm.history` drives one through the runtime's
-hooks. A store keeps rows and enforces the few rules that must hold atomically
-(a lease fences every write of a run; an event is accepted only by a run waiting for
-it). It does not interpret contexts: context changes arrive as ready-made JSON text
-(a full snapshot or an RFC 6902 patch) and leave the same way.
-
-`SQLiteStore` (`agentfsm.store.sqlite`) is the implementation; a PostgreSQL store
-implements the same protocol and runs the same tests.
+The step loop never sees a store; `agentfsm.history` records runs through an observer.
+A store keeps rows and enforces the few rules that must hold atomically (a lease fences
+every write of a run; an event is accepted only by a run waiting for it); those rules
+live once, in `agentfsm.store.store`, above the backends. A backend (SQLite, memory,
+PostgreSQL) only reads and writes rows inside transactions (`Backend`, `Transaction`).
+Contexts are not interpreted here: their changes arrive as ready-made JSON text (a full
+snapshot or an RFC 6902 patch) and leave the same way.
 
 Vocabulary:
 - a run has branches; `main` is the first. A branch other than `main` starts at a
@@ -16,10 +15,14 @@ Vocabulary:
 - point k of a branch is the moment just before step k runs (point 1 is the start,
   after the run's step 0, which holds the initial context).
 - the run's `head` is the branch that `resume` continues.
+- a child run (a nested machine, a parallel branch, a team agent) names its parent run,
+  the parent's step that started it, and its name there.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -77,7 +80,6 @@ class RunRow:
     head: str = "main"
     created_at: float = 0.0
     updated_at: float = 0.0
-    inputs: dict[str, Any] = field(default_factory=dict)
     llms: dict[str, str] = field(default_factory=dict)
     """`--llm` overrides the run started with (NAME -> PROVIDER:MODEL), reused on resume."""
     output: Any = None
@@ -91,6 +93,16 @@ class RunRow:
     """While `waiting` with a timer: when the timer is due (same as waiting["deadline"])."""
     lease_owner: str | None = None
     lease_expires: float | None = None
+    parent_run: str | None = None
+    """For a child run: the run that started it."""
+    parent_step: int | None = None
+    """For a child run: the parent's step that started it."""
+    child_name: str | None = None
+    """For a child run: its name in the parent (the nested state, branch or agent)."""
+
+
+RUN_FIELDS: tuple[str, ...] = tuple(RunRow.__dataclass_fields__)
+"""Every column of a run row (`update_run` may set any but `id`)."""
 
 
 @dataclass(slots=True)
@@ -113,6 +125,9 @@ class StepRow:
     """How the context after this step is stored: a full snapshot, a patch from the step before, or None (unchanged)."""
     context: str | None = None
     """The snapshot or patch as JSON text (None when unchanged)."""
+    tally: dict[str, Any] | None = None
+    """Now and then (see `agentfsm.history.tally`): what the run's path added up to after this step (visits per
+    state, usage, what bindings remember), so reading a position never folds the whole history."""
 
 
 @dataclass(slots=True)
@@ -157,160 +172,90 @@ class RunFilter:
     machine: str | None = None
     updated_before: float | None = None
     limit: int | None = None
+    parent_run: str | None = None
+    """Only the children of this run."""
+    top_level: bool = False
+    """Only runs that are not children of another run."""
 
 
-class Store(Protocol):
-    """A durable home for runs. Every method is one transaction; a failing one changes nothing."""
+@dataclass(slots=True)
+class DueCandidate:
+    """A run that may need a worker: as it is, and the names of the events pending for it."""
+
+    run: RunRow
+    pending: tuple[str, ...] = ()
+
+
+# -- what a backend provides ------------------------------------------------------------------------------
+
+
+class Transaction(Protocol):
+    """Row operations inside one transaction of a backend; a write transaction commits when its block ends.
+
+    Operations that find nothing return None or an empty list; they never apply domain rules
+    (those are the store's). `update_run` with `owner` writes only while that owner holds the
+    lease and says whether it wrote.
+    """
+
+    async def run(self, run_id: str) -> RunRow | None: ...
+    async def lease_owner(self, run_id: str) -> str | None: ...
+    async def runs_by_prefix(self, prefix: str, limit: int) -> list[RunRow]: ...
+    async def list_runs(self, where: RunFilter) -> list[RunRow]: ...
+    async def inputs(self, run_id: str) -> dict[str, Any] | None: ...
+    async def source(self, digest: str) -> str | None: ...
+    async def branches(self, run_id: str) -> list[BranchRow]: ...
+    async def steps(self, run_id: str, branch: str, first: int, last: int | None, limit: int | None) -> list[StepRow]: ...
+    async def context_rows(self, run_id: str, branch: str, first: int, last: int) -> list[StepRow]:
+        """Steps first..last whose context changed, newest first, up to and including the first snapshot met."""
+        ...
+    async def tally_row(self, run_id: str, branch: str, first: int, last: int) -> StepRow | None:
+        """The newest of steps first..last that carries a tally."""
+        ...
+    async def checkpoints(self, run_id: str) -> list[CheckpointRow]: ...
+    async def checkpoint_names(self, run_id: str, prefix: str) -> set[str]: ...
+    async def pending_events(self, run_id: str) -> list[EventRow]: ...
+    async def pending_event_ids(self, run_id: str) -> set[int]: ...
+    async def due_candidates(self, now: float, limit: int) -> list[DueCandidate]:
+        """`waiting` runs with a pending event or a timer due by `now`, and `running` runs whose lease expired
+        before `now`, oldest first."""
+        ...
+
+    async def insert_run(self, run: RunRow, inputs: Mapping[str, Any], source: str | None) -> None: ...
+    async def insert_branch(self, run_id: str, branch: BranchRow) -> None: ...
+    async def insert_step(self, run_id: str, step: StepRow) -> None: ...
+    async def insert_checkpoint(self, run_id: str, checkpoint: CheckpointRow) -> bool:
+        """Insert unless the run has a checkpoint of that name; says whether it inserted."""
+        ...
+    async def update_run(self, run_id: str, values: Mapping[str, Any], *, owner: str | None = None) -> bool: ...
+    async def add_source(self, digest: str, text: str) -> None: ...
+    async def take_event(self, run_id: str, event_id: int, branch: str, step: int) -> bool:
+        """Mark a pending event taken by a step; False when it is not pending."""
+        ...
+    async def set_aside_events(self, run_id: str, branch: str) -> None:
+        """Mark every pending event of the run as never to be taken (taken_step -1)."""
+        ...
+    async def insert_event(self, run_id: str, name: str, data: Any, now: float) -> int: ...
+    async def delete_runs(self, run_ids: list[str]) -> None:
+        """Delete runs with everything they own, and the sources no run uses any more."""
+        ...
+
+
+class Backend(Protocol):
+    """A database holding rows: transactions, and nothing about what the rows mean."""
 
     url: str
-    """Where the store lives, as shown in messages (`sqlite:///abs/path/runs.db`)."""
+    """Where the store lives, as shown in messages (`sqlite:///abs/path/runs.db`), never with a password."""
 
-    def close(self) -> None: ...
-
-    # -- runs ---------------------------------------------------------------------------------
-
-    def create_run(self, run: RunRow, source: str | None, first: StepRow, checkpoints: list[CheckpointRow]) -> None:
-        """Insert a run (status `running`, leased to `run.lease_owner`), branch `main`, its step 0 and checkpoints.
-
-        `source` is the machine's text, kept once per digest. Raises Conflict if the id exists.
-        """
+    def reading(self) -> AbstractAsyncContextManager[Transaction]:
+        """A transaction whose reads see one snapshot."""
         ...
 
-    def get_run(self, run_id: str) -> RunRow:
-        """The run with this id, or with this unique id prefix (at least 4 characters). Raises RunNotFound."""
+    def writing(self) -> AbstractAsyncContextManager[Transaction]:
+        """A write transaction: it commits when the block ends, and rolls back (changing nothing) on an exception."""
         ...
 
-    def source(self, digest: str) -> str | None:
-        """The machine text stored under `digest`."""
+    def stream_steps(self, run_id: str, branch: str, first: int, last: int | None) -> AsyncIterator[StepRow]:
+        """Steps first..last of a branch, in order, read a page at a time (a long history is never held whole)."""
         ...
 
-    def list_runs(self, where: RunFilter) -> list[RunRow]:
-        """Matching runs, newest first (by creation)."""
-        ...
-
-    def delete_runs(self, run_ids: list[str], where: RunFilter | None = None, *, now: float,
-                    takeover: set[str] | None = None) -> list[str]:
-        """Delete runs with everything they own (steps, branches, checkpoints, events, unused sources).
-
-        Within the same transaction, a run is skipped if it no longer matches `where` (its statuses and
-        `updated_before`) or a live process holds its lease at `now` (owners in `takeover` are known dead):
-        it changed since the caller chose it. Returns the ids deleted.
-        """
-        ...
-
-    # -- leases ---------------------------------------------------------------------------------
-
-    def acquire(self, run_id: str, owner: str, expires: float, *, now: float,
-                takeover: set[str] | None = None, status: str | None = None,
-                expect: RunRow | None = None) -> RunRow:
-        """Lease the run to `owner` until `expires` (setting `status` when given) and return it as it is now.
-
-        Succeeds when the run has no lease, the lease expired before `now`, it is already
-        `owner`'s, or its owner is in `takeover` (owners known dead). Otherwise raises LeaseHeld,
-        whose message names the holder and when its lease expires. A finished run is refused
-        (RunMoved), and so is one whose status, head or steps differ from `expect`'s (it changed
-        since the caller read it: another process advanced, finished or cancelled it).
-        """
-        ...
-
-    def renew(self, run_id: str, owner: str, expires: float) -> None:
-        """Extend `owner`'s lease. Raises LeaseLost if `owner` no longer holds it."""
-        ...
-
-    def release(self, run_id: str, owner: str, *, status: str | None = None) -> None:
-        """Drop `owner`'s lease (optionally setting the status). Raises LeaseLost if it no longer holds it.
-
-        `waiting` is only set while the run still records what it waits for; otherwise it becomes `paused`."""
-        ...
-
-    # -- advancing a run (all fenced by the lease) -------------------------------------------------
-
-    def commit_step(self, run_id: str, owner: str, expires: float, step: StepRow,
-                    checkpoints: list[CheckpointRow], taken_event: int | None) -> list[str]:
-        """Record one step in one transaction: the step row, the checkpoints it reached, the event it took
-        (marked taken by this step; other pending events, sent to the same visit of the wait, are set aside),
-        the run's `steps`, `updated_at` and `status='running'` (a wait it was in is over), and the lease
-        extended to `expires`. Returns the names the checkpoints got (see `CheckpointRow.state`).
-
-        Raises LeaseLost (and writes nothing) if `owner` no longer holds the lease."""
-        ...
-
-    def end_run(self, run_id: str, owner: str, status: str, *, output: Any = None,
-                error: dict[str, Any] | None = None, usage: dict[str, Any] | None = None,
-                waiting: dict[str, Any] | None = None) -> None:
-        """Set how the run stopped (`succeeded`, `failed`, `waiting` with `waiting`, `paused`) and release the lease.
-
-        `wake_at` becomes waiting["deadline"]. Raises LeaseLost if `owner` no longer holds the lease.
-        """
-        ...
-
-    def set_machine(self, run_id: str, owner: str, digest: str, source: str, path: str) -> None:
-        """Switch the run to another machine source (`resume --machine`), kept once per digest.
-
-        Raises LeaseLost if `owner` no longer holds the lease."""
-        ...
-
-    def cancel(self, run_id: str, *, now: float) -> RunRow:
-        """Mark a run `cancelled` and drop any lease (a live holder finds out at its next write).
-
-        Raises Conflict if it is already finished."""
-        ...
-
-    # -- reading a run's history ------------------------------------------------------------------
-
-    def branches(self, run_id: str) -> list[BranchRow]:
-        """All branches of the run, oldest first."""
-        ...
-
-    def steps(self, run_id: str, branch: str, first: int = 0, last: int | None = None) -> list[StepRow]:
-        """The steps this branch recorded itself (not inherited ones), numbered first..last, in order."""
-        ...
-
-    def context_rows(self, run_id: str, branch: str, first: int, last: int) -> list[StepRow]:
-        """Steps first..last of this branch whose context changed (kind not None), newest first,
-        stopping after the first snapshot met (so the caller can rebuild from it)."""
-        ...
-
-    def checkpoints(self, run_id: str) -> list[CheckpointRow]:
-        """Named points of the run, oldest first."""
-        ...
-
-    def add_checkpoint(self, run_id: str, checkpoint: CheckpointRow) -> None:
-        """Name a point. Raises Conflict if the run already has a checkpoint with that name."""
-        ...
-
-    # -- branches -------------------------------------------------------------------------------
-
-    def create_branch(self, run_id: str, branch: BranchRow, *, now: float) -> RunRow:
-        """Add a branch and make it the head; the run becomes `paused` (ready to resume from the fork).
-
-        Events still pending were sent to the old head's wait: they are set aside (taken_step -1), never taken.
-
-        Raises Conflict if the name exists, LeaseHeld if a live process holds the run's lease."""
-        ...
-
-    def switch_branch(self, run_id: str, name: str, status: str, steps: int, *, now: float, output: Any = None,
-                      error: dict[str, Any] | None = None) -> RunRow:
-        """Make an existing branch the head, with the status, last step, output and error it has there.
-
-        Pending events are set aside as in `create_branch`.
-
-        Raises RunNotFound for an unknown branch, LeaseHeld if a live process holds the lease."""
-        ...
-
-    # -- external events --------------------------------------------------------------------------
-
-    def add_event(self, run_id: str, name: str, data: Any, *, now: float) -> int:
-        """Record an event for a run that is `waiting` for `name` and whose timer has not run out; returns its id.
-
-        Raises Conflict (naming the events the run waits for, its status, or when its timer ran out) otherwise."""
-        ...
-
-    def pending_events(self, run_id: str) -> list[EventRow]:
-        """Events delivered to the run and not yet taken, oldest first."""
-        ...
-
-    def due_runs(self, now: float, limit: int) -> list[str]:
-        """Runs a worker should advance: `waiting` with a pending event it waits for or a timer due by `now`,
-        and `running` runs whose lease expired before `now` (their process died). Oldest first."""
-        ...
+    async def close(self) -> None: ...

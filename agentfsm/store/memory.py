@@ -1,0 +1,268 @@
+"""The memory backend (`memory://NAME`): rows in this process's memory, for tests and runs nobody keeps.
+
+Every store opened on the same `memory://NAME` in one process shares its rows; they are
+gone when the process ends. Values are kept as their JSON text, so what comes back is
+what a database would give back (a tuple comes back a list, nothing is shared with the
+caller). Its operations never suspend, so each transaction is atomic in the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from agentfsm.store.base import (
+    BranchRow,
+    CheckpointRow,
+    DueCandidate,
+    EventRow,
+    RunFilter,
+    RunRow,
+    StepRow,
+)
+
+_SHARED: dict[str, MemoryBackend] = {}
+
+
+def memory_backend(name: str) -> MemoryBackend:
+    """The backend of `memory://NAME` in this process (made on first use)."""
+    backend = _SHARED.get(name)
+    if backend is None:
+        backend = _SHARED[name] = MemoryBackend(name)
+    return backend
+
+
+def _frozen(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _thawed(text: str) -> Any:
+    return json.loads(text)
+
+
+@dataclass(slots=True)
+class _Branch:
+    row: BranchRow
+    steps: list[StepRow] = field(default_factory=list)
+    """Steps `row.fork`, `row.fork + 1`... in order (a branch records its steps one after another)."""
+
+
+@dataclass(slots=True)
+class _Run:
+    row: RunRow
+    inputs: str
+    branches: dict[str, _Branch] = field(default_factory=dict)
+    checkpoints: dict[str, CheckpointRow] = field(default_factory=dict)
+    events: list[EventRow] = field(default_factory=list)
+
+
+class MemoryBackend:
+    """Rows in dicts; see the module's docstring."""
+
+    def __init__(self, name: str) -> None:
+        self.url = f"memory://{name}"
+        self.runs: dict[str, _Run] = {}
+        self.sources: dict[str, str] = {}
+        self.next_event = 1
+
+    async def close(self) -> None:
+        """Nothing to release: the rows stay for the next store opened on this name."""
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[MemoryTransaction]:
+        yield MemoryTransaction(self)
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[MemoryTransaction]:
+        yield MemoryTransaction(self)
+
+    async def stream_steps(self, run_id: str, branch: str, first: int, last: int | None) -> AsyncIterator[StepRow]:
+        async with self.reading() as tx:
+            rows = await tx.steps(run_id, branch, first, last, None)
+        for row in rows:
+            yield row
+
+
+def _copy_run(row: RunRow) -> RunRow:
+    return replace(row, llms=dict(row.llms), usage=_thawed(_frozen(row.usage)), output=_thawed(_frozen(row.output)),
+                   error=_thawed(_frozen(row.error)), waiting=_thawed(_frozen(row.waiting)))
+
+
+def _copy_step(row: StepRow) -> StepRow:
+    return replace(row, event_data=_thawed(_frozen(row.event_data)), error=_thawed(_frozen(row.error)),
+                   result=_thawed(_frozen(row.result)), calls=_thawed(_frozen(row.calls)),
+                   tally=_thawed(_frozen(row.tally)))
+
+
+class MemoryTransaction:
+    """The row operations of the memory backend (see `agentfsm.store.base.Transaction`)."""
+
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: MemoryBackend) -> None:
+        self.backend = backend
+
+    def _run(self, run_id: str) -> _Run | None:
+        return self.backend.runs.get(run_id)
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    async def run(self, run_id: str) -> RunRow | None:
+        found = self._run(run_id)
+        return None if found is None else _copy_run(found.row)
+
+    async def lease_owner(self, run_id: str) -> str | None:
+        found = self._run(run_id)
+        return None if found is None else found.row.lease_owner
+
+    async def runs_by_prefix(self, prefix: str, limit: int) -> list[RunRow]:
+        matching = sorted(run_id for run_id in self.backend.runs if run_id.startswith(prefix))[:limit]
+        return [_copy_run(self.backend.runs[run_id].row) for run_id in matching]
+
+    async def list_runs(self, where: RunFilter) -> list[RunRow]:
+        rows = [run.row for run in self.backend.runs.values() if _matches(run.row, where)]
+        rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)
+        return [_copy_run(row) for row in rows[:where.limit]]
+
+    async def inputs(self, run_id: str) -> dict[str, Any] | None:
+        found = self._run(run_id)
+        return None if found is None else _thawed(found.inputs)
+
+    async def source(self, digest: str) -> str | None:
+        return self.backend.sources.get(digest)
+
+    async def branches(self, run_id: str) -> list[BranchRow]:
+        found = self._run(run_id)
+        return [] if found is None else [replace(branch.row) for branch in found.branches.values()]
+
+    def _steps(self, run_id: str, branch: str, first: int, last: int | None) -> list[StepRow]:
+        found = self._run(run_id)
+        kept = found.branches.get(branch) if found is not None else None
+        if kept is None:
+            return []
+        base = kept.row.fork
+        stop = len(kept.steps) if last is None else max(0, min(len(kept.steps), last - base + 1))
+        return kept.steps[max(0, first - base):stop]
+
+    async def steps(self, run_id: str, branch: str, first: int, last: int | None, limit: int | None) -> list[StepRow]:
+        rows = self._steps(run_id, branch, first, last)
+        return [_copy_step(row) for row in rows[:limit]]
+
+    async def context_rows(self, run_id: str, branch: str, first: int, last: int) -> list[StepRow]:
+        found: list[StepRow] = []
+        for row in reversed(self._steps(run_id, branch, first, last)):
+            if row.context_kind is None:
+                continue
+            found.append(_copy_step(row))
+            if row.context_kind == "snapshot":
+                break
+        return found
+
+    async def tally_row(self, run_id: str, branch: str, first: int, last: int) -> StepRow | None:
+        for row in reversed(self._steps(run_id, branch, first, last)):
+            if row.tally is not None:
+                return _copy_step(row)
+        return None
+
+    async def checkpoints(self, run_id: str) -> list[CheckpointRow]:
+        found = self._run(run_id)
+        return [] if found is None else [replace(row) for row in found.checkpoints.values()]
+
+    async def checkpoint_names(self, run_id: str, prefix: str) -> set[str]:
+        found = self._run(run_id)
+        return set() if found is None else {name for name in found.checkpoints if name.startswith(prefix)}
+
+    async def pending_events(self, run_id: str) -> list[EventRow]:
+        found = self._run(run_id)
+        return [] if found is None else [replace(e, data=_thawed(_frozen(e.data)))
+                                         for e in found.events if e.taken_step is None]
+
+    async def pending_event_ids(self, run_id: str) -> set[int]:
+        found = self._run(run_id)
+        return set() if found is None else {event.id for event in found.events if event.taken_step is None}
+
+    async def due_candidates(self, now: float, limit: int) -> list[DueCandidate]:
+        candidates = []
+        for run in sorted(self.backend.runs.values(), key=lambda run: (run.row.created_at, run.row.id)):
+            row, pending = run.row, tuple(e.name for e in run.events if e.taken_step is None)
+            waiting = row.status == "waiting" and ((row.wake_at is not None and row.wake_at <= now) or pending)
+            orphaned = row.status == "running" and (row.lease_owner is None or (row.lease_expires or 0) < now)
+            if waiting or orphaned:
+                candidates.append(DueCandidate(_copy_run(row), pending))
+        return candidates[:limit]
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    async def insert_run(self, run: RunRow, inputs: Mapping[str, Any], source: str | None) -> None:
+        if source is not None and run.digest is not None:
+            self.backend.sources.setdefault(run.digest, source)
+        self.backend.runs[run.id] = _Run(_copy_run(run), _frozen(dict(inputs)))
+
+    async def insert_branch(self, run_id: str, branch: BranchRow) -> None:
+        self.backend.runs[run_id].branches[branch.name] = _Branch(replace(branch))
+
+    async def insert_step(self, run_id: str, step: StepRow) -> None:
+        kept = self.backend.runs[run_id].branches[step.branch]
+        expected = kept.row.fork + len(kept.steps)
+        if step.step != expected:
+            raise ValueError(f"step {step.step} of branch '{step.branch}' recorded out of order (next: {expected})")
+        kept.steps.append(_copy_step(step))
+
+    async def insert_checkpoint(self, run_id: str, checkpoint: CheckpointRow) -> bool:
+        checkpoints = self.backend.runs[run_id].checkpoints
+        if checkpoint.name in checkpoints:
+            return False
+        checkpoints[checkpoint.name] = CheckpointRow(checkpoint.name, checkpoint.branch, checkpoint.point,
+                                                     checkpoint.created_at)
+        return True
+
+    async def update_run(self, run_id: str, values: Mapping[str, Any], *, owner: str | None = None) -> bool:
+        found = self._run(run_id)
+        if found is None or (owner is not None and found.row.lease_owner != owner):
+            return False
+        for key, value in values.items():
+            setattr(found.row, key, _thawed(_frozen(value)) if isinstance(value, dict | list) else value)
+        return True
+
+    async def add_source(self, digest: str, text: str) -> None:
+        self.backend.sources.setdefault(digest, text)
+
+    async def take_event(self, run_id: str, event_id: int, branch: str, step: int) -> bool:
+        for event in self.backend.runs[run_id].events:
+            if event.id == event_id and event.taken_step is None:
+                event.taken_branch, event.taken_step = branch, step
+                return True
+        return False
+
+    async def set_aside_events(self, run_id: str, branch: str) -> None:
+        for event in self.backend.runs[run_id].events:
+            if event.taken_step is None:
+                event.taken_branch, event.taken_step = branch, -1
+
+    async def insert_event(self, run_id: str, name: str, data: Any, now: float) -> int:
+        event_id = self.backend.next_event
+        self.backend.next_event += 1
+        self.backend.runs[run_id].events.append(EventRow(event_id, name, _thawed(_frozen(data)), now))
+        return event_id
+
+    async def delete_runs(self, run_ids: list[str]) -> None:
+        for run_id in run_ids:
+            self.backend.runs.pop(run_id, None)
+        used = {run.row.digest for run in self.backend.runs.values()}
+        for digest in [digest for digest in self.backend.sources if digest not in used]:
+            del self.backend.sources[digest]
+
+
+def _matches(row: RunRow, where: RunFilter) -> bool:
+    if where.statuses and row.status not in where.statuses:
+        return False
+    if where.machine is not None and row.machine != where.machine:
+        return False
+    if where.parent_run is not None and row.parent_run != where.parent_run:
+        return False
+    if where.top_level and row.parent_run is not None:
+        return False
+    return where.updated_before is None or row.updated_at < where.updated_before
