@@ -1094,3 +1094,18 @@ def test_no_undefined_variable_when_a_broken_part_gives_names_that_cannot_be_rea
         tmp_path,
     )
     assert _codes(problems) == ["invalid-value"]
+
+
+def test_a_misspelled_way_out_hides_only_what_follows_from_it(tmp_path: Path) -> None:
+    """`b` goes anywhere once its target is misspelled, but nothing leads to `b`: that stays a warning."""
+    problems = _problems(
+        machine("""\
+            initial: a
+            states:
+              a: {type: final}
+              b: {type: set, set: {x: 1}, next: zz}
+              c: {type: set, set: {x: 2}, next: b}
+            """),
+        tmp_path,
+    )
+    assert _shown(problems) == ["6:3 unreachable-state", "6:37 unknown-target", "7:3 unreachable-state"]
