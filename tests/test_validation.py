@@ -8,6 +8,8 @@ here fails `test_every_code_has_a_case`, so a new code cannot land untested.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -843,3 +845,267 @@ def test_schema_errors_do_not_hide_reference_errors(tmp_path: Path) -> None:
         ("unknown-target", 6, 37),
         ("unknown-state-type", 7, 13),
     ]
+
+
+# --- one pass: a shape error hides nothing that does not depend on it -------------------------
+
+
+def _validate_as_a_user(text: str, tmp_path: Path) -> list[str]:
+    """`agentfsm validate m.yaml` in a folder holding the file: the problem lines it prints."""
+    (tmp_path / "m.yaml").write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "agentfsm", "validate", "m.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, encoding="utf-8", timeout=60,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}, stdin=subprocess.DEVNULL,
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stdout.splitlines()
+
+
+def _shown(problems: list[Problem]) -> list[str]:
+    return [f"{p.line}:{p.column} {p.code}" for p in problems]
+
+
+def test_a_state_missing_its_llm_hides_no_other_problem(tmp_path: Path) -> None:
+    printed = _validate_as_a_user(
+        machine("""\
+            inputs:
+              task: {type: string}
+            llms:
+              brain: {provider: scripted}
+            initial: plan
+            states:
+              plan: {type: llm, prompt: "{{ task }}", save: steps, next: act}
+              act: {type: llm, llm: brian, prompt: "{{ steps }} {{ tsk }}", next: done}
+              orphan: {type: final}
+              done: {type: final, output: "{{ steps }}"}
+            """),
+        tmp_path,
+    )
+    assert printed == [
+        "m.yaml:9:3: error missing-field state 'plan' (llm) is missing the required field 'llm'",
+        "m.yaml:10:25: error unknown-llm states.act.llm: no LLM binding named 'brian' under llms: "
+        "(did you mean 'brain'?)",
+        "m.yaml:10:40: warning undefined-variable states.act.prompt: 'tsk' is not an input, a context key, "
+        "or saved by any state (did you mean 'task'?)",
+        "m.yaml:11:3: warning unreachable-state states.orphan: no path leads here from the initial state 'plan'",
+    ]
+
+
+def test_an_unknown_state_type_hides_no_other_problem(tmp_path: Path) -> None:
+    """The broken state's own readable parts are checked too: its target, its template, the name it saves."""
+    printed = _validate_as_a_user(
+        machine("""\
+            inputs:
+              task: {type: string}
+            initial: a
+            states:
+              a: {type: llmm, prompt: "{{ task }} {{ 1 + }}", save: plan, next: bb}
+              b: {type: set, set: {x: "{{ plan }} {{ oops( }}"}, next: c}
+              c: {type: set, set: {y: "{{ plna }}"}, next: dne}
+              done: {type: final, output: "{{ plan }} {{ x }} {{ y }}"}
+            """),
+        tmp_path,
+    )
+    assert printed == [
+        "m.yaml:7:13: error unknown-state-type states.a.type: unknown state type 'llmm' (did you mean 'llm'?) "
+        "(one of: set, choice, llm, tool, python, wait, final, fail)",
+        "m.yaml:7:27: error template-syntax states.a.prompt: template syntax error: unexpected 'end of print "
+        "statement'",
+        "m.yaml:7:69: error unknown-target states.a.next: no state named 'bb' (did you mean 'b'?)",
+        "m.yaml:8:27: error template-syntax states.b.set.x: template syntax error: unexpected '}', expected ')'",
+        "m.yaml:9:27: warning undefined-variable states.c.set.y: 'plna' is not an input, a context key, or saved "
+        "by any state (did you mean 'plan'?)",
+        "m.yaml:9:48: error unknown-target states.c.next: no state named 'dne' (did you mean 'done'?)",
+    ]
+
+
+def test_graph_checks_run_beside_shape_errors(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("""\
+            initial: a
+            states:
+              a: {type: set, set: {x: 1}, timeout: 5 minutes, next: b}
+              b: {type: set, set: {x: 2}, next: a}
+              lost: {type: final}
+            """),
+        tmp_path,
+    )
+    assert _shown(problems) == ["5:3 no-way-out", "5:40 invalid-value", "6:3 no-way-out", "7:3 unreachable-state"]
+
+
+def test_a_broken_state_still_counts_with_what_can_be_read(tmp_path: Path) -> None:
+    """Its edge keeps its target reachable, its save provides a name, and a target naming it is no error."""
+    problems = _problems(
+        machine("""\
+            initial: a
+            states:
+              a: {type: llm, prompt: hi, save: answer, next: b}
+              b: {type: set, set: {x: "{{ answer }}"}, next: c}
+              c: {type: tool, tool: 5, next: d}
+              d: {type: final, output: "{{ x }}"}
+            """),
+        tmp_path,
+    )
+    assert _shown(problems) == ["5:3 missing-field", "7:25 invalid-value"]
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        ("{type: set, set: {x: 1}, next: 5}", "5:37 invalid-value"),  # a target that cannot be read at all
+        ("{type: set, set: {x: 1}, transitions: {to: b}}", "5:44 invalid-value"),  # not a list, names b
+        ("{type: set, set: {x: 1}, on: [{to: b}]}", "5:31 on-key"),  # the rules under a key YAML 1.1 mangles
+        ("{type: python, call: notaref}", "5:27 invalid-value"),  # a Python state may go anywhere
+        ("{type: choice}", "5:3 missing-field"),  # a choice without its rules
+        ("[type, final]", "5:6 invalid-value"),  # not a mapping: anything at all
+    ],
+)
+def test_a_way_out_that_cannot_be_read_gives_no_false_graph_warning(tmp_path: Path, state: str,
+                                                                    problem: str) -> None:
+    problems = _problems(
+        machine(f"""\
+            initial: a
+            states:
+              a: {state}
+              b: {{type: set, set: {{y: 1}}, next: c}}
+              c: {{type: final}}
+            """),
+        tmp_path,
+    )
+    assert _shown(problems) == [problem], problems
+
+
+@pytest.mark.parametrize("kind", ["finall", "failed"])
+def test_a_state_that_may_be_an_end_gives_no_false_no_way_out(tmp_path: Path, kind: str) -> None:
+    problems = _problems(
+        machine(f"initial: a\nstates:\n  a: {{type: set, set: {{x: 1}}, next: b}}\n  b: {{type: {kind}}}\n"),
+        tmp_path,
+    )
+    assert _codes(problems) == ["unknown-state-type"]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        # `sav:` may be the `save:` that provides `answer`
+        ("initial: a\nstates:\n  a: {type: set, set: {x: 1}, sav: answer, next: b}\n"
+         "  b: {type: final, output: '{{ answer }}'}\n", "5:31 unknown-field"),
+        # inputs written as a list: whatever it declares cannot be known
+        ("inputs: [task]\ninitial: a\nstates:\n  a: {type: final, output: '{{ tsk }}'}\n", "3:9 invalid-value"),
+        # a set state without its `set:`
+        ("initial: a\nstates:\n  a: {type: set, next: b}\n  b: {type: final, output: '{{ x }}'}\n",
+         "5:3 missing-field"),
+        # a whole state that is not a mapping
+        ("initial: a\nstates:\n  a: [set, x]\n  b: {type: final, output: '{{ x }}'}\n", "5:6 invalid-value"),
+        # a save that is not a name
+        ("initial: a\nstates:\n  a: {type: wait, event: go, save: 5, next: b}\n"
+         "  b: {type: final, output: '{{ x }}'}\n", "5:36 invalid-value"),
+        # a misspelled section still names `task`
+        ("input: {task: {type: string}}\ninitial: a\nstates:\n  a: {type: final, output: '{{ task }}'}\n",
+         "3:1 unknown-field"),
+    ],
+)
+def test_a_name_a_broken_part_may_provide_is_not_undefined(tmp_path: Path, body: str, problem: str) -> None:
+    assert _shown(_problems(HEAD + body, tmp_path)) == [problem]
+
+
+def test_a_broken_binding_keeps_its_name(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("""\
+            llms:
+              brain: {provider: openia, model: x}
+            tools:
+              calc: {builtin: calculater}
+              ls: {command: "ls {{ args.path }}"}
+            initial: a
+            states:
+              a: {type: llm, llm: brain, prompt: hi, tools: [calc, ls, grep], next: b}
+              b: {type: tool, tool: calc, args: {expression: "{{ 1 + }}"}, next: c}
+              c: {type: final}
+            """),
+        tmp_path,
+    )
+    assert _shown(problems) == ["4:21 unknown-provider", "6:19 invalid-value", "7:17 invalid-value",
+                                "10:60 unknown-tool", "11:50 template-syntax"]
+
+
+def test_an_unreadable_bindings_section_is_not_unknown_bindings(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("""\
+            llms: [brain]
+            initial: a
+            states:
+              a: {type: llm, llm: brain, prompt: "{{ brian }}", next: b}
+              b: {type: final}
+            """),
+        tmp_path,
+    )
+    assert _shown(problems) == ["3:7 invalid-value", "6:38 undefined-variable"]
+
+
+def test_a_consequence_is_not_reported_again(tmp_path: Path) -> None:
+    """A state whose name is refused, or whose way out is wrong, says so once: no graph warning follows from it."""
+    problems = _problems(
+        machine("""\
+            initial: a
+            states:
+              '': {type: final}
+              a: {type: set, set: {x: 1}, next: bb}
+              b: {type: set, set: {x: 1}}
+              c: {type: final}
+            """),
+        tmp_path,
+    )
+    assert _shown(problems) == ["5:3 invalid-name", "6:37 unknown-target", "7:3 no-transition"]
+
+
+def test_validate_reads_a_broken_file_without_importing_it(tmp_path: Path) -> None:
+    marker = tmp_path / "imported.marker"
+    module = "agentfsm_validate_probe_broken"
+    (tmp_path / f"{module}.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\nclass Step:\n    pass\n",
+        encoding="utf-8",
+    )
+    problems = _problems(
+        machine(f"""\
+            tools:
+              probe: {{python: "{module}:tool", bogus: 1}}
+            initial: a
+            states:
+              a: {{type: pyhton, call: "{module}:Step", next: b}}
+              b: {{type: final, output: "{{{{ ''.__class__ }}}}"}}
+            """),
+        tmp_path,
+    )
+    assert _codes(problems) == ["unknown-field", "unknown-state-type"]
+    assert not marker.exists()
+    assert module not in sys.modules
+
+
+def test_no_undefined_variable_when_a_broken_part_gives_names_that_cannot_be_read(tmp_path: Path) -> None:
+    problems = _problems(
+        machine("""\
+            initial: a
+            states:
+              a: {type: set, set: {x: 1}, on_enter: [{set: 5}], next: b}
+              b: {type: final, output: "{{ plan }} {{ x }}"}
+            """),
+        tmp_path,
+    )
+    assert _codes(problems) == ["invalid-value"]
+
+
+def test_a_misspelled_way_out_hides_only_what_follows_from_it(tmp_path: Path) -> None:
+    """`b` goes anywhere once its target is misspelled, but nothing leads to `b`: that stays a warning."""
+    problems = _problems(
+        machine("""\
+            initial: a
+            states:
+              a: {type: final}
+              b: {type: set, set: {x: 1}, next: zz}
+              c: {type: set, set: {x: 2}, next: b}
+            """),
+        tmp_path,
+    )
+    assert _shown(problems) == ["6:3 unreachable-state", "6:37 unknown-target", "7:3 unreachable-state"]

@@ -1,110 +1,115 @@
 """Checks beyond the schema: references, the transition graph, and every template.
 
-They run on a machine that passed the schema, never import user code and never call
-anything: `validate` is static.
+They run on a valid machine and, when the models refuse the document, on what `partial.py`
+could read of it, so that one pass reports every problem that does not depend on another.
+They never import user code and never render a template (templates are only compiled):
+`validate` is static.
+
+What "independent" means, rule by rule:
+
+- A state the models refuse still exists: a way out naming it is no `unknown-target`, and
+  `initial:` may name it.
+- The parts of a refused state that can be read are checked as a valid state's are: each
+  way out must name a state, each binding it names must be declared, each template must
+  compile and read only names something provides, and each name it saves or sets is
+  provided to the templates of the other states. The rules of a kind that need the whole
+  state (a wait's events, a choice's default rule, `schema:` with `parse:`, the order of
+  `retry`/`catch` rules, `next:` beside `transitions:`) wait until the state is valid.
+- Graph checks run on whatever can be read, and never warn because of a piece that is not
+  known (`graph.py`). A state counts as going anywhere when it picks its next state itself
+  (`python`), when a way out of it is misspelled (`unknown-target`) or missing
+  (`no-transition`, a choice without rules), or when a way out cannot be read at all; a way
+  out that cannot be read but names states (`next: [b]`, rules under a misspelled key such
+  as `on:`) counts as going to them. A state counts as a possible end when it may be a
+  `final` or `fail` state (a misspelled `type:`, a state that is not a mapping). A state
+  whose name is refused gets no graph warning (nothing can name it), and without a readable
+  `initial:` that names a state there are no graph checks at all.
+- `undefined-variable` needs every name the file gives. A part that gives names (`save:`,
+  `as:`, `set:`, rules, a whole state, `inputs:`, `context:`) and cannot be read, or is
+  required and missing, gives names no one can know: then no `undefined-variable` is
+  reported. A key no model defines may be a misspelled one of those (`sav: answer`,
+  `input: {task: ...}`): the name-like words in it count as provided.
+- Bindings named by a state are not checked against a section that cannot be read (`llms:`
+  written as a list); a binding the models refuse still declares its name.
+- A problem is reported once: a part pydantic refused is not read, so nothing here reports
+  on it again.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from jinja2 import TemplateSyntaxError
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agentfsm.spec.diagnostics import did_you_mean, dotted_path
-from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_template, is_template
+from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_template
+from agentfsm.spec.graph import Exits, dead_ends
 from agentfsm.spec.inputs import InputError, check_inputs
 from agentfsm.spec.models import (
-    TEMPLATE_KEY,
+    STATE_KINDS,
+    TERMINAL_KINDS,
     WAIT_TIMEOUT_EVENT,
     ActiveStateSpec,
-    AnyStateSpec,
     CatchSpec,
     ChoiceStateSpec,
+    Edge,
+    InputSpec,
     LlmStateSpec,
     MachineSpec,
     PythonStateSpec,
     RetrySpec,
     RoutedStateSpec,
-    SetAction,
-    SetStateSpec,
     StateSpec,
-    ToolStateSpec,
     WaitStateSpec,
 )
+from agentfsm.spec.partial import (
+    PartialModel,
+    Unreadable,
+    fields_of,
+    is_model,
+    raw_of,
+    read_refused,
+    value_of,
+    words,
+)
 from agentfsm.spec.problems import Problem, problem
+from agentfsm.spec.sites import (
+    TOOL_BINDING_NAMES,
+    TemplateSite,
+    assignment_sites,
+    names_maybe_provided,
+    provided_names,
+    template_sites,
+)
 from agentfsm.spec.yamlsource import NodePath, SourceMap
 
+ROUTES_ITSELF: tuple[type[StateSpec], ...] = (PythonStateSpec,)
+"""Kinds whose state names its next state itself when it runs, so it may go to any state."""
 
-@dataclass(frozen=True, slots=True)
-class TemplateSite:
-    """One template in the document: where it is, its text, and how it is used."""
+EDGE_FIELDS = ("next", "transitions", "catch")
+"""The fields `StateSpec.edges()` reads: `next:`, and the `to:` of each rule of the two lists."""
 
-    path: NodePath
-    source: str
-    kind: str  # "value" | "text" | "guard"
+BINDING_FIELDS: dict[str, tuple[str, str, str]] = {
+    "llm": ("llms", "unknown-llm", "LLM"),
+    "tool": ("tools", "unknown-tool", "tool"),
+    "tools": ("tools", "unknown-tool", "tool"),
+}
+"""State fields naming bindings: key -> (the section declaring them, the problem code, what they are)."""
 
-
-def template_sites(model: BaseModel, path: NodePath = ()) -> Iterator[TemplateSite]:
-    """Every template in a validated model, found through the fields marked in `models.py`."""
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        key = field.alias or name
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        kind = extra.get(TEMPLATE_KEY)
-        if kind is not None and value is not None:
-            if kind == "value":
-                yield from _value_sites(value, (*path, key))
-            elif isinstance(value, str):
-                yield TemplateSite((*path, key), value, str(kind))
-        elif isinstance(value, BaseModel):
-            yield from template_sites(value, (*path, key))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                if isinstance(item, BaseModel):
-                    yield from template_sites(item, (*path, key, index))
-        elif isinstance(value, dict):
-            for item_key, item in value.items():
-                if isinstance(item, BaseModel):
-                    yield from template_sites(item, (*path, key, item_key))
-
-
-def _value_sites(value: Any, path: NodePath) -> Iterator[TemplateSite]:
-    if isinstance(value, str):
-        if is_template(value):
-            yield TemplateSite(path, value, "value")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _value_sites(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _value_sites(item, (*path, index))
-
-
-TOOL_BINDING_NAMES = frozenset({"args"})
-"""The only name templates inside `tools:` see (besides Jinja's globals): the tool state's rendered `args`."""
-
-
-def provided_names(spec: MachineSpec) -> set[str]:
-    """Every name a template may read: inputs, context keys, saves, set keys, catch `as`, and the reserved ones."""
-    names = set(spec.inputs) | set(spec.context) | set(RESERVED_NAMES)
-    for state in spec.states.values():
-        names.update(name for name, _ in _assignment_sites(state))
-    return names
+_TERMINAL_MODELS = frozenset(STATE_KINDS[kind] for kind in TERMINAL_KINDS)
 
 
 class _Checker:
-    def __init__(
-        self, spec: MachineSpec, source_map: SourceMap, filename: str, salvaged: Salvage | None = None
-    ) -> None:
-        self.spec = spec
+    def __init__(self, machine: MachineSpec | PartialModel, source_map: SourceMap, filename: str) -> None:
+        self.machine = machine
         self.source_map = source_map
         self.filename = filename
-        self.salvaged = salvaged
-        self.state_names = salvaged.state_names if salvaged else frozenset(spec.states)
+        states = value_of(machine, "states")
+        self.states_known = isinstance(states, dict)
+        self.states: dict[str, Any] = states if isinstance(states, dict) else {}
+        self.state_names = frozenset(self.states)
+        self.exits: dict[str, Exits] = {}
         self.problems: list[Problem] = []
 
     def report(self, path: NodePath, code: str, message: str, *, key: bool = False, line_offset: int = 0) -> None:
@@ -115,29 +120,30 @@ class _Checker:
         self.check_names()
         self.check_input_defaults()
         self.check_initial()
-        for name, state in self.spec.states.items():
+        for name, state in self.states.items():
             self.check_state(name, state)
-        if self.salvaged is None:  # on a partial machine the graph and the names provided are incomplete
-            self.check_graph()
+        self.check_graph()
         self.check_templates()
         return self.problems
 
     def check_names(self) -> None:
         for section in ("inputs", "context"):
-            for name in getattr(self.spec, section):
+            declared = value_of(self.machine, section)
+            for name in declared if isinstance(declared, dict) else ():
                 if name in RESERVED_NAMES:
                     self.report((section, name), "invalid-name",
                                 f"{section}.{name}: '{name}' is reserved (templates see the current {name} under it)",
                                 key=True)
-        for state_name, state in self.spec.states.items():
-            for name, path in _assignment_sites(state):
+        for state_name, state in self.states.items():
+            for name, path in assignment_sites(state):
                 if name in RESERVED_NAMES:
                     self.report(("states", state_name, *path), "invalid-name",
                                 f"states.{state_name}: '{name}' is reserved and cannot be assigned", key=True)
 
     def check_input_defaults(self) -> None:
-        for name, declared in self.spec.inputs.items():
-            if declared.default is None:
+        inputs = value_of(self.machine, "inputs")
+        for name, declared in inputs.items() if isinstance(inputs, dict) else ():
+            if not isinstance(declared, InputSpec) or declared.default is None:
                 continue
             try:
                 check_inputs({name: declared}, {name: declared.default})
@@ -145,24 +151,89 @@ class _Checker:
                 self.report(("inputs", name, "default"), "invalid-value", f"inputs.{name}.default: {exc}")
 
     def check_initial(self) -> None:
-        if self.salvaged is not None and "initial" in self.salvaged.dropped:
-            return
-        if self.spec.initial not in self.state_names:
-            hint = did_you_mean(self.spec.initial, self.state_names)
-            self.report(("initial",), "unknown-initial", f"initial: no state named '{self.spec.initial}'{hint}")
+        initial = value_of(self.machine, "initial")
+        if isinstance(initial, str) and self.states_known and initial not in self.state_names:
+            hint = did_you_mean(initial, self.state_names)
+            self.report(("initial",), "unknown-initial", f"initial: no state named '{initial}'{hint}")
 
-    def check_state(self, name: str, state: StateSpec) -> None:
+    def check_state(self, name: str, state: Any) -> None:
+        """A state's references, the rules of its kind once it is valid, and what the graph knows of its exits."""
+        if not is_model(state):  # not even a mapping: it may be any kind and go anywhere
+            self.exits[name] = Exits(frozenset(), anywhere=True, may_end=True)
+            return
+        if isinstance(state, StateSpec):
+            edges = state.edges()
+            exits = Exits(frozenset(), anywhere=isinstance(state, ROUTES_ITSELF) or _lacks_route(state),
+                          may_end=state.is_terminal)
+        else:
+            edges, exits = self.partial_exits(state)
+        misspelled = self.check_targets(name, edges)
+        self.exits[name] = replace(exits, targets=exits.targets | {edge.target for edge in edges},
+                                   anywhere=exits.anywhere or misspelled)
+        self.check_bindings(name, state)
+        if isinstance(state, StateSpec):
+            self.check_kind(name, state)
+
+    def partial_exits(self, state: PartialModel) -> tuple[list[Edge], Exits]:
+        """The readable ways out of a refused state, and what else the graph may assume of it."""
+        edges, unread = _readable_edges(state)
+        named = [words(raw) & self.state_names for raw in unread]
+        guessed = [words(state.raw[key]) & self.state_names for key in state.unknown]
+        anywhere = (
+            not all(named)  # a way out that names no state could go to any
+            or not state.missing.isdisjoint(EDGE_FIELDS)
+            or any(issubclass(model, ROUTES_ITSELF) for model in state.models)
+        )
+        may_end = any(model in _TERMINAL_MODELS for model in state.models)
+        return edges, Exits(frozenset().union(*named, *guessed), anywhere, may_end)
+
+    def check_targets(self, name: str, edges: list[Edge]) -> bool:
+        """Report ways out naming no state; whether there was one."""
         where = ("states", name)
-        for edge in state.edges():
+        misspelled = False
+        for edge in edges:
             if edge.target not in self.state_names:
+                misspelled = True
                 hint = did_you_mean(edge.target, self.state_names)
                 self.report((*where, *edge.path), "unknown-target",
                             f"{dotted_path((*where, *edge.path))}: no state named '{edge.target}'{hint}")
+        return misspelled
+
+    def check_bindings(self, name: str, state: Any) -> None:
+        """Every binding a state names is declared (unless its section cannot be read)."""
+        for key, value, _ in fields_of(state):
+            if key not in BINDING_FIELDS or isinstance(value, Unreadable):
+                continue
+            section, code, noun = BINDING_FIELDS[key]
+            declared = self.declared(section)
+            if declared is None:
+                continue
+            if isinstance(value, str):
+                named = [((key,), value)]
+            else:  # a list of names, such as an llm state's `tools:`
+                named = [((key, index), item) for index, item in enumerate(value) if isinstance(item, str)] \
+                    if isinstance(value, list) else []
+            for inside, binding in named:
+                if binding not in declared:
+                    path = ("states", name, *inside)
+                    self.report(path, code, f"{dotted_path(path)}: no {noun} binding named '{binding}' "
+                                            f"under {section}:{did_you_mean(binding, declared)}")
+
+    def declared(self, section: str) -> frozenset[str] | None:
+        """The names a section declares; None when it cannot be read."""
+        value = value_of(self.machine, section)
+        if isinstance(value, dict):
+            return frozenset(value)
+        return None if isinstance(value, Unreadable) else frozenset()
+
+    def check_kind(self, name: str, state: StateSpec) -> None:
+        """The rules of a state's kind, which need the whole state."""
+        where = ("states", name)
         if isinstance(state, RoutedStateSpec):
             if state.next is not None and state.transitions:
                 self.report((*where, "next"), "next-and-transitions",
                             f"states.{name}: has both next: and transitions:; use one", key=True)
-            if state.next is None and not state.transitions and not isinstance(state, PythonStateSpec):
+            if _lacks_route(state):
                 self.report(where, "no-transition",
                             f"states.{name}: no next: or transitions:; say where the run goes after this state",
                             key=True)
@@ -177,21 +248,8 @@ class _Checker:
                 self.report((*where, "transitions", len(state.transitions) - 1), "choice-without-default",
                             f"states.{name}: a choice must end with a default rule (only 'to:'), "
                             "taken when no guard holds")
-        if isinstance(state, LlmStateSpec) and state.llm not in self.spec.llms and not self._dropped("llms"):
-            hint = did_you_mean(state.llm, self.spec.llms)
-            self.report((*where, "llm"), "unknown-llm", f"states.{name}.llm: no LLM binding named '{state.llm}' "
-                                                         f"under llms:{hint}")
         if isinstance(state, LlmStateSpec):
             self.check_reply_schema(name, state)
-            for index, tool in enumerate(state.tools):
-                if tool not in self.spec.tools and not self._dropped("tools"):
-                    hint = did_you_mean(tool, self.spec.tools)
-                    self.report((*where, "tools", index), "unknown-tool",
-                                f"states.{name}.tools[{index}]: no tool binding named '{tool}' under tools:{hint}")
-        if isinstance(state, ToolStateSpec) and state.tool not in self.spec.tools and not self._dropped("tools"):
-            hint = did_you_mean(state.tool, self.spec.tools)
-            self.report((*where, "tool"), "unknown-tool",
-                        f"states.{name}.tool: no tool binding named '{state.tool}' under tools:{hint}")
 
     def check_wait(self, name: str, state: WaitStateSpec) -> None:
         """The events a wait lists are distinct and not `timeout`; its rules route only events it can produce."""
@@ -248,9 +306,6 @@ class _Checker:
             self.report((*where, "schema", *inside), "invalid-value",
                         f"states.{name}.schema{place}: not a valid JSON Schema: {_short(message)}")
 
-    def _dropped(self, section: str) -> bool:
-        return self.salvaged is not None and section in self.salvaged.dropped
-
     def check_catch_all_last(self, name: str, field: str, rules: list[RetrySpec] | list[CatchSpec]) -> None:
         for index, rule in enumerate(rules[:-1]):
             if "*" in rule.errors:
@@ -259,36 +314,26 @@ class _Checker:
                             "never apply; move it last")
 
     def check_graph(self) -> None:
-        states = self.spec.states
-        if self.spec.initial not in states:
+        initial = value_of(self.machine, "initial")
+        if not isinstance(initial, str) or initial not in self.exits:
             return
-        edges = {name: self._targets(state) for name, state in states.items()}
-        reachable = _closure([self.spec.initial], edges)
-        for name in states:
-            if name not in reachable:
+        unreachable, stuck = dead_ends(initial, self.exits)
+        refused = getattr(self.states, "refused_keys", frozenset())
+        for name in self.states:
+            if name in refused:  # its name is the problem, already reported; no rule can name it
+                continue
+            if name in unreachable:
                 self.report(("states", name), "unreachable-state",
-                            f"states.{name}: no path leads here from the initial state '{self.spec.initial}'",
-                            key=True)
-        reverse: dict[str, set[str]] = {name: set() for name in states}
-        for source, targets in edges.items():
-            for target in targets:
-                reverse[target].add(source)
-        ends = [name for name, state in states.items() if state.is_terminal]
-        can_end = _closure(ends, reverse)
-        for name in states:
-            if name in reachable and name not in can_end:
+                            f"states.{name}: no path leads here from the initial state '{initial}'", key=True)
+            elif name in stuck:
                 self.report(("states", name), "no-way-out",
                             f"states.{name}: no final or fail state can be reached from here; the run would loop "
                             "until max_steps", key=True)
 
-    def _targets(self, state: StateSpec) -> set[str]:
-        if isinstance(state, PythonStateSpec):
-            return set(self.spec.states)  # a Python state may return any state's name
-        return {edge.target for edge in state.edges() if edge.target in self.spec.states}
-
     def check_templates(self) -> None:
-        known = provided_names(self.spec)
-        for site in template_sites(self.spec):
+        known = provided_names(self.machine)
+        unread = names_maybe_provided(self.machine)
+        for site in template_sites(self.machine):
             try:
                 compiled = compile_guard(site.source) if site.kind == "guard" else compile_template(site.source)
             except TemplateSyntaxError as exc:
@@ -297,12 +342,12 @@ class _Checker:
                 self.report(site.path, "template-syntax",
                             f"{dotted_path(site.path)}: template syntax error: {exc.message}", line_offset=offset)
                 continue
-            if self.salvaged is not None:
-                continue
             if site.path[:1] == ("tools",):
                 self.check_binding_names(site, compiled.names)
                 continue
-            for name in sorted(compiled.names - known):
+            if unread is None:  # a part that could not be read gives names no one can know
+                continue
+            for name in sorted(compiled.names - known - unread):
                 hint = did_you_mean(name, known - RESERVED_NAMES)
                 self.report(site.path, "undefined-variable",
                             f"{dotted_path(site.path)}: '{name}' is not an input, a context key, or saved by any "
@@ -316,25 +361,33 @@ class _Checker:
                         "only 'args' (the tool state's rendered args), such as '{{ args." + name + " }}'")
 
 
-def _assignment_sites(state: StateSpec) -> Iterator[tuple[str, NodePath]]:
-    for field in ("on_enter", "on_exit"):
-        for index, action in enumerate(getattr(state, field)):
-            assert isinstance(action, SetAction)
-            for key in action.set:
-                yield key, (field, index, "set", key)
-    if isinstance(state, SetStateSpec):
-        for key in state.set:
-            yield key, ("set", key)
-    if isinstance(state, LlmStateSpec | ToolStateSpec | WaitStateSpec) and state.save:
-        yield state.save, ("save",)
-    if isinstance(state, RoutedStateSpec | ChoiceStateSpec):
-        for index, rule in enumerate(state.transitions):
-            for key in rule.set or {}:
-                yield key, ("transitions", index, "set", key)
-    if isinstance(state, ActiveStateSpec):
-        for index, catch in enumerate(state.catch):
-            if catch.as_:
-                yield catch.as_, ("catch", index, "as")
+def _lacks_route(state: StateSpec) -> bool:
+    """A state that moves on by `next:` or rules, with neither (a Python state names its next state itself)."""
+    return (isinstance(state, RoutedStateSpec) and not isinstance(state, ROUTES_ITSELF)
+            and state.next is None and not state.transitions)
+
+
+def _readable_edges(state: PartialModel) -> tuple[list[Edge], list[Any]]:
+    """The ways out of a refused state that can be read, and (as written) the parts of ways out that cannot.
+
+    Reads what `StateSpec.edges()` reads, the same way: `next:`, then the `to:` of each rule.
+    """
+    edges: list[Edge] = []
+    unread: list[Any] = []
+    for key in EDGE_FIELDS:
+        value = state.fields.get(key)
+        if isinstance(value, str):
+            edges.append(Edge(value, (key,), ""))
+        elif isinstance(value, list):
+            for index, rule in enumerate(value):
+                target = value_of(rule, "to")
+                if isinstance(target, str):
+                    edges.append(Edge(target, (key, index, "to"), ""))
+                else:
+                    unread.append(raw_of(rule))
+        elif value is not None:
+            unread.append(raw_of(value))
+    return edges, unread
 
 
 def _takes_timeout(state: WaitStateSpec) -> bool:
@@ -351,70 +404,14 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _closure(start: list[str], edges: dict[str, set[str]]) -> set[str]:
-    seen = set(start)
-    queue = deque(start)
-    while queue:
-        for target in edges.get(queue.popleft(), ()):
-            if target not in seen:
-                seen.add(target)
-                queue.append(target)
-    return seen
-
-
 def check_machine(spec: MachineSpec, source_map: SourceMap, filename: str) -> list[Problem]:
     """Every reference, graph and template problem of a schema-valid machine."""
     return _Checker(spec, source_map, filename).run()
 
 
-@dataclass(frozen=True, slots=True)
-class Salvage:
-    """The schema-valid parts of an invalid machine, so their problems are reported in the same pass."""
-
-    spec: MachineSpec
-    state_names: frozenset[str]
-    dropped: frozenset[str]
-
-
-_STATE_ADAPTER: TypeAdapter[Any] | None = None
-
-
-def salvage(data: Any) -> Salvage | None:
-    """A machine made of the valid states and sections of `data`, or None when too little is valid."""
-    global _STATE_ADAPTER
-    if not isinstance(data, dict) or not isinstance(data.get("states"), dict) or not data["states"]:
-        return None
-    if _STATE_ADAPTER is None:
-        _STATE_ADAPTER = TypeAdapter(AnyStateSpec)
-    states = {}
-    for name, raw in data["states"].items():
-        try:
-            states[name] = _STATE_ADAPTER.validate_python(raw)
-        except ValidationError:
-            continue
-    if not states:
-        return None
-    candidate = {key: data[key] for key in ("inputs", "context", "llms", "tools", "initial") if key in data}
-    dropped: set[str] = set()
-    for _ in range(len(candidate) + 1):
-        try:
-            spec = MachineSpec.model_validate(
-                {"agentfsm": 1, "name": "salvaged", "initial": "", **candidate, "states": states}
-            )
-        except ValidationError as exc:
-            failing = {str(error["loc"][0]) for error in exc.errors() if error["loc"]} & set(candidate)
-            if not failing:
-                return None
-            dropped |= failing
-            for key in failing:
-                del candidate[key]
-            continue
-        if "initial" not in candidate:
-            dropped.add("initial")
-        return Salvage(spec, frozenset(str(name) for name in data["states"]), frozenset(dropped))
-    return None
-
-
-def check_salvaged(salvaged: Salvage, source_map: SourceMap, filename: str) -> list[Problem]:
-    """Reference and template problems of the valid parts of an invalid machine (no graph checks)."""
-    return _Checker(salvaged.spec, source_map, filename, salvaged).run()
+def check_refused(data: Any, source_map: SourceMap, filename: str) -> list[Problem]:
+    """The reference, graph and template problems of a document the models refused, in the parts that can be read."""
+    machine = read_refused(MachineSpec, data)
+    if not isinstance(machine, PartialModel):
+        return []
+    return _Checker(machine, source_map, filename).run()

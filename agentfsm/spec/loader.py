@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from agentfsm.spec.checks import check_machine, check_salvaged, salvage
+from agentfsm.spec.checks import check_machine, check_refused
 from agentfsm.spec.diagnostics import validation_problems
 from agentfsm.spec.models import MachineSpec
 from agentfsm.spec.problems import MachineFileError, Problem
@@ -87,9 +87,8 @@ def validate_text(text: str, path: str | Path, display_name: str | None = None) 
             p for p in validation_problems(exc, document.data, document.source_map, name)
             if (p.line, p.column) not in refused
         )
-        salvaged = salvage(document.data)
-        if salvaged is not None:
-            report.problems.extend(check_salvaged(salvaged, document.source_map, name))
+        # The parts the models do accept still have their own problems: report them in the same pass.
+        report.problems.extend(check_refused(document.data, document.source_map, name))
     else:
         report.problems.extend(check_machine(spec, document.source_map, name))
         report.spec = spec
