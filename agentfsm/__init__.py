@@ -45,19 +45,21 @@ _EXPORTS = {
     "RunEnded": "agentfsm.runtime.events",
     "LLMCallRecord": "agentfsm.runtime.calls",
     "ToolCallRecord": "agentfsm.runtime.calls",
-    "load_machine": "agentfsm.api",
+    "load_machine": "agentfsm.service.machines",
     "run": "agentfsm.api",
     "validate_file": "agentfsm.spec.loader",
     "MachineFileError": "agentfsm.spec.problems",
     "Problem": "agentfsm.spec.problems",
     "InputError": "agentfsm.spec.inputs",
     "BindingError": "agentfsm.bindings.imports",
-    "Runs": "agentfsm.history.runs",
-    "RunHandle": "agentfsm.history.runs",
-    "RunRefused": "agentfsm.history.runs",
+    "Runs": "agentfsm.service.runs",
+    "RunHandle": "agentfsm.service.handle",
+    "RunRefused": "agentfsm.history.errors",
+    "Rollback": "agentfsm.history.rewrite",
     "StatePersistence": "agentfsm.history.persistence",
     "open_store": "agentfsm.store",
     "StoreError": "agentfsm.store.base",
+    "Store": "agentfsm.store.core",
     "LeaseHeld": "agentfsm.store.base",
     "RunMoved": "agentfsm.store.base",
     "Conflict": "agentfsm.store.base",
@@ -82,10 +84,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from agentfsm.api import load_machine, run
+    from agentfsm.api import run
     from agentfsm.bindings.imports import BindingError
     from agentfsm.history.persistence import StatePersistence
-    from agentfsm.history.runs import RunHandle, RunRefused, Runs
+    from agentfsm.service.machines import load_machine
+    from agentfsm.history.errors import RunRefused
+    from agentfsm.history.rewrite import Rollback
+    from agentfsm.service.handle import RunHandle
+    from agentfsm.service.runs import Runs
     from agentfsm.runtime.errors import StateError
     from agentfsm.runtime.calls import LLMCallRecord, ToolCallRecord
     from agentfsm.runtime.events import (
@@ -123,3 +129,4 @@ if TYPE_CHECKING:
     from agentfsm.spec.problems import MachineFileError, Problem
     from agentfsm.store import open_store
     from agentfsm.store.base import Conflict, LeaseHeld, RunMoved, RunNotFound, StoreError
+    from agentfsm.store.core import Store

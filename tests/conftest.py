@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from agentfsm.history import Runs
+from agentfsm import Runs
 
 from tests.llm_server import PROXY_VARIABLES, LLMServer, serve
 
@@ -46,4 +47,4 @@ def runs(db: Path) -> Iterator[Runs]:
     """Durable runs kept in `db`."""
     opened = Runs(f"sqlite:///{db}")
     yield opened
-    opened.close()
+    asyncio.run(opened.close())

@@ -11,6 +11,7 @@ which is why every failure message carries the delay, the anchor and the stderr 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -160,37 +161,37 @@ def spawn_and_kill(args: Sequence[object], *, delay: float | None, anchor: str =
 
 def stored_runs(store: Path) -> list[dict[str, Any]]:
     """The runs in a store, as `agentfsm runs --json` lists them (read in this process: it is faster)."""
-    from agentfsm.history import Runs
+    from agentfsm import Runs
 
     runs = Runs(store_url(store))
     try:
         return [{"run_id": run.id, "status": run.status, "steps": run.steps, "output": run.output}
-                for run in runs.list()]
+                for run in asyncio.run(runs.list())]
     finally:
-        runs.close()
+        asyncio.run(runs.close())
 
 
 def final_context(store: Path, run_id: str) -> dict[str, Any]:
     """The context at the run's head, rebuilt from the store by the Python API (read only)."""
-    from agentfsm.history import Runs
+    from agentfsm import Runs
 
     runs = Runs(store_url(store))
     try:
-        return runs.position(run_id, runs.point(run_id, "head")).data
+        return asyncio.run(runs.position(run_id, asyncio.run(runs.point(run_id, "head")))).data
     finally:
-        runs.close()
+        asyncio.run(runs.close())
 
 
 def raw_step_numbers(store: Path, run_id: str) -> dict[str, list[int]]:
     """Every step row the store holds for the run, per branch (step 0 included)."""
-    from agentfsm.history import Runs
+    from agentfsm import Runs
 
     runs = Runs(store_url(store))
     try:
-        return {branch.name: [row.step for row in runs.store.steps(run_id, branch.name)]
-                for branch in runs.branches(run_id)}
+        return {branch.name: [row.step for row in asyncio.run(runs.store.steps(run_id, branch.name))]
+                for branch in asyncio.run(runs.branches(run_id))}
     finally:
-        runs.close()
+        asyncio.run(runs.close())
 
 
 # -- the reference run ----------------------------------------------------------------------------

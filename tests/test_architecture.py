@@ -1,4 +1,5 @@
-"""Imports point one way: spec and runtime below, bindings, compiler, api, observability, cli above."""
+"""Imports point one way: spec, runtime and store below; bindings, compiler, history above them; the application
+layer (service) over all of those; the CLI over the application layer and the renderers only."""
 
 from __future__ import annotations
 
@@ -13,20 +14,21 @@ PACKAGE = Path(__file__).resolve().parent.parent / "agentfsm"
 
 # layer -> layers it may import from (besides itself)
 ALLOWED = {
+    "diagram": set(),
     "spec": set(),
-    "runtime": set(),
+    "runtime": {"diagram"},
+    "store": set(),
     "bindings": {"spec", "runtime"},
     "compiler": {"spec", "runtime", "bindings"},
-    "store": set(),
-    "history": {"spec", "runtime", "bindings", "compiler", "store"},
+    "history": {"runtime", "bindings", "store"},
+    "observability": {"spec", "runtime", "bindings", "store", "history", "diagram"},
     "service": {"spec", "runtime", "bindings", "compiler", "store", "history"},
-    "api": {"spec", "runtime", "bindings", "compiler", "store", "history"},
-    "observability": {"spec", "runtime", "bindings", "compiler", "store", "history"},
+    "api": {"runtime", "service"},
     "reference": {"spec", "runtime"},
-    "cli": {"spec", "runtime", "bindings", "compiler", "api", "store", "history", "observability", "service"},
+    "cli": {"service", "observability"},
 }
-# StateMachine.visualize() imports the diagram module lazily, as a convenience (docs/architecture.md)
-EXCEPTIONS = {("runtime/machine.py", "observability")}
+EXCEPTIONS: set[tuple[str, str]] = set()
+"""(module, layer) imports allowed against the rule above: none."""
 
 
 def layer_of(path: Path) -> str:
@@ -72,3 +74,20 @@ def test_help_does_not_import_the_heavy_layers() -> None:
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == ""
+
+
+def test_layers_form_no_circle() -> None:
+    """Every layer's imports (lazy ones too) lead away from it: following them never comes back."""
+    graph: dict[str, set[str]] = {}
+    for path in SOURCES:
+        layer = layer_of(path)
+        graph.setdefault(layer, set()).update(imported_layers(path) - {layer})
+    for start in graph:
+        seen: set[str] = set()
+        stack = list(graph[start])
+        while stack:
+            layer = stack.pop()
+            assert layer != start, f"agentfsm.{start} imports itself through {sorted(seen)}"
+            if layer not in seen:
+                seen.add(layer)
+                stack.extend(graph.get(layer, ()))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfsm.history import Runs
+from agentfsm import Runs
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = ROOT / "machines"
@@ -124,7 +124,7 @@ def seed(store: Path, machine: Path, inputs: dict | None = None, *, send: str | 
             asyncio.run(runs.send(result.run_id, send))
         return result.run_id
     finally:
-        runs.close()
+        asyncio.run(runs.close())
 
 
 def runs_json(store: Path, *args: object) -> list[dict]:
@@ -611,11 +611,11 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     timed_out = seed(path, timer)
     runs = Runs(f"sqlite:///{path}")
     try:
-        runs.checkpoint(waiting, "mark")
-        runs.rollback(react, 3, branch="taken")
+        asyncio.run(runs.checkpoint(waiting, "mark"))
+        asyncio.run(runs.rollback(react, 3, branch="taken"))
         assert asyncio.run(runs.resume(react)).succeeded
     finally:
-        runs.close()
+        asyncio.run(runs.close())
     time.sleep(0.02)  # the timer of `timed_out` has run out
     return Base(path, waiting, approved, react, hello, timed_out)
 
@@ -717,9 +717,14 @@ def test_a_truncated_store(tmp_path: Path) -> None:
 
 def test_a_store_that_is_not_there_is_not_created(tmp_path: Path) -> None:
     missing = tmp_path / "typo" / "runs.db"
-    for args in (["runs"], ["history", "abcdabcd"], ["prune"], ["resume", "abcdabcd"]):
+    for args in (["history", "abcdabcd"], ["prune"], ["resume", "abcdabcd"]):
         line = one_error_line(cli(*args, store=missing))
         assert f"no store at {missing}" in line
+    # listing runs where none was ever recorded is a normal question: the answer is an empty list
+    listed = cli("runs", store=missing)
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, "", "no runs yet\n"), show(listed)
+    as_json = cli("runs", "--json", store=missing)
+    assert (as_json.returncode, json.loads(as_json.stdout)) == (0, []), show(as_json)
     assert not missing.parent.exists()
     line = one_error_line(cli("runs", store="postgresql://db/runs"))
     assert "unsupported store URL" in line
@@ -793,7 +798,9 @@ def test_the_default_store_is_under_the_working_directory(tmp_path: Path) -> Non
     assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    line = one_error_line(cli("runs", cwd=elsewhere))
+    nothing = cli("runs", cwd=elsewhere)
+    assert (nothing.returncode, nothing.stdout, nothing.stderr) == (0, "", "no runs yet\n"), show(nothing)
+    line = one_error_line(cli("history", run_id, cwd=elsewhere))
     assert "no store at" in line and "the default store" in line
     assert not (elsewhere / ".agentfsm").exists()
 

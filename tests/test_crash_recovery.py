@@ -14,6 +14,7 @@ Set CRASH_SEED to run this test with other kill points.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfsm.history import Runs
+from agentfsm import Runs
 from tests import crash_harness as harness
 
 SEED = int(os.environ.get("CRASH_SEED", "20240611"))
@@ -154,9 +155,9 @@ def test_a_run_killed_inside_a_tool_call_is_taken_over_at_once(tmp_path: Path) -
     assert (run["status"], run["steps"]) == ("running", 2), held.show()
     runs = Runs(harness.store_url(store))
     try:
-        lease = runs.get(run["run_id"])
+        lease = asyncio.run(runs.get(run["run_id"]))
     finally:
-        runs.close()
+        asyncio.run(runs.close())
     assert lease.lease_owner and lease.lease_expires is not None
     resumed = harness.agentfsm("resume", run["run_id"], "--json", "--store", harness.store_url(store))
     assert resumed.returncode == 0, resumed.show()

@@ -14,8 +14,8 @@ import pytest
 
 from agentfsm import Event, RunStarted, State, StateContext, StateMachine, StatePersistence, StepEnded
 from agentfsm.bindings.imports import BindingError
-from agentfsm.history import RunRefused, Runs
-from agentfsm.history.worker import work_once
+from agentfsm import RunRefused, Runs
+from agentfsm.service.worker import work_once
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.waiting import WaitForEvent
 from agentfsm.store.base import Conflict, RunNotFound
@@ -48,7 +48,7 @@ def test_a_resume_whose_process_died_keeps_the_wait_timer(runs: Runs, tmp_path: 
     started = run(runs.start(timer(tmp_path, 30)))
     deadline = started.waiting["deadline"]
     # a resume took the lease (status running), then its process died before it did anything
-    runs.store.acquire(started.run_id, _dead_owner(), time.time() + 3600, now=time.time(), status="running")
+    run(runs.store.acquire(started.run_id, _dead_owner(), time.time() + 3600, now=time.time(), status="running"))
     again = run(runs.resume(started.run_id))
     assert again.status == "waiting" and again.waiting["deadline"] == deadline
 
@@ -57,7 +57,7 @@ def test_an_interrupted_resume_of_a_waiting_run_leaves_it_waiting(runs: Runs, tm
     started = run(runs.start(timer(tmp_path, 30)))
     with pytest.raises(KeyboardInterrupt):
         run(runs.resume(started.run_id, observers=[InterruptAtStart()]))
-    row = runs.get(started.run_id)
+    row = run(runs.get(started.run_id))
     assert (row.status, row.lease_owner, row.wake_at) == ("waiting", None, started.waiting["deadline"])
     result = run(runs.send(started.run_id, "go", {"n": 1}))  # still takes the event it waits for
     assert result.output == "went"
@@ -69,7 +69,7 @@ def test_a_later_visit_of_a_wait_starts_a_timer_of_its_own(runs: Runs) -> None:
     # rejected: review -> revise (step 2) -> review (step 3), and the process dies before the run ends
     with pytest.raises(Crash):
         run(runs.send(started.run_id, "rejected", {"comment": "shorter"}, observers=[CrashAfter(3)]))
-    assert runs.get(started.run_id).waiting is None  # the wait it was in ended with step 2
+    assert run(runs.get(started.run_id)).waiting is None  # the wait it was in ended with step 2
     again = run(runs.resume(started.run_id))
     assert again.status == "waiting" and again.waiting["deadline"] > first_deadline
 
@@ -130,7 +130,7 @@ def test_a_send_that_cannot_continue_the_run_records_no_event(runs: Runs, tmp_pa
     before = dump(db)
     with pytest.raises(BindingError, match="held_work"):
         run(runs.send(started.run_id, "go"))
-    assert dump(db) == before and runs.store.pending_events(started.run_id) == []
+    assert dump(db) == before and run(runs.store.pending_events(started.run_id)) == []
 
 
 def test_a_send_to_a_run_that_is_not_waiting_stores_nothing(runs: Runs, db: Path) -> None:
@@ -152,7 +152,7 @@ def test_rollback_and_resume_refuses_before_making_the_branch(runs: Runs, tmp_pa
     with pytest.raises(BindingError, match="gone_work"):
         run(runs.rollback_and_resume(started.run_id, "start"))
     assert dump(db) == before
-    assert [b.name for b in runs.branches(started.run_id)] == ["main"]
+    assert [b.name for b in run(runs.branches(started.run_id))] == ["main"]
 
 
 # -- what comes back whole --------------------------------------------------------------------------
@@ -172,11 +172,11 @@ LONG_OUTPUT = """\
 
 def test_a_long_output_comes_back_whole_from_a_branch_switched_to(runs: Runs, tmp_path: Path) -> None:
     run_id = run(runs.start(write(tmp_path / "long.yaml", LONG_OUTPUT))).run_id
-    assert len(runs.get(run_id).output) == 70_000
-    runs.rollback(run_id, 2, branch="again")
-    back = runs.switch_branch(run_id, "main")
+    assert len(run(runs.get(run_id)).output) == 70_000
+    run(runs.rollback(run_id, 2, branch="again"))
+    back = run(runs.switch_branch(run_id, "main"))
     assert back.status == "succeeded" and back.output == "x" * 70_000
-    assert runs.get(run_id).output == "x" * 70_000
+    assert run(runs.get(run_id)).output == "x" * 70_000
 
 
 def test_usage_counts_every_llm_call_of_the_run_across_resumes(runs: Runs) -> None:
@@ -187,7 +187,7 @@ def test_usage_counts_every_llm_call_of_the_run_across_resumes(runs: Runs) -> No
     assert run(runs.resume(started.run_id)).usage["writer"]["calls"] == 2  # resuming calls nothing
     done = run(runs.send(started.run_id, "approved"))
     assert done.usage["writer"]["calls"] == 2
-    stored = runs.get(started.run_id).usage["writer"]
+    stored = run(runs.get(started.run_id)).usage["writer"]
     assert stored["calls"] == 2 and stored["prompt_tokens"] == done.usage["writer"]["prompt_tokens"] > 0
 
 
@@ -208,9 +208,9 @@ def test_a_worker_skips_a_run_another_worker_finished_first(db: Path, monkeypatc
     monkeypatch.setattr(mine, "_machine_for", prepared_while_taken)
     done = run(work_once(mine))
     assert done.skipped == [run_id] and done.failed == {} and done.advanced == []
-    assert mine.get(run_id).status == "succeeded" and len(mine.history(run_id)) == 3
-    mine.close()
-    theirs.close()
+    assert run(mine.get(run_id)).status == "succeeded" and len(run(mine.history(run_id))) == 3
+    run(mine.close())
+    run(theirs.close())
 
 
 def run_in_thread(work: Any) -> Any:
@@ -225,10 +225,10 @@ def test_a_worker_takes_over_a_run_whose_process_died_at_once(runs: Runs) -> Non
     run_id = run(runs.start(APPROVAL)).run_id
     run(runs.send(run_id, "approved", resume=False))
     # a resume took the lease for an hour, then its process was killed
-    runs.store.acquire(run_id, _dead_owner(), time.time() + 3600, now=time.time(), status="running")
-    assert runs.store.due_runs(time.time(), 10) == []  # by its lease alone it is not due for an hour
+    run(runs.store.acquire(run_id, _dead_owner(), time.time() + 3600, now=time.time(), status="running"))
+    assert run(runs.store.due_runs(time.time(), 10)) == []  # by its lease alone it is not due for an hour
     done = run(work_once(runs))
-    assert [r.run_id for r in done.advanced] == [run_id] and runs.get(run_id).status == "succeeded"
+    assert [r.run_id for r in done.advanced] == [run_id] and run(runs.get(run_id)).status == "succeeded"
 
 
 def test_a_stopped_worker_hands_its_runs_to_the_next_one(db: Path, tmp_path: Path) -> None:
@@ -237,7 +237,7 @@ def test_a_stopped_worker_hands_its_runs_to_the_next_one(db: Path, tmp_path: Pat
     runs = Runs(f"sqlite:///{db}")
     with pytest.raises(Crash):
         run(runs.start(machine, observers=[CrashAfter(1)], run_id="handed"))
-    runs.store.acquire("handed", _dead_owner(), time.time() + 3600, now=time.time(), status="running")
+    run(runs.store.acquire("handed", _dead_owner(), time.time() + 3600, now=time.time(), status="running"))
     original = runs._machine_for
     runs._machine_for = lambda run_row, given, llms: original(run_row, machine, llms)  # type: ignore[method-assign]
 
@@ -252,13 +252,13 @@ def test_a_stopped_worker_hands_its_runs_to_the_next_one(db: Path, tmp_path: Pat
             await task
 
     run(stop_mid_run())
-    row = runs.get("handed")
+    row = run(runs.get("handed"))
     assert (row.status, row.lease_owner, row.steps) == ("running", None, 1)
-    assert runs.store.due_runs(time.time(), 10) == ["handed"]
+    assert run(runs.store.due_runs(time.time(), 10)) == ["handed"]
     gate.open.set()
     done = run(work_once(runs))
-    assert [r.status for r in done.advanced] == ["succeeded"] and len(runs.history("handed")) == 4
-    runs.close()
+    assert [r.status for r in done.advanced] == ["succeeded"] and len(run(runs.history("handed"))) == 4
+    run(runs.close())
 
 
 # -- branches that went separate ways ---------------------------------------------------------------
@@ -267,15 +267,15 @@ def test_a_stopped_worker_hands_its_runs_to_the_next_one(db: Path, tmp_path: Pat
 def test_diff_between_branches_goes_back_to_the_fork(runs: Runs) -> None:
     run_id = run(runs.start(APPROVAL)).run_id
     run(runs.send(run_id, "rejected", {"comment": "shorter"}))  # main: draft, review, revise (then waits)
-    runs.rollback(run_id, 2, branch="approve-now")
+    run(runs.rollback(run_id, 2, branch="approve-now"))
     run(runs.resume(run_id))  # waits at review again
     run(runs.send(run_id, "approved"))  # approve-now: draft | review, published
-    diff = runs.diff(run_id, "main@head", "approve-now@head")
+    diff = run(runs.diff(run_id, "main@head", "approve-now@head"))
     assert diff.fork == {"branch": "main", "step": 2}
     assert [(t["step"], t["branch"], t["state"]) for t in diff.undone] == [(2, "main", "review"), (3, "main", "revise")]
     assert [(t["step"], t["branch"], t["state"]) for t in diff.transitions] == [
         (2, "approve-now", "review"), (3, "approve-now", "published")]
-    one_path = runs.diff(run_id, "main@2", "approve-now@head")
+    one_path = run(runs.diff(run_id, "main@2", "approve-now@head"))
     assert one_path.fork is None and one_path.undone == [] and len(one_path.transitions) == 2
 
 
@@ -287,7 +287,7 @@ def test_a_checkpoint_name_that_reads_as_a_point_is_refused(runs: Runs, db: Path
     run_id = run(runs.start(APPROVAL)).run_id
     before = dump(db)
     with pytest.raises(RunRefused, match="cannot name a checkpoint"):
-        runs.checkpoint(run_id, name)
+        run(runs.checkpoint(run_id, name))
     assert dump(db) == before
 
 
@@ -296,7 +296,7 @@ def test_a_branch_name_that_could_not_be_written_back_is_refused(runs: Runs, db:
     run_id = run(runs.start(APPROVAL)).run_id
     before = dump(db)
     with pytest.raises(RunRefused, match="cannot name a branch"):
-        runs.rollback(run_id, 1, branch=name)
+        run(runs.rollback(run_id, 1, branch=name))
     assert dump(db) == before
 
 
@@ -313,25 +313,25 @@ KEYWORD_STATE = """\
 
 def test_keywords_win_over_a_checkpoint_named_after_a_state(runs: Runs, tmp_path: Path) -> None:
     run_id = run(runs.start(write(tmp_path / "kw.yaml", KEYWORD_STATE))).run_id
-    assert [c.name for c in runs.checkpoints(run_id)] == ["start"]
-    assert runs.point(run_id, "start").point == 1  # the run's start, as documented
-    assert runs.point(run_id, "state:start").point == 2  # the state's visit is still reachable
+    assert [c.name for c in run(runs.checkpoints(run_id))] == ["start"]
+    assert run(runs.point(run_id, "start")).point == 1  # the run's start, as documented
+    assert run(runs.point(run_id, "state:start")).point == 2  # the state's visit is still reachable
 
 
 def test_a_branch_written_before_a_point_is_honoured(runs: Runs) -> None:
     run_id = run(runs.start(APPROVAL)).run_id
     with pytest.raises(RunNotFound, match="no branch 'ghost'"):
-        runs.point(run_id, "ghost@start")
+        run(runs.point(run_id, "ghost@start"))
     with pytest.raises(RunNotFound, match="no branch 'ghost'"):
-        runs.point(run_id, "ghost@review")
-    runs.rollback(run_id, 1, branch="redo")
+        run(runs.point(run_id, "ghost@review"))
+    run(runs.rollback(run_id, 1, branch="redo"))
     run(runs.resume(run_id))  # redo: draft, then waits at review (checkpoint review#2)
-    assert runs.point(run_id, "redo@review#2").point == 2
-    assert runs.point(run_id, "main@review").point == 2
+    assert run(runs.point(run_id, "redo@review#2")).point == 2
+    assert run(runs.point(run_id, "main@review")).point == 2
     with pytest.raises(RunNotFound, match="branch 'redo' does not pass through"):
-        runs.point(run_id, "redo@review")
+        run(runs.point(run_id, "redo@review"))
     with pytest.raises(RunNotFound, match="has no step -1"):
-        runs.point(run_id, "-1")
+        run(runs.point(run_id, "-1"))
 
 
 # -- ids and the seed's save/load -------------------------------------------------------------------
@@ -346,20 +346,20 @@ def test_state_persistence_saves_one_context_again_and_again(db: Path) -> None:
     persistence = StatePersistence(f"sqlite:///{db}")
     machine = counter_machine(5)
     context = StateContext({"n": 1})
-    first = persistence.save(machine, context)
+    first = run(persistence.save(machine, context))
     context.data["n"] = 2
-    second = persistence.save(machine, context)
+    second = run(persistence.save(machine, context))
     assert first != second
-    assert persistence.load(first).data == {"n": 1} and persistence.load(second).data == {"n": 2}
-    persistence.close()
+    assert run(persistence.load(first)).data == {"n": 1} and run(persistence.load(second)).data == {"n": 2}
+    run(persistence.close())
 
 
 def test_a_checkpoint_named_by_hand_is_never_overwritten(runs: Runs) -> None:
     """A person names `review#2` while the run waits; the run's next review gets `review#3`."""
     run_id = run(runs.start(APPROVAL)).run_id
-    runs.checkpoint(run_id, "review#2")
+    run(runs.checkpoint(run_id, "review#2"))
     run(runs.send(run_id, "rejected", {"comment": "again"}))
-    names = {c.name: c.point for c in runs.checkpoints(run_id)}
+    names = {c.name: c.point for c in run(runs.checkpoints(run_id))}
     assert names == {"review": 2, "review#2": 2, "review#3": 4}
 
 
@@ -368,16 +368,16 @@ def test_switching_to_the_branch_already_the_head_changes_nothing(runs: Runs, db
     run_id = run(runs.start(APPROVAL)).run_id  # waits at review, with a timer
     before = dump(db)
     with pytest.raises(RunRefused, match="already the head"):
-        runs.switch_branch(run_id, "main")
-    assert dump(db) == before and runs.get(run_id).status == "waiting"
+        run(runs.switch_branch(run_id, "main"))
+    assert dump(db) == before and run(runs.get(run_id)).status == "waiting"
 
 
 def test_run_ids_that_cannot_be_one_are_not_found_clearly(runs: Runs) -> None:
     run(runs.start(APPROVAL))
     with pytest.raises(RunNotFound, match="at least 4 characters"):
-        runs.get("1m8")
+        run(runs.get("1m8"))
     with pytest.raises(RunNotFound, match=r"no run '.*\\udcff"):
-        runs.get("ab\udcffcd")  # how Python passes on a command-line argument that is not UTF-8
+        run(runs.get("ab\udcffcd"))  # how Python passes on a command-line argument that is not UTF-8
 
 
 # -- found by a second review -----------------------------------------------------------------------
@@ -386,11 +386,11 @@ def test_run_ids_that_cannot_be_one_are_not_found_clearly(runs: Runs) -> None:
 def test_an_interrupted_resume_of_a_paused_run_leaves_it_paused_even_for_a_worker(runs: Runs) -> None:
     with pytest.raises(Crash):
         run(runs.start(counter_machine(3), observers=[CrashAfter(1)]))
-    [row] = runs.list()
+    [row] = run(runs.list())
     assert row.status == "paused"
     with pytest.raises(KeyboardInterrupt):
         run(runs.resume(row.id, machine=counter_machine(3), observers=[InterruptAtStart()], on_interrupt="running"))
-    assert runs.get(row.id).status == "paused" and runs.store.due_runs(time.time(), 10) == []
+    assert run(runs.get(row.id)).status == "paused" and run(runs.store.due_runs(time.time(), 10)) == []
 
 
 class InterruptAfter:
@@ -408,13 +408,13 @@ def test_an_interrupt_after_a_step_leaves_the_run_paused_or_running_for_a_worker
     started = run(runs.start(APPROVAL))  # waits at review
     with pytest.raises(KeyboardInterrupt):  # review -> revise is committed, then Ctrl-C
         run(runs.send(started.run_id, "rejected", {"comment": "x"}, observers=[InterruptAfter(2)]))
-    row = runs.get(started.run_id)
+    row = run(runs.get(started.run_id))
     assert (row.status, row.steps, row.waiting) == ("paused", 2, None)  # not waiting: that wait is over
     with pytest.raises(KeyboardInterrupt):
         run(runs.resume(started.run_id, observers=[InterruptAfter(3)], on_interrupt="running"))
-    row = runs.get(started.run_id)
+    row = run(runs.get(started.run_id))
     assert (row.status, row.steps, row.lease_owner) == ("running", 3, None)
-    assert runs.store.due_runs(time.time(), 10) == [started.run_id]
+    assert run(runs.store.due_runs(time.time(), 10)) == [started.run_id]
 
 
 def test_a_step_a_worker_cannot_record_leaves_the_run_paused_not_retried(runs: Runs) -> None:
@@ -423,7 +423,7 @@ def test_a_step_a_worker_cannot_record_leaves_the_run_paused_not_retried(runs: R
     broken = Runs(BrokenStore(runs.store, 1))  # review takes the event; the next step cannot be recorded
     with pytest.raises(OSError):
         run(broken.resume(started.run_id, on_interrupt="running"))
-    assert runs.get(started.run_id).status == "paused" and runs.store.due_runs(time.time(), 10) == []
+    assert run(runs.get(started.run_id)).status == "paused" and run(runs.store.due_runs(time.time(), 10)) == []
 
 
 def test_a_damaged_context_is_a_store_error_naming_the_step(runs: Runs, db: Path) -> None:
@@ -436,17 +436,17 @@ def test_a_damaged_context_is_a_store_error_naming_the_step(runs: Runs, db: Path
     with closing(sqlite3.connect(db)) as connection, connection:
         connection.execute("UPDATE steps SET context = '[{\"op\": \"nonsense\"}]' WHERE step = 1")
     with pytest.raises(StoreError, match=r"is damaged \(the context stored with step 1 of branch 'main'"):
-        runs.diff(run_id, "start", "head")
+        run(runs.diff(run_id, "start", "head"))
 
 
 def test_prune_deletes_a_run_whose_owner_died_as_it_listed_it(runs: Runs) -> None:
     with pytest.raises(Crash):
         run(runs.start(counter_machine(3), observers=[CrashAfter(1)], run_id="ghost-run"))
-    runs.store.acquire("ghost-run", _dead_owner(), time.time() + 3600, now=time.time(), status="running")
-    listed = runs.prune(statuses=["running"], older_than=0, dry_run=True)
+    run(runs.store.acquire("ghost-run", _dead_owner(), time.time() + 3600, now=time.time(), status="running"))
+    listed = run(runs.prune(statuses=["running"], older_than=0, dry_run=True))
     assert [r.id for r in listed] == ["ghost-run"]
-    assert [r.id for r in runs.prune(statuses=["running"], older_than=0)] == ["ghost-run"]
-    assert runs.list() == []
+    assert [r.id for r in run(runs.prune(statuses=["running"], older_than=0))] == ["ghost-run"]
+    assert run(runs.list()) == []
 
 
 def test_a_checkpoint_a_person_names_while_the_run_goes_on_is_kept(runs: Runs, db: Path) -> None:
@@ -455,14 +455,14 @@ def test_a_checkpoint_a_person_names_while_the_run_goes_on_is_kept(runs: Runs, d
     class NameItMeanwhile:
         """Another process names `review#2` while this one advances the run (before it reaches review)."""
 
-        def on_step_ended(self, *, event: StepEnded) -> None:
+        async def on_step_ended(self, *, event: StepEnded) -> None:
             if event.state == "review":
-                other.checkpoint(event.run_id, "review#2")
+                await other.checkpoint(event.run_id, "review#2")
 
     run_id = run(runs.start(APPROVAL)).run_id
     run(runs.send(run_id, "rejected", {"comment": "again"}, observers=[NameItMeanwhile()]))
-    assert {c.name: c.point for c in runs.checkpoints(run_id)} == {"review": 2, "review#2": 3, "review#3": 4}
-    other.close()
+    assert {c.name: c.point for c in run(runs.checkpoints(run_id))} == {"review": 2, "review#2": 3, "review#3": 4}
+    run(other.close())
 
 
 class AskForGo(State):
@@ -491,13 +491,13 @@ def test_send_continues_a_python_machine_it_is_given(runs: Runs, db: Path) -> No
         run(runs.send(started.run_id, "go"))
     assert dump(db) == before  # refused before the event was stored
     done = run(runs.send(started.run_id, "go", {"n": 1}, machine=python_waiting_machine()))
-    assert done.status == "succeeded" and [s.event for s in runs.history(started.run_id)] == ["go", "done"]
+    assert done.status == "succeeded" and [s.event for s in run(runs.history(started.run_id))] == ["go", "done"]
 
 
 def test_a_digit_that_is_not_ascii_is_no_step_number(runs: Runs) -> None:
     run_id = run(runs.start(APPROVAL)).run_id
     with pytest.raises(RunNotFound, match="no checkpoint '²'"):
-        runs.point(run_id, "²")
+        run(runs.point(run_id, "²"))
 
 
 def test_a_forked_child_makes_ids_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -519,7 +519,7 @@ def test_a_forked_child_makes_ids_of_its_own(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_the_worker_does_not_retry_a_failing_run_on_every_pass(runs: Runs, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentfsm.history.worker import Failing
+    from agentfsm.service.worker import Failing
 
     module = WorkModule(tmp_path / "pkg3", "flaky_work", monkeypatch)
     started = run(runs.start(module.machine(tmp_path)))

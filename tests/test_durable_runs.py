@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from agentfsm import Event, InputError, State, StateContext, StateMachine, StepEnded
-from agentfsm.history import RunRefused, Runs
+from agentfsm import RunRefused, Runs
 from agentfsm.history.leases import new_owner
-from agentfsm.history.worker import work_once
+from agentfsm.service.worker import work_once
 from agentfsm.store.base import Conflict, LeaseHeld, RunNotFound
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,7 +165,7 @@ def assert_positions(runs: Runs, run_id: str, expected: dict[int, dict[str, Any]
     """Point k (just before step k) holds the context after step k-1, exactly."""
     prefix = f"{branch}@" if branch else ""
     for step, data in expected.items():
-        where = runs.position(run_id, runs.point(run_id, f"{prefix}{step + 1}"))
+        where = run(runs.position(run_id, run(runs.point(run_id, f"{prefix}{step + 1}"))))
         assert same_json(where.data, data), (step, where.data, data)
 
 
@@ -237,14 +237,14 @@ def timer(tmp_path: Path, seconds: float = 0.2) -> Path:
 def test_start_records_every_step_with_state_event_and_next_state(runs: Runs) -> None:
     result = run(runs.start(REACT, {"task": "What is 17 * 23?"}))
     assert result.status == "succeeded" and result.output == "391"
-    steps = runs.history(result.run_id)
+    steps = run(runs.history(result.run_id))
     assert [row.step for row in steps] == list(range(1, result.steps + 1))
     assert [row.state for row in steps] == [
         "initial", "thinking", "acting", "observing", "reflecting", "thinking", "finalizing"]
     assert [row.next_state for row in steps] == [
         "thinking", "acting", "observing", "reflecting", "thinking", "finalizing", None]
     assert all(row.event == "done" for row in steps)
-    row = runs.get(result.run_id)
+    row = run(runs.get(result.run_id))
     assert (row.status, row.output, row.steps, row.head) == ("succeeded", "391", 7, "main")
     assert row.lease_owner is None
     assert steps[1].calls and steps[1].calls[0]["kind"] == "llm"
@@ -257,7 +257,7 @@ def test_every_point_rebuilds_the_context_exactly(runs: Runs, tmp_path: Path) ->
     assert result.status == "succeeded" and result.output == 10
     assert len(seen.after) == 12  # step 0, ten mutations, done
     assert_positions(runs, result.run_id, seen.after)
-    assert same_json(runs.position(result.run_id, runs.point(result.run_id, "head")).data, result.context.data)
+    assert same_json(run(runs.position(result.run_id, run(runs.point(result.run_id, "head")))).data, result.context.data)
 
 
 def test_contexts_are_rebuilt_across_snapshots(db: Path, tmp_path: Path) -> None:
@@ -265,18 +265,18 @@ def test_contexts_are_rebuilt_across_snapshots(db: Path, tmp_path: Path) -> None
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     seen = Contexts({"i": 0})
     result = run(runs.start(machine, observers=[seen]))
-    kinds = [row.context_kind for row in runs.store.steps(result.run_id, "main")]
+    kinds = [row.context_kind for row in run(runs.store.steps(result.run_id, "main"))]
     assert kinds.count("snapshot") >= 3, kinds  # step 0 and later ones
     assert "patch" in kinds
     assert_positions(runs, result.run_id, seen.after)
-    runs.close()
+    run(runs.close())
 
 
 def test_unchanged_context_is_not_stored_again(runs: Runs) -> None:
     machine = counter_machine(3)
     machine.add_state(Step("idle"))
     result = run(runs.start(machine))
-    kinds = [row.context_kind for row in runs.store.steps(result.run_id, "main")]
+    kinds = [row.context_kind for row in run(runs.store.steps(result.run_id, "main"))]
     assert kinds == ["snapshot", "patch", "patch", "patch", None]  # the final step changes nothing
 
 
@@ -284,11 +284,11 @@ def test_storage_grows_with_change_not_with_context_size(db: Path) -> None:
     runs = Runs(f"sqlite:///{db}")
     result = run(runs.start(counter_machine(300), {"blob": "x" * 100_000}))
     assert result.status == "succeeded" and result.steps == 301
-    kinds = [row.context_kind for row in runs.store.steps(result.run_id, "main")]
+    kinds = [row.context_kind for row in run(runs.store.steps(result.run_id, "main"))]
     assert kinds.count("snapshot") == 1
-    position = runs.position(result.run_id, runs.point(result.run_id, "200"))
+    position = run(runs.position(result.run_id, run(runs.point(result.run_id, "200"))))
     assert position.data["n"] == 199 and len(position.data["blob"]) == 100_000
-    runs.close()
+    run(runs.close())
     size = sum(path.stat().st_size for path in db.parent.glob("runs.db*"))
     assert size < 1_000_000, size
 
@@ -301,16 +301,16 @@ def test_resume_after_a_crash_continues_from_the_next_step(runs: Runs, tmp_path:
     whole = run(runs.start(machine))
     with pytest.raises(Crash):
         run(runs.start(machine, observers=[CrashAfter(4)], run_id="crashed1"))
-    row = runs.get("crashed1")
+    row = run(runs.get("crashed1"))
     assert row.status == "paused" and row.steps == 4 and row.lease_owner is None
-    assert [step.step for step in runs.history("crashed1")] == [1, 2, 3, 4]
+    assert [step.step for step in run(runs.history("crashed1"))] == [1, 2, 3, 4]
     seen = Contexts()
     resumed = run(runs.resume("crashed1", observers=[seen]))
     assert min(seen.after) == 5  # step 4 is not run again
     assert resumed.status == "succeeded" and resumed.output == whole.output
     assert same_json(resumed.context.data, whole.context.data)
-    assert [s.state for s in runs.history("crashed1")] == [s.state for s in runs.history(whole.run_id)]
-    assert [s.step for s in runs.history("crashed1")] == list(range(1, 12))
+    assert [s.state for s in run(runs.history("crashed1"))] == [s.state for s in run(runs.history(whole.run_id))]
+    assert [s.step for s in run(runs.history("crashed1"))] == list(range(1, 12))
 
 
 def test_resume_after_a_crash_with_a_scripted_llm_matches_an_uninterrupted_run(runs: Runs) -> None:
@@ -321,8 +321,8 @@ def test_resume_after_a_crash_with_a_scripted_llm_matches_an_uninterrupted_run(r
     resumed = run(runs.resume("crashed2"))
     assert resumed.status == "succeeded" and resumed.output == whole.output == "42"
     assert same_json(resumed.context.data, whole.context.data)
-    path = [row.state for row in runs.history("crashed2")]
-    assert path == [row.state for row in runs.history(whole.run_id)]
+    path = [row.state for row in run(runs.history("crashed2"))]
+    assert path == [row.state for row in run(runs.history(whole.run_id))]
     assert path.count("planning") == 1
 
 
@@ -362,10 +362,10 @@ def test_a_crash_at_the_very_first_step_resumes_from_the_start(runs: Runs, tmp_p
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     with pytest.raises(Crash):
         run(runs.start(machine, observers=[CrashAfter(1)], run_id="early1"))
-    rolled = runs.open("early1").rollback(1)  # back to the start: nothing of step 1 is kept
+    rolled = run(run(runs.open("early1")).rollback(1))  # back to the start: nothing of step 1 is kept
     assert (rolled.point, rolled.state) == (1, "mutate")
     result = run(runs.resume("early1"))
-    assert result.output == 10 and [row.step for row in runs.history("early1")] == list(range(1, 12))
+    assert result.output == 10 and [row.step for row in run(runs.history("early1"))] == list(range(1, 12))
 
 
 # -- waiting ---------------------------------------------------------------------------------------
@@ -376,16 +376,16 @@ def test_wait_then_send_finishes_the_run(runs: Runs) -> None:
     assert started.status == "waiting"
     assert started.waiting is not None and started.waiting["state"] == "review"
     assert started.waiting["events"] == ["approved", "rejected"]
-    row = runs.get(started.run_id)
+    row = run(runs.get(started.run_id))
     assert row.status == "waiting" and row.wake_at == started.waiting["deadline"] and row.steps == 1
     done = run(runs.send(started.run_id, "approved", {"by": "ada"}))
     assert done is not None and done.status == "succeeded"
     assert done.output == {"text": "Announcing the API: faster, simpler, ready today.", "revisions": 0}
-    steps = runs.history(started.run_id)
+    steps = run(runs.history(started.run_id))
     assert [(s.state, s.event, s.next_state) for s in steps] == [
         ("draft", "done", "review"), ("review", "approved", "published"), ("published", "done", None)]
     assert steps[1].event_data == {"by": "ada"}
-    assert runs.get(started.run_id).status == "succeeded"
+    assert run(runs.get(started.run_id)).status == "succeeded"
 
 
 def test_send_refuses_unknown_events_and_finished_runs(runs: Runs, db: Path) -> None:
@@ -402,21 +402,21 @@ def test_send_refuses_unknown_events_and_finished_runs(runs: Runs, db: Path) -> 
 def test_send_without_resume_then_resume(runs: Runs) -> None:
     started = run(runs.start(APPROVAL))
     assert run(runs.send(started.run_id, "rejected", {"comment": "shorter"}, resume=False)) is None
-    assert runs.get(started.run_id).status == "waiting"
-    assert [e.name for e in runs.store.pending_events(started.run_id)] == ["rejected"]
+    assert run(runs.get(started.run_id)).status == "waiting"
+    assert [e.name for e in run(runs.store.pending_events(started.run_id))] == ["rejected"]
     result = run(runs.resume(started.run_id))
     assert result.status == "waiting" and result.context.data["revisions"] == 1
     assert result.context.data["text"] == "Announcing it, revised: shorter."
-    assert runs.store.pending_events(started.run_id) == []
+    assert run(runs.store.pending_events(started.run_id)) == []
 
 
 def test_an_event_left_pending_does_not_follow_a_rollback(runs: Runs) -> None:
     started = run(runs.start(APPROVAL))
     run(runs.send(started.run_id, "approved", resume=False))
-    runs.rollback(started.run_id, 1)
+    run(runs.rollback(started.run_id, 1))
     again = run(runs.resume(started.run_id))
     assert again.status == "waiting"  # the new branch waits for its own decision
-    assert runs.store.pending_events(started.run_id) == []
+    assert run(runs.store.pending_events(started.run_id)) == []
 
 
 def test_events_sent_to_one_visit_of_a_wait_are_not_taken_by_the_next(runs: Runs) -> None:
@@ -425,7 +425,7 @@ def test_events_sent_to_one_visit_of_a_wait_are_not_taken_by_the_next(runs: Runs
     run(runs.send(started.run_id, "approved", {"by": "bob"}, resume=False))  # about the draft, not the revision
     again = run(runs.resume(started.run_id))
     assert again.status == "waiting" and again.context.data["revisions"] == 1  # the revision awaits its own review
-    assert runs.store.pending_events(started.run_id) == []
+    assert run(runs.store.pending_events(started.run_id)) == []
 
 
 def test_a_point_on_another_run_is_refused_even_by_a_shared_prefix(runs: Runs) -> None:
@@ -433,10 +433,10 @@ def test_a_point_on_another_run_is_refused_even_by_a_shared_prefix(runs: Runs) -
     second = run(runs.start(APPROVAL)).run_id
     shared = os.path.commonprefix([first, second])
     with pytest.raises(RunNotFound, match="several runs|not run"):
-        runs.diff(first, "1", f"{second[:max(len(shared) + 1, 4)]}:1")
+        run(runs.diff(first, "1", f"{second[:max(len(shared) + 1, 4)]}:1"))
     if len(shared) >= 4:
         with pytest.raises(RunNotFound, match="matches several runs"):
-            runs.diff(first, "1", f"{shared}:1")
+            run(runs.diff(first, "1", f"{shared}:1"))
 
 
 def test_a_wait_timer_survives_resumes_and_then_times_out(runs: Runs, tmp_path: Path) -> None:
@@ -444,11 +444,11 @@ def test_a_wait_timer_survives_resumes_and_then_times_out(runs: Runs, tmp_path: 
     deadline = started.waiting["deadline"]
     again = run(runs.resume(started.run_id))  # before the deadline: still waiting, same timer
     assert again.status == "waiting" and again.waiting["deadline"] == deadline
-    assert runs.get(started.run_id).wake_at == deadline
+    assert run(runs.get(started.run_id)).wake_at == deadline
     time.sleep(max(0.0, deadline - time.time()) + 0.02)
     late = run(runs.resume(started.run_id))
     assert late.status == "succeeded" and late.output == "late"
-    assert [(s.state, s.event) for s in runs.history(started.run_id)] == [("hold", "timeout"), ("late", "done")]
+    assert [(s.state, s.event) for s in run(runs.history(started.run_id))] == [("hold", "timeout"), ("late", "done")]
 
 
 def test_an_event_delivered_before_a_due_timer_wins(runs: Runs, tmp_path: Path) -> None:
@@ -467,8 +467,8 @@ def test_worker_advances_due_runs_and_skips_others(runs: Runs, tmp_path: Path) -
     time.sleep(0.15)
     done = run(work_once(runs))
     assert sorted(result.run_id for result in done.advanced) == sorted([with_event, timed])
-    assert runs.get(with_event).status == "succeeded" and runs.get(timed).output == "late"
-    assert runs.get(idle).status == "waiting" and runs.history(idle)[-1].step == 1
+    assert run(runs.get(with_event)).status == "succeeded" and run(runs.get(timed)).output == "late"
+    assert run(runs.get(idle)).status == "waiting" and run(runs.history(idle))[-1].step == 1
     assert run(work_once(runs)).advanced == []
 
 
@@ -487,11 +487,11 @@ def test_two_workers_never_advance_the_same_run_twice(db: Path, tmp_path: Path) 
     advanced = {result.run_id for done in passes for result in done.advanced}
     assert advanced == set(ids)
     for run_id in ids:
-        steps = [row.step for row in first.history(run_id)]
+        steps = [row.step for row in run(first.history(run_id))]
         assert steps == [1, 2, 3]  # draft, review (rejected), revise: then waiting again
-        assert first.get(run_id).status == "waiting"
-    first.close()
-    second.close()
+        assert run(first.get(run_id)).status == "waiting"
+    run(first.close())
+    run(second.close())
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
@@ -500,25 +500,25 @@ def test_two_workers_never_advance_the_same_run_twice(db: Path, tmp_path: Path) 
 def test_checkpoint_states_are_named_on_each_visit(runs: Runs) -> None:
     run_id = run(runs.start(APPROVAL)).run_id
     run(runs.send(run_id, "rejected", {"comment": "more"}))
-    names = [(c.name, c.branch, c.point) for c in runs.checkpoints(run_id)]
+    names = [(c.name, c.branch, c.point) for c in run(runs.checkpoints(run_id))]
     assert names == [("review", "main", 2), ("review#2", "main", 4)]
     # the point of a checkpoint is just before the checkpointed state runs
-    assert runs.position(run_id, runs.point(run_id, "review#2")).state == "review"
-    assert runs.position(run_id, runs.point(run_id, "review#2")).data["revisions"] == 1
+    assert run(runs.position(run_id, run(runs.point(run_id, "review#2")))).state == "review"
+    assert run(runs.position(run_id, run(runs.point(run_id, "review#2")))).data["revisions"] == 1
 
 
 def test_checkpoint_names_the_head_point_and_refuses_duplicates(runs: Runs, db: Path) -> None:
     run_id = run(runs.start(APPROVAL)).run_id
-    made = runs.checkpoint(run_id, "before-review")
+    made = run(runs.checkpoint(run_id, "before-review"))
     assert (made.branch, made.point) == ("main", 2)
     before = dump(db)
     with pytest.raises(Conflict, match="before-review"):
-        runs.checkpoint(run_id, "before-review")
+        run(runs.checkpoint(run_id, "before-review"))
     with pytest.raises(Conflict, match="review"):
-        runs.checkpoint(run_id, "review")  # named by the machine already
+        run(runs.checkpoint(run_id, "review"))  # named by the machine already
     for bad in ("12", "state:x", " padded", ""):
         with pytest.raises(RunRefused):
-            runs.checkpoint(run_id, bad)
+            run(runs.checkpoint(run_id, bad))
     assert dump(db) == before
 
 
@@ -530,60 +530,60 @@ def _approval_with_history(runs: Runs) -> str:
     run_id = run(runs.start(APPROVAL, {"topic": "v2"})).run_id
     run(runs.send(run_id, "rejected", {"comment": "add docs"}))
     run(runs.send(run_id, "approved", {"by": "ada"}))
-    assert runs.get(run_id).status == "succeeded"
+    assert run(runs.get(run_id)).status == "succeeded"
     return run_id
 
 
 def test_rollback_to_a_checkpoint_starts_a_branch_and_keeps_the_old_one(runs: Runs) -> None:
     run_id = _approval_with_history(runs)
-    handle = runs.open(run_id)
-    main_before = [(s.step, s.state) for s in handle.history()]
-    rolled = handle.rollback_to_point("review")
+    handle = run(runs.open(run_id))
+    main_before = [(s.step, s.state) for s in run(handle.history())]
+    rolled = run(handle.rollback_to_point("review"))
     assert (rolled.branch, rolled.point, rolled.state) == ("rollback-1", 2, "review")
-    row = runs.get(run_id)
+    row = run(runs.get(run_id))
     assert (row.head, row.status, row.steps, row.output) == ("rollback-1", "paused", 1, None)
     waiting = run(handle.resume())
     assert waiting.status == "waiting" and waiting.waiting["state"] == "review"
     done = run(handle.send("approved", {"by": "bob"}))
     assert done.output["revisions"] == 0
-    assert [(s.step, s.state, s.branch) for s in handle.history()] == [
+    assert [(s.step, s.state, s.branch) for s in run(handle.history())] == [
         (1, "draft", "main"), (2, "review", "rollback-1"), (3, "published", "rollback-1")]
-    assert [(s.step, s.state) for s in runs.history(run_id, branch="main")] == main_before
+    assert [(s.step, s.state) for s in run(runs.history(run_id, branch="main"))] == main_before
 
 
 def test_rollback_by_steps_by_state_and_to_a_step_number(runs: Runs) -> None:
     run_id = _approval_with_history(runs)
-    handle = runs.open(run_id)
-    by_steps = handle.rollback(2)  # head was after step 5: point 4 is before the second review
+    handle = run(runs.open(run_id))
+    by_steps = run(handle.rollback(2))  # head was after step 5: point 4 is before the second review
     assert (by_steps.branch, by_steps.point, by_steps.state) == ("rollback-1", 4, "review")
-    by_state = handle.rollback_to_state("revise")
+    by_state = run(handle.rollback_to_state("revise"))
     assert (by_state.branch, by_state.point, by_state.state) == ("rollback-2", 3, "revise")
-    by_number = runs.rollback(run_id, "main@2", branch="retry")
+    by_number = run(runs.rollback(run_id, "main@2", branch="retry"))
     assert (by_number.branch, by_number.point, by_number.state) == ("retry", 2, "review")
-    assert runs.get(run_id).head == "retry"
-    assert [b.name for b in runs.branches(run_id)] == ["main", "rollback-1", "rollback-2", "retry"]
+    assert run(runs.get(run_id)).head == "retry"
+    assert [b.name for b in run(runs.branches(run_id))] == ["main", "rollback-1", "rollback-2", "retry"]
 
 
 def test_refused_rollbacks_say_why_and_change_nothing(runs: Runs, db: Path) -> None:
     run_id = _approval_with_history(runs)
-    handle = runs.open(run_id)
+    handle = run(runs.open(run_id))
     before = dump(db)
     with pytest.raises(RunRefused, match=r"no checkpoint 'nope' \(checkpoints: review, review#2\)"):
-        handle.rollback_to_point("nope")
+        run(handle.rollback_to_point("nope"))
     with pytest.raises(RunNotFound, match="never entered state 'nope'.*states: draft, review, revise, published"):
-        handle.rollback_to_state("nope")
+        run(handle.rollback_to_state("nope"))
     with pytest.raises(RunNotFound, match="no step 9 .*steps are 1 to 5"):
-        runs.rollback(run_id, 9)
+        run(runs.rollback(run_id, 9))
     with pytest.raises(RunRefused, match="cannot go back 9 step"):
-        handle.rollback(9)
+        run(handle.rollback(9))
     with pytest.raises(RunRefused, match="cannot go back 0 step"):
-        handle.rollback(0)
+        run(handle.rollback(0))
     with pytest.raises(RunRefused, match="nothing runs from there"):
-        runs.rollback(run_id, "head")  # the end of a finished branch
+        run(runs.rollback(run_id, "head"))  # the end of a finished branch
     with pytest.raises(RunRefused, match="already has a branch 'main'"):
-        runs.rollback(run_id, 2, branch="main")
+        run(runs.rollback(run_id, 2, branch="main"))
     with pytest.raises(RunNotFound, match="no branch 'ghost'"):
-        handle.switch_branch("ghost")
+        run(handle.switch_branch("ghost"))
     with pytest.raises(RunRefused, match="has succeeded"):
         run(handle.resume())
     assert dump(db) == before
@@ -591,59 +591,59 @@ def test_refused_rollbacks_say_why_and_change_nothing(runs: Runs, db: Path) -> N
 
 def test_create_and_switch_branches(runs: Runs) -> None:
     run_id = run(runs.start(APPROVAL)).run_id
-    handle = runs.open(run_id)
-    made = handle.create_branch("experiment")
+    handle = run(runs.open(run_id))
+    made = run(handle.create_branch("experiment"))
     assert (made.branch, made.point, made.state) == ("experiment", 2, "review")
-    assert runs.get(run_id).head == "experiment"
+    assert run(runs.get(run_id)).head == "experiment"
     run(runs.resume(run_id))
     run(handle.send("rejected", {"comment": "try"}))
     run(handle.send("approved"))
-    assert runs.get(run_id).status == "succeeded"
-    back = handle.switch_branch("main")
+    assert run(runs.get(run_id)).status == "succeeded"
+    back = run(handle.switch_branch("main"))
     assert (back.head, back.status, back.steps) == ("main", "paused", 1)  # main was waiting at review
     assert run(handle.resume()).status == "waiting"
     with pytest.raises(RunRefused, match="already has a branch 'experiment'"):
-        handle.create_branch("experiment")
-    ended = handle.switch_branch("experiment")
+        run(handle.create_branch("experiment"))
+    ended = run(handle.switch_branch("experiment"))
     assert (ended.status, ended.steps) == ("succeeded", 5)
-    assert runs.get(run_id).output == {"text": "Announcing it, revised: try.", "revisions": 1}  # its own output
+    assert run(runs.get(run_id)).output == {"text": "Announcing it, revised: try.", "revisions": 1}  # its own output
     with pytest.raises(RunRefused, match="end of branch 'experiment'.*nothing runs from there"):
-        handle.create_branch("later")
+        run(handle.create_branch("later"))
 
 
 def test_summary_lists_path_visits_branches_and_checkpoints(runs: Runs) -> None:
     run_id = _approval_with_history(runs)
-    handle = runs.open(run_id)
-    summary = handle.summary()
+    handle = run(runs.open(run_id))
+    summary = run(handle.summary())
     assert summary["state_path"] == ["draft", "review", "revise", "review", "published"]
     assert summary["visits"] == {"draft": 1, "review": 2, "revise": 1, "published": 1}
     assert summary["branches"] == ["main"] and summary["status"] == "succeeded"
     assert summary["checkpoints"] == {"review": {"branch": "main", "step": 2}, "review#2": {"branch": "main", "step": 4}}
-    handle.rollback_to_point("review")
-    assert handle.summary()["state_path"] == ["draft"]
-    assert handle.summary(branch="main")["steps"] == 5
-    assert handle.summary()["branches"] == ["main", "rollback-1"]
+    run(handle.rollback_to_point("review"))
+    assert run(handle.summary())["state_path"] == ["draft"]
+    assert run(handle.summary(branch="main"))["steps"] == 5
+    assert run(handle.summary())["branches"] == ["main", "rollback-1"]
 
 
 def test_diff_shows_keys_added_removed_changed_and_the_steps_between(runs: Runs) -> None:
     run_id = _approval_with_history(runs)
-    diff = runs.open(run_id).diff("review", "review#2")
+    diff = run(run(runs.open(run_id)).diff("review", "review#2"))
     assert set(diff.added) == {"review"} and diff.added["review"] == {"comment": "add docs"}
     assert diff.changed["revisions"] == {"old": 0, "new": 1}
     assert diff.changed["text"]["new"] == "Announcing it, revised: add docs."
     assert diff.removed == {}
     assert [(t["step"], t["state"], t["event"], t["next_state"]) for t in diff.transitions] == [
         (2, "review", "rejected", "revise"), (3, "revise", "done", "review")]
-    backwards = runs.diff(run_id, "review#2", "review")
+    backwards = run(runs.diff(run_id, "review#2", "review"))
     assert set(backwards.removed) == {"review"} and backwards.changed["revisions"] == {"old": 1, "new": 0}
-    assert runs.diff(run_id, "3", "3").same
+    assert run(runs.diff(run_id, "3", "3")).same
 
 
 def test_diff_sees_type_changes_and_removed_keys(runs: Runs, tmp_path: Path) -> None:
     run_id = run(runs.start(write(tmp_path / "mutate.yaml", MUTATE))).run_id
-    diff = runs.diff(run_id, "2", "3")  # after step 1 (a/b~c = 1) -> after step 2 (True)
+    diff = run(runs.diff(run_id, "2", "3"))  # after step 1 (a/b~c = 1) -> after step 2 (True)
     assert diff.changed["a/b~c"] == {"old": 1, "new": True}
-    later = runs.diff(run_id, "7", "8")
+    later = run(runs.diff(run_id, "7", "8"))
     assert "items" in later.removed and later.added == {"salted": "main"}
 
 
@@ -652,21 +652,21 @@ def test_positions_on_nested_branches(runs: Runs, tmp_path: Path, monkeypatch: p
     main = Contexts({"i": 0})
     run_id = run(runs.start(machine, observers=[main])).run_id
     monkeypatch.setenv(SALT, "first")
-    runs.rollback(run_id, 6)  # rollback-1 runs steps 6.. (the salted steps) itself
+    run(runs.rollback(run_id, 6))  # rollback-1 runs steps 6.. (the salted steps) itself
     first = Contexts()
     run(runs.resume(run_id, observers=[first]))
     monkeypatch.setenv(SALT, "second")
-    runs.rollback(run_id, 3)  # from rollback-1 to a point before its own fork
+    run(runs.rollback(run_id, 3))  # from rollback-1 to a point before its own fork
     second = Contexts()
     run(runs.resume(run_id, observers=[second]))
-    assert [(b.name, b.parent, b.fork) for b in runs.branches(run_id)] == [
+    assert [(b.name, b.parent, b.fork) for b in run(runs.branches(run_id))] == [
         ("main", None, 0), ("rollback-1", "main", 6), ("rollback-2", "rollback-1", 3)]
     assert_positions(runs, run_id, main.after, "main")
     assert_positions(runs, run_id, {**{k: v for k, v in main.after.items() if k < 5}, **first.after}, "rollback-1")
     assert_positions(runs, run_id, {**{k: v for k, v in main.after.items() if k < 2}, **second.after}, "rollback-2")
-    assert runs.position(run_id, runs.point(run_id, "rollback-1@head")).data["salted"] == "first"
-    assert runs.position(run_id, runs.point(run_id, "head")).data["salted"] == "second"
-    assert [(s.step, s.branch) for s in runs.history(run_id)][:3] == [
+    assert run(runs.position(run_id, run(runs.point(run_id, "rollback-1@head")))).data["salted"] == "first"
+    assert run(runs.position(run_id, run(runs.point(run_id, "head")))).data["salted"] == "second"
+    assert [(s.step, s.branch) for s in run(runs.history(run_id))][:3] == [
         (1, "main"), (2, "main"), (3, "rollback-2")]
 
 
@@ -675,13 +675,13 @@ def test_positions_on_branches_across_snapshots(db: Path, tmp_path: Path, monkey
     main = Contexts({"i": 0})
     run_id = run(runs.start(write(tmp_path / "mutate.yaml", MUTATE), observers=[main])).run_id
     monkeypatch.setenv(SALT, "other")
-    runs.rollback(run_id, 5)
+    run(runs.rollback(run_id, 5))
     branch = Contexts()
     run(runs.resume(run_id, observers=[branch]))
     assert branch.after[11]["salted"] == "other"
     assert_positions(runs, run_id, {**{k: v for k, v in main.after.items() if k < 4}, **branch.after})
     assert_positions(runs, run_id, main.after, "main")
-    runs.close()
+    run(runs.close())
 
 
 # -- leases ----------------------------------------------------------------------------------------
@@ -718,9 +718,9 @@ def test_a_second_resume_while_a_live_process_holds_the_lease_is_refused(db: Pat
 
     result, refused = run(scenario())
     assert refused is not None and "held1 is being advanced by" in str(refused)
-    assert result.status == "succeeded" and [s.step for s in first.history("held1")] == [1, 2, 3, 4]
-    first.close()
-    second.close()
+    assert result.status == "succeeded" and [s.step for s in run(first.history("held1"))] == [1, 2, 3, 4]
+    run(first.close())
+    run(second.close())
 
 
 def _dead_owner() -> str:
@@ -733,9 +733,9 @@ def test_a_lease_held_by_a_dead_process_is_taken_over_at_once(runs: Runs, tmp_pa
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     with pytest.raises(Crash):
         run(runs.start(machine, observers=[CrashAfter(2)], run_id="dead1"))
-    runs.store.acquire("dead1", _dead_owner(), time.time() + 3600, now=time.time(), status="running")
+    run(runs.store.acquire("dead1", _dead_owner(), time.time() + 3600, now=time.time(), status="running"))
     result = run(runs.resume("dead1"))
-    assert result.status == "succeeded" and runs.get("dead1").lease_owner is None
+    assert result.status == "succeeded" and run(runs.get("dead1")).lease_owner is None
 
 
 def test_a_live_lease_is_not_taken_over_until_it_expires(db: Path, tmp_path: Path) -> None:
@@ -744,13 +744,13 @@ def test_a_live_lease_is_not_taken_over_until_it_expires(db: Path, tmp_path: Pat
     machine = write(tmp_path / "mutate.yaml", MUTATE)
     with pytest.raises(Crash):
         run(runs.start(machine, observers=[CrashAfter(2)], run_id="expire1"))
-    runs.store.acquire("expire1", new_owner(), now[0] + 0.2, now=now[0], status="running")  # a live process
+    run(runs.store.acquire("expire1", new_owner(), now[0] + 0.2, now=now[0], status="running"))  # a live process
     with pytest.raises(LeaseHeld):
         run(runs.resume("expire1"))
     now[0] += 1.0
-    assert runs.store.due_runs(now[0], 10) == ["expire1"]
+    assert run(runs.store.due_runs(now[0], 10)) == ["expire1"]
     assert run(runs.resume("expire1")).status == "succeeded"
-    runs.close()
+    run(runs.close())
 
 
 def test_cancel_stops_a_run_being_advanced_at_its_next_step(db: Path) -> None:
@@ -761,21 +761,21 @@ def test_cancel_stops_a_run_being_advanced_at_its_next_step(db: Path) -> None:
     async def scenario() -> Any:
         task = asyncio.create_task(runs.start(machine, run_id="cancel1"))
         await gate.entered.wait()
-        other.cancel("cancel1")
+        await other.cancel("cancel1")
         gate.open.set()
         return await task
 
     result = run(scenario())
     assert result.status == "cancelled" and result.steps == 1
-    row = runs.get("cancel1")
+    row = run(runs.get("cancel1"))
     assert row.status == "cancelled" and row.lease_owner is None
-    assert [s.step for s in runs.history("cancel1")] == [1]  # step 2 was running when it was cancelled
+    assert [s.step for s in run(runs.history("cancel1"))] == [1]  # step 2 was running when it was cancelled
     with pytest.raises(RunRefused, match="cancelled"):
         run(runs.resume("cancel1", machine=machine))
     with pytest.raises(Conflict, match="already been cancelled"):
-        runs.cancel("cancel1")
-    runs.close()
-    other.close()
+        run(runs.cancel("cancel1"))
+    run(runs.close())
+    run(other.close())
 
 
 def test_a_failing_observer_does_not_stop_the_run(runs: Runs, tmp_path: Path,
@@ -786,7 +786,7 @@ def test_a_failing_observer_does_not_stop_the_run(runs: Runs, tmp_path: Path,
 
     result = run(runs.start(write(tmp_path / "mutate.yaml", MUTATE), observers=[Broken()], run_id="broken1"))
     assert result.status == "succeeded"
-    row = runs.get("broken1")
+    row = run(runs.get("broken1"))
     assert (row.status, row.lease_owner, row.steps) == ("succeeded", None, result.steps)
     warnings = [record for record in caplog.records if "metrics are down" in record.getMessage()]
     assert warnings and warnings[0].exc_info is not None  # the first failure comes with its traceback
@@ -798,11 +798,11 @@ class BrokenStore:
     def __init__(self, store: Any, steps: int) -> None:
         self.store, self.left = store, steps
 
-    def commit_step(self, *args: Any, **options: Any) -> Any:
+    async def commit_step(self, *args: Any, **options: Any) -> Any:
         if self.left == 0:
             raise OSError("no space left on device")
         self.left -= 1
-        return self.store.commit_step(*args, **options)
+        return await self.store.commit_step(*args, **options)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
@@ -813,10 +813,10 @@ def test_a_step_that_cannot_be_recorded_stops_the_run_and_releases_the_lease(db:
     broken = Runs(BrokenStore(plain.store, 1))
     with pytest.raises(OSError):
         run(broken.start(write(tmp_path / "mutate.yaml", MUTATE), run_id="broken1"))
-    row = plain.get("broken1")
+    row = run(plain.get("broken1"))
     assert (row.status, row.lease_owner, row.steps) == ("paused", None, 1)
     assert run(plain.resume("broken1")).status == "succeeded"
-    plain.close()
+    run(plain.close())
 
 
 def test_a_run_whose_process_died_after_its_last_step_is_finished_by_resume(runs: Runs, tmp_path: Path,
@@ -828,12 +828,12 @@ def test_a_run_whose_process_died_after_its_last_step_is_finished_by_resume(runs
         patched.setattr(runs.store, "end_run", die)
         with pytest.raises(KeyboardInterrupt):
             run(runs.start(REACT, {"task": "What is 17 * 23?"}, run_id="lastgasp"))
-    assert (runs.get("lastgasp").status, runs.get("lastgasp").steps) == ("paused", 7)
+    assert (run(runs.get("lastgasp")).status, run(runs.get("lastgasp")).steps) == ("paused", 7)
     finished = run(runs.resume("lastgasp"))
     assert (finished.status, finished.output, finished.steps) == ("succeeded", "391", 7)
-    row = runs.get("lastgasp")
+    row = run(runs.get("lastgasp"))
     assert (row.status, row.output, row.lease_owner) == ("succeeded", "391", None)
-    assert len(runs.history("lastgasp")) == 7  # nothing ran twice
+    assert len(run(runs.history("lastgasp"))) == 7  # nothing ran twice
 
 
 def test_a_resume_that_raced_a_cancel_is_refused_and_leaves_the_cancel(runs: Runs, db: Path,
@@ -841,15 +841,15 @@ def test_a_resume_that_raced_a_cancel_is_refused_and_leaves_the_cancel(runs: Run
     run_id = run(runs.start(APPROVAL)).run_id
     real = runs._machine_for
 
-    def cancel_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        found = real(*args, **kwargs)
-        runs.cancel(run_id)  # another process cancels while this one prepares the resume
+    async def cancel_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        found = await real(*args, **kwargs)
+        await runs.cancel(run_id)  # another process cancels while this one prepares the resume
         return found
 
     monkeypatch.setattr(runs, "_machine_for", cancel_meanwhile)
     with pytest.raises(Conflict, match="cancelled"):
         run(runs.resume(run_id))
-    assert runs.get(run_id).status == "cancelled"
+    assert run(runs.get(run_id)).status == "cancelled"
 
 
 def test_a_nested_type_change_is_stored(runs: Runs, tmp_path: Path) -> None:
@@ -921,7 +921,7 @@ def test_resume_uses_the_stored_machine_even_if_the_file_changed(runs: Runs, tmp
 
 def test_resume_with_an_edited_machine(runs: Runs, tmp_path: Path, db: Path) -> None:
     run_id = run(runs.start(APPROVAL)).run_id
-    digest = runs.get(run_id).digest
+    digest = run(runs.get(run_id)).digest
     lacking = write(tmp_path / "lacking.yaml", """\
         agentfsm: 1
         name: approval
@@ -938,14 +938,14 @@ def test_resume_with_an_edited_machine(runs: Runs, tmp_path: Path, db: Path) -> 
     edited.write_text(APPROVAL.read_text().replace('output: {text: "{{ text }}"', 'output: {text: "EDITED"'))
     result = run(runs.resume(run_id, machine=edited))
     assert result.output["text"] == "EDITED"
-    assert runs.get(run_id).digest != digest
+    assert run(runs.get(run_id)).digest != digest
 
 
 def test_a_python_machine_runs_durably_and_resumes_with_its_machine(runs: Runs, db: Path) -> None:
     machine = counter_machine(4)
     with pytest.raises(Crash):
         run(runs.start(machine, observers=[CrashAfter(2)], run_id="py1"))
-    row = runs.get("py1")
+    row = run(runs.get("py1"))
     assert (row.machine, row.digest, row.status, row.steps) == ("counter", None, "paused", 2)
     before = dump(db)
     with pytest.raises(RunRefused, match=r"built in Python.*machine="):
@@ -953,7 +953,7 @@ def test_a_python_machine_runs_durably_and_resumes_with_its_machine(runs: Runs, 
     assert dump(db) == before
     result = run(runs.resume("py1", machine=machine))
     assert result.status == "succeeded" and result.context.data == {"n": 4}
-    assert [s.state for s in runs.history("py1")] == ["count"] * 4 + ["end"]
+    assert [s.state for s in run(runs.history("py1"))] == ["count"] * 4 + ["end"]
 
 
 @pytest.mark.parametrize("value", [set(), datetime.datetime(2024, 1, 1)])
@@ -965,9 +965,9 @@ def test_a_value_that_is_not_json_fails_the_run_naming_the_key(runs: Runs, value
     result = run(runs.start(counter_machine(4, work=store_it)))
     assert result.status == "failed"
     assert result.error["type"] == "context.not_json" and "'bad'" in result.error["message"]
-    row = runs.get(result.run_id)
+    row = run(runs.get(result.run_id))
     assert row.status == "failed" and row.error["type"] == "context.not_json" and row.lease_owner is None
-    assert [s.step for s in runs.history(result.run_id)] == [1, 2]
+    assert [s.step for s in run(runs.history(result.run_id))] == [1, 2]
 
 
 # -- prune -----------------------------------------------------------------------------------------
@@ -977,20 +977,20 @@ def test_prune(runs: Runs) -> None:
     finished = [run(runs.start(counter_machine(1), run_id=f"done{i}")).run_id for i in range(3)]
     waiting = run(runs.start(APPROVAL)).run_id
     with pytest.raises(RunRefused, match="nothing to prune"):
-        runs.prune()  # nothing is 30 days old
+        run(runs.prune())  # nothing is 30 days old
     with pytest.raises(RunRefused, match="nothing to prune"):
-        runs.prune(older_than=3600)
-    dry = runs.prune(older_than=0, dry_run=True)
+        run(runs.prune(older_than=3600))
+    dry = run(runs.prune(older_than=0, dry_run=True))
     assert sorted(r.id for r in dry) == sorted(finished)
-    assert len(runs.list()) == 4
-    pruned = runs.prune(keep_last=1)
+    assert len(run(runs.list())) == 4
+    pruned = run(runs.prune(keep_last=1))
     assert sorted(r.id for r in pruned) == ["done0", "done1"]
-    assert sorted(r.id for r in runs.list()) == sorted(["done2", waiting])
+    assert sorted(r.id for r in run(runs.list())) == sorted(["done2", waiting])
     with pytest.raises(RunNotFound):
-        runs.history("done0")
-    assert [r.id for r in runs.prune(statuses=["waiting"], older_than=0)] == [waiting]
+        run(runs.history("done0"))
+    assert [r.id for r in run(runs.prune(statuses=["waiting"], older_than=0))] == [waiting]
     with pytest.raises(RunRefused, match="nothing to prune"):
-        runs.prune(statuses=["waiting"], older_than=0)
+        run(runs.prune(statuses=["waiting"], older_than=0))
 
 
 # -- bad requests change nothing -------------------------------------------------------------------
@@ -1002,7 +1002,7 @@ def test_bad_inputs_and_unknown_runs_change_nothing(runs: Runs, db: Path) -> Non
     with pytest.raises(InputError, match="task"):
         run(runs.start(REACT, {}))  # `task` is required
     with pytest.raises(RunNotFound):
-        runs.open("nosuchrun")
+        run(runs.open("nosuchrun"))
     with pytest.raises(RunNotFound):
         run(runs.send("nosuchrun", "approved"))
     with pytest.raises(RunNotFound):
@@ -1013,22 +1013,22 @@ def test_bad_inputs_and_unknown_runs_change_nothing(runs: Runs, db: Path) -> Non
 def test_diff_and_points_refuse_unknown_points(runs: Runs) -> None:
     run_id = _approval_with_history(runs)
     with pytest.raises(RunNotFound, match="no checkpoint 'later'"):
-        runs.diff(run_id, "1", "later")
+        run(runs.diff(run_id, "1", "later"))
     with pytest.raises(RunNotFound, match="no branch 'ghost'"):
-        runs.point(run_id, "ghost@2")
-    assert runs.point(run_id, "start").point == 1 and runs.point(run_id, "head").point == 6
+        run(runs.point(run_id, "ghost@2"))
+    assert run(runs.point(run_id, "start")).point == 1 and run(runs.point(run_id, "head")).point == 6
 
 
 def test_a_checkpoint_on_a_branch_names_the_branch_head(runs: Runs) -> None:
     run_id = _approval_with_history(runs)
-    handle = runs.open(run_id)
-    handle.rollback_to_state("revise")
-    made = handle.checkpoint("fork-here")
+    handle = run(runs.open(run_id))
+    run(handle.rollback_to_state("revise"))
+    made = run(handle.checkpoint("fork-here"))
     assert (made.branch, made.point) == ("rollback-1", 3)
     result = run(handle.resume())
     assert result.status == "waiting"
     # the revisit of review on this branch gets the next free name
-    assert [c.name for c in runs.checkpoints(run_id)][-1] == "review#3"
-    again = handle.rollback_to_point("fork-here")
+    assert [c.name for c in run(runs.checkpoints(run_id))][-1] == "review#3"
+    again = run(handle.rollback_to_point("fork-here"))
     assert (again.branch, again.point, again.state) == ("rollback-2", 3, "revise")
-    assert handle.summary()["state_path"] == ["draft", "review"]
+    assert run(handle.summary())["state_path"] == ["draft", "review"]

@@ -1,35 +1,25 @@
-"""What each `agentfsm` command does, over the Python API; `app.py` only parses arguments."""
+"""What `run`, `validate`, `diagram` and `schema` do: parse what `app.py` hands over, call the application
+layer (`agentfsm.service`), render what it returns. Every failure becomes one line and an exit code (`guarded`).
+
+Heavy modules are imported inside the commands, so `agentfsm --help` and `validate` start fast.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agentfsm.bindings.imports import BindingError
 from agentfsm.cli import exit_codes
-from agentfsm.cli.outcome import finish, interrupted, say_error
-from agentfsm.runtime.machine import MachineDefinitionError
-from agentfsm.spec.inputs import InputError, parse_cli_input
-from agentfsm.spec.loader import load_spec, validate_file
-from agentfsm.spec.problems import MachineFileError, Problem
-from agentfsm.spec.yamlsource import load_yaml_file
-
-if TYPE_CHECKING:
-    from agentfsm.store.base import RunRow
-
-
-def _store_error() -> type[Exception]:
-    """Imported only when an error is being handled: `validate` and `--help` never load the store."""
-    from agentfsm.store.base import StoreError
-
-    return StoreError
+from agentfsm.cli.outcome import finish, interrupted
+from agentfsm.cli.render import note, say_error
+from agentfsm.service.errors import USER_ERRORS, InputError, MachineFileError
 
 
 @contextmanager
@@ -43,30 +33,17 @@ def guarded(debug: bool) -> Iterator[None]:
         for found in exc.problems:
             typer.echo(str(found), err=True)
         raise typer.Exit(exit_codes.BAD_INPUT) from None
-    except (InputError, BindingError, MachineDefinitionError, _store_error()) as exc:
-        if debug:
-            traceback.print_exc()
-        say_error(str(exc))
-        raise typer.Exit(exit_codes.BAD_INPUT) from None
     except KeyboardInterrupt:  # before a run started (commands that advance runs say more: `interruptible`)
         typer.echo("interrupted", err=True)
         raise typer.Exit(exit_codes.INTERRUPTED) from None
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users
         if debug:
             traceback.print_exc()
+        if isinstance(exc, USER_ERRORS):
+            say_error(str(exc))
+            raise typer.Exit(exit_codes.BAD_INPUT) from None
         say_error(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
         raise typer.Exit(exit_codes.INTERNAL_ERROR) from None
-
-
-def _stored_run(store: str | None, run_id: str) -> RunRow | None:
-    """The run as the store has it, read afresh; None when it is not there (or the store cannot be read)."""
-    from agentfsm.cli.run_commands import opened  # never creates a store: Ctrl-C may come before `run` made it
-
-    try:
-        with opened(store) as runs:
-            return runs.get(run_id)
-    except Exception:  # noqa: BLE001 - only an explanation depends on it; the exit code is 130 anyway
-        return None
 
 
 @contextmanager
@@ -76,27 +53,14 @@ def interruptible(store: str | None, run_id: str, *, as_json: bool) -> Iterator[
     try:
         yield
     except KeyboardInterrupt:
-        raise typer.Exit(interrupted(_stored_run(store, run_id), as_json=as_json, store_option=store)) from None
+        from agentfsm.service.operations import stored_run
 
-
-def read_inputs_file(path: Path) -> dict[str, Any]:
-    """A JSON or YAML mapping of inputs, read safely."""
-    document, problems = load_yaml_file(path, str(path))
-    errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise InputError(f"--inputs {errors[0]}")
-    if document is None or not isinstance(document.data, dict):
-        raise InputError(f"--inputs {path}: the file must hold a mapping of input names to values")
-    return dict(document.data)
-
-
-def _print_warnings(warnings: tuple[Problem, ...] | list[Problem]) -> None:
-    for warning in warnings:
-        typer.echo(str(warning), err=True)
+        run = asyncio.run(stored_run(store, run_id))  # read afresh; never creates a store
+        raise typer.Exit(interrupted(run, as_json=as_json, store_option=store)) from None
 
 
 def progress_observers(machine_name: str, *, quiet: bool, log_steps: bool, stream: bool,
-                       warnings: tuple[Problem, ...] = ()) -> list[object]:
+                       warnings: tuple[object, ...] = ()) -> list[object]:
     """The observers a command adds to a run it drives: step logs (`-v`) and live progress (unless `quiet`)."""
     observers: list[object] = []
     if log_steps:
@@ -120,50 +84,34 @@ def run_command(
     file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], *, as_json: bool,
     quiet: bool, log_steps: bool = False, stream: bool = True, store: str | None = None,
 ) -> int:
-    """`log_steps` adds the LoggingHook (`-v`); progress is off when `quiet` (which `--log-format json` implies).
+    """`log_steps` adds step logs (`-v`); progress is off when `quiet` (which `--log-format json` implies).
 
     The run id is shown by the progress's first line, `run ID  MACHINE`, printed when the run starts: after the
     store recorded it, so a run refused by the store (locked, damaged) never shows an id."""
-    from agentfsm.runtime.ids import new_run_id
+    from agentfsm.service.inputs import collect_inputs, parse_llm_options
+    from agentfsm.service.machines import load_machine, loaded_source
+    from agentfsm.service.operations import new_run_id, start_run
 
     run_id = new_run_id()
     with interruptible(store, run_id, as_json=as_json):
-        return _start(file, input_pairs, inputs_file, llm_options, run_id, as_json=as_json, quiet=quiet,
-                      log_steps=log_steps, stream=stream, store=store)
-
-
-def _start(file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], run_id: str, *,
-           as_json: bool, quiet: bool, log_steps: bool, stream: bool, store: str | None) -> int:
-    import asyncio
-
-    from agentfsm.api import load_machine
-    from agentfsm.history import Runs
-    from agentfsm.spec.overrides import parse_llm_options
-
-    overrides = parse_llm_options(llm_options)
-    machine = load_machine(file, llms=overrides)
-    loaded = machine.source
-    if not quiet:
-        _print_warnings(loaded.warnings)
-    given: dict[str, Any] = read_inputs_file(inputs_file) if inputs_file else {}
-    for pair in input_pairs:
-        key, value = parse_cli_input(pair, loaded.spec.inputs)
-        given[key] = value
-    machine.new_context(given)  # bad inputs are refused before the store is opened
-    observers = progress_observers(machine.name, quiet=quiet, log_steps=log_steps, stream=stream,
-                                   warnings=loaded.warnings)
-    runs = Runs(store)
-    try:
-        result = asyncio.run(runs.start(machine, given, llms=overrides, observers=observers, run_id=run_id))
-    finally:
-        runs.close()
+        overrides = parse_llm_options(llm_options)
+        machine = load_machine(file, llms=overrides)
+        source = loaded_source(machine)
+        warnings = source.warnings if source is not None else ()
+        if not quiet:
+            for warning in warnings:
+                note(str(warning))
+        given = collect_inputs(machine, input_pairs, inputs_file)  # refused before the store is opened
+        observers = progress_observers(machine.name, quiet=quiet, log_steps=log_steps, stream=stream,
+                                       warnings=warnings)
+        result = asyncio.run(start_run(store, machine, given, llms=overrides, observers=observers, run_id=run_id))
     return finish(result, as_json=as_json, store_option=store)
 
 
 def validate_command(files: list[Path], *, as_json: bool) -> int:
-    problems: list[Problem] = []
-    for file in files:
-        problems.extend(validate_file(file).problems)
+    from agentfsm.service.language import validate_files
+
+    problems = validate_files(files)
     if as_json:
         typer.echo(json.dumps([p.as_dict() for p in problems], ensure_ascii=False))  # one line, as every --json
     else:
@@ -172,15 +120,15 @@ def validate_command(files: list[Path], *, as_json: bool) -> int:
         errors = sum(p.severity == "error" for p in problems)
         warnings = len(problems) - errors
         summary = f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)"
-        typer.echo(summary if problems else f"{len(files)} file(s) checked: no problems", err=True)
+        note(summary if problems else f"{len(files)} file(s) checked: no problems")
     return exit_codes.BAD_INPUT if any(p.severity == "error" for p in problems) else exit_codes.SUCCESS
 
 
 def diagram_command(file: Path, output: Path | None) -> int:
     from agentfsm.observability.diagram import mermaid_from_spec
+    from agentfsm.service.language import load_definition
 
-    loaded = load_spec(file)
-    text = mermaid_from_spec(loaded.spec)
+    text = mermaid_from_spec(load_definition(file).spec)
     if output is None:
         typer.echo(text, nl=False)
         return exit_codes.SUCCESS
@@ -190,12 +138,12 @@ def diagram_command(file: Path, output: Path | None) -> int:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot write {output}: {exc.strerror}") from None
-    typer.echo(f"wrote {output}", err=True)
+    note(f"wrote {output}")
     return exit_codes.SUCCESS
 
 
 def schema_command() -> int:
-    from agentfsm.spec.models import json_schema
+    from agentfsm.service.language import json_schema
 
     sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
     return exit_codes.SUCCESS

@@ -1,5 +1,4 @@
-"""Durable runs over a store: recording, resuming, waiting, rolling back, branching, comparing."""
+"""Durable runs over a store: recording, resuming, waiting, rolling back, branching, comparing.
 
-from agentfsm.history.runs import Rollback, RunHandle, RunRefused, Runs
-
-__all__ = ["Rollback", "RunHandle", "RunRefused", "Runs"]
+Machines arrive ready: compiling machine files is the application layer's (`agentfsm.service`).
+"""

@@ -1,8 +1,9 @@
 """What changed between two points of a run: context keys, the state, and the steps in between.
 
 Two points of one run are either on one path (one is where the other came from) or on two
-branches that went separate ways at a fork: then the steps from the fork to A are undone,
-and the steps from the fork to B are taken.
+branches that went separate ways at a fork. Going from A to B, the steps from A back to
+where the paths meet are undone, and the steps from there to B are taken: when B comes
+after A only steps are taken, when B comes before A (`diff RUN 5 2`) only steps are undone.
 """
 
 from __future__ import annotations
@@ -25,20 +26,18 @@ class RunDiff:
     removed: dict[str, Any] = field(default_factory=dict)
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)
     transitions: list[dict[str, Any]] = field(default_factory=list)
-    """The steps between the two points on one path; on diverged branches, the steps from the fork to B."""
+    """The steps taken going from A to B: from where the paths meet to B."""
     fork: dict[str, Any] | None = None
     """Where the paths to A and B part (`{"branch", "step"}`: the point both share), when neither point is on
     the other's path."""
     undone: list[dict[str, Any]] = field(default_factory=list)
-    """On diverged branches, the steps from the fork to A (the way B does not go)."""
+    """The steps undone going from A to B: from where the paths meet to A (the way B does not go), in step
+    order. Set when B comes before A on one path, or the two are on branches that parted."""
 
     @property
     def same(self) -> bool:
         return not (self.added or self.removed or self.changed)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "a": self.a, "b": self.b, "added": self.added, "removed": self.removed,
-                "changed": self.changed, "transitions": self.transitions, "fork": self.fork, "undone": self.undone}
 
 
 def _describe(label: str, where: Position) -> dict[str, Any]:
@@ -50,9 +49,9 @@ def _step(row: StepRow) -> dict[str, Any]:
             "next_state": row.next_state, "error": row.error}
 
 
-def diff_positions(run_id: str, label_a: str, a: Position, label_b: str, b: Position) -> RunDiff:
-    """Compare two positions of one run (their contexts, and the steps that led to each)."""
-    path_a, path_b = a.path, b.path
+def diff_positions(run_id: str, label_a: str, a: Position, path_a: list[StepRow], label_b: str, b: Position,
+                   path_b: list[StepRow]) -> RunDiff:
+    """Compare two positions of one run: their contexts, and the steps that led to each (`path_*`, step 0 first)."""
     result = RunDiff(run_id, _describe(label_a, a), _describe(label_b, b))
     for key, value in b.data.items():
         if key not in a.data:
@@ -68,6 +67,6 @@ def diff_positions(run_id: str, label_a: str, a: Position, label_b: str, b: Posi
     only_a, only_b = path_a[shared:], path_b[shared:]
     if only_a and only_b:
         result.fork = {"branch": path_a[shared - 1].branch, "step": shared}
-        result.undone = [_step(row) for row in only_a]
-    result.transitions = [_step(row) for row in (only_b or only_a)]
+    result.undone = [_step(row) for row in only_a]
+    result.transitions = [_step(row) for row in only_b]
     return result

@@ -15,7 +15,8 @@ import secrets
 import socket
 from collections.abc import Callable
 
-from agentfsm.store.base import LeaseLost, Store
+from agentfsm.store.base import LeaseLost
+from agentfsm.store.core import Store
 
 LEASE_SECONDS = 30.0
 """How long a lease lasts without renewal; every committed step and a heartbeat renew it."""
@@ -32,10 +33,20 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
+_THIS_PROCESS: dict[int, str] = {}
+
+
+def _this_process() -> str:
+    """`host:pid:start-time` of this process, read once (a fork is a new process with a new pid)."""
+    pid = os.getpid()
+    if pid not in _THIS_PROCESS:
+        _THIS_PROCESS[pid] = f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+    return _THIS_PROCESS[pid]
+
+
 def new_owner() -> str:
     """An owner id for this process (unique per call)."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid)}:{secrets.token_hex(4)}"
+    return f"{_this_process()}:{secrets.token_hex(4)}"
 
 
 def owner_is_dead(owner: str | None) -> bool:
@@ -84,7 +95,7 @@ class Heartbeat:
         while True:
             await asyncio.sleep(self.seconds / 3)
             try:
-                self.store.renew(self.run_id, self.owner, self.expires())
+                await self.store.renew(self.run_id, self.owner, self.expires())
             except LeaseLost:
                 self.lost = True
                 logger.warning("run %s: lease lost (cancelled or taken over)", self.run_id)

@@ -2,18 +2,23 @@
 
 Point k of a branch is the moment just before its step k runs: the context after step
 k-1, and step k-1's next state about to be entered. Point 1 is the start of the run.
+Where a run stands is read from a bounded number of rows whatever the run's length: the
+last step, the newest tally before the point and the steps after it, the newest context
+snapshot and the patches after it.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentfsm.history.deltas import DamagedContext, ReplayCost, rebuild
-from agentfsm.runtime.calls import Usage, add_usage
+from agentfsm.history.tally import Tally
+from agentfsm.runtime.calls import Usage
 from agentfsm.runtime.model import Event, StateTransition
-from agentfsm.store.base import BranchRow, RunNotFound, StepRow, Store, StoreError
+from agentfsm.store.base import BranchRow, RunNotFound, StepRow, StoreError
+from agentfsm.store.core import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +28,13 @@ class Segment:
     branch: str
     first: int
     last: int | None
+
+    def clipped(self, last: int | None) -> tuple[int, int | None] | None:
+        """This segment's step range cut at `last` (None: nothing of it is at or below `last`)."""
+        upper = self.last if last is None else (last if self.last is None else min(self.last, last))
+        if upper is not None and upper < self.first:
+            return None
+        return self.first, upper
 
 
 def lineage(branches: list[BranchRow], name: str) -> list[Segment]:
@@ -42,25 +54,53 @@ def lineage(branches: list[BranchRow], name: str) -> list[Segment]:
     return segments
 
 
-def branch_steps(store: Store, run_id: str, segments: list[Segment], last: int | None = None) -> list[StepRow]:
-    """Every step a branch sees, oldest first (step 0 included), up to `last`."""
-    steps: list[StepRow] = []
+async def stream_branch(store: Store, run_id: str, segments: list[Segment], first: int = 0,
+                        last: int | None = None) -> AsyncIterator[StepRow]:
+    """Every step a branch sees from `first` to `last`, oldest first (step 0 included), a page at a time."""
     for segment in reversed(segments):
-        upper = segment.last if last is None else (last if segment.last is None else min(segment.last, last))
-        if upper is not None and upper < segment.first:
+        clipped = segment.clipped(last)
+        if clipped is None or (clipped[1] is not None and clipped[1] < first):
             continue
-        steps.extend(store.steps(run_id, segment.branch, segment.first, upper))
-    return steps
+        async for row in store.stream_steps(run_id, segment.branch, max(first, clipped[0]), clipped[1]):
+            yield row
 
 
-def context_after(store: Store, run_id: str, segments: list[Segment], step: int) -> tuple[dict[str, Any], ReplayCost]:
+async def branch_steps(store: Store, run_id: str, segments: list[Segment], last: int | None = None,
+                       first: int = 0) -> list[StepRow]:
+    """Every step a branch sees, oldest first (step 0 included), from `first` up to `last`."""
+    return [row async for row in stream_branch(store, run_id, segments, first, last)]
+
+
+async def step_at(store: Store, run_id: str, segments: list[Segment], step: int) -> StepRow | None:
+    """Step `step` as the branch sees it (None when the branch has not reached it)."""
+    for segment in segments:
+        if segment.first <= step and (segment.last is None or step <= segment.last):
+            rows = await store.steps(run_id, segment.branch, step, step)
+            return rows[0] if rows else None
+    return None
+
+
+async def last_step(store: Store, run_id: str, segments: list[Segment]) -> StepRow:
+    """The newest step a branch sees (its own newest, or the one it forked after)."""
+    own = segments[0]
+    rows = await store.steps(run_id, own.branch, own.first, own.last)
+    if rows:
+        return rows[-1]
+    found = await step_at(store, run_id, segments[1:], own.first - 1) if len(segments) > 1 else None
+    if found is None:
+        raise RunNotFound(f"branch '{own.branch}' of run {run_id} has no steps")
+    return found
+
+
+async def context_after(store: Store, run_id: str, segments: list[Segment], step: int
+                        ) -> tuple[dict[str, Any], ReplayCost]:
     """The context as it was after `step` on this branch."""
     rows: list[StepRow] = []
     for segment in segments:  # newest first
-        upper = step if segment.last is None else min(segment.last, step)
-        if upper < segment.first:
+        clipped = segment.clipped(step)
+        if clipped is None:
             continue
-        found = store.context_rows(run_id, segment.branch, segment.first, upper)
+        found = await store.context_rows(run_id, segment.branch, clipped[0], clipped[1] or 0)
         rows.extend(found)
         if found and found[-1].context_kind == "snapshot":
             break
@@ -68,6 +108,23 @@ def context_after(store: Store, run_id: str, segments: list[Segment], step: int)
         return rebuild(rows)
     except DamagedContext as exc:
         raise StoreError(f"{store.url} is damaged ({exc})") from None
+
+
+async def tally_after(store: Store, run_id: str, segments: list[Segment], step: int) -> Tally:
+    """Visits, usage and bindings of the path up to `step`: the newest stored tally, plus the steps after it."""
+    base: StepRow | None = None
+    for segment in segments:  # newest first: the first tally found is the newest
+        clipped = segment.clipped(step)
+        if clipped is None:
+            continue
+        base = await store.tally_row(run_id, segment.branch, clipped[0], clipped[1] or 0)
+        if base is not None:
+            break
+    tally = Tally.from_json(base.tally if base is not None else None)
+    start = 1 if base is None else base.step + 1
+    if start <= step:
+        tally.add([row async for row in stream_branch(store, run_id, segments, start, step)])
+    return tally
 
 
 @dataclass(slots=True)
@@ -81,12 +138,9 @@ class Position:
     data: dict[str, Any]
     visits: dict[str, int]
     event: Event | None
-    history: list[StateTransition] = field(default_factory=list)
     cost: ReplayCost = field(default_factory=ReplayCost)
     last: StepRow | None = None
     """The step just before the point (step 0 at the start)."""
-    path: list[StepRow] = field(default_factory=list)
-    """Every step that led to the point, step 0 first (what `diff` compares)."""
     usage: Usage = field(default_factory=dict)
     """Token usage of the steps before the point."""
     bindings: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -98,29 +152,23 @@ class Position:
         return self.point - 1
 
 
-def position(store: Store, run_id: str, branches: list[BranchRow], branch: str, point: int) -> Position:
+async def position(store: Store, run_id: str, branches: list[BranchRow], branch: str, point: int) -> Position:
     """The run's position at `point` of `branch` (step 0 names the initial state as its next state)."""
     segments = lineage(branches, branch)
-    steps = branch_steps(store, run_id, segments, point - 1)
-    data, cost = context_after(store, run_id, segments, point - 1)
-    ran = [row for row in steps if row.step >= 1]
-    visits = Counter(row.state for row in ran if row.state is not None)
-    if len(steps) < point:
-        raise RunNotFound(f"branch '{branch}' of run {run_id} has no point {point} (it has {len(steps)} steps)")
-    last = steps[-1]
-    usage: Usage = {}
-    bindings: dict[str, dict[str, Any]] = {}
-    for row in ran:
-        add_usage(usage, row.calls)
-        for call in row.calls:
-            if call.get("kind") == "llm" and isinstance(call.get("script"), dict):
-                bindings[call.get("binding", "?")] = call["script"]
-    if point == 1:
-        return Position(branch, point, last.next_state, data, {}, None, [], cost, last, steps)
-    event = Event(last.event or "done", last.event_data, last.result)
-    history = [transition(row) for row in ran if row.next_state is not None]
-    return Position(branch, point, last.next_state, data, dict(visits), event, history, cost, last, steps, usage,
-                    bindings)
+    last = await step_at(store, run_id, segments, point - 1) if point >= 1 else None
+    if last is None:
+        newest = await last_step(store, run_id, segments)
+        raise RunNotFound(f"branch '{branch}' of run {run_id} has no point {point} (it has {newest.step + 1} steps)")
+    data, cost = await context_after(store, run_id, segments, point - 1)
+    tally = await tally_after(store, run_id, segments, point - 1)
+    event = None if point == 1 else Event(last.event or "done", last.event_data, last.result)
+    return Position(branch, point, last.next_state, data, tally.visits, event, cost, last, tally.usage,
+                    tally.bindings)
+
+
+async def path_to(store: Store, run_id: str, branches: list[BranchRow], branch: str, point: int) -> list[StepRow]:
+    """Every step that led to a point, step 0 first (what `diff` compares)."""
+    return await branch_steps(store, run_id, lineage(branches, branch), point - 1)
 
 
 def transition(row: StepRow) -> StateTransition:

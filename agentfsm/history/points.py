@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agentfsm.history.lineage import Segment, branch_steps, lineage
-from agentfsm.store.base import BranchRow, RunNotFound, RunRow, Store
+from agentfsm.history.lineage import Segment, last_step, lineage, stream_branch
+from agentfsm.store.base import BranchRow, RunNotFound, RunRow
+from agentfsm.store.core import Store
 
 _RUN_PREFIX = re.compile(r"^([0-9a-z]{4,16}):(.+)$")
 
@@ -40,15 +41,15 @@ def is_point_syntax(text: str) -> bool:
     return _NUMBER.fullmatch(text) is not None or text.startswith("state:") or text in KEYWORDS
 
 
-def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: str) -> Point:
+async def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: str) -> Point:
     """The point `text` names on `run`; raises PointNotFound (or RunNotFound for an unknown branch).
 
     A number, `state:NAME` and the keywords are read by their form first, then a whole checkpoint name
     (a state's checkpoint may hold `@`), then `BRANCH@POINT`.
     """
     text = text.strip()
-    target = _strip_run(store, run, text)
-    checkpoints = store.checkpoints(run.id)
+    target = await _strip_run(store, run, text)
+    checkpoints = await store.checkpoints(run.id)
     if not is_point_syntax(target):
         for checkpoint in checkpoints:
             if checkpoint.name == target:
@@ -57,8 +58,7 @@ def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: st
     if not at:
         branch, rest = run.head, target
     segments = lineage(branches, branch)
-    steps = branch_steps(store, run.id, segments)
-    last = steps[-1].step
+    last = (await last_step(store, run.id, segments)).step
     if _NUMBER.fullmatch(rest):
         number = int(rest)
         if not 1 <= number <= last + 1:
@@ -66,12 +66,7 @@ def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: st
             raise PointNotFound(f"run {run.id} has no step {number} on branch '{branch}' ({have} its current point)")
         return Point(branch, number, text)
     if rest.startswith("state:"):
-        state = rest.removeprefix("state:")
-        visits = [row.step for row in steps if row.step >= 1 and row.state == state]
-        if not visits:
-            seen = ", ".join(dict.fromkeys(row.state for row in steps if row.state)) or "none yet"
-            raise PointNotFound(f"run {run.id} never entered state '{state}' on branch '{branch}' (states: {seen})")
-        return Point(branch, visits[-1], text)
+        return await _latest_visit(store, run, segments, branch, rest.removeprefix("state:"), text)
     if rest == "start":
         return Point(branch, 1, text)
     if rest == "head":
@@ -88,6 +83,22 @@ def resolve_point(store: Store, run: RunRow, branches: list[BranchRow], text: st
                         "a point is a checkpoint name, a step number, state:NAME, start or head")
 
 
+async def _latest_visit(store: Store, run: RunRow, segments: list[Segment], branch: str, state: str,
+                        text: str) -> Point:
+    """Just before the latest step of `state` on the branch."""
+    latest: int | None = None
+    seen: dict[str, None] = {}
+    async for row in stream_branch(store, run.id, segments):
+        if row.step >= 1 and row.state:
+            seen.setdefault(row.state, None)
+            if row.state == state:
+                latest = row.step
+    if latest is None:
+        names = ", ".join(seen) or "none yet"
+        raise PointNotFound(f"run {run.id} never entered state '{state}' on branch '{branch}' (states: {names})")
+    return Point(branch, latest, text)
+
+
 def _recorder(segments: list[Segment], step: int) -> str | None:
     """The branch that recorded `step` as these segments see it: two branches that agree on it share all before."""
     for segment in segments:
@@ -96,14 +107,14 @@ def _recorder(segments: list[Segment], step: int) -> str | None:
     return None
 
 
-def _strip_run(store: Store, run: RunRow, text: str) -> str:
+async def _strip_run(store: Store, run: RunRow, text: str) -> str:
     """`RUN:POINT` names a point of another run only to refuse it: points are compared within one run."""
     found = _RUN_PREFIX.match(text)
     if found is None or found.group(1) == "state":
         return text
     prefix = found.group(1)
     try:
-        other = store.get_run(prefix).id
+        other = (await store.get_run(prefix)).id
     except RunNotFound as exc:
         if "matches several runs" in str(exc):
             raise PointNotFound(f"point '{text}': {exc}") from None

@@ -9,9 +9,11 @@ from typing import Any
 from agentfsm.bindings.known_secrets import REDACTED, known_secrets
 from agentfsm.history.deltas import ContextTracker
 from agentfsm.history.leases import Heartbeat
+from agentfsm.history.tally import Tally, tally_due
 from agentfsm.runtime.events import RunEnded, StepEnded
 from agentfsm.runtime.model import StateContext
-from agentfsm.store.base import CheckpointRow, StepRow, Store
+from agentfsm.store.base import CheckpointRow, StepRow
+from agentfsm.store.core import Store
 
 MAX_RECORDED_TEXT = 64 * 1024
 """Longer strings in a step's call records and result are cut to this many characters (with a marker)."""
@@ -90,7 +92,7 @@ class StoreRecorder:
         self.committed = 0
         """Steps this recorder committed (an interrupted advance that took none leaves the run as it was)."""
 
-    def on_step_ended(self, *, event: StepEnded) -> None:
+    async def on_step_ended(self, *, event: StepEnded) -> None:
         context = self.context
         kind, text = self.tracker.change(context.data)
         if text is not None and known_secrets():
@@ -99,18 +101,22 @@ class StoreRecorder:
         # a last step's result is the run's output, read back whole when the run is resumed or switched to
         result_limit = UNCUT if event.next_state is None else MAX_RECORDED_TEXT
         calls = [call.as_json() for call in event.calls]
+        tally = None
+        if tally_due(event.step, kind == "snapshot"):
+            tally = Tally(context.visits, context.usage, context.bindings).as_json()
         row = StepRow(
             self.branch, event.step, event.state, event.event, recordable(event.event_data, UNCUT),
             event.next_state, event.started_at, event.duration, event.retries, recordable(event.error, UNCUT),
-            recordable(event.result, result_limit), recordable(calls) if calls else [], kind, text,
+            recordable(event.result, result_limit), recordable(calls) if calls else [], kind, text, tally,
         )
         reached = self.checkpoints.reached(event.next_state, event.step + 1)
-        names = self.store.commit_step(self.run_id, self.owner, self.heartbeat.expires(), row, reached,
-                                       None if taken is None else taken.id)
+        # the first step of a drive ends the wait the run may have been resumed from
+        names = await self.store.commit_step(self.run_id, self.owner, self.heartbeat.expires(), row, reached,
+                                             None if taken is None else taken.id, ends_wait=self.committed == 0)
         self.checkpoints.taken.update(names)  # a name a person took meanwhile made the store pick another
         self.committed += 1
 
-    def on_run_ended(self, *, event: RunEnded) -> None:
+    async def on_run_ended(self, *, event: RunEnded) -> None:
         result = event.result
-        self.store.end_run(self.run_id, self.owner, result.status, output=recordable(result.output, UNCUT),
-                           error=recordable(result.error, UNCUT), usage=result.usage, waiting=result.waiting)
+        await self.store.end_run(self.run_id, self.owner, result.status, output=recordable(result.output, UNCUT),
+                                 error=recordable(result.error, UNCUT), usage=result.usage, waiting=result.waiting)

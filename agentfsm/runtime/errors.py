@@ -41,6 +41,10 @@ UNCATCHABLE = frozenset({"fail", "transition.none", "transition.invalid", "limit
 """Errors that end the run: they come from the machine's own structure, not from a state's work."""
 
 
+class MachineDefinitionError(ValueError):
+    """A machine assembled in Python is inconsistent (no initial state, a transition to nowhere...)."""
+
+
 class StateError(Exception):
     """An error with a taxonomy type, raised by a state's work or by the runtime."""
 

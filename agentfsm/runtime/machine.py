@@ -6,15 +6,14 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from agentfsm.runtime.errors import MachineDefinitionError
 from agentfsm.runtime.model import Action, Callback, Guard, State, StateContext, StateType, Transition
+
+__all__ = ["MachineDefinitionError", "StateMachine"]
 
 if TYPE_CHECKING:
     from agentfsm.runtime.loop import RunResult
     from agentfsm.runtime.plan import Plan
-
-
-class MachineDefinitionError(ValueError):
-    """A machine assembled in Python is inconsistent (no initial state, a transition to nowhere...)."""
 
 
 class StateMachine:
@@ -216,9 +215,10 @@ class StateMachine:
 
     def visualize(self, **options: Any) -> str:
         """Mermaid stateDiagram-v2 source for this machine."""
-        from agentfsm.observability.diagram import mermaid_diagram  # the one upward import: a convenience
+        from agentfsm.diagram.mermaid import render
+        from agentfsm.runtime.diagram import graph_from_machine
 
-        return mermaid_diagram(self, **options)
+        return render(graph_from_machine(self), **options)
 
     def __repr__(self) -> str:
         return f"StateMachine({self.name!r}, states={len(self.states)}, initial={self.initial!r})"

@@ -25,7 +25,6 @@ observer has `on_token` (or `on_event`).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from collections.abc import Iterable
@@ -68,7 +67,7 @@ class Observers:
                         grouped.setdefault(event_type, []).append(handler)
         self._handlers = {event_type: tuple(handlers) for event_type, handlers in grouped.items()}
         self._failed: set[tuple[int, str]] = set()
-        self._pending: set[asyncio.Task[Any]] = set()
+        self._pending: set[Any] = set()
 
     def listens(self, event_type: type[RunEvent]) -> bool:
         """Whether some observer receives this kind of event (so an event nobody reads is never built)."""
@@ -97,6 +96,8 @@ class Observers:
             try:
                 outcome = handler.function(event=event)
                 if handler.is_async or inspect.isawaitable(outcome):
+                    import asyncio  # only async token observers need it
+
                     task = asyncio.ensure_future(outcome)
                     self._pending.add(task)
                     task.add_done_callback(self._pending.discard)

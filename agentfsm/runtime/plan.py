@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agentfsm.runtime.errors import StateError, as_state_error
+from agentfsm.runtime.errors import MachineDefinitionError, StateError, as_state_error
 from agentfsm.runtime.model import Event, StateContext, Transition
 
 if TYPE_CHECKING:
@@ -30,8 +30,6 @@ class Plan:
     __slots__ = ("states", "rules", "targets", "terminal", "policied", "entry", "exit", "on_transition")
 
     def __init__(self, machine: StateMachine) -> None:
-        from agentfsm.runtime.machine import MachineDefinitionError
-
         problem = machine.definition_problem()
         if problem is not None:
             raise MachineDefinitionError(problem)

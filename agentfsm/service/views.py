@@ -1,4 +1,4 @@
-"""The JSON views of runs, steps, checkpoints and results: what `--json` prints and what the web UI serves.
+"""The JSON views of runs, steps, checkpoints, diffs and results: what `--json` prints and what the web UI serves.
 
 One module builds them, so every front end shows the same shapes. Each view is a plain
 JSON-ready dict (non-finite floats are left to the printer).
@@ -8,8 +8,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from agentfsm.history.leases import owner_is_dead
+from agentfsm.store.base import lease_live
+
 if TYPE_CHECKING:
+    from agentfsm.history.diff import RunDiff
+    from agentfsm.history.rewrite import Rollback
     from agentfsm.runtime.loop import RunResult
+    from agentfsm.store.base import CheckpointRow, RunRow, StepRow
+
+SHORT_ID = 8
+"""Characters of a run id shown in tables: its random tail, which tells runs made the same minute apart."""
+
+
+def short_id(run_id: str) -> str:
+    """The distinguishing tail of a run id (ids start with their creation time, so their heads look alike)."""
+    return run_id[-SHORT_ID:] if len(run_id) > SHORT_ID + 4 else run_id
+
+
+def owner_gone(run: RunRow, now: float) -> bool:
+    """A `running` run nobody advances: its owner process is dead, or its lease ran out."""
+    if run.status != "running":
+        return False
+    return not lease_live(run.lease_owner, run.lease_expires, now) or owner_is_dead(run.lease_owner)
+
+
+def status_label(run: RunRow, now: float) -> str:
+    """The status as a table shows it: `running (owner gone)` for a run a worker or `resume` must pick up."""
+    return f"{run.status} (owner gone)" if owner_gone(run, now) else run.status
 
 
 def result_json(result: RunResult) -> dict[str, Any]:
@@ -25,3 +51,49 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "usage": result.usage,
         "waiting": result.waiting,
     }
+
+
+def interrupted_json(run: RunRow | None) -> dict[str, Any]:
+    """What `--json` prints when Ctrl-C stopped a command advancing `run` (as the store has it now, if at all):
+    the keys of `result_json`, so a script reading stdout still gets them."""
+    return {"run_id": None if run is None else run.id, "status": None if run is None else run.status,
+            "output": None, "context": None, "steps": 0 if run is None else run.steps,
+            "error": {"type": "interrupted", "message": "interrupted (Ctrl-C)"}, "usage": None,
+            "waiting": None if run is None or run.status != "waiting" else run.waiting}
+
+
+def run_json(run: RunRow, now: float) -> dict[str, Any]:
+    """A stored run, as `runs --json` lists it."""
+    return {"run_id": run.id, "machine": run.machine, "status": run.status, "branch": run.head, "steps": run.steps,
+            "created_at": run.created_at, "updated_at": run.updated_at, "waiting": run.waiting,
+            "error": run.error, "output": run.output, "owner_gone": owner_gone(run, now),
+            "parent_run": run.parent_run, "child_name": run.child_name}
+
+
+def step_json(row: StepRow) -> dict[str, Any]:
+    """A recorded step, as `history --json` lists it."""
+    return {"step": row.step, "branch": row.branch, "state": row.state, "event": row.event,
+            "next_state": row.next_state, "started_at": row.started_at, "duration": row.duration,
+            "retries": row.retries, "error": row.error}
+
+
+def checkpoint_json(checkpoint: CheckpointRow) -> dict[str, Any]:
+    return {"name": checkpoint.name, "branch": checkpoint.branch, "step": checkpoint.point,
+            "created_at": checkpoint.created_at}
+
+
+def rollback_json(made: Rollback) -> dict[str, Any]:
+    return {"run_id": made.run_id, "branch": made.branch, "step": made.point, "state": made.state}
+
+
+def diff_json(diff: RunDiff) -> dict[str, Any]:
+    return {"run_id": diff.run_id, "a": diff.a, "b": diff.b, "added": diff.added, "removed": diff.removed,
+            "changed": diff.changed, "transitions": diff.transitions, "fork": diff.fork, "undone": diff.undone}
+
+
+def event_recorded_json(run_id: str, event: str, status: str) -> dict[str, Any]:
+    return {"run_id": run_id, "event": event, "status": status, "recorded": True}
+
+
+def prune_json(runs: list[RunRow], *, dry_run: bool, now: float) -> dict[str, Any]:
+    return {"dry_run": dry_run, "runs": [run_json(run, now) for run in runs]}

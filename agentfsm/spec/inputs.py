@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentfsm.spec.models import InputSpec
+from agentfsm.spec.problems import InputError
+
+__all__ = ["InputError", "check_inputs", "parse_cli_input"]
 
 _TYPE_CHECKS = {
     "string": lambda v: isinstance(v, str),
@@ -19,10 +22,6 @@ _TYPE_CHECKS = {
     "object": lambda v: isinstance(v, dict),
     "any": lambda v: True,
 }
-
-
-class InputError(ValueError):
-    """A run's inputs do not fit the machine's `inputs:`; the message names the input."""
 
 
 def check_inputs(declared: Mapping[str, InputSpec], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -91,3 +91,7 @@ class MachineFileError(Exception):
         first = str(errors[0]) if errors else "invalid machine"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(first + more)
+
+
+class InputError(ValueError):
+    """A run's inputs (or another value a person gave) do not fit; the message names the input."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentfsm.store.base import (
     FINISHED,
@@ -29,7 +29,8 @@ from agentfsm.store.base import (
     StepRow,
     StoreError,
 )
-from agentfsm.store.core import Store
+if TYPE_CHECKING:
+    from agentfsm.store.core import Store
 
 __all__ = [
     "DEFAULT_STORE", "FINISHED", "STATUSES", "BranchRow", "CheckpointRow", "Conflict", "EventRow", "LeaseHeld",
@@ -113,13 +114,23 @@ def open_store(url: str | None = None, *, synchronous: str | None = None, create
     return _shared(key, lambda: _sqlite_store(path, create, settings))
 
 
+def __getattr__(name: str) -> Any:
+    if name == "Store":  # imported on first use: catching the store's errors must not load asyncio
+        from agentfsm.store.core import Store
+
+        return Store
+    raise AttributeError(f"module 'agentfsm.store' has no attribute {name!r}")
+
+
 def _sqlite_store(path: Path, create: bool, settings: dict[str, Any]) -> Store:
+    from agentfsm.store.core import Store
     from agentfsm.store.sqlite import SQLiteBackend  # here: listing this package stays cheap
 
     return Store(SQLiteBackend(path, create=create, **settings))
 
 
 def _memory_store(name: str) -> Store:
+    from agentfsm.store.core import Store
     from agentfsm.store.memory import memory_backend
 
     return Store(memory_backend(name))

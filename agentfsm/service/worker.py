@@ -14,9 +14,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agentfsm.history.errors import RunRefused
 from agentfsm.history.leases import owner_is_dead
-from agentfsm.history.runs import RunRefused, Runs
 from agentfsm.runtime.loop import RunResult
+from agentfsm.service.runs import Runs
 from agentfsm.store.base import LeaseHeld, RunFilter, RunMoved, RunNotFound, RunRow, lease_live
 
 logger = logging.getLogger("agentfsm")
@@ -67,7 +68,7 @@ async def work_once(runs: Runs, *, concurrency: int = 4, limit: int = 100,
             earlier = failing.get(run_id) if failing is not None else None
             if earlier is not None:
                 try:
-                    if _as_seen(runs.get(run_id)) == earlier.seen and runs.clock() < earlier.retry_at:
+                    if _as_seen(await runs.get(run_id)) == earlier.seen and runs.clock() < earlier.retry_at:
                         return
                 except RunNotFound:
                     return
@@ -83,7 +84,7 @@ async def work_once(runs: Runs, *, concurrency: int = 4, limit: int = 100,
                 if failing is not None:
                     delay = RETRY_FIRST if earlier is None else min(earlier.delay * 2, RETRY_MOST)
                     with contextlib.suppress(RunNotFound):
-                        failing[run_id] = Failing(_as_seen(runs.get(run_id)), runs.clock() + delay, delay)
+                        failing[run_id] = Failing(_as_seen(await runs.get(run_id)), runs.clock() + delay, delay)
                 return
             if failing is not None:
                 failing.pop(run_id, None)
@@ -91,19 +92,19 @@ async def work_once(runs: Runs, *, concurrency: int = 4, limit: int = 100,
             if on_result is not None:
                 on_result(result)
 
-    due = runs.store.due_runs(runs.clock(), limit)
-    due += [run_id for run_id in _orphans(runs, limit - len(due)) if run_id not in due]
+    due = await runs.store.due_runs(runs.clock(), limit)
+    due += [run_id for run_id in await _orphans(runs, limit - len(due)) if run_id not in due]
     await asyncio.gather(*(advance(run_id) for run_id in due))
     return done
 
 
-def _orphans(runs: Runs, limit: int) -> list[str]:
+async def _orphans(runs: Runs, limit: int) -> list[str]:
     """`running` runs whose lease has not expired yet but whose process is known dead (it ran on this host):
     taken over now, as `resume` would, rather than when the lease runs out."""
     if limit <= 0:
         return []
     now = runs.clock()
-    running = reversed(runs.store.list_runs(RunFilter(("running",))))  # oldest first, as due_runs
+    running = reversed(await runs.store.list_runs(RunFilter(("running",))))  # oldest first, as due_runs
     return [run.id for run in running
             if lease_live(run.lease_owner, run.lease_expires, now) and owner_is_dead(run.lease_owner)][:limit]
 

@@ -1,0 +1,92 @@
+"""Mermaid `stateDiagram-v2` source for a diagram, made locally.
+
+Any state name is safe: ids are sanitised (`s_` + letters, digits, `_`) and names are
+shown through `state "label" as id`; characters Mermaid would read as syntax are written
+as entity codes (`#58;` for `:`, `#59;` for `;`), and the word `direction`, which
+Mermaid's lexer takes as a keyword anywhere, is never written bare.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from agentfsm.diagram.model import DiagramGraph
+
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_]")
+_DIRECTION = re.compile(r"(?i)d(?=irection)")
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ")
+
+
+def escape_label(text: str) -> str:
+    """Text Mermaid displays exactly as written.
+
+    ASCII letters, digits and spaces stay; every other character becomes `#<code point>;`
+    (so `:` is `#58;` and `;` is `#59;`); the `d` of any `direction` becomes `#100;`/`#68;`,
+    because Mermaid's lexer reads `direction LR` anywhere on a line as a statement.
+    """
+    text = " ".join(text.split())
+    escaped = "".join(char if char in _PLAIN else f"#{ord(char)};" for char in text)
+    return _DIRECTION.sub(lambda m: f"#{ord(m.group(0))};", escaped)
+
+
+def _safe_id(candidate: str) -> bool:
+    lowered = candidate.lower()
+    return "direction" not in lowered and not lowered.endswith(("_start", "_end"))
+
+
+def state_ids(names: Iterable[str]) -> dict[str, str]:
+    """A unique, Mermaid-safe id per state name: `s_<name>` where that is safe, else `s<index>`.
+
+    Ids must avoid Mermaid keywords (a prefix does that), `direction` (a lexer trap) and the
+    `_start`/`_end` suffixes Mermaid gives its own `[*]` pseudo-states.
+    """
+    ids: dict[str, str] = {}
+    used: set[str] = set()
+    for index, name in enumerate(names):
+        candidate = "s_" + _UNSAFE_ID.sub("_", name)
+        if candidate in used or not _safe_id(candidate):
+            candidate = f"s{index}"
+        while candidate in used:
+            candidate += "_"
+        used.add(candidate)
+        ids[name] = candidate
+    return ids
+
+
+_CLASS_STYLES = {
+    "final": "fill:#e6f4ea,stroke:#188038",
+    "fail": "fill:#fce8e6,stroke:#c5221f",
+    "error": "fill:#fce8e6,stroke:#c5221f",
+    "visited": "stroke:#1a73e8,stroke-width:2px",
+    "current": "fill:#fff4cc,stroke:#f9ab00,stroke-width:3px",
+}
+
+
+def render(graph: DiagramGraph, *, visited: Iterable[str] = (), current: str | None = None) -> str:
+    ids = state_ids(graph.kinds)
+    lines = ["stateDiagram-v2"]
+    for name in graph.kinds:
+        lines.append(f'    state "{escape_label(name)}" as {ids[name]}')
+    if graph.initial in ids:
+        lines.append(f"    [*] --> {ids[graph.initial]}")
+    for edge in graph.edges:
+        if edge.source in ids and edge.target in ids:
+            label = escape_label(edge.label)
+            suffix = f" : {label}" if label else ""
+            lines.append(f"    {ids[edge.source]} --> {ids[edge.target]}{suffix}")
+    for name in graph.terminals:
+        lines.append(f"    {ids[name]} --> [*]")
+    classes: dict[str, list[str]] = {}
+    for name, kind in graph.kinds.items():
+        if kind in ("final", "fail", "error"):
+            classes.setdefault(kind, []).append(ids[name])
+    seen = [ids[name] for name in dict.fromkeys(visited) if name in ids and name != current]
+    if seen:
+        classes["visited"] = seen
+    if current in ids:
+        classes["current"] = [ids[current]]
+    for css_class, members in classes.items():
+        lines.append(f"    classDef {css_class} {_CLASS_STYLES[css_class]}")
+        lines.append(f"    class {','.join(members)} {css_class}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,238 @@
+"""Advancing durable runs: start a run in a store, resume one from its head, and how an advance ends.
+
+The machine arrives ready (compiled by the caller); this module records it. The step loop
+never sees the store: a `StoreRecorder` observer commits each step before the next state
+starts, a `Heartbeat` keeps the run's lease while a long step runs, and whatever ends the
+advance (the run's end, a wait, Ctrl-C, a lost lease) leaves the run in a state another
+process can continue from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from agentfsm.history.deltas import SNAPSHOT_EVERY, ContextNotJSON, ContextTracker
+from agentfsm.history.leases import LEASE_SECONDS, Heartbeat, new_owner, owner_is_dead
+from agentfsm.history.lineage import Position, position
+from agentfsm.history.recorder import UNCUT, CheckpointNamer, StoreRecorder, recordable, redacted
+from agentfsm.history.tally import Tally
+from agentfsm.runtime.ids import new_run_id
+from agentfsm.runtime.loop import RunResult
+from agentfsm.runtime.machine import StateMachine
+from agentfsm.runtime.model import StateContext
+from agentfsm.history.errors import RunRefused
+from agentfsm.store.base import FINISHED, LeaseLost, RunRow, StepRow
+from agentfsm.store.core import Store
+
+Interrupted = Literal["paused", "running"]
+"""How a run whose advance was interrupted (Ctrl-C, a cancelled task) is left once it took a step:
+`paused` waits for a person's `resume`; `running` with no owner is continued by the next worker at once.
+A run interrupted before it took any step goes back to how it was (a wait keeps waiting, with its timer)."""
+
+
+class MachineSource(Protocol):
+    """What a run records of the machine it runs: its text, the text's digest and the file it came from."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """How runs are recorded: lease length, snapshot cadence, and the clock."""
+
+    lease_seconds: float = LEASE_SECONDS
+    snapshot_every: int = SNAPSHOT_EVERY
+    clock: Callable[[], float] = time.time
+
+
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """For a child run: the run that starts it, the step of the parent that does, and the child's name there."""
+
+    run_id: str
+    step: int
+    name: str
+
+
+def source_of(machine: StateMachine) -> MachineSource | None:
+    """The source a machine was compiled from (None for a machine built in Python)."""
+    source = machine.source
+    return source if all(hasattr(source, name) for name in ("text", "digest", "path")) else None
+
+
+def flagged(machine: StateMachine) -> list[str]:
+    """The states that name a checkpoint when a run reaches them."""
+    return [name for name, state in machine.states.items() if state.checkpoint]
+
+
+async def start(store: Store, machine: StateMachine, inputs: Mapping[str, Any] | None, *,
+                llms: Mapping[str, str] | None = None, observers: Iterable[object] = (), run_id: str | None = None,
+                on_interrupt: Interrupted = "paused", recording: Recording = Recording(),
+                parent: Parent | None = None) -> RunResult:
+    """Start a durable run: every step is committed to the store before the next state starts."""
+    context = machine.new_context(inputs)  # bad inputs are refused before anything is stored
+    context.run_id = run_id or new_run_id()
+    tracker = ContextTracker(context.data, snapshot_every=recording.snapshot_every)
+    owner = new_owner()
+    now = recording.clock()
+    source = source_of(machine)
+    run = RunRow(
+        id=context.run_id, machine=machine.name, digest=None if source is None else source.digest,
+        path=None if source is None else str(source.path.resolve()), status="running", head="main",
+        created_at=now, updated_at=now, llms=dict(llms or {}), lease_owner=owner,
+        lease_expires=now + recording.lease_seconds, parent_run=None if parent is None else parent.run_id,
+        parent_step=None if parent is None else parent.step, child_name=None if parent is None else parent.name,
+    )
+    first = StepRow("main", 0, None, started_at=now, next_state=machine.initial, context_kind="snapshot",
+                    context=redacted(tracker.snapshot()), tally=Tally().as_json())
+    namer = CheckpointNamer(flagged(machine), (), "main", recording.clock)
+    await store.create_run(run, None if source is None else source.text, first,
+                           namer.reached(machine.initial, 1), recordable(dict(inputs or {}), UNCUT))
+    drive = _Advance(store, machine, context, owner, "main", recording)
+    return await drive.advance(tracker, namer, observers, idle_status=on_interrupt, on_interrupt=on_interrupt)
+
+
+async def resume(store: Store, run: RunRow, machine: StateMachine, *, replaced: MachineSource | None = None,
+                 observers: Iterable[object] = (), on_interrupt: Interrupted = "paused",
+                 recording: Recording = Recording()) -> RunResult:
+    """Continue a run from its head with `machine` (after a crash, a wait, a pause or a rollback).
+
+    Everything is read and checked before the lease is taken, so a refused resume writes nothing;
+    taking the lease with `expect=run` then makes sure nobody advanced, finished or cancelled the run
+    meanwhile. `replaced` is the new source when the caller swaps in an edited machine file.
+    """
+    refuse_finished(run)
+    branches = await store.branches(run.id)
+    where = await position(store, run.id, branches, run.head, run.steps + 1)
+    ended = where.state is None and where.last is not None and where.last.step > 0
+    if not ended and (where.state is None or where.state not in machine.states):
+        raise RunRefused(f"run {run.id} is at state '{where.state}', which machine '{machine.name}' does not have")
+    owner = new_owner()
+    now = recording.clock()
+    taken_over = {run.lease_owner} if run.lease_owner and owner_is_dead(run.lease_owner) else set()
+    # where a run goes back to when this resume takes no step: a wait keeps waiting (with its timer), a
+    # paused run stays paused; a run taken over from a dead process is handed on like an interrupted one
+    idle_status = "waiting" if run.status == "waiting" or run.waiting else (
+        "paused" if run.status == "paused" else on_interrupt)
+    before = run
+    run = await store.acquire(run.id, owner, now + recording.lease_seconds, now=now, takeover=taken_over,
+                              status="running", expect=before)
+    context = context_at(machine, run.id, where)
+    drive = _Advance(store, machine, context, owner, run.head, recording)
+    if ended:  # its process died between recording the last step and recording the end
+        return await drive.finish_ended(where)
+    try:
+        if replaced is not None:
+            await store.set_machine(run.id, owner, replaced.digest, replaced.text, str(replaced.path.resolve()))
+        for event in await store.pending_events(run.id):
+            context.mailbox.deliver(event.name, event.data, event.id)
+        # the wait's timer runs on whatever happened to the resumes before this one (a crash, Ctrl-C)
+        if before.waiting and before.waiting.get("state") == where.state:
+            context.mailbox.deadline = before.waiting.get("deadline")
+        tracker = ContextTracker(where.data, since=where.cost, snapshot_every=recording.snapshot_every)
+        taken = {checkpoint.name for checkpoint in await store.checkpoints(run.id)}
+        namer = CheckpointNamer(flagged(machine), taken, run.head, recording.clock)
+    except BaseException:
+        await store.release(run.id, owner, status=idle_status)
+        raise
+    return await drive.advance(tracker, namer, observers, idle_status=idle_status, on_interrupt=on_interrupt)
+
+
+class _Advance:
+    """One process advancing one run under its lease."""
+
+    def __init__(self, store: Store, machine: StateMachine, context: StateContext, owner: str, branch: str,
+                 recording: Recording) -> None:
+        self.store, self.machine, self.context, self.owner, self.branch = store, machine, context, owner, branch
+        self.recording = recording
+
+    async def advance(self, tracker: ContextTracker, namer: CheckpointNamer, observers: Iterable[object], *,
+                      idle_status: str, on_interrupt: Interrupted) -> RunResult:
+        store, context, run_id = self.store, self.context, self.context.run_id
+        heartbeat = Heartbeat(store, run_id, self.owner, seconds=self.recording.lease_seconds,
+                              clock=self.recording.clock)
+        recorder = StoreRecorder(store, context, self.owner, self.branch, tracker, namer, heartbeat)
+        heartbeat.start()
+        try:
+            return await self.machine.run(context=context, observers=[recorder, *observers], run_id=run_id)
+        except LeaseLost:
+            run = await store.get_run(run_id)
+            if run.status != "cancelled":
+                raise
+            # the step in flight (if any) was refused: the run's steps are the ones the store kept
+            return RunResult(run_id, "cancelled", None, context, run.steps)
+        except ContextNotJSON as exc:
+            error = {"type": "context.not_json", "message": str(exc), "state": context.state}
+            await store.end_run(run_id, self.owner, "failed", error=error)
+            return RunResult(run_id, "failed", None, context, context.step - 1, error)
+        except BaseException as exc:
+            # interrupted (Ctrl-C, a cancelled task) or a failing store: the last committed step stands
+            await _release_quietly(store, run_id, self.owner, left_as(exc, recorder.committed, idle_status,
+                                                                        on_interrupt))
+            raise
+        finally:
+            await heartbeat.stop()
+
+    async def finish_ended(self, where: Position) -> RunResult:
+        """Record the end of a run whose last step ended it, as the loop would have."""
+        last = where.last
+        assert last is not None
+        failed = last.error is not None or last.event == "fail"
+        status = "failed" if failed else "succeeded"
+        output = None if failed else last.result
+        await self.store.end_run(self.context.run_id, self.owner, status, output=output, error=last.error,
+                                 usage=self.context.usage)
+        return RunResult(self.context.run_id, status, output, self.context, where.step, last.error,
+                         dict(self.context.usage))
+
+
+async def _release_quietly(store: Store, run_id: str, owner: str, status: str) -> None:
+    """Hand the run back; if even that fails, its lease expires (the original error matters more)."""
+    try:
+        await asyncio.shield(store.release(run_id, owner, status=status))
+    except (Exception, asyncio.CancelledError):  # noqa: BLE001, S110 - see the docstring
+        pass
+
+
+def left_as(exc: BaseException, committed: int, idle_status: str, on_interrupt: Interrupted) -> str:
+    """The status a run is released with when its advance ends by an exception."""
+    if not committed and idle_status != "running":
+        return idle_status  # nothing happened: as it was
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+        return on_interrupt
+    # a failing store: a person looks first (a worker would run the failing step again and again)
+    return "paused"
+
+
+def refuse_finished(run: RunRow) -> None:
+    if run.status in FINISHED:
+        done = "been cancelled" if run.status == "cancelled" else run.status
+        raise RunRefused(f"run {run.id} has {done}; nothing to resume "
+                         f"(roll it back to continue from an earlier point: agentfsm rollback {run.id} --to ...)")
+
+
+def context_at(machine: StateMachine, run_id: str, where: Position) -> StateContext:
+    """A context standing where `where` says: ready for the loop to continue the run.
+
+    Its `history` starts empty: the transitions before the point are in the store
+    (`Runs.history`), and reading them all would make resuming cost the run's length.
+    """
+    context = StateContext(where.data, metadata={"machine": machine.name})
+    context.run_id = run_id
+    context.step = where.step
+    context.state = where.state
+    context.visits = dict(where.visits)
+    context.event = where.event
+    context.usage = {binding: dict(totals) for binding, totals in where.usage.items()}
+    context.bindings = {binding: dict(session) for binding, session in where.bindings.items()}
+    return context

@@ -1,0 +1,73 @@
+"""The inputs a front end collects for a run: `KEY=VALUE` pairs and a JSON or YAML file, checked by the machine."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from agentfsm.runtime.machine import StateMachine
+from agentfsm.service.machines import loaded_source
+from agentfsm.spec.durations import parse_duration
+from agentfsm.spec.inputs import InputError, parse_cli_input
+from agentfsm.spec.overrides import parse_llm_options
+from agentfsm.spec.yamlsource import load_yaml_file
+
+__all__ = ["collect_inputs", "parse_age", "parse_event_data", "parse_llm_options", "read_inputs_file"]
+
+
+def read_inputs_file(path: Path) -> dict[str, Any]:
+    """A JSON or YAML mapping of inputs, read safely."""
+    document, problems = load_yaml_file(path, str(path))
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise InputError(f"--inputs {errors[0]}")
+    if document is None or not isinstance(document.data, dict):
+        raise InputError(f"--inputs {path}: the file must hold a mapping of input names to values")
+    return dict(document.data)
+
+
+def collect_inputs(machine: StateMachine, pairs: Iterable[str], inputs_file: Path | None = None) -> dict[str, Any]:
+    """The inputs from a file, then `KEY=VALUE` pairs over it (typed by the machine's `inputs:`), checked whole.
+
+    Raises InputError before anything runs or is stored when they do not fit the machine.
+    """
+    given: dict[str, Any] = read_inputs_file(inputs_file) if inputs_file else {}
+    source = loaded_source(machine)
+    declared = source.spec.inputs if source is not None else {}
+    for pair in pairs:
+        key, value = parse_cli_input(pair, declared)
+        given[key] = value
+    machine.new_context(given)  # the machine's own check: unknown, missing or ill-typed inputs
+    return given
+
+
+def parse_event_data(text: str | None) -> Any:
+    """An event's data given as JSON text (None: no data). NaN and Infinity, which JSON has not, are refused."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--data is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        raise InputError(f"--data is not JSON: {exc}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_age(text: str | None, option: str = "--older-than") -> float | None:
+    """An age such as `30d` or `12h` in seconds; a bare `0` needs no unit (any age)."""
+    if text is None:
+        return None
+    try:
+        seconds = 0.0 if text.strip() == "0" else parse_duration(text)
+    except ValueError as exc:
+        raise InputError(f"{option}: {exc}") from None
+    if not math.isfinite(seconds):
+        raise InputError(f"{option}: {text!r} is not a duration")
+    return seconds

@@ -1,0 +1,96 @@
+"""Operations a front end runs against a store it names by URL, each opening and closing the store around it.
+
+They are what a command does once its arguments are parsed: the CLI renders what they
+return, the worker and the web UI call the same `Runs` methods on a store they keep open.
+`observers_for(machine_name)` gives the observers to watch a run the operation advances
+(the progress display, logs); it is called once the run's machine is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentfsm.history.rewrite import Rollback
+from agentfsm.runtime.ids import new_run_id
+from agentfsm.runtime.loop import RunResult
+from agentfsm.runtime.machine import StateMachine
+from agentfsm.service.stores import open_runs, store_exists
+from agentfsm.store.base import RunRow
+
+__all__ = ["EventRecorded", "list_runs", "new_run_id", "resume_run", "rollback_run", "send_event", "start_run",
+           "stored_run"]
+
+ObserversFor = Callable[[str], list[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecorded:
+    """An event stored for a run that was not continued (`send --no-resume`)."""
+
+    run_id: str
+    event: str
+    status: str
+
+
+async def start_run(store: str | None, machine: StateMachine, inputs: Mapping[str, Any], *,
+                    llms: Mapping[str, str], observers: list[object], run_id: str) -> RunResult:
+    """Record and run `machine` (ready, its inputs checked) in the store, creating the store if needed."""
+    async with open_runs(store, create=True) as runs:
+        return await runs.start(machine, inputs, llms=llms, observers=observers, run_id=run_id)
+
+
+async def resume_run(store: str | None, run_id: str, *, machine_file: Path | None, llms: Mapping[str, str],
+                     observers_for: ObserversFor) -> RunResult:
+    async with open_runs(store, create=False) as runs:
+        run = await runs.get(run_id)
+        return await runs.resume(run.id, machine=machine_file, llms=llms, observers=observers_for(run.machine))
+
+
+async def send_event(store: str | None, run_id: str, event: str, data: Any, *, resume: bool,
+                     observers_for: ObserversFor) -> RunResult | EventRecorded:
+    """Deliver an event; continue the run at once unless `resume` is false (a worker or `resume` does it later)."""
+    async with open_runs(store, create=False) as runs:
+        run = await runs.get(run_id)
+        if not resume:
+            await runs.send(run.id, event, data, resume=False)
+            return EventRecorded(run.id, event, (await runs.get(run.id)).status)
+        result = await runs.send(run.id, event, data, observers=observers_for(run.machine))
+        assert result is not None  # send(resume=True) advances the run
+        return result
+
+
+async def rollback_run(store: str | None, run_id: str, to: str, *, branch: str | None, resume: bool,
+                       observers_for: ObserversFor, on_rolled_back: Callable[[Rollback], None]
+                       ) -> tuple[Rollback, RunResult | None]:
+    """Roll back to a point (a new branch made the head); with `resume`, continue from there at once (the run's
+    machine is checked first, so a rollback that could not go on makes no branch)."""
+    async with open_runs(store, create=False) as runs:
+        if not resume:
+            made = await runs.rollback(run_id, to, branch=branch)
+            on_rolled_back(made)
+            return made, None
+        run = await runs.get(run_id)
+        made, result = await runs.rollback_and_resume(run.id, to, branch=branch,
+                                                      observers=observers_for(run.machine),
+                                                      on_rolled_back=on_rolled_back)
+        return made, result
+
+
+async def list_runs(store: str | None, *, status: str | None, machine: str | None, limit: int) -> list[RunRow]:
+    """Runs, newest first; none when no run was ever recorded in that store (it is not made for asking)."""
+    if not store_exists(store):
+        return []
+    async with open_runs(store, create=False) as runs:
+        return await runs.list(status=status, machine=machine, limit=limit)
+
+
+async def stored_run(store: str | None, run_id: str) -> RunRow | None:
+    """The run as the store has it now; None when it is not there or the store cannot be read."""
+    try:
+        async with open_runs(store, create=False) as runs:
+            return await runs.get(run_id)
+    except Exception:  # noqa: BLE001 - asked to explain an interruption: an unreadable store explains nothing
+        return None
