@@ -1,11 +1,15 @@
-"""How `agentfsm` shows its usage: plain help (`RUN EVENT`, `--limit N`, flags bare) and usage errors as one line.
+"""How `agentfsm` reads its command line and ends: plain help (`RUN EVENT`, `--limit N`, flags bare), usage errors
+as one line, and a quiet end when the reader of stdout goes away.
 
 Only typer is imported here: `agentfsm --help` and `validate` stay fast.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -63,6 +67,43 @@ class PlainGroup(TyperGroup):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
+    # typer's own handling of a closed pipe (click's) exits 1; these two calls are where it would see one
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:  # parses: `--help` and `--version` print here
+        with _closed_stdout_ends_the_command():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:  # runs the command (and `CMD --help`)
+        with _closed_stdout_ends_the_command():
+            return super().invoke(ctx)
+
+
+class _StdoutClosed(Exception):
+    """The reader of stdout went away (`agentfsm runs | head -1`): the end of the command, not an error.
+
+    Not an OSError, so that typer passes it on to `run` instead of handling the BrokenPipeError itself."""
+
+
+@contextmanager
+def _closed_stdout_ends_the_command() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise _StdoutClosed from None
+
+
+def _stop_writing_to_stdout() -> None:
+    """Point stdout at /dev/null: Python flushes it once more at exit, and that flush must not meet the closed
+    pipe again (it would print "Exception ignored ... BrokenPipeError" and exit 120)."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing flushes to a pipe
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
+
 
 def _click_exceptions() -> ModuleType:
     """typer 0.29+ carries its own copy of click (`typer._click`); older versions use click itself."""
@@ -87,9 +128,22 @@ def _command_path(group: Any, args: list[str] | None) -> str:
 
 def run(app: typer.Typer, args: list[str] | None = None) -> int:
     """Run the app and return its exit code. Usage errors (an unknown option, a missing argument, a bad value)
-    print one line, `error: MESSAGE (see: agentfsm CMD --help)`, and exit 2, instead of click's usage block."""
-    errors = _click_exceptions()
+    print one line, `error: MESSAGE (see: agentfsm CMD --help)`, and exit 2, instead of click's usage block.
+    A command whose reader closes stdout early (`| head`) stops there and exits 0, quietly: the reader has what
+    it wanted."""
     command = typer.main.get_command(app)
+    args = sys.argv[1:] if args is None else list(args)
+    try:
+        code = _main(command, args)
+        sys.stdout.flush()  # now, not in Python's flush at exit, which would report a closed pipe on stderr
+    except (_StdoutClosed, BrokenPipeError):  # BrokenPipeError: from the help `agentfsm` alone prints, or flush
+        _stop_writing_to_stdout()
+        return exit_codes.SUCCESS
+    return code
+
+
+def _main(command: Any, args: list[str]) -> int:
+    errors = _click_exceptions()
     try:
         # standalone_mode=False: click raises its errors instead of printing them; typer.Exit(code) and --help
         # come back as the return value
