@@ -60,7 +60,8 @@ def _global_options(
 ) -> None:
     """Declarative YAML state machines for LLM agents: run, check and draw them; read and act on stored runs.
 
-    Global options go before the command: agentfsm --debug runs.
+    Global options (--debug, -v, --log-format) go before or after the command:
+    agentfsm --debug runs is agentfsm runs --debug.
 
     \b
     Exit codes:
