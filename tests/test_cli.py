@@ -930,3 +930,45 @@ def test_command_help_lists_the_global_options(basic_runs: dict[str, subprocess.
         section = text.split("Global options (before or after the command):\n", 1)[1]
         for option in ("--debug", "-v, --verbose", "--log-format FORMAT"):
             assert re.search(rf"^  {re.escape(option)} ", section, re.MULTILINE), (name, text)
+
+
+# --- the docs show what the program does ------------------------------------------------------
+
+DOCUMENTED_MISTAKES = H + """\
+context: {x: 0}
+initial: start
+states:
+  start:
+    type: llmm
+    next: route
+  route:
+    type: choice
+    transitions:
+      - {when: "x > 1", to: done}
+  done: {type: final}
+"""
+
+
+def test_the_validate_example_in_the_docs_is_what_validate_prints(tmp_path: Path) -> None:
+    """docs/cli.md's example (a `type:` typo, a choice without a default): the same codes and messages,
+    such as the list of state types the typo could have meant."""
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    example = text.split("## `agentfsm validate FILE...`", 1)[1].split("```", 2)[1]
+    documented = [(m["code"], m["message"]) for line in example.splitlines() if (m := PROBLEM_LINE.match(line))]
+    (tmp_path / "broken.yaml").write_text(DOCUMENTED_MISTAKES, encoding="utf-8")
+    result = agentfsm_cmd("validate", "broken.yaml", cwd=tmp_path)
+    assert result.returncode == 2, show(result)
+    printed = [(m["code"], m["message"]) for line in result.stdout.splitlines() if (m := PROBLEM_LINE.match(line))]
+    assert documented == printed
+
+
+def test_every_exit_code_table_says_a_cancelled_run_exits_1(
+        basic_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    """What `run`, `resume` and `send` exit with when the run is cancelled meanwhile (tests/test_cli_signals.py)."""
+    in_help = re.search(r"^\s+1\s{2,}(.+)$", basic_runs["help"].stdout, re.MULTILINE)
+    in_cli_doc = re.search(r"^\| 1 \| (.+) \|$", (ROOT / "docs" / "cli.md").read_text(encoding="utf-8"),
+                           re.MULTILINE)
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    in_readme = re.search(r"Exit codes: .*?`1` ([^`]+)`", readme)
+    for row in (in_help, in_cli_doc, in_readme):
+        assert row is not None and "cancel" in row.group(1), row

@@ -324,3 +324,27 @@ def test_output_into_a_pipe_closed_from_the_start_ends_quietly(wide: tuple[Path,
     if args[0] in ("runs", "history", "run") and "--help" not in args:
         args += ["--store", store]
     assert closed_from_the_start(args) == (0, "")
+
+
+# --- `agentfsm cancel` from another process --------------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_a_run_cancelled_while_it_advances_exits_1(tmp_path: Path, gate: Path, as_json: bool) -> None:
+    """The exit code the docs give a cancelled run: `run` stops at its next step and exits 1, saying why."""
+    store = tmp_path / "runs.db"
+    started, run_id = held_run(tmp_path, gate, *(["--json"] if as_json else []))
+    try:
+        cancelled = cli("cancel", run_id, "--store", store)
+        assert (cancelled.returncode, cancelled.stderr) == (0, f"run {run_id} cancelled\n")
+        gate.touch()  # the tool call ends; the run's next step finds it cancelled
+        code, out, err = started.finish()
+    finally:
+        started.stop()
+    assert code == 1, err
+    if as_json:
+        document = json.loads(out)
+        assert (document["run_id"], document["status"]) == (run_id, "cancelled")
+    else:
+        assert out == ""
+        assert err.splitlines()[-1] == f"error: run {run_id} was cancelled", err

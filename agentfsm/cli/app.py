@@ -66,7 +66,7 @@ def _global_options(
     \b
     Exit codes:
       0    success
-      1    the run failed (a fail state or an unhandled error)
+      1    the run failed (a fail state or an unhandled error) or was cancelled
       2    bad input or usage
       3    the run is paused: it waits for an event or a timer
       70   an internal error (a bug in agentfsm: rerun with --debug)
