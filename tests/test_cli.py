@@ -865,6 +865,7 @@ EITHER_PLACE: dict[str, tuple[list[object], list[object]]] = {
     "vv-json": (["-vv", "--log-format", "json", "run", MACHINES / "react_agent.yaml", *REACT_TASK, "--json"],
                 ["run", MACHINES / "react_agent.yaml", *REACT_TASK, "--json", "-vv", "--log-format=json"]),
     "v-text": (["-v", "run", HELLO, "--quiet"], ["run", HELLO, "-qv"]),
+    "runs-debug": (["--debug", "runs", "--store", "none.db"], ["runs", "--store", "none.db", "--debug"]),
 }
 
 

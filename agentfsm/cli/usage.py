@@ -178,8 +178,10 @@ def _split_command_words(words: list[str], lifted: dict[str, Any],
             name = word.split("=", 1)[0]
             is_global = name not in own and name in lifted
             option = lifted.get(name) if is_global else own.get(name)
-            into = taken if is_global else kept
             values = option.nargs if option is not None and _takes_value(option) and "=" not in word else 0
+            if is_global and at + values > len(words):  # lifted, it would take the command's name as its value
+                raise _click_exceptions().UsageError(f"Option '{name}' requires an argument.")
+            into = taken if is_global else kept
         else:
             letters, rest, needs_value = _split_cluster(word, lifted, own)
             if letters:
@@ -187,8 +189,6 @@ def _split_command_words(words: list[str], lifted: dict[str, Any],
             if not rest:
                 continue
             word, into, values = f"-{rest}", kept, int(needs_value)
-        if into is taken and at + values > len(words):  # lifted, it would take the command's name as its value
-            raise _click_exceptions().UsageError(f"Option '{name}' requires an argument.")
         into.append(word)
         into.extend(words[at:at + values])
         at += values
