@@ -750,6 +750,9 @@ USAGE_ERRORS: dict[str, tuple[list[str], str, str]] = {
     "bad-value": (["runs", "--limit", "0"], "error: Invalid value for '--limit': ", "runs"),
     "not-a-number": (["worker", "--concurrency", "many"], "error: Invalid value for '--concurrency': ", "worker"),
     "bad-global-choice": (["--log-format", "xml", "runs"], "error: Invalid value for '--log-format': ", ""),
+    "bad-global-choice-after": (["runs", "--log-format", "xml"], "error: Invalid value for '--log-format': ", ""),
+    "global-option-without-value": (["run", "x.yaml", "--log-format"],
+                                    "error: Option '--log-format' requires an argument.", "run"),
     "unknown-option": (["diagram", "x.yaml", "--frobnicate"], "error: No such option: --frobnicate", "diagram"),
     "option-without-value": (["run", "x.yaml", "-i"], "error: Option '-i' requires an argument.", "run"),
     "extra-argument": (["history", "abcd", "efgh"], "error: Got unexpected extra argument", "history"),
@@ -825,7 +828,7 @@ def test_top_level_help_documents_every_exit_code(basic_runs: dict[str, subproce
     text = basic_runs["help"].stdout
     codes = {int(m.group(1)) for m in re.finditer(r"^\s+(\d+)\s{2,}\S", text, re.MULTILINE)}
     assert codes == {0, 1, 2, 3, 70, 130}, text
-    assert "agentfsm --debug runs" in text  # global options go before the command
+    assert "agentfsm --debug runs" in text  # global options go before the command, or after it
     for command in COMMANDS:
         assert re.search(rf"^  {command} +\S", text, re.MULTILINE), command
     assert "..." not in text.split("Commands:")[1]  # each command's summary is whole, not cut
@@ -843,3 +846,130 @@ def test_hello(basic_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     assert result.returncode == 0, show(result)
     assert result.stdout == "Hello, Ada!\n"
     assert result.stderr == ""  # --quiet: not even the run id (--json carries it)
+
+
+# --- global options before or after the command -----------------------------------------------
+
+ECHO_MACHINE = H + """\
+inputs:
+  x: {type: string, required: true}
+initial: done
+states:
+  done: {type: final, output: "{{ x }}"}
+"""
+REACT_TASK = ["-i", "task=What is 17 * 23?"]
+
+# pairs of the same command with the global options before and after the command's name
+EITHER_PLACE: dict[str, tuple[list[object], list[object]]] = {
+    "debug": (["--debug", "run", "m.yaml", "-i", "n=abc"], ["run", "m.yaml", "-i", "n=abc", "--debug"]),
+    "vv-json": (["-vv", "--log-format", "json", "run", MACHINES / "react_agent.yaml", *REACT_TASK, "--json"],
+                ["run", MACHINES / "react_agent.yaml", *REACT_TASK, "--json", "-vv", "--log-format=json"]),
+    "v-text": (["-v", "run", HELLO, "--quiet"], ["run", HELLO, "-qv"]),
+    "runs-debug": (["--debug", "runs", "--store", "none.db"], ["runs", "--store", "none.db", "--debug"]),
+}
+
+
+@pytest.fixture(scope="module")
+def either_place(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    work = tmp_path_factory.mktemp("global-options")
+    (work / "m.yaml").write_text(INPUT_MACHINE, encoding="utf-8")
+    (work / "echo.yaml").write_text(ECHO_MACHINE, encoding="utf-8")
+    commands: dict[str, tuple[Sequence[object], Path]] = {}
+    for name, (before, after) in EITHER_PLACE.items():
+        commands[f"{name}-before"], commands[f"{name}-after"] = (before, work), (after, work)
+    return run_all({
+        **commands,
+        "counted-in-both-places": (["-v", "run", MACHINES / "react_agent.yaml", *REACT_TASK, "-q", "-v"], work),
+        "value-like-an-option": (["run", "echo.yaml", "-q", "-i", "x=-v"], work),
+        "attached-value-like-an-option": (["run", "echo.yaml", "-q", "-ix=--debug"], work),
+        "after-double-dash": (["validate", "--", "-v"], work),
+    })
+
+
+def _without_times(text: str) -> str:
+    """Output with its timestamps, durations and run ids blanked: what may differ between two runs."""
+    text = re.sub(r"\d{4}-\d\d-\d\d[T ][\d:.]+(?:Z|[+-]\d\d:?\d\d)?", "TIME", text)
+    text = re.sub(r'("?\w*(?:duration|latency)\w*"?[=:] ?)[\d.e-]+', r"\1N", text)
+    return re.sub(r"\b[0-9a-z]{16}\b", "RUN", text)
+
+
+@pytest.mark.parametrize("name", list(EITHER_PLACE))
+def test_global_options_mean_the_same_after_the_command(either_place: dict, name: str) -> None:
+    before, after = either_place[f"{name}-before"], either_place[f"{name}-after"]
+    assert after.returncode == before.returncode, show(after)
+    assert _without_times(after.stdout) == _without_times(before.stdout), show(after)
+    assert _without_times(after.stderr) == _without_times(before.stderr), show(after)
+
+
+def test_what_each_global_option_does_after_the_command(either_place: dict) -> None:
+    debug = either_place["debug-after"]
+    assert debug.returncode == 2 and "Traceback" in debug.stderr, show(debug)  # --debug shows the traceback
+    assert debug.stderr.splitlines()[-1].startswith("error: input 'n'"), show(debug)
+    logged = either_place["vv-json-after"]
+    assert logged.returncode == 0, show(logged)
+    events = [json.loads(line) for line in logged.stderr.splitlines()]  # json: no progress, only log lines
+    assert {"step", "llm.call"} <= {event["event"] for event in events}  # -vv: the DEBUG calls too
+    text = either_place["v-text-after"]
+    assert (text.returncode, text.stdout) == (0, "Hello, world!\n"), show(text)
+    assert sum(" step " in line for line in text.stderr.splitlines()) == 2, show(text)  # -v from `-qv`
+    assert "llm.call" in either_place["counted-in-both-places"].stderr  # -v before and -v after: -vv
+
+
+def test_a_value_that_looks_like_a_global_option_stays_a_value(either_place: dict) -> None:
+    for name, value in (("value-like-an-option", "-v"), ("attached-value-like-an-option", "--debug")):
+        result = either_place[name]
+        assert (result.returncode, result.stdout, result.stderr) == (0, f"{value}\n", ""), show(result)
+    dashed = either_place["after-double-dash"]  # after `--`, `-v` is a file name
+    assert dashed.returncode == 2, show(dashed)
+    assert dashed.stdout.startswith("-v:1:1: error file-not-found "), show(dashed)
+
+
+def test_command_help_lists_the_global_options(basic_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    for name in COMMANDS:
+        text = basic_runs[f"help-{name}"].stdout
+        assert "Global options (before or after the command):\n" in text, (name, text)
+        section = text.split("Global options (before or after the command):\n", 1)[1]
+        for option in ("--debug", "-v, --verbose", "--log-format FORMAT"):
+            assert re.search(rf"^  {re.escape(option)} ", section, re.MULTILINE), (name, text)
+
+
+# --- the docs show what the program does ------------------------------------------------------
+
+DOCUMENTED_MISTAKES = H + """\
+context: {x: 0}
+initial: start
+states:
+  start:
+    type: llmm
+    next: route
+  route:
+    type: choice
+    transitions:
+      - {when: "x > 1", to: done}
+  done: {type: final}
+"""
+
+
+def test_the_validate_example_in_the_docs_is_what_validate_prints(tmp_path: Path) -> None:
+    """docs/cli.md's example (a `type:` typo, a choice without a default): the same codes and messages,
+    such as the list of state types the typo could have meant."""
+    text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    example = text.split("## `agentfsm validate FILE...`", 1)[1].split("```", 2)[1]
+    documented = [(m["code"], m["message"]) for line in example.splitlines() if (m := PROBLEM_LINE.match(line))]
+    (tmp_path / "broken.yaml").write_text(DOCUMENTED_MISTAKES, encoding="utf-8")
+    result = agentfsm_cmd("validate", "broken.yaml", cwd=tmp_path)
+    assert result.returncode == 2, show(result)
+    printed = [(m["code"], m["message"]) for line in result.stdout.splitlines() if (m := PROBLEM_LINE.match(line))]
+    assert documented == printed
+
+
+def test_every_exit_code_table_says_a_cancelled_run_exits_1(
+        basic_runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    """What `run`, `resume` and `send` exit with when the run is cancelled meanwhile (tests/test_cli_signals.py)."""
+    in_help = re.search(r"^\s+1\s{2,}(.+)$", basic_runs["help"].stdout, re.MULTILINE)
+    in_cli_doc = re.search(r"^\| 1 \| (.+) \|$", (ROOT / "docs" / "cli.md").read_text(encoding="utf-8"),
+                           re.MULTILINE)
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    in_readme = re.search(r"Exit codes: .*?`1` ([^`]+)`", readme)
+    for row in (in_help, in_cli_doc, in_readme):
+        assert row is not None and "cancel" in row.group(1), row

@@ -40,6 +40,7 @@ _ENV.pop("FORCE_COLOR", None)
 _ENV.pop("AGENTFSM_STORE", None)  # every command names its store, or the test says where it goes
 
 RUN_LINE = re.compile(r"^run ([0-9a-z]{16})  (\S+)$")  # `run ID  MACHINE`, the first line of the progress
+# its timer outlasts any test: time passes when the test says so (timer_runs_out), not while processes start
 WAIT_TIMER = """\
 agentfsm: 1
 name: timer
@@ -52,7 +53,7 @@ states:
   wait:
     type: wait
     event: go
-    timeout: 0.2
+    timeout: 1h
     transitions:
       - {event: go, to: early}
       - {event: timeout, to: late}
@@ -125,6 +126,21 @@ def seed(store: Path, machine: Path, inputs: dict | None = None, *, send: str | 
         return result.run_id
     finally:
         asyncio.run(runs.close())
+
+
+def timer_runs_out(store: Path, run_id: str) -> None:
+    """Time passes for a waiting run: its timer's deadline moves into the past, where the clock would have
+    taken it. The store keeps that deadline twice: `runs.wake_at` (which runs are due) and `deadline` in the
+    `waiting` JSON (what a resume waits for)."""
+    db = sqlite3.connect(store)
+    try:
+        with db:
+            [waiting] = db.execute("SELECT waiting FROM runs WHERE id = ?", (run_id,)).fetchone()
+            due = time.time() - 1
+            db.execute("UPDATE runs SET wake_at = ?, waiting = ? WHERE id = ?",
+                       (due, json.dumps({**json.loads(waiting), "deadline": due}), run_id))
+    finally:
+        db.close()
 
 
 def runs_json(store: Path, *args: object) -> list[dict]:
@@ -349,7 +365,8 @@ def test_a_due_timer_is_taken_by_the_worker_and_by_resume(tmp_path: Path) -> Non
     assert "waiting in state 'wait' for: go; its timer is due at" in first.stderr
     by_worker = started(first)
     by_resume = seed(store, machine)
-    time.sleep(0.5)
+    for run_id in (by_worker, by_resume):
+        timer_runs_out(store, run_id)
 
     resumed = cli("resume", by_resume, store=store)
     assert resumed.returncode == 0, show(resumed)
@@ -412,12 +429,12 @@ def test_an_early_resume_keeps_the_timer(tmp_path: Path) -> None:
     """Resuming before the timer is due waits again, for what is left of the same timer."""
     store = tmp_path / "runs.db"
     machine = tmp_path / "timer.yaml"
-    machine.write_text(WAIT_TIMER.replace("timeout: 0.2", "timeout: 1.5"), encoding="utf-8")
+    machine.write_text(WAIT_TIMER, encoding="utf-8")
     first = start_json(store, machine)
     early = cli("resume", first["run_id"], "--json", "-q", store=store)
     assert early.returncode == 3, show(early)
     assert json.loads(early.stdout)["waiting"]["deadline"] == pytest.approx(first["waiting"]["deadline"])
-    time.sleep(1.7)
+    timer_runs_out(store, first["run_id"])
     assert cli("worker", "--once", store=store).returncode == 0
     assert runs_json(store)[0]["output"] == "late"
 
@@ -607,8 +624,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     react = seed(path, REACT, {"task": "What is 17 * 23?"})
     hello = seed(path, HELLO)
     timer = path.parent / "timer.yaml"
-    timer.write_text(WAIT_TIMER.replace("timeout: 0.2", "timeout: 0.01"), encoding="utf-8")
+    timer.write_text(WAIT_TIMER, encoding="utf-8")
     timed_out = seed(path, timer)
+    timer_runs_out(path, timed_out)
     runs = Runs(f"sqlite:///{path}")
     try:
         asyncio.run(runs.checkpoint(waiting, "mark"))
@@ -616,7 +634,6 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
         assert asyncio.run(runs.resume(react)).succeeded
     finally:
         asyncio.run(runs.close())
-    time.sleep(0.02)  # the timer of `timed_out` has run out
     return Base(path, waiting, approved, react, hello, timed_out)
 
 

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM, as a user (or a service manager) sends them to `agentfsm`.
+"""Ctrl-C and SIGTERM, as a user (or a service manager) sends them to `agentfsm`; `agentfsm cancel` from
+another process; and a reader that goes away before the output ends (`agentfsm runs | head -1`).
 
 `run` is held inside a tool call of tests/machines/crash_course.yaml (its tool waits for a gate
 file), so the signal lands while the run is advancing, whatever the machine's speed; the tests
@@ -7,7 +8,9 @@ wait for lines the command prints, never for a length of time.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -15,11 +18,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from agentfsm import Runs
 from tests.crash_harness import environment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,3 +205,146 @@ def test_a_worker_stopped_mid_run_hands_the_run_to_the_next_worker(tmp_path: Pat
     again = cli("worker", "--once", "--store", store, env=environment({"CRASH_COURSE_GATE": str(gate)}))
     assert again.returncode == 0, again.stderr
     assert f"run {run_id}: succeeded" in again.stderr
+
+
+# --- a reader that goes away: `agentfsm ... | head -1` ------------------------------------------
+
+try:
+    from fcntl import F_SETPIPE_SZ, fcntl
+except ImportError:  # not Linux: no way to make a pipe smaller than the output
+    F_SETPIPE_SZ = None
+
+PIPE_SIZE = 4096
+"""The pipe is shrunk to one page, so an output several times as long is still being written when the test
+closes the pipe: the command's next write finds no reader (as `head -1` leaves it), whatever its speed."""
+
+
+def as_in_a_shell() -> dict[str, str]:
+    """The environment of a user's shell: stdout buffered, as Python buffers a pipe, so the last write is Python's
+    own flush at exit (whoever runs the tests may have set PYTHONUNBUFFERED)."""
+    return {name: value for name, value in environment().items() if name != "PYTHONUNBUFFERED"}
+
+
+def first_line_then_closed(args: list[object]) -> tuple[str, int, str]:
+    """`agentfsm ARGS | head -1`: stdout's first line, then the pipe is closed; (that line, exit code, stderr)."""
+    read_end, write_end = os.pipe()
+    fcntl(write_end, F_SETPIPE_SZ, PIPE_SIZE)
+    process = subprocess.Popen([sys.executable, "-m", "agentfsm", *map(str, args)], cwd=ROOT, env=as_in_a_shell(),
+                               stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    line = b""
+    with open(read_end, "rb", buffering=0) as reader:  # byte by byte: what is not read stays in the pipe
+        while not line.endswith(b"\n") and (byte := reader.read(1)):
+            line += byte
+    assert process.stderr is not None
+    err = process.stderr.read().decode()
+    return line.decode(), process.wait(TIMEOUT), err
+
+
+def closed_from_the_start(args: list[object]) -> tuple[int, str]:
+    """`agentfsm ARGS` writing into a pipe nobody reads any more; (exit code, stderr)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "agentfsm", *map(str, args)], cwd=ROOT, env=as_in_a_shell(),
+                              stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    finally:
+        os.close(write_end)
+    return done.returncode, done.stderr.decode()
+
+
+LONG = "a_state_named_at_length_so_that_every_row_of_a_table_is_wide_"
+WIDE = f"""\
+agentfsm: 1
+name: {"a-machine-named-at-length-" * 12}
+context: {{n: 0}}
+initial: {LONG}bump
+states:
+  {LONG}bump: {{type: set, set: {{n: "{{{{ n + 1 }}}}"}}, next: {LONG}check}}
+  {LONG}check:
+    type: choice
+    transitions:
+      - {{when: "n < 50", to: {LONG}bump}}
+      - {{to: done}}
+  done: {{type: final, output: "{{{{ n }}}}"}}
+""" + "".join(f"  unused_{n}_{LONG}: {{type: set, set: {{x: 1}}, next: done}}\n" for n in range(100))
+"""A machine whose tables, diagram and warnings (100 unreachable states) are many pages long."""
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """WIDE's file, and a store holding 40 of its runs (each 101 steps): (machine, store, a run id)."""
+    folder = tmp_path_factory.mktemp("wide")
+    machine, store = folder / "wide.yaml", folder / "runs.db"
+    machine.write_text(WIDE, encoding="utf-8")
+    runs = Runs(f"sqlite:///{store}")
+    try:
+        ids = [asyncio.run(runs.start(machine, {})).run_id for _ in range(40)]
+    finally:
+        asyncio.run(runs.close())
+    return machine, store, ids[0]
+
+
+def _reading(wide: tuple[Path, Path, str]) -> dict[str, list[object]]:
+    machine, store, run_id = wide
+    return {"runs": ["runs", "--limit", "100", "--store", store], "history": ["history", run_id, "--store", store],
+            "schema": ["schema"], "diagram": ["diagram", machine], "validate": ["validate", machine]}
+
+
+@pytest.mark.skipif(F_SETPIPE_SZ is None, reason="needs a pipe shorter than the output (Linux's F_SETPIPE_SZ)")
+@pytest.mark.parametrize("command", ["runs", "history", "schema", "diagram", "validate"])
+def test_a_reader_that_stops_after_one_line_ends_the_command_quietly(wide: tuple[Path, Path, str],
+                                                                      command: str) -> None:
+    args = _reading(wide)[command]
+    whole = subprocess.run([sys.executable, "-m", "agentfsm", *map(str, args)], cwd=ROOT, env=as_in_a_shell(),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT)
+    assert whole.returncode == 0, whole.stderr
+    assert len(whole.stdout.encode()) > 3 * PIPE_SIZE  # still writing when the pipe closes
+
+    line, code, err = first_line_then_closed(args)
+    assert line == whole.stdout.splitlines(keepends=True)[0]
+    assert code == 0, err
+    # what it printed on stderr before it stopped, and nothing else: no error, traceback, "Exception ignored"
+    assert whole.stderr.startswith(err), err
+
+
+HELLO = ROOT / "machines" / "hello.yaml"
+CLOSED_FROM_THE_START = {
+    "runs": ["runs"], "runs --json": ["runs", "--json"], "history --json": ["history", "RUN", "--json"], "schema": ["schema"],
+    "diagram": ["diagram", ROOT / "machines" / "react_agent.yaml"], "run": ["run", HELLO, "--quiet"],
+    "run --json": ["run", HELLO, "--quiet", "--json"], "--help": ["--help"], "runs --help": ["runs", "--help"],
+    "--version": ["--version"],
+}
+
+
+@pytest.mark.parametrize("case", list(CLOSED_FROM_THE_START))
+def test_output_into_a_pipe_closed_from_the_start_ends_quietly(wide: tuple[Path, Path, str], case: str) -> None:
+    _, store, run_id = wide
+    args = [run_id if arg == "RUN" else arg for arg in CLOSED_FROM_THE_START[case]]
+    if args[0] in ("runs", "history", "run") and "--help" not in args:
+        args += ["--store", store]
+    assert closed_from_the_start(args) == (0, "")
+
+
+# --- `agentfsm cancel` from another process --------------------------------------------------
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_a_run_cancelled_while_it_advances_exits_1(tmp_path: Path, gate: Path, as_json: bool) -> None:
+    """The exit code the docs give a cancelled run: `run` stops at its next step and exits 1, saying why."""
+    store = tmp_path / "runs.db"
+    started, run_id = held_run(tmp_path, gate, *(["--json"] if as_json else []))
+    try:
+        cancelled = cli("cancel", run_id, "--store", store)
+        assert (cancelled.returncode, cancelled.stderr) == (0, f"run {run_id} cancelled\n")
+        gate.touch()  # the tool call ends; the run's next step finds it cancelled
+        code, out, err = started.finish()
+    finally:
+        started.stop()
+    assert code == 1, err
+    if as_json:
+        document = json.loads(out)
+        assert (document["run_id"], document["status"]) == (run_id, "cancelled")
+    else:
+        assert out == ""
+        assert err.splitlines()[-1] == f"error: run {run_id} was cancelled", err

@@ -60,12 +60,13 @@ def _global_options(
 ) -> None:
     """Declarative YAML state machines for LLM agents: run, check and draw them; read and act on stored runs.
 
-    Global options go before the command: agentfsm --debug runs.
+    Global options (--debug, -v, --log-format) go before or after the command:
+    agentfsm --debug runs is agentfsm runs --debug.
 
     \b
     Exit codes:
       0    success
-      1    the run failed (a fail state or an unhandled error)
+      1    the run failed (a fail state or an unhandled error) or was cancelled
       2    bad input or usage
       3    the run is paused: it waits for an event or a timer
       70   an internal error (a bug in agentfsm: rerun with --debug)

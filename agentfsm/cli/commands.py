@@ -27,7 +27,7 @@ def guarded(debug: bool) -> Iterator[None]:
     """Every failure becomes one clear line and a documented exit code; tracebacks only with --debug."""
     try:
         yield
-    except typer.Exit:
+    except (typer.Exit, BrokenPipeError):  # a closed stdout (`| head`) is the end of the output: usage.run
         raise
     except MachineFileError as exc:
         for found in exc.problems:
