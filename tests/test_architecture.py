@@ -23,6 +23,7 @@ ALLOWED = {
     "api": {"spec", "runtime", "bindings", "compiler", "store", "history"},
     "observability": {"spec", "runtime", "bindings", "compiler", "store", "history"},
     "reference": {"spec", "runtime"},
+    "seed": {"runtime", "store", "history"},
     "cli": {"spec", "runtime", "bindings", "compiler", "api", "store", "history", "observability", "service"},
 }
 # StateMachine.visualize() imports the diagram module lazily, as a convenience (docs/architecture.md)
