@@ -229,7 +229,8 @@ def test_without_an_agent_the_loop_still_ends() -> None:
     run = run_agent(create_agent_state_machine(), {"task": "Plan a trip in steps"})
 
     assert run.entered[:3] == ["initial", "planning", "thinking"]
-    assert run.entered[-1] == "finalizing"
+    assert run.entered[-2:] == ["reflecting", "finalizing"]
+    assert run.entered.count("reflecting") == 6
     assert run.result.output == "I could not complete the task."
     assert run.context.get("plan") == ["Think about the problem", "Carry out the solution"]
 

@@ -55,18 +55,21 @@ FINALIZING = "finalizing"
 
 
 class LLM(Protocol):
-    async def complete(self, prompt: str) -> str: ...
+    async def complete(self, prompt: str, /) -> str: ...
 
 
 class Tool(Protocol):
-    async def execute(self, tool_input: Any) -> Any: ...
+    async def execute(self, tool_input: Any, /) -> Any: ...
 
 
 class Agent(Protocol):
     """What the agent states need of an agent: an LLM to ask and tools to call by name."""
 
-    llm: LLM
-    tools: Mapping[str, Tool]
+    @property
+    def llm(self) -> LLM: ...
+
+    @property
+    def tools(self) -> Mapping[str, Tool]: ...
 
 
 class AgentState(State):
@@ -178,7 +181,7 @@ class ActingState(AgentState):
         if action is None:
             context.set("error", "The last thought names no action to take")
             return ERROR
-        tool = tools.get(action["tool"])
+        tool = {name.lower(): tool for name, tool in tools.items()}.get(action["tool"])  # actions read lower-case
         if tool is None:
             context.set("error", f"Unknown tool: {action['tool']}")
             return ERROR
@@ -217,7 +220,8 @@ class ReflectingState(AgentState):
     """Asks the LLM whether the progress so far answers the task: a final answer finalizes, else think again.
 
     Deviation: offline, the mission's loop never ends (its scratchpad never grows without
-    tools); here it finalizes after five reflections as well as after five scratchpad entries.
+    tools); here it finalizes once it has reflected more than five times, as well as once the
+    scratchpad holds more than five entries.
     """
 
     def __init__(self, agent: Agent | None = None) -> None:
@@ -289,7 +293,7 @@ class ErrorRecoveryState(AgentState):
 def _failed_acting(error: Any, context: StateContext) -> bool:
     """Whether the failure came from the tool call: a caught error names its state; a state's own message does not."""
     if isinstance(error, Mapping) and error.get("state"):
-        return error["state"] == ACTING
+        return bool(error["state"] == ACTING)
     return context.get("last_action") is not None
 
 
