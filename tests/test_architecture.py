@@ -25,6 +25,7 @@ ALLOWED = {
     "service": {"spec", "runtime", "bindings", "compiler", "store", "history"},
     "api": {"runtime", "service"},
     "reference": {"spec", "runtime"},
+    "seed": {"runtime", "store", "history", "service"},
     "cli": {"service", "observability"},
 }
 EXCEPTIONS: set[tuple[str, str]] = set()
