@@ -18,23 +18,21 @@ from pydantic import BaseModel
 
 from agentfsm.runtime.errors import ERROR_TYPES, UNCATCHABLE
 from agentfsm.spec import models
+from agentfsm.spec.kinds import state_models
 from agentfsm.spec.problems import CODES
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_PATH = ROOT / "docs" / "reference.md"
 SCHEMA_PATH = ROOT / "schemas" / "machine.schema.json"
 
-_SECTIONS: list[tuple[str, type[BaseModel]]] = [
-    ("Machine (top level)", models.MachineSpec),
-    ("Input (`inputs.NAME`)", models.InputSpec),
-    ("`set` state", models.SetStateSpec),
-    ("`choice` state", models.ChoiceStateSpec),
-    ("`llm` state", models.LlmStateSpec),
-    ("`tool` state", models.ToolStateSpec),
-    ("`python` state", models.PythonStateSpec),
-    ("`wait` state", models.WaitStateSpec),
-    ("`final` state", models.FinalStateSpec),
-    ("`fail` state", models.FailStateSpec),
+def _sections() -> list[tuple[str, type[BaseModel]]]:
+    """Every model with a table in the reference: the machine, inputs, each state kind, rules, bindings."""
+    kinds = [(f"`{name}` state", model) for name, model in state_models().items()]
+    return [("Machine (top level)", models.MachineSpec), ("Input (`inputs.NAME`)", models.InputSpec), *kinds,
+            *_PARTS]
+
+
+_PARTS: list[tuple[str, type[BaseModel]]] = [
     ("Transition rule (`transitions[]`)", models.TransitionRule),
     ("Action (`on_enter[]`, `on_exit[]`)", models.SetAction),
     ("Retry rule (`retry`)", models.RetrySpec),
@@ -116,7 +114,7 @@ def reference_text() -> str:
         "is a Jinja2 expression without braces.",
         "",
     ]
-    for title, model in _SECTIONS:
+    for title, model in _sections():
         doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
         parts += [f"## {title}", "", doc, "", field_table(model), ""]
     parts += [

@@ -20,6 +20,8 @@ ALLOWED = {
     "store": set(),
     "bindings": {"spec", "runtime"},
     "compiler": {"spec", "runtime", "bindings"},
+    # a kind brings its spec model, checks, runtime State and compile step; the language loads kinds by name
+    "kinds": {"spec", "runtime", "bindings", "compiler"},
     "history": {"runtime", "bindings", "store"},
     "observability": {"spec", "runtime", "bindings", "store", "history", "diagram"},
     "service": {"spec", "runtime", "bindings", "compiler", "store", "history"},

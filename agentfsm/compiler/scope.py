@@ -68,3 +68,14 @@ def rendered(render: Renderer, scope: dict[str, Any], where: str) -> Any:
         return render(scope)
     except ExpressionError as exc:
         raise template_failure(exc, where) from None
+
+
+def finish_step(context: StateContext, result: Any, save: str | None, emit: Renderer | None) -> Event:
+    """The event a state's result makes, saving the result under `save`.
+
+    The event is named first, then the result saved: a failing `emit` leaves the context as it was.
+    """
+    event_name = "done" if emit is None else rendered(emit, make_scope(context, result=result), "emit")
+    if save is not None:
+        context.data[save] = result
+    return Event(event_name, result=result)

@@ -7,9 +7,13 @@ keeps as JSON (`as_json()`); `usage` folds LLM calls into the per-binding totals
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from agentfsm.runtime.model import StateContext
 
 Usage = dict[str, dict[str, int]]
 """Token usage per LLM binding: `{binding: {"calls", "prompt_tokens", "completion_tokens"}}`."""
@@ -100,3 +104,57 @@ def merge_usage(into: Usage, more: Mapping[str, Mapping[str, int]]) -> None:
         mine = into.setdefault(binding, {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0})
         for key in ("calls", "prompt_tokens", "completion_tokens"):
             mine[key] += int(totals.get(key, 0) or 0)
+
+
+# -- telling a run's observers about calls ---------------------------------------------------------------
+
+
+async def llm_call_started(context: StateContext, state: str, binding: str, model: str | None, messages: int,
+                           tools: tuple[str, ...] = ()) -> None:
+    """Publish `LLMCallStarted` (built only when some observer listens)."""
+    from agentfsm.runtime.events import LLMCallStarted
+
+    if context.observers.listens(LLMCallStarted):
+        await context.observers.publish(LLMCallStarted(run_id=context.run_id, at=time.time(), step=context.step,
+                                                       state=state, binding=binding, model=model,
+                                                       messages=messages, tools=tools))
+
+
+async def tool_call_started(context: StateContext, state: str, tool: str, arguments: Any, via: str | None = None,
+                            call_id: str | None = None) -> None:
+    """Publish `ToolCallStarted` (built only when some observer listens)."""
+    from agentfsm.runtime.events import ToolCallStarted
+
+    if context.observers.listens(ToolCallStarted):
+        await context.observers.publish(ToolCallStarted(run_id=context.run_id, at=time.time(), step=context.step,
+                                                        state=state, tool=tool, arguments=arguments, via=via,
+                                                        call_id=call_id))
+
+
+async def call_ended(context: StateContext, state: str, record: CallRecord) -> None:
+    """Attach a call's record to the step and publish `LLMCallEnded` or `ToolCallEnded`."""
+    from agentfsm.runtime.events import LLMCallEnded, ToolCallEnded
+
+    context.record_call(record)
+    if isinstance(record, LLMCallRecord):
+        if context.observers.listens(LLMCallEnded):
+            await context.observers.publish(LLMCallEnded(run_id=context.run_id, at=time.time(), step=context.step,
+                                                         state=state, record=record))
+    elif context.observers.listens(ToolCallEnded):
+        await context.observers.publish(ToolCallEnded(run_id=context.run_id, at=time.time(), step=context.step,
+                                                      state=state, record=record))
+
+
+def token_relay(context: StateContext, state: str) -> Callable[[str], None] | None:
+    """The `on_token` of an LLM request: each piece of the reply becomes a `TokenReceived` event (None when no
+    observer wants tokens, so the provider does not stream)."""
+    from agentfsm.runtime.events import TokenReceived
+
+    if not context.observers.streams:
+        return None
+    observers, run_id, step = context.observers, context.run_id, context.step
+
+    def relay(text: str) -> None:
+        observers.notify(TokenReceived(run_id=run_id, at=time.time(), step=step, state=state, text=text))
+
+    return relay

@@ -46,23 +46,7 @@ from agentfsm.spec.diagnostics import did_you_mean, dotted_path
 from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_template
 from agentfsm.spec.graph import Exits, dead_ends
 from agentfsm.spec.inputs import InputError, check_inputs
-from agentfsm.spec.models import (
-    STATE_KINDS,
-    TERMINAL_KINDS,
-    WAIT_TIMEOUT_EVENT,
-    ActiveStateSpec,
-    CatchSpec,
-    ChoiceStateSpec,
-    Edge,
-    InputSpec,
-    LlmStateSpec,
-    MachineSpec,
-    PythonStateSpec,
-    RetrySpec,
-    RoutedStateSpec,
-    StateSpec,
-    WaitStateSpec,
-)
+from agentfsm.spec.models import Edge, InputSpec, MachineSpec, RoutedStateSpec, StateSpec
 from agentfsm.spec.partial import (
     PartialModel,
     Unreadable,
@@ -84,9 +68,6 @@ from agentfsm.spec.sites import (
 )
 from agentfsm.spec.yamlsource import NodePath, SourceMap
 
-ROUTES_ITSELF: tuple[type[StateSpec], ...] = (PythonStateSpec,)
-"""Kinds whose state names its next state itself when it runs, so it may go to any state."""
-
 EDGE_FIELDS = ("next", "transitions", "catch")
 """The fields `StateSpec.edges()` reads: `next:`, and the `to:` of each rule of the two lists."""
 
@@ -96,9 +77,6 @@ BINDING_FIELDS: dict[str, tuple[str, str, str]] = {
     "tools": ("tools", "unknown-tool", "tool"),
 }
 """State fields naming bindings: key -> (the section declaring them, the problem code, what they are)."""
-
-_TERMINAL_MODELS = frozenset(STATE_KINDS[kind] for kind in TERMINAL_KINDS)
-
 
 class _Checker:
     def __init__(self, machine: MachineSpec | PartialModel, source_map: SourceMap, filename: str) -> None:
@@ -163,8 +141,7 @@ class _Checker:
             return
         if isinstance(state, StateSpec):
             edges = state.edges()
-            exits = Exits(frozenset(), anywhere=isinstance(state, ROUTES_ITSELF) or _lacks_route(state),
-                          may_end=state.is_terminal)
+            exits = Exits(frozenset(), anywhere=state.routes_itself or _lacks_route(state), may_end=state.terminal)
         else:
             edges, exits = self.partial_exits(state)
         misspelled = self.check_targets(name, edges)
@@ -182,9 +159,9 @@ class _Checker:
         anywhere = (
             not all(named)  # a way out that names no state could go to any
             or not state.missing.isdisjoint(EDGE_FIELDS)
-            or any(issubclass(model, ROUTES_ITSELF) for model in state.models)
+            or any(issubclass(model, StateSpec) and model.routes_itself for model in state.models)
         )
-        may_end = any(model in _TERMINAL_MODELS for model in state.models)
+        may_end = any(issubclass(model, StateSpec) and model.terminal for model in state.models)
         return edges, Exits(frozenset().union(*named, *guessed), anywhere, may_end)
 
     def check_targets(self, name: str, edges: list[Edge]) -> bool:
@@ -227,91 +204,8 @@ class _Checker:
         return None if isinstance(value, Unreadable) else frozenset()
 
     def check_kind(self, name: str, state: StateSpec) -> None:
-        """The rules of a state's kind, which need the whole state."""
-        where = ("states", name)
-        if isinstance(state, RoutedStateSpec):
-            if state.next is not None and state.transitions:
-                self.report((*where, "next"), "next-and-transitions",
-                            f"states.{name}: has both next: and transitions:; use one", key=True)
-            if _lacks_route(state):
-                self.report(where, "no-transition",
-                            f"states.{name}: no next: or transitions:; say where the run goes after this state",
-                            key=True)
-        if isinstance(state, WaitStateSpec):
-            self.check_wait(name, state)
-        if isinstance(state, ActiveStateSpec):
-            self.check_catch_all_last(name, "retry", state.retry)
-            self.check_catch_all_last(name, "catch", state.catch)
-        if isinstance(state, ChoiceStateSpec):
-            last = state.transitions[-1]
-            if last.when is not None or last.event is not None:
-                self.report((*where, "transitions", len(state.transitions) - 1), "choice-without-default",
-                            f"states.{name}: a choice must end with a default rule (only 'to:'), "
-                            "taken when no guard holds")
-        if isinstance(state, LlmStateSpec):
-            self.check_reply_schema(name, state)
-
-    def check_wait(self, name: str, state: WaitStateSpec) -> None:
-        """The events a wait lists are distinct and not `timeout`; its rules route only events it can produce."""
-        where = ("states", name)
-        seen: set[str] = set()
-        for index, event in enumerate(state.event):
-            path = (*where, "event", index)
-            if event == WAIT_TIMEOUT_EVENT:
-                self.report(path, "invalid-name",
-                            f"states.{name}.event: '{WAIT_TIMEOUT_EVENT}' is reserved for the wait's timer; "
-                            f"set 'timeout:' and route the event '{WAIT_TIMEOUT_EVENT}' instead")
-            elif event in seen:
-                self.report(path, "wait-duplicate-event", f"states.{name}.event: '{event}' is listed twice")
-            seen.add(event)
-        produced = seen | {WAIT_TIMEOUT_EVENT}
-        for index, rule in enumerate(state.transitions):
-            for position, event in enumerate(rule.event or ()):
-                path = (*where, "transitions", index, "event", position)
-                if event == WAIT_TIMEOUT_EVENT and state.timeout is None:
-                    self.report(path, "wait-timeout-without-timer",
-                                f"states.{name}.transitions[{index}]: routes '{WAIT_TIMEOUT_EVENT}', but the wait "
-                                "has no timer; add 'timeout:' (such as 24h) or drop the rule")
-                elif event not in produced:
-                    hint = did_you_mean(event, seen)
-                    self.report(path, "wait-unknown-event",
-                                f"states.{name}.transitions[{index}]: the wait never receives '{event}'; it waits "
-                                f"for {', '.join(repr(e) for e in state.event)}{hint}")
-        if state.timeout is not None and not _takes_timeout(state):
-            self.report((*where, "timeout"), "wait-timeout-unhandled",
-                        f"states.{name}: no rule takes the event '{WAIT_TIMEOUT_EVENT}'; when the timer runs out "
-                        f"the run fails with transition.none (add {{event: {WAIT_TIMEOUT_EVENT}, to: ...}})",
-                        key=True)
-
-    def check_reply_schema(self, name: str, state: LlmStateSpec) -> None:
-        """`schema:` and `parse_retries:` need `parse: json`; an inline schema must be a valid JSON Schema."""
-        where = ("states", name)
-        for field, value in (("schema", state.schema_), ("parse_retries", state.parse_retries)):
-            if value is not None and state.parse != "json":
-                self.report((*where, field), "invalid-value",
-                            f"states.{name}.{field}: needs 'parse: json' (this state parses '{state.parse}')", key=True)
-        if not isinstance(state.schema_, dict):
-            return
-        from jsonschema import validators
-        from jsonschema.exceptions import SchemaError
-
-        try:
-            validators.validator_for(state.schema_, default=validators.Draft202012Validator).check_schema(state.schema_)
-        except SchemaError as exc:
-            inside = tuple(exc.path)
-            message = exc.message
-            if inside[-1:] == ("type",) and exc.validator == "anyOf" and not isinstance(exc.instance, list | dict):
-                message = f"{exc.instance!r} is not a JSON Schema type ({', '.join(JSON_TYPES)})"
-            place = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in inside)
-            self.report((*where, "schema", *inside), "invalid-value",
-                        f"states.{name}.schema{place}: not a valid JSON Schema: {_short(message)}")
-
-    def check_catch_all_last(self, name: str, field: str, rules: list[RetrySpec] | list[CatchSpec]) -> None:
-        for index, rule in enumerate(rules[:-1]):
-            if "*" in rule.errors:
-                self.report(("states", name, field, index, "errors"), "catch-all-not-last",
-                            f"states.{name}.{field}[{index}]: matches every error ('*'), so the rules after it "
-                            "never apply; move it last")
+        """The rules of a state's kind, which need the whole state (each kind's model knows its own)."""
+        state.check(name, self)
 
     def check_graph(self) -> None:
         initial = value_of(self.machine, "initial")
@@ -363,8 +257,7 @@ class _Checker:
 
 def _lacks_route(state: StateSpec) -> bool:
     """A state that moves on by `next:` or rules, with neither (a Python state names its next state itself)."""
-    return (isinstance(state, RoutedStateSpec) and not isinstance(state, ROUTES_ITSELF)
-            and state.next is None and not state.transitions)
+    return isinstance(state, RoutedStateSpec) and state.lacks_route
 
 
 def _readable_edges(state: PartialModel) -> tuple[list[Edge], list[Any]]:
@@ -388,20 +281,6 @@ def _readable_edges(state: PartialModel) -> tuple[list[Edge], list[Any]]:
         elif value is not None:
             unread.append(raw_of(value))
     return edges, unread
-
-
-def _takes_timeout(state: WaitStateSpec) -> bool:
-    """Whether some way out of the wait accepts the timer's event: `next:`, a rule without `event:`, or one naming it."""
-    if state.next is not None:
-        return True
-    return any(rule.event is None or WAIT_TIMEOUT_EVENT in rule.event for rule in state.transitions)
-
-
-JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_machine(spec: MachineSpec, source_map: SourceMap, filename: str) -> list[Problem]:

@@ -17,7 +17,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from agentfsm.spec.models import PROVIDERS, STATE_KINDS, MachineSpec
+from agentfsm.spec import models
+from agentfsm.spec.kinds import state_models
+from agentfsm.spec.models import PROVIDERS
 from agentfsm.spec.problems import Problem, problem
 from agentfsm.spec.yamlsource import NodePath, SourceMap
 
@@ -77,7 +79,7 @@ _VALIDATOR_TAGS = ("function-after[", "function-before[", "function-wrap[", "fun
 
 
 def locate(loc: Sequence[int | str]) -> _Place:
-    annotation: Any = MachineSpec
+    annotation: Any = models.MachineSpec  # read here: the machine model is made once every kind is loaded
     owner: type[BaseModel] | None = None
     path: list[str | int] = []
     is_key = False
@@ -164,7 +166,7 @@ def _owner_label(place: _Place) -> str:
     if len(path) > 3:  # inside a rule or binding of a state: name that place
         return dotted_path(path[:-1])
     if len(path) >= 2 and path[0] == "states":
-        kind = next((k for k, m in STATE_KINDS.items() if m is place.owner), None)
+        kind = next((k for k, m in state_models().items() if m is place.owner), None)
         return f"state '{path[1]}'" + (f" ({kind})" if kind else "")
     if len(path) >= 2 and path[0] in ("llms", "tools", "inputs"):
         return f"{path[0][:-1]} '{path[1]}'"
@@ -224,8 +226,8 @@ class _Mapper:
             if len(path) == 2 and path[0] == "states":
                 return self.at(
                     (*path, "type"), "unknown-state-type",
-                    f"{dotted}.type: unknown state type '{tag}'{did_you_mean(str(tag), STATE_KINDS)} "
-                    f"(one of: {', '.join(STATE_KINDS)})",
+                    f"{dotted}.type: unknown state type '{tag}'{did_you_mean(str(tag), state_models())} "
+                    f"(one of: {', '.join(state_models())})",
                 )
             if len(path) == 2 and path[0] == "llms":
                 return self.at(
@@ -237,7 +239,7 @@ class _Mapper:
         if kind == "union_tag_not_found":
             return self.at(
                 path, "missing-field",
-                f"{dotted}: a state needs 'type:' (one of: {', '.join(STATE_KINDS)})", key=True,
+                f"{dotted}: a state needs 'type:' (one of: {', '.join(state_models())})", key=True,
             )
         if kind == "tool_kind":
             return self.at(path, "invalid-value", f"{dotted}: a tool needs one of the keys builtin:, python:", key=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, NamedTuple, Protocol, Union
 
 from pydantic import (
     AfterValidator,
@@ -537,8 +537,20 @@ class CatchSpec(LanguageModel):
 # -- states ----------------------------------------------------------------------------------
 
 
+class Reporter(Protocol):
+    """Where a kind's checks report what they find: the place in the file (a path from the document's root,
+    `("states", name, ...)`), a stable code (`agentfsm.spec.problems.CODES`) and a message."""
+
+    def report(self, path: tuple[str | int, ...], code: str, message: str, *, key: bool = False) -> None: ...
+
+
 class StateSpec(LanguageModel):
-    """Fields every state has."""
+    """Fields every state has. A kind's model (`agentfsm.kinds`) adds its own, and says how it is checked."""
+
+    terminal: ClassVar[bool] = False
+    """A state of this kind ends the run."""
+    routes_itself: ClassVar[bool] = False
+    """A state of this kind names its next state itself when it runs, so it may go to any state."""
 
     description: str | None = Field(None, description="What the state is for, for people reading the machine.")
     on_enter: list[SetAction] = Field(default_factory=list, description="Actions run when the state is entered.")
@@ -548,19 +560,28 @@ class StateSpec(LanguageModel):
 
     @property
     def is_terminal(self) -> bool:
-        return getattr(self, "type", None) in TERMINAL_KINDS
+        return self.terminal
+
+    @property
+    def next_label(self) -> str:
+        """How `next:` reads on a diagram arrow: the event that takes it."""
+        return "done"
 
     def edges(self) -> list[Edge]:
         """Every way out of the state: `next`, then the transition rules, then the catch rules."""
         edges = []
         next_state = getattr(self, "next", None)
         if next_state is not None:
-            edges.append(Edge(next_state, ("next",), "done"))
+            edges.append(Edge(next_state, ("next",), self.next_label))
         for index, rule in enumerate(getattr(self, "transitions", ())):
             edges.append(Edge(rule.to, ("transitions", index, "to"), rule.label or "otherwise"))
         for index, catch in enumerate(getattr(self, "catch", ())):
             edges.append(Edge(catch.to, ("catch", index, "to"), "error: " + ", ".join(catch.errors), True))
         return edges
+
+    def check(self, name: str, reporter: Reporter) -> None:
+        """The rules of this kind that need the whole (valid) state; references and templates are checked for
+        every kind alike (`agentfsm.spec.checks`)."""
 
 
 class RoutedStateSpec(StateSpec):
@@ -568,6 +589,22 @@ class RoutedStateSpec(StateSpec):
 
     next: StateName | None = Field(None, description="The unconditional next state.")
     transitions: list[TransitionRule] = Field(default_factory=list, description="Ordered rules; first match wins.")
+
+    @property
+    def lacks_route(self) -> bool:
+        """No `next:` and no rules, in a state that does not name its next state itself."""
+        return not self.routes_itself and self.next is None and not self.transitions
+
+    def check(self, name: str, reporter: Reporter) -> None:
+        super().check(name, reporter)
+        where = ("states", name)
+        if self.next is not None and self.transitions:
+            reporter.report((*where, "next"), "next-and-transitions",
+                            f"states.{name}: has both next: and transitions:; use one", key=True)
+        if self.lacks_route:
+            reporter.report(where, "no-transition",
+                            f"states.{name}: no next: or transitions:; say where the run goes after this state",
+                            key=True)
 
 
 class ActiveStateSpec(RoutedStateSpec):
@@ -581,191 +618,14 @@ class ActiveStateSpec(RoutedStateSpec):
     )
     catch: list[CatchSpec] = Field(default_factory=list, description="Catch rules, tried in order.")
 
-
-class SetStateSpec(ActiveStateSpec):
-    """Assign values into the context."""
-
-    type: Literal["set"]
-    set: dict[Identifier, Any] = Field(description="Context key -> value template.", json_schema_extra=VALUE_TEMPLATE)
-
-
-class ChoiceStateSpec(StateSpec):
-    """Route by guards; does no work."""
-
-    type: Literal["choice"]
-    transitions: list[TransitionRule] = Field(
-        min_length=1, description="Ordered rules; the last must be a default (no `when:`, no `event:`)."
-    )
-
-
-class PythonSchema(LanguageModel):
-    """A reply schema given by a pydantic model, imported when the run starts."""
-
-    python: PythonRef = Field(
-        description="`module:Model`, a pydantic `BaseModel` subclass; the machine file's folder is searched first."
-    )
-
-
-def _schema_kind(value: Any) -> str:
-    if isinstance(value, PythonSchema) or (isinstance(value, dict) and "python" in value):
-        return "python"
-    return "inline"
-
-
-ReplySchemaSpec = Annotated[
-    Annotated[PythonSchema, Tag("python")]
-    | Annotated[
-        dict[str, Any],
-        Tag("inline"),
-        WithJsonSchema({
-            "type": "object", "not": {"required": ["python"]},
-            "description": "An inline JSON Schema the reply must match.",
-        }),
-    ],
-    Discriminator(_schema_kind),
-]
-
-
-class LlmStateSpec(ActiveStateSpec):
-    """Render a prompt, call an LLM binding, parse and save the reply."""
-
-    type: Literal["llm"]
-    llm: str = Field(description="Name of a binding under `llms:`.")
-    system: str | None = Field(None, description="System prompt template.", json_schema_extra=TEXT_TEMPLATE)
-    prompt: str = Field(description="User prompt template.", json_schema_extra=TEXT_TEMPLATE)
-    parse: Literal["text", "json", "lines"] = Field(
-        "text", description="`text` as is; `json` an object or list (code fences allowed); `lines` non-empty lines."
-    )
-    schema_: ReplySchemaSpec | None = Field(
-        None, alias="schema",
-        description="With `parse: json`, the shape the reply must have: an inline JSON Schema (Draft 2020-12 unless "
-        "its `$schema` names another draft), or `{python: \"module:Model\"}` naming a pydantic model (the saved "
-        "value is then the validated model, dumped as JSON data). A reply that does not match is fed back to the "
-        "model (see `parse_retries`), then fails the state with `llm.parse`. OpenAI's own API is asked for "
-        "structured output with this schema.",
-    )
-    parse_retries: int | None = Field(
-        None, ge=0, le=5,
-        description="With `parse: json`, how many more times the model is asked when its reply is not JSON or does "
-        "not match `schema`: the conversation so far is sent again with a user message starting `The reply is not "
-        "valid:` followed by the error, asking for corrected JSON only. Default: 1 with a `schema`, 0 without. "
-        "Each call counts in the usage; after the last, the state fails with `llm.parse`.",
-    )
-    tools: list[str] = Field(
-        default_factory=list,
-        description="Names of bindings under `tools:` the model may call natively, with the JSON Schema of each "
-        "tool's arguments. The state loops: the model's tool calls run (concurrently when it asks for several), "
-        "their results go back to it, until it answers with text; each call is recorded in the step.",
-    )
-    max_tool_rounds: int = Field(
-        8, ge=1,
-        description="With `tools:`, how many replies with tool calls are run; one more fails the state with "
-        "`llm.tool_loop`.",
-    )
-    save: Identifier | None = Field(None, description="Context key the parsed reply is saved under.")
-    emit: str | None = Field(
-        None, description="Template for the event name (sees `result`); default `done`.", json_schema_extra=TEXT_TEMPLATE
-    )
-
-    @property
-    def reply_retries(self) -> int:
-        """The feedback calls allowed after a reply that does not parse or validate."""
-        if self.parse_retries is not None:
-            return self.parse_retries
-        return 1 if self.schema_ is not None else 0
-
-
-class ToolStateSpec(ActiveStateSpec):
-    """Call a tool binding with rendered arguments, save the result."""
-
-    type: Literal["tool"]
-    tool: str = Field(description="Name of a binding under `tools:`.")
-    args: dict[str, Any] = Field(
-        default_factory=dict, description="Argument name -> value template.", json_schema_extra=VALUE_TEMPLATE
-    )
-    save: Identifier | None = Field(None, description="Context key the result is saved under.")
-    emit: str | None = Field(
-        None, description="Template for the event name (sees `result`); default `done`.", json_schema_extra=TEXT_TEMPLATE
-    )
-
-
-class PythonStateSpec(ActiveStateSpec):
-    """Run a user's `State` subclass; its `execute` returns the next state's name, an Event, or None."""
-
-    type: Literal["python"]
-    call: PythonRef = Field(description="`module:StateSubclass`; the machine file's folder is searched first.")
-
-
-WAIT_TIMEOUT_EVENT = "timeout"
-"""The event a `wait` state produces when its timer runs out; no listed event may take this name."""
-
-
-class WaitStateSpec(RoutedStateSpec):
-    """Pause the run until an external event arrives or the timer runs out; the process may exit meanwhile."""
-
-    type: Literal["wait"]
-    event: EventNames = Field(
-        description="The event name(s) the state waits for (`agentfsm send RUN NAME --data JSON`); rules route on "
-        "the received name, or on `timeout` when the timer ran out. The oldest event it lists is taken; events "
-        "sent to the same visit are then set aside, never taken by a later visit.",
-    )
-    timeout: PositiveDuration | None = Field(
-        None, description="The wait's timer: after this long without a listed event, the state produces the event "
-        "`timeout` (no timer: wait for ever).",
-    )
-    save: Identifier | None = Field(None, description="Context key the received event's data is saved under.")
-
-    def edges(self) -> list[Edge]:
-        """`next:` takes whichever event arrives, so its arrow names them (and the timer's `timeout`)."""
-        edges = super().edges()
-        if self.next is not None:
-            edges[0] = edges[0]._replace(label=self.next_label)
-        return edges
-
-    @property
-    def next_label(self) -> str:
-        """How `next:` reads on a diagram: every event that takes it."""
-        names = [*self.event, WAIT_TIMEOUT_EVENT] if self.timeout is not None else list(self.event)
-        return " | ".join(names)
-
-
-class FinalStateSpec(StateSpec):
-    """End the run successfully; `output` is the run's result."""
-
-    type: Literal["final"]
-    output: Any = Field(None, description="Value template of the run's result.", json_schema_extra=VALUE_TEMPLATE)
-
-
-class FailStateSpec(StateSpec):
-    """End the run as failed."""
-
-    type: Literal["fail"]
-    error: str = Field("failed", description="Error message template.", json_schema_extra=TEXT_TEMPLATE)
-
-
-AnyStateSpec = Annotated[
-    SetStateSpec
-    | ChoiceStateSpec
-    | LlmStateSpec
-    | ToolStateSpec
-    | PythonStateSpec
-    | WaitStateSpec
-    | FinalStateSpec
-    | FailStateSpec,
-    Field(discriminator="type"),
-]
-
-STATE_KINDS: dict[str, type[StateSpec]] = {  # the union above, by kind
-    "set": SetStateSpec,
-    "choice": ChoiceStateSpec,
-    "llm": LlmStateSpec,
-    "tool": ToolStateSpec,
-    "python": PythonStateSpec,
-    "wait": WaitStateSpec,
-    "final": FinalStateSpec,
-    "fail": FailStateSpec,
-}
-TERMINAL_KINDS = frozenset({"final", "fail"})
+    def check(self, name: str, reporter: Reporter) -> None:
+        super().check(name, reporter)
+        for field, rules in (("retry", self.retry), ("catch", self.catch)):
+            for index, rule in enumerate(rules[:-1]):
+                if "*" in rule.errors:
+                    reporter.report(("states", name, field, index, "errors"), "catch-all-not-last",
+                                    f"states.{name}.{field}[{index}]: matches every error ('*'), so the rules after "
+                                    "it never apply; move it last")
 
 
 # -- the machine -----------------------------------------------------------------------------
@@ -776,28 +636,71 @@ def _exact_int(value: Any) -> Any:
     return value if type(value) is int else str(value)
 
 
-class MachineSpec(LanguageModel):
-    """A machine file."""
+def _machine_model() -> tuple[Any, type[LanguageModel]]:
+    """The union of every kind's state model, and the machine model holding them (built once kinds are loaded)."""
+    from agentfsm.spec.kinds import state_models
 
-    model_config = ConfigDict(title="agentfsm machine")
+    models = tuple(state_models().values())
+    any_state = Annotated[Union[models], Field(discriminator="type")]  # noqa: UP007 - a union built at run time
 
-    agentfsm: Annotated[Literal[1], BeforeValidator(_exact_int)] = Field(
-        description="Language version; this release reads 1."
-    )
-    name: Annotated[str, StringConstraints(min_length=1)] = Field(description="The machine's name.")
-    description: str | None = Field(None, description="What the machine does.")
-    inputs: dict[Identifier, InputSpec] = Field(default_factory=dict, description="Inputs, checked before a run.")
-    context: dict[Identifier, Any] = Field(default_factory=dict, description="Initial data, merged with the inputs.")
-    llms: dict[Identifier, LLMBinding] = Field(default_factory=dict, description="LLM bindings by name.")
-    tools: dict[Identifier, ToolBinding] = Field(default_factory=dict, description="Tool bindings by name.")
-    initial: StateName = Field(description="The state a run starts in.")
-    max_steps: int = Field(1000, ge=1, description="Loop guard: the run fails when it takes more steps.")
-    states: dict[StateName, AnyStateSpec] = Field(
-        min_length=1, description="The states, by name; any text is a valid name."
-    )
+    class MachineSpec(LanguageModel):
+        """A machine file."""
+
+        model_config = ConfigDict(title="agentfsm machine")
+
+        agentfsm: Annotated[Literal[1], BeforeValidator(_exact_int)] = Field(
+            description="Language version; this release reads 1."
+        )
+        name: Annotated[str, StringConstraints(min_length=1)] = Field(description="The machine's name.")
+        description: str | None = Field(None, description="What the machine does.")
+        inputs: dict[Identifier, InputSpec] = Field(default_factory=dict, description="Inputs, checked before a run.")
+        context: dict[Identifier, Any] = Field(default_factory=dict,
+                                               description="Initial data, merged with the inputs.")
+        llms: dict[Identifier, LLMBinding] = Field(default_factory=dict, description="LLM bindings by name.")
+        tools: dict[Identifier, ToolBinding] = Field(default_factory=dict, description="Tool bindings by name.")
+        initial: StateName = Field(description="The state a run starts in.")
+        max_steps: int = Field(1000, ge=1, description="Loop guard: the run fails when it takes more steps.")
+        states: dict[StateName, any_state] = Field(  # type: ignore[valid-type]
+            min_length=1, description="The states, by name; any text is a valid name."
+        )
+
+    MachineSpec.__module__ = __name__
+    MachineSpec.__qualname__ = "MachineSpec"
+    return any_state, MachineSpec
+
+
+_LANGUAGE: dict[str, Any] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """`MachineSpec` and `AnyStateSpec` are made on first use: they hold every state kind, and the kinds' modules
+    build on this one."""
+    if name in ("MachineSpec", "AnyStateSpec"):
+        if not _LANGUAGE:
+            _LANGUAGE["AnyStateSpec"], _LANGUAGE["MachineSpec"] = _machine_model()
+        return _LANGUAGE[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    class MachineSpec(LanguageModel):
+        """A machine file (the real class is made by `_machine_model`)."""
+
+        agentfsm: int
+        name: str
+        description: str | None
+        inputs: dict[str, InputSpec]
+        context: dict[str, Any]
+        llms: dict[str, LLMBinding]
+        tools: dict[str, ToolBinding]
+        initial: str
+        max_steps: int
+        states: dict[str, StateSpec]
+
+    AnyStateSpec = StateSpec
 
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of the language, as `agentfsm schema` prints it."""
-    schema = MachineSpec.model_json_schema(by_alias=True)
+    schema = __getattr__("MachineSpec").model_json_schema(by_alias=True)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "agentfsm/machine/v1", **schema}
