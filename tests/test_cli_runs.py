@@ -333,9 +333,11 @@ def test_runs_filters_and_cancel_refuses_later_events(tmp_path: Path) -> None:
     table = cli("runs", "--status", "waiting", store=store)
     assert table.returncode == 0, show(table)
     assert table.stdout.split()[:6] == ["run", "machine", "status", "steps", "branch", "updated"]
-    assert table.stdout.splitlines()[1].split()[:5] == [waiting, "approval", "waiting", "1", "main"]
-
-    cancelled = cli("cancel", waiting, store=store)
+    # a table shows the tail of an id (ids start with their creation time, so their heads look alike)...
+    short = table.stdout.splitlines()[1].split()[0]
+    assert table.stdout.splitlines()[1].split()[:5] == [short, "approval", "waiting", "1", "main"]
+    assert waiting.endswith(short) and len(short) == 8
+    cancelled = cli("cancel", short, store=store)  # ...and every command takes it
     assert cancelled.returncode == 0, show(cancelled)
     assert cancelled.stderr == f"run {waiting} cancelled\n"
     assert runs_json(store, "--status", "cancelled")[0]["run_id"] == waiting
@@ -351,6 +353,22 @@ def test_a_run_id_prefix_is_enough(tmp_path: Path) -> None:
     result = cli("send", run_id[:10], "approved", "-q", store=store)
     assert result.returncode == 0, show(result)
     assert runs_json(store)[0]["status"] == "succeeded"
+
+
+def test_the_tail_a_table_shows_names_one_run_among_runs_made_together(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    runs = Runs(f"sqlite:///{store}")
+    try:
+        ids = [asyncio.run(runs.start(APPROVAL)).run_id for _ in range(5)]
+    finally:
+        asyncio.run(runs.close())
+    assert len({run_id[:4] for run_id in ids}) == 1  # made together: their heads are alike...
+    assert "matches several runs" in one_error_line(cli("history", ids[2][:4], store=store))
+    listed = cli("runs", store=store)
+    tails = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert sorted(tails) == sorted(run_id[-8:] for run_id in ids)  # ...their tails are not
+    shown = cli("history", ids[2][-8:], store=store)
+    assert shown.returncode == 0 and shown.stderr.startswith(f"run {ids[2]}, branch main"), show(shown)
 
 
 # --- timers -----------------------------------------------------------------------------------

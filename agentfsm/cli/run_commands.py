@@ -51,7 +51,8 @@ def runs_command(store: str | None, *, status: str | None, machine: str | None, 
 
 def _runs_table(found: list[RunRow], now: float) -> None:
     table(["run", "machine", "status", "steps", "branch", "updated"],
-          [[run.id, run.machine, views.status_label(run, now), str(run.steps), run.head, when(run.updated_at)]
+          [[views.short_id(run.id), run.machine, views.status_label(run, now), str(run.steps), run.head,
+            when(run.updated_at)]
            for run in found])
 
 

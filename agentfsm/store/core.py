@@ -74,7 +74,8 @@ class Store:
         await self._batch.submit(create)
 
     async def get_run(self, run_id: str) -> RunRow:
-        """The run with this id, or with this unique id prefix (at least 4 characters). Raises RunNotFound."""
+        """The run with this id, or the one run whose id starts or ends with it (at least 4 characters: tables
+        show the tail of an id, which tells runs apart). Raises RunNotFound."""
         if not rules.encodable(run_id):
             raise RunNotFound(f"no run {run_id.encode('utf-8', 'backslashreplace').decode()!r} in {self.url}")
         async with self.backend.reading() as tx:
@@ -82,9 +83,10 @@ class Store:
             if run is not None:
                 return run
             if len(run_id) < rules.MIN_PREFIX:
-                raise RunNotFound(f"no run '{run_id}' in {self.url} (a prefix of a run id needs at least "
+                raise RunNotFound(f"no run '{run_id}' in {self.url} (a part of a run id needs at least "
                                   f"{rules.MIN_PREFIX} characters)")
-            return rules.prefix_match(run_id, await tx.runs_by_prefix(run_id, 6), self.url)
+            found = [*await tx.runs_by_prefix(run_id, 6), *await tx.runs_by_suffix(run_id, 6)]
+            return rules.part_match(run_id, found, self.url)
 
     async def inputs(self, run_id: str) -> dict[str, Any]:
         """The inputs a run started with."""

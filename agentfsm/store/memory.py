@@ -122,6 +122,10 @@ class MemoryTransaction:
         matching = sorted(run_id for run_id in self.backend.runs if run_id.startswith(prefix))[:limit]
         return [_copy_run(self.backend.runs[run_id].row) for run_id in matching]
 
+    async def runs_by_suffix(self, suffix: str, limit: int) -> list[RunRow]:
+        matching = sorted(run_id for run_id in self.backend.runs if run_id.endswith(suffix))[:limit]
+        return [_copy_run(self.backend.runs[run_id].row) for run_id in matching]
+
     async def list_runs(self, where: RunFilter) -> list[RunRow]:
         rows = [run.row for run in self.backend.runs.values() if _matches(run.row, where)]
         rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)

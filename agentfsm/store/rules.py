@@ -14,7 +14,7 @@ from typing import Any
 from agentfsm.store.base import FINISHED, STATUSES, DueCandidate, RunNotFound, RunRow
 
 MIN_PREFIX = 4
-"""The shortest run id prefix `get_run` resolves."""
+"""The shortest part of a run id (its start or its end) `get_run` resolves."""
 
 
 def finished_phrase(status: str) -> str:
@@ -73,14 +73,14 @@ def encodable(text: str) -> bool:
     return True
 
 
-def prefix_match(run_id: str, found: list[RunRow], url: str) -> RunRow:
-    """The one run among those whose id starts with `run_id`; RunNotFound (saying why) otherwise."""
-    matching = [run for run in found if run.id.startswith(run_id)]
+def part_match(part: str, found: list[RunRow], url: str) -> RunRow:
+    """The one run among `found` whose id starts or ends with `part`; RunNotFound (saying why) otherwise."""
+    matching = list({run.id: run for run in found if run.id.startswith(part) or run.id.endswith(part)}.values())
     if not matching:
-        raise RunNotFound(f"no run '{run_id}' in {url}")
+        raise RunNotFound(f"no run '{part}' in {url}")
     if len(matching) > 1:
         shown = ", ".join(run.id for run in matching[:5])
-        raise RunNotFound(f"'{run_id}' matches several runs: {shown}{'...' if len(matching) > 5 else ''}")
+        raise RunNotFound(f"'{part}' matches several runs: {shown}{'...' if len(matching) > 5 else ''}")
     return matching[0]
 
 

@@ -265,6 +265,10 @@ class SQLiteTransaction:
         params = (prefix, end, limit) if end else (prefix, limit)
         return [run_from_row(row) for row in self.db.execute(query, params)]
 
+    async def runs_by_suffix(self, suffix: str, limit: int) -> list[RunRow]:
+        query = f"{SELECT_RUN} WHERE substr(id, -?) = ? ORDER BY id LIMIT ?"
+        return [run_from_row(row) for row in self.db.execute(query, (len(suffix), suffix, limit))]
+
     async def list_runs(self, where: RunFilter) -> list[RunRow]:
         clauses: list[str] = []
         params: list[Any] = []
