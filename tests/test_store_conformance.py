@@ -217,6 +217,15 @@ async def test_acquire_sets_the_status_it_is_given(store: Store) -> None:
     assert (run.status, run.updated_at, run.lease_owner) == ("running", NOW + 5, "w2")
 
 
+async def test_a_lease_without_an_expiry_is_held_for_good(store: Store) -> None:
+    await start(store, expires=None)
+    async with unchanged(store):
+        with pytest.raises(LeaseHeld) as caught:
+            await store.acquire("run-0001", "w2", NOW + 60, now=NOW + 10**9)
+    assert str(caught.value) == "run run-0001 is being advanced by w1 (its lease does not expire)"
+    assert await store.due_runs(NOW + 10**9, 10) == []
+
+
 async def test_acquire_refuses_a_finished_run_and_one_that_changed_since_it_was_read(store: Store) -> None:
     await start(store, owner=None)
     seen = await store.get_run("run-0001")

@@ -22,6 +22,7 @@ from agentfsm.store.base import (
     RunFilter,
     RunRow,
     StepRow,
+    lease_live,
 )
 
 _SHARED: dict[str, MemoryBackend] = {}
@@ -189,7 +190,7 @@ class MemoryTransaction:
         for run in sorted(self.backend.runs.values(), key=lambda run: (run.row.created_at, run.row.id)):
             row, pending = run.row, tuple(e.name for e in run.events if e.taken_step is None)
             waiting = row.status == "waiting" and ((row.wake_at is not None and row.wake_at <= now) or pending)
-            orphaned = row.status == "running" and (row.lease_owner is None or (row.lease_expires or 0) < now)
+            orphaned = row.status == "running" and not lease_live(row.lease_owner, row.lease_expires, now)
             if waiting or orphaned:
                 candidates.append(DueCandidate(_copy_run(row), pending))
         return candidates[:limit]
