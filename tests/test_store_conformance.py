@@ -217,6 +217,21 @@ async def test_acquire_sets_the_status_it_is_given(store: Store) -> None:
     assert (run.status, run.updated_at, run.lease_owner) == ("running", NOW + 5, "w2")
 
 
+async def test_a_status_the_store_does_not_know_is_refused(store: Store) -> None:
+    """A programming error, refused before anything is written, in a sentence that reads."""
+    await start(store)
+    async with unchanged(store):
+        with pytest.raises(ValueError) as caught:
+            await store.acquire("run-0001", "w1", LEASE, now=NOW, status="sleeping")
+        assert str(caught.value) == "a run cannot be 'sleeping'"
+        with pytest.raises(ValueError) as caught:
+            await store.release("run-0001", "w1", status="done")
+        assert str(caught.value) == "a run cannot be 'done'"
+        with pytest.raises(ValueError) as caught:
+            await store.end_run("run-0001", "w1", "running")
+        assert str(caught.value) == "a run cannot end as 'running'"
+
+
 async def test_a_lease_without_an_expiry_is_held_for_good(store: Store) -> None:
     await start(store, expires=None)
     async with unchanged(store):
@@ -403,8 +418,6 @@ async def test_end_run_sets_the_outcome_and_releases(store: Store, place: Place)
     run = await store.get_run("run-0001")
     assert (run.status, run.error, run.waiting, run.wake_at, run.usage) == (
         "failed", {"type": "Boom", "message": "no"}, None, None, {"tokens": 5})
-    with pytest.raises(ValueError, match="a run cannot end as 'running'"):
-        await store.end_run("run-0001", "w1", "running")
 
 
 async def test_cancel(store: Store) -> None:
