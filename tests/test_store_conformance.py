@@ -621,3 +621,21 @@ async def test_due_runs(store: Store) -> None:
     assert await store.due_runs(NOW, 10) == ["dead2", "evt", "timer", "dead", "orphan"]
     assert await store.due_runs(NOW, 2) == ["dead2", "evt"]
     assert await store.due_runs(NOW + 100, 10) == ["dead2", "evt", "timer", "later", "dead", "alive", "orphan"]
+
+
+async def test_a_due_run_is_found_behind_any_number_of_runs_that_are_not(store: Store) -> None:
+    """Older waiting runs holding events they no longer wait for are looked at and passed over, however many."""
+    for number in range(60):
+        run_id = f"stale-{number:02d}"
+        await start(store, run_id, created_at=number)
+        await make_waiting(store, run_id, ["go"])
+        await store.add_event(run_id, "go", None, now=NOW)
+        await store.acquire(run_id, "w1", LEASE, now=NOW)
+        await make_waiting(store, run_id, ["other"])  # waits again, for something else: not due
+    await start(store, "timer", created_at=100)
+    await make_waiting(store, "timer", ["go"], deadline=NOW - 1)
+    await start(store, "evt", created_at=101)
+    await make_waiting(store, "evt", ["go"])
+    await store.add_event("evt", "go", None, now=NOW)
+    assert await store.due_runs(NOW, 1) == ["timer"]
+    assert await store.due_runs(NOW, 5) == ["timer", "evt"]
