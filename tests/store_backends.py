@@ -137,9 +137,19 @@ def unchanged(store: Store) -> AbstractAsyncContextManager[None]:
     async def check() -> AsyncIterator[None]:
         before = await everything(store)
         yield
-        assert await everything(store) == before
+        after = await everything(store)
+        assert after == before, f"changed: {'; '.join(differences(before, after))}"
 
     return check()
+
+
+def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What differs between two `everything` readings, one phrase per run."""
+    found = [f"run {run_id} {'appeared' if run_id in after else 'vanished'}" for run_id in before.keys() ^ after.keys()]
+    for run_id in sorted(before.keys() & after.keys()):
+        keys = [key for key, value in before[run_id].items() if after[run_id][key] != value]
+        found += [f"run {run_id}: {', '.join(keys)}"] if keys else []
+    return found
 
 
 # -- a backend seen through a spy --------------------------------------------------------------------
