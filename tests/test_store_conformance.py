@@ -368,6 +368,16 @@ async def test_commit_step_by_a_process_without_the_lease_writes_nothing(store: 
             await store.commit_step("nope", "w1", LEASE, step(1), [], None)
 
 
+async def test_a_step_recorded_twice_is_a_conflict_and_changes_nothing(store: Store, place: Place) -> None:
+    await start(store)
+    await store.commit_step("run-0001", "w1", LEASE, step(1), [], None)
+    place.clock.now = NOW + 9
+    async with unchanged(store):
+        with pytest.raises(Conflict):
+            await store.commit_step("run-0001", "w1", LEASE + 50, step(1), [CheckpointRow("cp", "main", 2, NOW)],
+                                    None)
+
+
 async def test_commit_step_refuses_an_event_already_taken(store: Store) -> None:
     await start(store)
     await make_waiting(store, "run-0001", ["go"])

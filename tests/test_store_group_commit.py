@@ -8,12 +8,13 @@ import math
 
 import pytest
 
-from agentfsm.store import CheckpointRow, Conflict, LeaseLost, Store
+from agentfsm.store import BranchRow, CheckpointRow, Conflict, LeaseLost, Store
 from agentfsm.store.base import Backend
 from agentfsm.store.batch import MAX_BATCH
 from tests.store_backends import (
     LEASE,
     NOW,
+    Broken,
     Place,
     Spy,
     everything,
@@ -21,6 +22,7 @@ from tests.store_backends import (
     place,
     start,
     step,
+    unchanged,
 )
 
 __all__ = ["place"]  # the fixture, imported for pytest
@@ -113,6 +115,36 @@ async def test_a_refused_write_fails_alone_and_the_others_in_its_batch_commit(pl
     assert {run_id: after[run_id] for run_id in refused} == refused
     for run_id in by_run:
         assert after[run_id]["run"].steps == 1
+
+
+async def test_a_failing_transaction_fails_every_write_in_it_and_changes_nothing(place: Place) -> None:
+    """The database fails part-way through a batch: every caller in it hears so, and no write of it stays."""
+    store, spy = spied(place)
+    run_ids = await started(store, 10)
+    await start(store, "lonely", digest="own", source="its own text")
+    await store.end_run("lonely", "w1", "succeeded")
+    await store.end_run(run_ids[8], "w1", "failed")
+    await make_waiting(store, run_ids[7], ["go"])
+    await make_waiting(store, run_ids[9], ["go", "stop"])
+    taken = await store.add_event(run_ids[9], "go", None, now=NOW)
+    await store.add_event(run_ids[9], "stop", None, now=NOW)
+    await store.acquire(run_ids[9], "w1", LEASE, now=NOW)
+    spy.fail = lambda operation, args: operation == "insert_step" and args[0] == run_ids[5]
+    async with unchanged(store):
+        # each of these is written before the step that fails (concurrent tasks queue in the order they start)
+        others = [
+            store.add_event(run_ids[7], "go", None, now=NOW),
+            store.commit_step(run_ids[9], "w1", LEASE, step(1), [], taken),  # takes one event, sets one aside
+            store.create_branch(run_ids[8], BranchRow("retry", "main", 1), now=NOW),
+            store.delete_runs(["lonely"], now=NOW),  # and the source only it used
+            start(store, "newcomer"),
+            store.cancel(run_ids[6], now=NOW),
+        ]
+        outcomes = await asyncio.gather(*others, commit_all(store, run_ids[:6]), return_exceptions=True)
+        assert [type(outcome) for outcome in outcomes[:-1]] == [Broken] * len(others)
+        assert [type(outcome) for outcome in outcomes[-1]] == [Broken] * 6  # type: ignore[union-attr]
+    spy.fail = None  # the database works again: so does the store
+    assert await commit_all(store, run_ids[:6]) == [["one"]] * 6
 
 
 async def test_closing_a_store_commits_the_writes_already_submitted(place: Place) -> None:
