@@ -498,6 +498,20 @@ async def test_add_checkpoint(store: Store) -> None:
     assert await store.checkpoints("run-0001") == [CheckpointRow("mine", "main", 1, NOW)]
 
 
+async def test_checkpoints_and_branches_come_oldest_first(store: Store) -> None:
+    """By when they were made, whatever order they were written in (two processes' clocks)."""
+    await start(store, checkpoints=[CheckpointRow("start", "main", 1, NOW)])
+    await store.add_checkpoint("run-0001", CheckpointRow("late", "main", 1, NOW + 9))
+    await store.add_checkpoint("run-0001", CheckpointRow("early", "main", 1, NOW - 9))
+    await store.add_checkpoint("run-0001", CheckpointRow("same", "main", 1, NOW))
+    assert [c.name for c in await store.checkpoints("run-0001")] == ["early", "start", "same", "late"]
+    await store.end_run("run-0001", "w1", "failed")
+    await store.create_branch("run-0001", BranchRow("b", "main", 1, NOW + 5), now=NOW + 5)
+    await store.create_branch("run-0001", BranchRow("a", "main", 1, NOW - 5), now=NOW + 6)
+    await store.create_branch("run-0001", BranchRow("c", "main", 1, NOW + 5), now=NOW + 7)
+    assert [b.name for b in await store.branches("run-0001")] == ["a", "main", "b", "c"]
+
+
 # -- branches ---------------------------------------------------------------------------------------
 
 

@@ -154,7 +154,9 @@ class MemoryTransaction:
 
     async def branches(self, run_id: str) -> list[BranchRow]:
         found = self._run(run_id)
-        return [] if found is None else [replace(branch.row) for branch in found.branches.values()]
+        # oldest first, as made (ties in the order written)
+        rows = [] if found is None else [replace(branch.row) for branch in found.branches.values()]
+        return sorted(rows, key=lambda row: row.created_at)
 
     def _steps(self, run_id: str, branch: str, first: int, last: int | None) -> list[StepRow]:
         found = self._run(run_id)
@@ -187,7 +189,8 @@ class MemoryTransaction:
 
     async def checkpoints(self, run_id: str) -> list[CheckpointRow]:
         found = self._run(run_id)
-        return [] if found is None else [replace(row) for row in found.checkpoints.values()]
+        rows = [] if found is None else [replace(row) for row in found.checkpoints.values()]
+        return sorted(rows, key=lambda row: row.created_at)
 
     async def checkpoint_names(self, run_id: str, prefix: str) -> set[str]:
         found = self._run(run_id)
