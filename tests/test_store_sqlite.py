@@ -5,6 +5,7 @@ What every backend must do is in tests/test_store_conformance.py; this file is w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -30,7 +31,7 @@ from agentfsm.store import (
 )
 from agentfsm.store.sqlite import SQLiteBackend, SQLiteStore
 from agentfsm.store.sqlite_schema import SCHEMA_VERSION
-from tests.store_backends import NOW, start
+from tests.store_backends import LEASE, NOW, start, step
 
 pytestmark = pytest.mark.asyncio
 
@@ -179,6 +180,29 @@ async def test_a_value_that_is_not_json_is_reported_as_damage(path: Path) -> Non
             await store.get_run("run-0001")
         assert str(caught.value).startswith(f"{path} is damaged (a stored value is not JSON")
         assert "\n" not in str(caught.value)
+    finally:
+        await store.close()
+
+
+async def test_a_write_that_meets_a_damaged_value_says_so_and_fails_alone(path: Path) -> None:
+    """The damaged run's write is refused with the one-line message; a step of another run in the same
+    transaction still commits."""
+    store = SQLiteStore(path)
+    try:
+        await start(store, "run-0001")
+        await start(store, "run-0002")
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute("UPDATE runs SET waiting = 'nope{' WHERE id = 'run-0001'")
+        before = table(path, "runs")[0]
+        cancelled, committed = await asyncio.gather(store.cancel("run-0001", now=NOW),
+                                                    store.commit_step("run-0002", "w1", LEASE, step(1), [], None),
+                                                    return_exceptions=True)
+        assert isinstance(cancelled, StoreError)
+        assert str(cancelled).startswith(f"{path} is damaged (a stored value is not JSON")
+        assert "\n" not in str(cancelled)
+        assert committed == []
+        assert table(path, "runs")[0] == before
+        assert (await store.get_run("run-0002")).steps == 1
     finally:
         await store.close()
 
