@@ -6,6 +6,8 @@ name of its own). Group commit has its own suite: tests/test_store_group_commit.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agentfsm.store import (
@@ -376,6 +378,19 @@ async def test_a_step_recorded_twice_is_a_conflict_and_changes_nothing(store: St
         with pytest.raises(Conflict):
             await store.commit_step("run-0001", "w1", LEASE + 50, step(1), [CheckpointRow("cp", "main", 2, NOW)],
                                     None)
+
+
+async def test_a_step_whose_values_cannot_be_stored_changes_nothing(store: Store) -> None:
+    """Not JSON (a set) or never-ending (a list holding itself): the caller hears why, and the run is not
+    left claiming a step it has no row for."""
+    await start(store)
+    circular: list[object] = []
+    circular.append(circular)
+    for result, error in (({1, 2}, TypeError), (circular, ValueError)):
+        async with unchanged(store):
+            with pytest.raises(error):
+                await store.commit_step("run-0001", "w1", LEASE + 5, replace(step(1), result=result), [], None)
+    assert await store.commit_step("run-0001", "w1", LEASE, step(1), [], None) == []
 
 
 async def test_commit_step_refuses_an_event_already_taken(store: Store) -> None:
