@@ -8,6 +8,7 @@ Test modules import the fixtures they use from here.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -156,16 +157,20 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 
 class Spy:
-    """A backend that counts its write transactions and can make a write inside one fail.
+    """A backend that counts its write transactions, can make a write inside one fail, and can be slow to commit.
 
     `fail` is asked about every row operation of a write transaction (its name and arguments); when it
     says yes, the operation raises `Broken` instead of reaching the backend (the database failed mid-way).
+    With `slow_commit`, a transaction lets other tasks run before it commits, as a database across a
+    network does (SQLite commits without ever giving up the event loop).
     """
 
-    def __init__(self, inner: Backend, fail: Callable[[str, tuple[Any, ...]], bool] | None = None) -> None:
+    def __init__(self, inner: Backend, fail: Callable[[str, tuple[Any, ...]], bool] | None = None,
+                 *, slow_commit: bool = False) -> None:
         self.inner = inner
         self.url = inner.url
         self.fail = fail
+        self.slow_commit = slow_commit
         self.transactions = 0
 
     def reading(self) -> AbstractAsyncContextManager[Transaction]:
@@ -176,6 +181,9 @@ class Spy:
         self.transactions += 1
         async with self.inner.writing() as tx:
             yield _FailingTransaction(tx, self.fail) if self.fail else tx  # type: ignore[misc]
+            if self.slow_commit:
+                for _ in range(3):
+                    await asyncio.sleep(0)
 
     def stream_steps(self, run_id: str, branch: str, first: int, last: int | None) -> AsyncIterator[StepRow]:
         return self.inner.stream_steps(run_id, branch, first, last)

@@ -30,12 +30,12 @@ __all__ = ["place"]  # the fixture, imported for pytest
 pytestmark = pytest.mark.asyncio
 
 
-def spied(place: Place) -> tuple[Store, Spy]:
+def spied(place: Place, *, slow_commit: bool = False) -> tuple[Store, Spy]:
     """A store over a new connection, with a spy counting its write transactions."""
     spies: list[Spy] = []
 
     def wrap(backend: Backend) -> Backend:
-        spies.append(Spy(backend))
+        spies.append(Spy(backend, slow_commit=slow_commit))
         return spies[-1]
 
     return place.store(wrap), spies[0]
@@ -78,8 +78,9 @@ async def test_a_transaction_holds_a_bounded_number_of_writes(place: Place) -> N
 
 
 async def test_each_caller_returns_only_once_its_step_is_readable_elsewhere(place: Place) -> None:
-    """`await commit_step(...)` returning means committed: another connection to the store sees the row."""
-    writer, elsewhere = place.store(), place.store()
+    """`await commit_step(...)` returning means committed: another connection to the store sees the row,
+    even when the database lets other tasks run before it commits."""
+    writer, elsewhere = spied(place, slow_commit=True)[0], place.store()
     run_ids = await started(writer, 30)
 
     async def commit_and_look(run_id: str) -> tuple[list[int], int]:
