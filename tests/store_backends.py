@@ -172,6 +172,8 @@ class Spy:
         self.fail = fail
         self.slow_commit = slow_commit
         self.transactions = 0
+        self.while_committing: list[Callable[[], object]] = []
+        """Called (each once) while the next slow commit lets other tasks run."""
 
     def reading(self) -> AbstractAsyncContextManager[Transaction]:
         return self.inner.reading()
@@ -182,7 +184,10 @@ class Spy:
         async with self.inner.writing() as tx:
             yield _FailingTransaction(tx, self.fail) if self.fail else tx  # type: ignore[misc]
             if self.slow_commit:
-                for _ in range(3):
+                calls, self.while_committing = self.while_committing, []
+                for call in calls:
+                    call()
+                for _ in range(20):  # enough for tasks started meanwhile to queue their writes
                     await asyncio.sleep(0)
 
     def stream_steps(self, run_id: str, branch: str, first: int, last: int | None) -> AsyncIterator[StepRow]:

@@ -92,6 +92,20 @@ async def test_each_caller_returns_only_once_its_step_is_readable_elsewhere(plac
     assert await asyncio.gather(*(commit_and_look(run_id) for run_id in run_ids)) == [([1], 1)] * 30
 
 
+async def test_writes_submitted_while_a_transaction_commits_go_in_the_next_one(place: Place) -> None:
+    """A database that is slow to commit: steps that get ready meanwhile wait for the next transaction (one
+    connection never has two open at once) and all land."""
+    store, spy = spied(place, slow_commit=True)
+    run_ids = await started(store, 20)
+    spy.transactions = 0
+    later: list[asyncio.Task[list[object]]] = []
+    spy.while_committing.append(lambda: later.append(asyncio.create_task(commit_all(store, run_ids[10:]))))
+    assert await commit_all(store, run_ids[:10]) == [["one"]] * 10
+    assert await later[0] == [["one"]] * 10
+    assert spy.transactions == 2
+    assert {(await store.get_run(run_id)).steps for run_id in run_ids} == {1}
+
+
 async def test_a_refused_write_fails_alone_and_the_others_in_its_batch_commit(place: Place) -> None:
     store, spy = spied(place)
     run_ids = await started(store, 10)
