@@ -14,6 +14,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from agentfsm.store.base import (
@@ -96,6 +97,11 @@ class MemoryBackend:
             rows = await tx.steps(run_id, branch, first, last, None)
         for row in rows:
             yield row
+
+
+def _set_all(row: RunRow, values: list[tuple[str, Any]]) -> None:
+    for key, value in values:
+        setattr(row, key, value)
 
 
 class _Duplicate(Exception):
@@ -264,14 +270,10 @@ class MemoryTransaction:
         if found is None or (owner is not None and found.row.lease_owner != owner):
             return False
         row = found.row
-        previous = {key: getattr(row, key) for key in values}
-
-        def undo() -> None:
-            for key, value in previous.items():
-                setattr(row, key, value)
-
-        self.journal.append(undo)
+        previous: list[tuple[str, Any]] = []
+        self.journal.append(partial(_set_all, row, previous))  # first: a value failing half-way is undone too
         for key, value in values.items():
+            previous.append((key, getattr(row, key)))
             setattr(row, key, _thawed(_frozen(value)) if isinstance(value, dict | list) else value)
         return True
 
