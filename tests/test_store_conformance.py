@@ -121,6 +121,8 @@ async def test_list_runs_filters_newest_first(store: Store) -> None:
     assert [r.id for r in await store.list_runs(RunFilter(updated_before=2.5))] == ["run-b", "run-a"]
     both = RunFilter(statuses=("running", "succeeded"), machine="m", limit=5)
     assert [r.id for r in await store.list_runs(both)] == ["run-c", "run-a"]
+    await start(store, "run-0", created_at=3.0)  # made at the same moment as run-c: the greater id first
+    assert [r.id for r in await store.list_runs(RunFilter(limit=2))] == ["run-c", "run-0"]
 
 
 async def test_list_runs_by_parent_and_top_level(store: Store) -> None:
