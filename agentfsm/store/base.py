@@ -60,6 +60,10 @@ class LeaseLost(StoreError):
     """This process no longer holds the run's lease (it was cancelled, or another process took it over)."""
 
 
+class Damaged(StoreError):
+    """A stored value cannot be read (the store's file was edited or damaged); the message names the file."""
+
+
 def lease_live(owner: str | None, expires: float | None, now: float) -> bool:
     """Whether a process holds a run's lease at `now` (an owner without an expiry holds it for good)."""
     return owner is not None and (expires is None or expires >= now)

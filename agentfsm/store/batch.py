@@ -15,12 +15,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentfsm.store.base import Backend, Conflict, LeaseLost, RunNotFound, StoreError, Transaction
+from agentfsm.store.base import Backend, Conflict, Damaged, LeaseLost, RunNotFound, StoreError, Transaction
 
 Write = Callable[[Transaction], Awaitable[Any]]
 
-REFUSALS: tuple[type[BaseException], ...] = (Conflict, LeaseLost, RunNotFound, ValueError)
-"""What a write raises when a rule refuses it, before it wrote anything: it fails alone."""
+REFUSALS: tuple[type[BaseException], ...] = (Conflict, LeaseLost, RunNotFound, Damaged)
+"""What a write raises when a rule refuses it, before it wrote anything: it fails alone. (A damaged value is
+met while a write reads the rows it checks, before it writes.) Anything else a write raises (a value that is
+not JSON, say) may come after it wrote part of its rows: it fails the transaction, which changes nothing."""
 
 MAX_BATCH = 512
 """At most this many writes in one transaction (a bound on how long the write lock is held)."""

@@ -397,9 +397,15 @@ class Store:
     async def due_runs(self, now: float, limit: int) -> list[str]:
         """Runs a worker should advance: `waiting` with a pending event it waits for or a timer due by `now`,
         and `running` runs whose lease expired before `now` (their process died). Oldest first."""
-        async with self.backend.reading() as tx:
-            candidates: list[DueCandidate] = await tx.due_candidates(now, limit * 4 + 16)
-        return [candidate.run.id for candidate in candidates if rules.is_due(candidate, now)][:limit]
+        window = limit * 4 + 16
+        while True:
+            async with self.backend.reading() as tx:
+                candidates: list[DueCandidate] = await tx.due_candidates(now, window)
+            due = [candidate.run.id for candidate in candidates if rules.is_due(candidate, now)]
+            # candidates that are not due (events they do not wait for) must not hide the due ones behind them
+            if len(due) >= limit or len(candidates) < window:
+                return due[:limit]
+            window *= 4
 
     # -- helpers ----------------------------------------------------------------------------------------------
 

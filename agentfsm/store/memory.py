@@ -3,25 +3,30 @@
 Every store opened on the same `memory://NAME` in one process shares its rows; they are
 gone when the process ends. Values are kept as their JSON text, so what comes back is
 what a database would give back (a tuple comes back a list, nothing is shared with the
-caller). Its operations never suspend, so each transaction is atomic in the event loop.
+caller). Its operations never suspend, so no other task sees a transaction half-done; a
+write transaction that fails is undone (each change it made is journalled), so, as in a
+database, it changes nothing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from agentfsm.store.base import (
     BranchRow,
     CheckpointRow,
+    Conflict,
     DueCandidate,
     EventRow,
     RunFilter,
     RunRow,
     StepRow,
+    lease_live,
 )
 
 _SHARED: dict[str, MemoryBackend] = {}
@@ -77,13 +82,30 @@ class MemoryBackend:
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[MemoryTransaction]:
-        yield MemoryTransaction(self)
+        tx = MemoryTransaction(self)
+        try:
+            yield tx
+        except BaseException as exc:
+            for undo in reversed(tx.journal):
+                undo()
+            if isinstance(exc, _Duplicate):  # as a database's unique key refuses it: the whole transaction fails
+                raise Conflict(f"{self.url}: {exc}") from None
+            raise
 
     async def stream_steps(self, run_id: str, branch: str, first: int, last: int | None) -> AsyncIterator[StepRow]:
         async with self.reading() as tx:
             rows = await tx.steps(run_id, branch, first, last, None)
         for row in rows:
             yield row
+
+
+def _set_all(row: RunRow, values: list[tuple[str, Any]]) -> None:
+    for key, value in values:
+        setattr(row, key, value)
+
+
+class _Duplicate(Exception):
+    """A row whose key is taken (a database's unique constraint): it fails the transaction it is written in."""
 
 
 def _copy_run(row: RunRow) -> RunRow:
@@ -100,10 +122,12 @@ def _copy_step(row: StepRow) -> StepRow:
 class MemoryTransaction:
     """The row operations of the memory backend (see `agentfsm.store.base.Transaction`)."""
 
-    __slots__ = ("backend",)
+    __slots__ = ("backend", "journal")
 
     def __init__(self, backend: MemoryBackend) -> None:
         self.backend = backend
+        self.journal: list[Callable[[], object]] = []
+        """How to undo each change this transaction made, oldest first."""
 
     def _run(self, run_id: str) -> _Run | None:
         return self.backend.runs.get(run_id)
@@ -140,7 +164,9 @@ class MemoryTransaction:
 
     async def branches(self, run_id: str) -> list[BranchRow]:
         found = self._run(run_id)
-        return [] if found is None else [replace(branch.row) for branch in found.branches.values()]
+        # oldest first, as made (ties in the order written)
+        rows = [] if found is None else [replace(branch.row) for branch in found.branches.values()]
+        return sorted(rows, key=lambda row: row.created_at)
 
     def _steps(self, run_id: str, branch: str, first: int, last: int | None) -> list[StepRow]:
         found = self._run(run_id)
@@ -173,7 +199,8 @@ class MemoryTransaction:
 
     async def checkpoints(self, run_id: str) -> list[CheckpointRow]:
         found = self._run(run_id)
-        return [] if found is None else [replace(row) for row in found.checkpoints.values()]
+        rows = [] if found is None else [replace(row) for row in found.checkpoints.values()]
+        return sorted(rows, key=lambda row: row.created_at)
 
     async def checkpoint_names(self, run_id: str, prefix: str) -> set[str]:
         found = self._run(run_id)
@@ -193,71 +220,109 @@ class MemoryTransaction:
         for run in sorted(self.backend.runs.values(), key=lambda run: (run.row.created_at, run.row.id)):
             row, pending = run.row, tuple(e.name for e in run.events if e.taken_step is None)
             waiting = row.status == "waiting" and ((row.wake_at is not None and row.wake_at <= now) or pending)
-            orphaned = row.status == "running" and (row.lease_owner is None or (row.lease_expires or 0) < now)
+            orphaned = row.status == "running" and not lease_live(row.lease_owner, row.lease_expires, now)
             if waiting or orphaned:
                 candidates.append(DueCandidate(_copy_run(row), pending))
         return candidates[:limit]
 
     # -- writes --------------------------------------------------------------------------------------
 
+    def _put(self, kept: dict[str, Any], key: str, value: Any) -> None:
+        """Set `kept[key]`, journalling how to put back what was there."""
+        missing = key not in kept
+        previous = kept.get(key)
+        kept[key] = value
+        self.journal.append(lambda: kept.pop(key) if missing else kept.__setitem__(key, previous))
+
+    def _drop(self, kept: dict[str, Any], key: str) -> None:
+        """Remove `kept[key]` (if there), journalling how to put it back."""
+        if key in kept:
+            value = kept.pop(key)
+            self.journal.append(lambda: kept.__setitem__(key, value))
+
     async def insert_run(self, run: RunRow, inputs: Mapping[str, Any], source: str | None) -> None:
-        if source is not None and run.digest is not None:
-            self.backend.sources.setdefault(run.digest, source)
-        self.backend.runs[run.id] = _Run(_copy_run(run), _frozen(dict(inputs)))
+        if run.id in self.backend.runs:
+            raise _Duplicate(f"run {run.id} exists already")
+        if source is not None and run.digest is not None and run.digest not in self.backend.sources:
+            self._put(self.backend.sources, run.digest, source)
+        self._put(self.backend.runs, run.id, _Run(_copy_run(run), _frozen(dict(inputs))))
 
     async def insert_branch(self, run_id: str, branch: BranchRow) -> None:
-        self.backend.runs[run_id].branches[branch.name] = _Branch(replace(branch))
+        branches = self.backend.runs[run_id].branches
+        if branch.name in branches:
+            raise _Duplicate(f"run {run_id} has a branch '{branch.name}' already")
+        self._put(branches, branch.name, _Branch(replace(branch)))
 
     async def insert_step(self, run_id: str, step: StepRow) -> None:
         kept = self.backend.runs[run_id].branches[step.branch]
         expected = kept.row.fork + len(kept.steps)
-        if step.step != expected:
-            raise ValueError(f"step {step.step} of branch '{step.branch}' recorded out of order (next: {expected})")
+        if step.step != expected:  # a database would take a gap; this list of steps cannot
+            raise _Duplicate(f"step {step.step} of branch '{step.branch}' recorded out of order (next: {expected})")
         kept.steps.append(_copy_step(step))
+        self.journal.append(kept.steps.pop)
 
     async def insert_checkpoint(self, run_id: str, checkpoint: CheckpointRow) -> bool:
         checkpoints = self.backend.runs[run_id].checkpoints
         if checkpoint.name in checkpoints:
             return False
-        checkpoints[checkpoint.name] = CheckpointRow(checkpoint.name, checkpoint.branch, checkpoint.point,
-                                                     checkpoint.created_at)
+        self._put(checkpoints, checkpoint.name, CheckpointRow(checkpoint.name, checkpoint.branch, checkpoint.point,
+                                                              checkpoint.created_at))
         return True
 
     async def update_run(self, run_id: str, values: Mapping[str, Any], *, owner: str | None = None) -> bool:
         found = self._run(run_id)
         if found is None or (owner is not None and found.row.lease_owner != owner):
             return False
+        row = found.row
+        previous: list[tuple[str, Any]] = []
+        self.journal.append(partial(_set_all, row, previous))  # first: a value failing half-way is undone too
         for key, value in values.items():
-            setattr(found.row, key, _thawed(_frozen(value)) if isinstance(value, dict | list) else value)
+            previous.append((key, getattr(row, key)))
+            setattr(row, key, _thawed(_frozen(value)) if isinstance(value, dict | list) else value)
         return True
 
     async def add_source(self, digest: str, text: str) -> None:
-        self.backend.sources.setdefault(digest, text)
+        if digest not in self.backend.sources:
+            self._put(self.backend.sources, digest, text)
+
+    def _mark_taken(self, event: EventRow, branch: str, step: int) -> None:
+        def undo() -> None:
+            event.taken_branch, event.taken_step = None, None
+
+        event.taken_branch, event.taken_step = branch, step
+        self.journal.append(undo)
 
     async def take_event(self, run_id: str, event_id: int, branch: str, step: int) -> bool:
         for event in self.backend.runs[run_id].events:
             if event.id == event_id and event.taken_step is None:
-                event.taken_branch, event.taken_step = branch, step
+                self._mark_taken(event, branch, step)
                 return True
         return False
 
     async def set_aside_events(self, run_id: str, branch: str) -> None:
         for event in self.backend.runs[run_id].events:
             if event.taken_step is None:
-                event.taken_branch, event.taken_step = branch, -1
+                self._mark_taken(event, branch, -1)
 
     async def insert_event(self, run_id: str, name: str, data: Any, now: float) -> int:
-        event_id = self.backend.next_event
-        self.backend.next_event += 1
-        self.backend.runs[run_id].events.append(EventRow(event_id, name, _thawed(_frozen(data)), now))
+        backend, events = self.backend, self.backend.runs[run_id].events
+        event_id = backend.next_event
+
+        def undo() -> None:
+            events.pop()
+            backend.next_event = event_id
+
+        events.append(EventRow(event_id, name, _thawed(_frozen(data)), now))
+        backend.next_event += 1
+        self.journal.append(undo)
         return event_id
 
     async def delete_runs(self, run_ids: list[str]) -> None:
         for run_id in run_ids:
-            self.backend.runs.pop(run_id, None)
+            self._drop(self.backend.runs, run_id)
         used = {run.row.digest for run in self.backend.runs.values()}
         for digest in [digest for digest in self.backend.sources if digest not in used]:
-            del self.backend.sources[digest]
+            self._drop(self.backend.sources, digest)
 
 
 def _matches(row: RunRow, where: RunFilter) -> bool:

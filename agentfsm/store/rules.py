@@ -89,7 +89,7 @@ def check_status(status: str | None, *, ending: bool = False) -> None:
     if status is None:
         return
     if status not in STATUSES or (ending and status == "running"):
-        raise ValueError(f"a run cannot {'end' if ending else 'be'} as '{status}'")
+        raise ValueError(f"a run cannot {'end as' if ending else 'be'} '{status}'")
 
 
 def released_status(run: RunRow, status: str) -> str:

@@ -10,16 +10,18 @@ than most of them); many runs' steps still share one commit (see `agentfsm.store
 
 from __future__ import annotations
 
+import functools
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from agentfsm.store.base import (
     BranchRow,
     CheckpointRow,
     Conflict,
+    Damaged,
     DueCandidate,
     EventRow,
     RunFilter,
@@ -219,12 +221,12 @@ class SQLiteBackend:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[SQLiteTransaction]:
         with self._sync_reading() as db:
-            yield SQLiteTransaction(db, self.url)
+            yield SQLiteTransaction(db, self.url, self.path)
 
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[SQLiteTransaction]:
         with self._sync_writing() as db:
-            yield SQLiteTransaction(db, self.url)
+            yield SQLiteTransaction(db, self.url, self.path)
 
     async def stream_steps(self, run_id: str, branch: str, first: int, last: int | None) -> AsyncIterator[StepRow]:
         while last is None or first <= last:
@@ -239,18 +241,39 @@ class SQLiteBackend:
 
 _UPDATES: dict[tuple[tuple[str, ...], bool], str] = {}
 
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _loading(read: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+    """A read that turns JSON text into values: a value that is not JSON is `Damaged`, naming the file.
+
+    Raised inside a write transaction too, where the write fails alone (it reads before it writes)."""
+    @functools.wraps(read)
+    async def checked(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await read(*args, **kwargs)
+        except DamagedValue as exc:
+            tx = args[0]
+            assert isinstance(tx, SQLiteTransaction)
+            raise Damaged(f"{tx.path} is damaged ({exc})") from None
+
+    return checked
+
 
 class SQLiteTransaction:
     """The row operations of one SQLite transaction (see `agentfsm.store.base.Transaction`)."""
 
-    __slots__ = ("db", "url")
+    __slots__ = ("db", "path", "url")
 
-    def __init__(self, db: sqlite3.Connection, url: str) -> None:
+    def __init__(self, db: sqlite3.Connection, url: str, path: Path) -> None:
         self.db = db
         self.url = url
+        self.path = path
 
     # -- reads ---------------------------------------------------------------------------------------
 
+    @_loading
     async def run(self, run_id: str) -> RunRow | None:
         row = self.db.execute(f"{SELECT_RUN} WHERE id = ?", (run_id,)).fetchone()
         return None if row is None else run_from_row(row)
@@ -259,16 +282,19 @@ class SQLiteTransaction:
         row = self.db.execute("SELECT lease_owner FROM runs WHERE id = ?", (run_id,)).fetchone()
         return None if row is None else row[0]
 
+    @_loading
     async def runs_by_prefix(self, prefix: str, limit: int) -> list[RunRow]:
         end = prefix_end(prefix)
         query = f"{SELECT_RUN} WHERE id >= ?" + (" AND id < ?" if end else "") + " ORDER BY id LIMIT ?"
         params = (prefix, end, limit) if end else (prefix, limit)
         return [run_from_row(row) for row in self.db.execute(query, params)]
 
+    @_loading
     async def runs_by_suffix(self, suffix: str, limit: int) -> list[RunRow]:
         query = f"{SELECT_RUN} WHERE substr(id, -?) = ? ORDER BY id LIMIT ?"
         return [run_from_row(row) for row in self.db.execute(query, (len(suffix), suffix, limit))]
 
+    @_loading
     async def list_runs(self, where: RunFilter) -> list[RunRow]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -291,6 +317,7 @@ class SQLiteTransaction:
             params.append(where.limit)
         return [run_from_row(row) for row in self.db.execute(query, params)]
 
+    @_loading
     async def inputs(self, run_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT inputs FROM run_inputs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else load(row[0], {})
@@ -303,6 +330,7 @@ class SQLiteTransaction:
         query = "SELECT name, parent, fork, created_at FROM branches WHERE run_id = ? ORDER BY created_at, rowid"
         return [BranchRow(*row) for row in self.db.execute(query, (run_id,))]
 
+    @_loading
     async def steps(self, run_id: str, branch: str, first: int, last: int | None, limit: int | None) -> list[StepRow]:
         query = f"{SELECT_STEP} WHERE run_id = ? AND branch = ? AND step >= ?"
         params: list[Any] = [run_id, branch, first]
@@ -315,6 +343,7 @@ class SQLiteTransaction:
             params.append(limit)
         return [step_from_row(row) for row in self.db.execute(query, params)]
 
+    @_loading
     async def context_rows(self, run_id: str, branch: str, first: int, last: int) -> list[StepRow]:
         query = (f"{SELECT_STEP} WHERE run_id = ? AND branch = ? AND step >= ? AND step <= ? "
                  "AND context_kind IS NOT NULL ORDER BY step DESC")
@@ -325,6 +354,7 @@ class SQLiteTransaction:
                 break
         return rows
 
+    @_loading
     async def tally_row(self, run_id: str, branch: str, first: int, last: int) -> StepRow | None:
         query = (f"{SELECT_STEP} WHERE run_id = ? AND branch = ? AND step >= ? AND step <= ? "
                  "AND tally IS NOT NULL ORDER BY step DESC LIMIT 1")
@@ -339,6 +369,7 @@ class SQLiteTransaction:
         query = "SELECT name FROM checkpoints WHERE run_id = ? AND substr(name, 1, ?) = ?"
         return {name for (name,) in self.db.execute(query, (run_id, len(prefix), prefix))}
 
+    @_loading
     async def pending_events(self, run_id: str) -> list[EventRow]:
         query = ("SELECT id, name, data, created_at, taken_branch, taken_step FROM events "
                  "WHERE run_id = ? AND taken_step IS NULL ORDER BY id")
@@ -349,6 +380,7 @@ class SQLiteTransaction:
         query = "SELECT id FROM events WHERE run_id = ? AND taken_step IS NULL"
         return {event_id for (event_id,) in self.db.execute(query, (run_id,))}
 
+    @_loading
     async def due_candidates(self, now: float, limit: int) -> list[DueCandidate]:
         query = (
             f"{SELECT_RUN} WHERE (status = 'waiting' AND (wake_at <= ? OR EXISTS "
