@@ -15,6 +15,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import socket
 import sys
 import threading
 import time
@@ -689,6 +690,8 @@ BAD: dict[str, tuple[Callable[[Base], Sequence[object]], str]] = {
     "checkpoint-duplicate": (lambda b: ["checkpoint", b.waiting, "mark"], "already has a checkpoint 'mark'"),
     "checkpoint-duplicate-of-a-wait": (lambda b: ["checkpoint", b.approved, "review"], "checkpoint 'review'"),
     "checkpoint-number": (lambda b: ["checkpoint", b.waiting, "7"], "cannot name a checkpoint"),
+    # the end of a run that ended is no point a rollback can continue from: refused up front
+    "checkpoint-at-the-end": (lambda b: ["checkpoint", b.hello, "late"], "nothing runs from its end"),
     "cancel-finished-run": (lambda b: ["cancel", b.approved], "succeeded"),
     "cancel-unknown-run": (lambda b: ["cancel", "zzzzzzzzzzzz"], "no run"),
     "history-unknown-branch": (lambda b: ["history", b.react, "--branch", "nope"], "no branch 'nope'"),
@@ -861,3 +864,64 @@ def test_a_send_or_rollback_that_cannot_go_on_changes_nothing(tmp_path: Path) ->
         assert refused.returncode == 2, show(refused)
         assert len(refused.stderr.splitlines()) == 1 and "held_work" in refused.stderr, show(refused)
         assert dump(store) == before
+
+
+RETRIED = """\
+agentfsm: 1
+name: retried
+tools:
+  flaky: {python: "always_failing:call"}
+initial: call
+states:
+  call:
+    type: tool
+    tool: flaky
+    retry: {errors: [tool.error], interval: 0.01, max_attempts: 2}
+    catch: [{errors: ["*"], to: recover, as: problem}]
+    next: done
+  recover: {type: final, output: "{{ problem.detail.retries }} retries"}
+  done: {type: final, output: never}
+"""
+
+
+def test_a_step_retried_and_then_caught_shows_its_retries(tmp_path: Path) -> None:
+    (tmp_path / "always_failing.py").write_text("def call():\n    raise RuntimeError('down')\n")
+    machine = tmp_path / "retried.yaml"
+    machine.write_text(RETRIED, encoding="utf-8")
+    store = tmp_path / "runs.db"
+    result = cli("run", machine, store=store)
+    assert result.returncode == 0 and result.stdout == "2 retries\n", show(result)
+    [line] = [line for line in result.stderr.splitlines() if "call --tool.error--> recover" in line]
+    assert "(2 retries)" in line
+    steps = history_json(store, started(result))
+    assert [(step["state"], step["retries"]) for step in steps] == [("call", 2), ("recover", 0)]
+
+
+def test_a_diff_back_to_an_earlier_point_lists_the_steps_as_undone(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    run_id = seed(store, REACT, {"task": TASK.split("=", 1)[1]})
+    forward = json.loads(cli("diff", run_id, "2", "5", "--json", store=store).stdout)
+    back = json.loads(cli("diff", run_id, "5", "2", "--json", store=store).stdout)
+    assert [step["step"] for step in forward["transitions"]] == [2, 3, 4] and forward["undone"] == []
+    assert back["transitions"] == [] and back["undone"] == forward["transitions"]
+    assert back["added"] == forward["removed"] and back["removed"] == forward["added"]
+    text = cli("diff", run_id, "5", "2", store=store)
+    assert text.returncode == 0, show(text)
+    assert "undone (b comes before a: going back from a to b):" in text.stdout
+    assert "transitions:" not in text.stdout
+
+
+def test_a_running_run_whose_owner_died_says_so(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    run_id = seed(store, APPROVAL)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    runs = Runs(f"sqlite:///{store}")
+    try:  # a process took the run up, then died without a word
+        asyncio.run(runs.store.acquire(run_id, f"{socket.gethostname()}:{dead}:1.000:gone", time.time() + 3600,
+                                       now=time.time(), status="running"))
+    finally:
+        asyncio.run(runs.close())
+    listed = cli("runs", store=store)
+    assert "running (owner gone)" in listed.stdout, show(listed)
+    assert runs_json(store)[0]["owner_gone"] is True

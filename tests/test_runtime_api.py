@@ -954,3 +954,58 @@ def test_many_runs_share_one_event_loop_concurrently() -> None:
     assert len({r.run_id for r in results}) == 200
     assert tracker["in_flight"] == 0
     assert tracker["max_in_flight"] > 1
+
+
+# -- many runs of one machine ---------------------------------------------------------------------
+
+
+class Tally(State):
+    """Adds its run's `n` to `total` three times, yielding to the other runs in between."""
+
+    async def execute(self, context: StateContext) -> str | None:
+        for _ in range(3):
+            await asyncio.sleep(random.random() / 1000)
+            context.set("total", context.get("total", 0) + context.get("n"))
+        return None
+
+
+def test_one_machine_runs_200_runs_at_once_sharing_nothing() -> None:
+    machine = StateMachine("tally")
+    machine.add_state(Tally("add"), initial=True)
+    machine.add_state(Step("check", lambda ctx: Event("big" if ctx.get("total") > 300 else "small")))
+    machine.add_state(Step("big"), final=True)
+    machine.add_state(Step("small"), final=True)
+    machine.add_transition("add", "check")
+    machine.add_transition("check", "big", "big")
+    machine.add_transition("check", "small", "small")
+
+    async def all_at_once() -> list[Any]:
+        return await asyncio.gather(*(machine.run({"n": n}) for n in range(200)))
+
+    results = run(all_at_once())
+    assert len({result.run_id for result in results}) == 200
+    for n, result in enumerate(results):
+        assert result.status == "succeeded" and result.context.data == {"n": n, "total": 3 * n}
+        expected = "big" if 3 * n > 300 else "small"
+        assert [(t.from_state, t.to_state) for t in result.context.history] == [("add", "check"), ("check", expected)]
+        assert result.context.state == expected and result.steps == 3
+    assert machine.current_state is None  # the seed's convenience follows start() only; runs keep their own
+
+
+def test_a_slow_observer_slows_a_run_without_changing_it() -> None:
+    class Slow:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        async def on_event(self, *, event: Any) -> None:
+            await asyncio.sleep(0.002)
+            self.seen.append(type(event).__name__)
+
+    machine = hooked_machine()
+    plain = run(machine.run())
+    slow = Slow()
+    watched = run(machine.run(observers=[slow]))
+    assert (watched.status, watched.output, watched.steps) == (plain.status, plain.output, plain.steps)
+    assert [(t.from_state, t.to_state) for t in watched.context.history] == \
+        [(t.from_state, t.to_state) for t in plain.context.history]
+    assert slow.seen[0] == "RunStarted" and slow.seen[-1] == "RunEnded" and slow.seen.count("StepEnded") == 3

@@ -6,6 +6,8 @@ name of its own). Group commit has its own suite: tests/test_store_group_commit.
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import replace
 
 import pytest
@@ -24,7 +26,7 @@ from agentfsm.store import (
     StepRow,
     Store,
 )
-from tests.store_backends import LEASE, NOW, Place, make_waiting, place, start, step, store, unchanged
+from tests.store_backends import LEASE, NOW, Place, everything, make_waiting, place, start, step, store, unchanged
 
 __all__ = ["place", "store"]  # the fixtures, imported for pytest
 
@@ -691,3 +693,17 @@ async def test_a_due_run_is_found_behind_any_number_of_runs_that_are_not(store: 
     await store.add_event("evt", "go", None, now=NOW)
     assert await store.due_runs(NOW, 1) == ["timer"]
     assert await store.due_runs(NOW, 5) == ["timer", "evt"]
+
+
+async def test_a_value_no_store_can_keep_is_refused_alone(store: Store) -> None:
+    """Refused before it joins the transaction other runs' writes share: theirs commit, nothing of it is kept."""
+    await start(store, "run-0001")
+    await make_waiting(store, "run-0001", ["go"])
+    await start(store, "run-0002")
+    before = await everything(store)
+    refused, taken = await asyncio.gather(store.add_event("run-0001", "go", {"when": {1, 2}}, now=NOW),
+                                          store.cancel("run-0002", now=NOW), return_exceptions=True)
+    assert isinstance(refused, Conflict) and "the event's data cannot be stored: it is not JSON" in str(refused)
+    assert not isinstance(taken, BaseException) and taken.status == "cancelled"
+    assert (await store.pending_events("run-0001")) == []
+    assert before != await everything(store)  # only the cancel changed anything

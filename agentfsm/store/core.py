@@ -62,6 +62,7 @@ class Store:
 
         `source` is the machine's text, kept once per digest. Raises Conflict if the id exists.
         """
+        rules.check_json(dict(inputs or {}), "the run's inputs")
         async def create(tx: Transaction) -> None:
             if await tx.run(run.id) is not None:
                 raise Conflict(f"run {run.id} already exists in {self.url}")
@@ -380,6 +381,8 @@ class Store:
         """Record an event for a run that is `waiting` for `name` and whose timer has not run out; returns its id.
 
         Raises Conflict (naming the events the run waits for, its status, or when its timer ran out) otherwise."""
+        rules.check_json(data, "the event's data")  # here, not in the shared transaction: it fails alone
+
         async def add(tx: Transaction) -> int:
             refusal = rules.event_refusal(await self._existing(tx, run_id), name, now)
             if refusal is not None:

@@ -7,11 +7,12 @@ here once, so a new backend only stores rows.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Collection
 from typing import Any
 
-from agentfsm.store.base import FINISHED, STATUSES, DueCandidate, RunNotFound, RunRow
+from agentfsm.store.base import FINISHED, STATUSES, Conflict, DueCandidate, RunNotFound, RunRow
 
 MIN_PREFIX = 4
 """The shortest part of a run id (its start or its end) `get_run` resolves."""
@@ -110,3 +111,11 @@ def lease_held_message(run: RunRow, now: float) -> str:
 def cleared_wait() -> dict[str, Any]:
     """The columns that say a run waits for nothing."""
     return {"waiting": None, "wake_at": None}
+
+
+def check_json(value: Any, what: str) -> None:
+    """Refuse a value no store can keep, before it joins a transaction other runs' writes share."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise Conflict(f"{what} cannot be stored: it is not JSON ({exc})") from None
