@@ -137,6 +137,3 @@ def _methods(cls: type, observer: object) -> tuple[tuple[type[RunEvent], str, bo
         _METHODS[cls] = methods
     return methods
 
-
-NO_OBSERVERS = Observers()
-"""The observers of a context no loop has run yet: none."""

@@ -85,7 +85,7 @@ EventNames = Annotated[
 class LanguageModel(BaseModel):
     """Base of every model of the language: unknown keys are errors, values are immutable once loaded."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 # -- inputs ----------------------------------------------------------------------------------
