@@ -25,7 +25,8 @@ from agentfsm.seed.agent_states import (
     ThinkingState,
     create_agent_state_machine,
 )
-from agentfsm.seed.pending import AutoSaveStateMachine, StatePersistence, VersionedStateMachine
+from agentfsm.history.persistence import StatePersistence
+from agentfsm.seed.pending import AutoSaveStateMachine, VersionedStateMachine
 
 __all__ = [
     "ActingState",

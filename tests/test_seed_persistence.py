@@ -1,0 +1,200 @@
+"""The seed's persistence (`StatePersistence`), checked as a user sees it: what loads back, in this process or
+another, and what the store keeps (every save readable, as `agentfsm history` reads runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import agentfsm
+from agentfsm import Runs, StateContext, StateMachine
+from agentfsm.history.deltas import ContextNotJSON
+from agentfsm.history.errors import RunRefused
+from agentfsm.seed import StatePersistence
+from agentfsm.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def dump(db: Path) -> str:
+    connection = sqlite3.connect(db)
+    try:
+        return "\n".join(connection.iterdump())
+    finally:
+        connection.close()
+
+
+def python(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` in a new Python process (the store it opens is that process's own)."""
+    env = {key: value for key, value in os.environ.items() if key != "AGENTFSM_STORE"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(cwd)])
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def machine_at(state: str | None, **data: Any) -> StateMachine:
+    machine = StateMachine("seed")
+    machine.current_state = state
+    machine.context.update(data)
+    return machine
+
+
+# -- StatePersistence ---------------------------------------------------------------------------------------
+
+
+def test_a_machine_saved_in_one_process_loads_in_another(tmp_path: Path) -> None:
+    saved = python("""
+        import asyncio
+        from agentfsm.seed import StateMachine, StatePersistence
+
+        async def main():
+            machine = StateMachine("writer")
+            machine.current_state = "drafting"
+            machine.context.set("draft", {"title": "Day 5", "words": [1, 2, 3]})
+            await StatePersistence("saves").save_state("writer/42", machine)
+
+        asyncio.run(main())
+    """, tmp_path)
+    assert saved.returncode == 0, saved.stderr
+    assert (tmp_path / "saves" / "runs.db").is_file()
+
+    machine = StateMachine("writer")
+    assert run(StatePersistence(tmp_path / "saves").load_state("writer/42", machine)) is True
+    assert machine.current_state == "drafting"
+    assert machine.context.get("draft") == {"title": "Day 5", "words": [1, 2, 3]}
+
+
+def test_every_save_is_a_step_of_the_machine_ids_run_and_none_is_overwritten(tmp_path: Path) -> None:
+    persistence = StatePersistence(tmp_path)
+    machine = machine_at("one", n=1)
+    for state, n in (("one", 1), ("two", 2), ("three", 3)):
+        machine.current_state = state
+        machine.context.set("n", n)
+        run(persistence.save_state("job", machine))
+
+    run_id = persistence.run_id("job")
+    shown = subprocess.run([sys.executable, "-m", "agentfsm", "history", run_id, "--json", "--store",
+                            f"sqlite:///{tmp_path / 'runs.db'}"], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert [(step["event"], step["next_state"]) for step in json.loads(shown.stdout)] == [
+        ("save", "two"), ("save", "three")]
+    runs = Runs(persistence.store)
+    assert run(runs.diff(run_id, "1", "3")).changed == {"n": {"old": 1, "new": 3}}
+    loaded = StateMachine("seed")
+    assert run(persistence.load_state("job", loaded)) and loaded.context.data == {"n": 3}
+    assert run(runs.get(run_id)).status == "paused"  # Runs.resume(run_id, machine=...) continues it at 'three'
+
+
+def test_checkpoints_load_and_a_name_saved_again_keeps_the_earlier_one(tmp_path: Path) -> None:
+    persistence = StatePersistence(str(tmp_path))
+    machine = machine_at("review", draft="v1")
+    assert run(persistence.save_checkpoint("doc", "approved", machine)) == "approved"
+    machine.context.set("draft", "v2")
+    assert run(persistence.save_checkpoint("doc", "approved", machine)) == "approved#2"
+    machine.current_state, machine.context = "publish", StateContext({"draft": "v3"})
+    run(persistence.save_state("doc", machine))
+
+    loaded = StateMachine("seed")
+    assert run(persistence.load_checkpoint("doc", "approved", loaded))
+    assert (loaded.current_state, loaded.context.data) == ("review", {"draft": "v2"})  # the newest of that name
+    listed = run(persistence.list_checkpoints("doc"))
+    assert [(entry["name"], entry["state"], entry["step"]) for entry in listed] == [
+        ("approved#2", "review", 2), ("approved", "review", 1)]
+    # the first one is still there, for `agentfsm rollback RUN --to approved` as for anything else
+    runs = Runs(persistence.store)
+    assert run(runs.position(persistence.run_id("doc"), run(runs.point(persistence.run_id("doc"), "approved")))
+               ).data == {"draft": "v1"}
+
+
+def test_a_load_of_something_never_saved_returns_false_and_changes_nothing(tmp_path: Path) -> None:
+    persistence = StatePersistence(tmp_path)
+    machine = machine_at("mine", keep=True)
+    context = machine.context
+    assert run(persistence.load_state("never saved", machine)) is False
+    assert run(persistence.load_checkpoint("never saved", "cp", machine)) is False
+    assert run(persistence.list_checkpoints("never saved")) == []
+    assert run(Runs(persistence.store).list()) == []
+
+    run(persistence.save_state("saved", machine_at("there", n=1)))
+    before = dump(tmp_path / "runs.db")
+    assert run(persistence.load_checkpoint("saved", "no such point", machine)) is False
+    assert run(persistence.load_state("save", machine)) is False  # a prefix of a saved id is another id
+    assert machine.current_state == "mine" and machine.context is context and context.data == {"keep": True}
+    assert dump(tmp_path / "runs.db") == before
+
+
+MACHINE_IDS = ["", "a", "A", "a b", "a-b", "a_b", "../../etc/passwd", "ünïcödé", "名前", "bad\udcffutf8",
+               "x" * 1000, "x" * 1001, "test", "test_machine", "1m8abcdefghjkmnp", "with\nnewline", "@head"]
+
+
+def test_any_text_is_a_machine_id_of_its_own(tmp_path: Path) -> None:
+    persistence = StatePersistence(tmp_path)
+    run_ids = [persistence.run_id(machine_id) for machine_id in MACHINE_IDS]
+    assert len(set(run_ids)) == len(MACHINE_IDS)
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", run_id) and len(run_id) <= 53 for run_id in run_ids)
+    assert persistence.run_id("test_machine") == persistence.run_id("test_machine")  # the same id every time
+
+    async def round_trip() -> list[Any]:
+        for number, machine_id in enumerate(MACHINE_IDS):
+            await persistence.save_state(machine_id, machine_at(f"s{number}", number=number))
+        found = []
+        for machine_id in MACHINE_IDS:
+            machine = StateMachine("seed")
+            assert await persistence.load_state(machine_id, machine)
+            found.append((machine.current_state, machine.context.get("number")))
+        return found
+
+    assert run(round_trip()) == [(f"s{number}", number) for number in range(len(MACHINE_IDS))]
+
+
+def test_a_context_that_is_not_json_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    persistence = StatePersistence(tmp_path)
+    with pytest.raises(ContextNotJSON, match="'tags'"):
+        run(persistence.save_state("job", machine_at("a", tags={"x", "y"})))
+    assert run(persistence.stored_run("job")) is None
+
+    run(persistence.save_state("job", machine_at("a", n=1)))
+    before = dump(tmp_path / "runs.db")
+    with pytest.raises(ContextNotJSON, match="'when'"):
+        run(persistence.save_checkpoint("job", "cp", machine_at("b", n=2, when=object())))
+    assert dump(tmp_path / "runs.db") == before  # no step, no point, and the lease handed back as it was
+
+
+def test_a_checkpoint_name_that_reads_as_a_point_is_refused(tmp_path: Path) -> None:
+    persistence = StatePersistence(tmp_path)
+    for name in ("3", "start", "head", "state:review", "a@b", " padded"):
+        with pytest.raises(RunRefused, match="cannot name a checkpoint"):
+            run(persistence.save_checkpoint("job", name, machine_at("a")))
+    assert run(persistence.stored_run("job")) is None
+
+
+def test_a_folder_a_store_url_a_store_file_and_a_store_all_name_a_store(tmp_path: Path) -> None:
+    folder = tmp_path / "not" / "there" / "yet"
+    run(StatePersistence(folder).save_state("job", machine_at("a", n=1)))
+    db = folder / "runs.db"
+    assert db.is_file()
+
+    async def loads(where: Any) -> int:
+        machine = StateMachine("seed")
+        assert await StatePersistence(where).load_state("job", machine)
+        return int(machine.context.get("n"))
+
+    assert run(loads(str(folder))) == run(loads(f"sqlite:///{db}")) == run(loads(db)) == 1
+    store = open_store(f"sqlite:///{db}")
+    assert run(loads(store)) == 1
+    run(store.close())
+    assert agentfsm.StatePersistence is StatePersistence
