@@ -1,5 +1,6 @@
-"""The seed's persistence (`StatePersistence`), checked as a user sees it: what loads back, in this process or
-another, and what the store keeps (every save readable, as `agentfsm history` reads runs)."""
+"""The seed's persistence (`StatePersistence`, `AutoSaveStateMachine`), checked as a user sees them: what loads
+back, in this process or another, and what the store keeps (every save and step readable, as `agentfsm history`
+reads runs)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ import agentfsm
 from agentfsm import Runs, StateContext, StateMachine
 from agentfsm.history.deltas import ContextNotJSON
 from agentfsm.history.errors import RunRefused
+from agentfsm.history.leases import new_owner
 from agentfsm.seed import StatePersistence
-from agentfsm.store import open_store
+from agentfsm.store import LeaseHeld, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -198,3 +201,139 @@ def test_a_folder_a_store_url_a_store_file_and_a_store_all_name_a_store(tmp_path
     assert run(loads(store)) == 1
     run(store.close())
     assert agentfsm.StatePersistence is StatePersistence
+
+
+# -- AutoSaveStateMachine --------------------------------------------------------------------------------------
+
+JOB = '''
+"""Four states, a to d; each appends its name to `seen` and to a log file of the process that ran it."""
+
+import os
+import signal
+from agentfsm.seed import AutoSaveStateMachine, State
+
+
+class Step(State):
+    def __init__(self, name, target, log, die=False):
+        super().__init__(name)
+        self.target, self.log, self.die = target, log, die
+
+    async def execute(self, context):
+        if self.die:
+            os.kill(os.getpid(), signal.SIGKILL)  # the process dies in this state, after the steps before it
+        context.set("seen", [*context.get("seen", []), self.name])
+        with open(self.log, "a") as log:
+            log.write(self.name + "\\n")
+        return self.target
+
+
+def build(persistence, log, die_in=None):
+    machine = AutoSaveStateMachine("job", "nightly job", persistence)
+    names = ["a", "b", "c", "d"]
+    for name, target in zip(names, [*names[1:], None]):
+        machine.add_state(Step(name, target, log, die=name == die_in), initial=name == "a", final=target is None)
+        if target:
+            machine.add_transition(name, target)
+    return machine
+'''
+
+
+@pytest.fixture
+def job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    (tmp_path / "seedjob.py").write_text(JOB)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import seedjob
+
+    yield seedjob
+    monkeypatch.delitem(sys.modules, "seedjob")
+
+
+def test_auto_save_resumes_after_the_process_is_killed(tmp_path: Path, job: Any) -> None:
+    killed = python("""
+        import asyncio
+        from agentfsm.seed import StatePersistence
+        from seedjob import build
+
+        asyncio.run(build(StatePersistence("saves"), "first.log", die_in="c").start({"seen": []}))
+    """, tmp_path)
+    assert killed.returncode == -9, killed.stderr
+    assert (tmp_path / "first.log").read_text().split() == ["a", "b"]
+
+    machine = job.build(StatePersistence(tmp_path / "saves"), str(tmp_path / "second.log"))
+    context = run(machine.start({"seen": []}))
+    assert context.get("seen") == ["a", "b", "c", "d"]
+    assert (tmp_path / "second.log").read_text().split() == ["c", "d"]  # a and b did not run again
+    assert machine.current_state == "d"
+    row = run(Runs(machine.persistence.store).get(machine.run_id))
+    assert (row.status, row.steps) == ("succeeded", 4)
+
+
+def test_each_step_is_saved_before_the_next_state_starts(tmp_path: Path, job: Any) -> None:
+    persistence = StatePersistence(tmp_path)
+    machine = job.build(persistence, str(tmp_path / "log"))
+    seen_in_store: list[list[str | None]] = []
+
+    async def look(context: StateContext) -> None:
+        steps = await Runs(persistence.store).history(machine.run_id)
+        seen_in_store.append([row.state for row in steps])
+
+    for name in ("b", "c", "d"):
+        machine.states[name].add_entry_callback(look)
+    run(machine.start())
+    assert seen_in_store == [["a"], ["a", "b"], ["a", "b", "c"]]
+
+
+def test_a_machine_id_another_live_process_advances_is_refused(tmp_path: Path, job: Any) -> None:
+    persistence = StatePersistence(tmp_path)
+    machine = job.build(persistence, str(tmp_path / "log"))
+    run(persistence.save_state("nightly job", machine))
+    holder = new_owner()  # this process is alive: its lease holds
+    run(persistence.store.acquire(machine.run_id, holder, time.time() + 60, now=time.time()))
+    with pytest.raises(LeaseHeld):
+        run(machine.start())
+    assert not (tmp_path / "log").exists()
+
+
+def test_a_machine_id_whose_run_ended_is_not_run_again(tmp_path: Path, job: Any) -> None:
+    persistence = StatePersistence(tmp_path)
+    first = run(job.build(persistence, str(tmp_path / "log")).start())
+    again = job.build(persistence, str(tmp_path / "log"))
+    context = run(again.start())
+    assert context.get("seen") == first.get("seen") == ["a", "b", "c", "d"]
+    assert (tmp_path / "log").read_text().split() == ["a", "b", "c", "d"]
+    assert again.current_state == "d"
+    with pytest.raises(RunRefused, match="has succeeded"):
+        run(persistence.save_state("nightly job", again))
+
+
+def test_restore_checkpoint_rolls_back_to_it_and_start_continues_from_there(tmp_path: Path, job: Any) -> None:
+    persistence = StatePersistence(tmp_path)
+    machine = job.build(persistence, str(tmp_path / "log"))
+    named: list[str] = []
+
+    async def checkpoint(context: StateContext) -> None:
+        named.append(await machine.create_checkpoint("before c"))
+
+    machine.states["c"].add_entry_callback(checkpoint)
+    run(machine.start())
+    assert named == ["before c"]
+    assert run(machine.restore_checkpoint("no such point")) is False
+
+    assert run(machine.restore_checkpoint("before c")) is True
+    assert machine.current_state == "c" and machine.context.get("seen") == ["a", "b"]
+    context = run(machine.start())
+    assert context.get("seen") == ["a", "b", "c", "d"]
+    assert named == ["before c", "before c#2"]  # the rerun of c named its point again, keeping the first
+    assert (tmp_path / "log").read_text().split() == ["a", "b", "c", "d", "c", "d"]
+    runs = Runs(persistence.store)
+    assert [branch.name for branch in run(runs.branches(machine.run_id))] == ["main", "rollback-1"]
+    assert [row.state for row in run(runs.history(machine.run_id, "main"))] == ["a", "b", "c", "d"]
+
+
+def test_a_checkpoint_between_runs_saves_the_machine_first(tmp_path: Path, job: Any) -> None:
+    persistence = StatePersistence(tmp_path)
+    machine = job.build(persistence, str(tmp_path / "log"))
+    machine.context.set("seen", ["given"])
+    assert run(machine.create_checkpoint("not started")) == "not started"
+    context = run(machine.start())  # the saved machine stands at its initial state: the run starts there
+    assert context.get("seen") == ["given", "a", "b", "c", "d"]

@@ -26,7 +26,8 @@ from agentfsm.seed.agent_states import (
     create_agent_state_machine,
 )
 from agentfsm.history.persistence import StatePersistence
-from agentfsm.seed.pending import AutoSaveStateMachine, VersionedStateMachine
+from agentfsm.seed.autosave import AutoSaveStateMachine
+from agentfsm.seed.pending import VersionedStateMachine
 
 __all__ = [
     "ActingState",

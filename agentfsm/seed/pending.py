@@ -1,6 +1,6 @@
 """Names of the seed's vocabulary that are not built yet: they import, and refuse to be used.
 
-`AutoSaveStateMachine` and `VersionedStateMachine` land with
+`VersionedStateMachine` lands with
 the async store. Until then the mission's test file can import them, and using one says
 plainly why it cannot work yet instead of failing somewhere deeper.
 """
@@ -19,10 +19,6 @@ class _LandsWithTheAsyncStore:
     @classmethod
     def _refuse(cls) -> NoReturn:
         raise NotImplementedError(f"agentfsm.seed.{cls.__name__} lands with the async store; it is not built yet")
-
-
-class AutoSaveStateMachine(_LandsWithTheAsyncStore):
-    """A machine that saves itself after every transition (lands with the async store)."""
 
 
 class VersionedStateMachine(_LandsWithTheAsyncStore):
