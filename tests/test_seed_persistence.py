@@ -1,6 +1,6 @@
-"""The seed's persistence (`StatePersistence`, `AutoSaveStateMachine`), checked as a user sees them: what loads
-back, in this process or another, and what the store keeps (every save and step readable, as `agentfsm history`
-reads runs)."""
+"""The seed's persistence and history (`StatePersistence`, `AutoSaveStateMachine`, `VersionedStateMachine`,
+`DiffTracker`), checked as a user sees them: what loads back, in this process or another, what the store
+keeps (every save, snapshot and branch readable, as `agentfsm history` reads runs), and what it costs."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 import agentfsm
-from agentfsm import Runs, StateContext, StateMachine
+from agentfsm import Runs, State, StateContext, StateMachine
 from agentfsm.history.deltas import ContextNotJSON
 from agentfsm.history.errors import RunRefused
 from agentfsm.history.leases import new_owner
-from agentfsm.seed import StatePersistence
+from agentfsm.seed import DiffTracker, StateHistory, StatePersistence, VersionedStateMachine
 from agentfsm.store import LeaseHeld, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -337,3 +337,170 @@ def test_a_checkpoint_between_runs_saves_the_machine_first(tmp_path: Path, job: 
     assert run(machine.create_checkpoint("not started")) == "not started"
     context = run(machine.start())  # the saved machine stands at its initial state: the run starts there
     assert context.get("seen") == ["given", "a", "b", "c", "d"]
+
+
+# -- VersionedStateMachine ----------------------------------------------------------------------------------------
+
+
+class Count(State):
+    async def execute(self, context: StateContext) -> str | None:
+        context.set("count", context.get("count", 0) + 1)
+        return {"a": "b", "b": "c"}.get(self.name)
+
+
+def counting(store: Any = None) -> VersionedStateMachine:
+    machine = VersionedStateMachine("counting", store)
+    machine.add_state(Count("a"), initial=True)
+    machine.add_state(Count("b"))
+    machine.add_state(Count("c"), final=True)
+    machine.add_transition("a", "b")
+    machine.add_transition("b", "c")
+    return machine
+
+
+def test_a_run_is_snapshotted_where_it_starts_and_after_each_transition() -> None:
+    machine = counting()
+    run(machine.start({"count": 0}))
+    history = machine.history
+    assert history.get_state_path() == ["a", "b", "c"]
+    assert [snapshot.context.get("count") for snapshot in history.snapshots] == [0, 1, 2]
+    assert [snapshot.transition_index for snapshot in history.snapshots] == [0, 1, 2]
+    assert history.pending_writes == 0  # each was written before the next state started
+
+    assert run(machine.rollback_to_state("b")) is True
+    assert (machine.current_state, machine.context.get("count")) == ("b", 1)
+    context = run(machine.start(machine.context))  # continues from b
+    assert context.get("count") == 3
+    assert machine.current_branch == "rollback-1"
+    assert machine.history.get_state_path() == ["a", "b", "c"]
+    summary = machine.get_history_summary()
+    assert summary["branches"] == ["main", "rollback-1"] and summary["state_visits"] == {"a": 1, "b": 1, "c": 1}
+
+
+def test_rollback_branch_and_switch_keep_every_snapshot_readable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    machine = VersionedStateMachine("editor", url)
+    machine.current_state = "editing"
+    for version in range(4):
+        machine.context.set("text", f"v{version}")
+        assert machine.history.take_snapshot("editing", machine.context).index == version
+    assert machine.create_checkpoint("v3 saved")
+    assert machine.create_branch("idea")
+    machine.context.set("text", "v4, unsaved")
+
+    async def travel() -> None:
+        assert await machine.rollback(2)  # the unsaved v4 is kept as a snapshot first: two back is v2
+        assert machine.context.get("text") == "v2"
+        machine.context.set("text", "v2 reworked")
+        assert await machine.switch_branch("idea")
+        assert machine.context.get("text") == "v3"
+        assert await machine.rollback_to_point("v3 saved")
+        assert await machine.switch_branch("no such branch") is False
+        assert await machine.rollback_to_point("no such point") is False
+
+    run(travel())
+    run(machine.close())
+
+    async def read_back() -> dict[str, list[tuple[str | None, Any]]]:
+        async with Runs(url) as runs:
+            kept: dict[str, list[tuple[str | None, Any]]] = {}
+            for branch in await runs.branches(machine.run_id):
+                path = await runs.history(machine.run_id, branch.name)
+                for step in range(1, len(path) + 2):
+                    point = await runs.point(machine.run_id, f"{branch.name}@{step}")
+                    where = await runs.position(machine.run_id, point)
+                    kept.setdefault(branch.name, []).append((where.state, where.data.get("text")))
+            return kept
+
+    kept = run(read_back())
+    assert kept["main"] == [("editing", "v0"), ("editing", "v1"), ("editing", "v2"), ("editing", "v3"),
+                            ("editing", "v4, unsaved")]
+    assert kept["rollback-1"] == [("editing", "v0"), ("editing", "v1"), ("editing", "v2"),
+                                  ("editing", "v2 reworked")]
+    assert kept["idea"] == [("editing", "v0"), ("editing", "v1"), ("editing", "v2"), ("editing", "v3")]
+    assert kept["rollback-2"][-1] == ("editing", "v3")
+
+
+def test_a_durable_history_is_read_back_by_a_new_machine(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    first = counting(url)
+    run(first.start({"count": 0}))
+    first.create_checkpoint("done")  # after c ran: a snapshot of its own, since c changed the count
+    run(first.rollback(1))  # to the snapshot before: entering c
+
+    later = VersionedStateMachine("counting", url, run_id=first.run_id)
+    with pytest.raises(RunRefused, match="load"):
+        later.history.take_snapshot("a", later.context)
+    run(later.load())
+    assert later.current_branch == "rollback-1" and later.branches == ["main", "rollback-1"]
+    assert (later.current_state, later.context.get("count")) == ("c", 2)
+    assert [point.name for point in later.history.checkpoints] == ["done"]
+    assert run(later.rollback_to_point("done")) and later.context.get("count") == 3
+    assert later.branches == ["main", "rollback-1", "rollback-2"]
+
+
+def test_sync_writes_reach_the_store_at_the_next_awaited_call(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    machine = VersionedStateMachine("sync", url)
+    machine.current_state = "here"
+    machine.context.set("value", "main")
+    assert machine.create_branch("feature") and not machine.create_branch("feature")
+    assert machine.history.pending_writes > 0
+    assert run(Runs(url).list()) == []  # nothing written yet
+    run(machine.flush())
+    assert machine.history.pending_writes == 0
+    assert [branch.name for branch in run(Runs(url).branches(machine.run_id))] == ["main", "feature"]
+    assert run(Runs(url).get(machine.run_id)).head == "main"  # creating a branch does not switch to it
+
+
+def test_a_refused_rollback_branch_or_point_changes_nothing() -> None:
+    machine = VersionedStateMachine("empty")
+    machine.context.set("x", 1)
+    assert run(machine.rollback(1)) is False
+    assert run(machine.rollback_to_state("x")) is False
+    assert run(machine.rollback_to_snapshot(0)) is False
+    assert machine.history.create_rollback_point("nothing yet") is False
+    with pytest.raises(RunRefused, match="cannot name a branch"):
+        machine.create_branch("a@b")
+    with pytest.raises(RunRefused, match="cannot name a rollback point"):
+        machine.create_checkpoint("state:x")
+    assert machine.history.snapshots == [] and machine.history.pending_writes == 0
+    assert machine.context.get("x") == 1 and machine.branches == []
+
+
+def test_snapshot_storage_grows_with_what_changes_not_with_the_context() -> None:
+    big = "x" * 200_000
+    history = StateHistory()
+    context = StateContext({"transcript": big, "count": 0})
+    for count in range(200):
+        context.set("count", count)
+        history.take_snapshot("talking", context)
+    run(history.flush())
+
+    async def stored_bytes() -> int:
+        rows = await history.store.steps(history.run_id, "main")
+        return sum(len(row.context or "") for row in rows)
+
+    assert len(history.snapshots) == 200
+    assert run(stored_bytes()) < len(big) + 200 * 100  # one copy of the big value, then a few bytes a snapshot
+    assert history.snapshots[150].context.data == {"transcript": big, "count": 150}
+
+
+def test_diff_tracker_compares_contexts_and_snapshots() -> None:
+    old = StateContext({"kept": 1, "gone": "x", "changed": 1}, metadata={"owner": "me"})
+    new = StateContext({"kept": 1, "changed": True, "new": [1]}, metadata={"owner": "you"})
+    diff = DiffTracker.diff_contexts(old, new)
+    assert diff["data_changes"] == {
+        "gone": {"old": "x", "new": None, "action": "removed"},
+        "changed": {"old": 1, "new": True, "action": "modified"},  # 1 and true are not the same JSON
+        "new": {"old": None, "new": [1], "action": "added"},
+    }
+    assert diff["metadata_changes"] == {"owner": {"old": "me", "new": "you"}}
+
+    machine = counting()
+    run(machine.start())
+    first, last = machine.history.snapshots[0], machine.history.snapshots[-1]
+    compared = DiffTracker.diff_snapshots(first, last)
+    assert (compared["state_change"], compared["old_state"], compared["new_state"]) == (True, "a", "c")
+    assert compared["context_diff"]["data_changes"]["count"]["new"] == 2 and compared["time_diff"] >= 0
+    assert json.dumps(compared)  # plain JSON, as everything else a history gives back
