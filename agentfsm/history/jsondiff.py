@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfsm.history.tracked import MISSING, SCALARS, Opaque, Owner, TrackedDict, TrackedList
+from agentfsm.history.tracked import MISSING, SCALARS, TRACKED, Opaque, Owner, TrackedDict, TrackedList
 
 Operation = dict[str, Any]
 
@@ -40,6 +40,12 @@ class Differ:
         kind = type(value)
         return (kind is TrackedList or kind is TrackedDict) and value._owner is self.owner is not None
 
+    def _hot(self, value: Any) -> bool:
+        """Whether `value` is one of the owner's containers that changed, or may hold one that did."""
+        kind = type(value)
+        return ((kind is TrackedList or kind is TrackedDict) and value._owner is self.owner is not None
+                and (value._note is not None or not value._leaf))
+
     def _recorded(self, value: Any) -> Any:
         """The recorded items of an old container: its note's for one of the owner's, itself for plain JSON."""
         if not self._owned(value):
@@ -60,7 +66,7 @@ class Differ:
     def value(self, path: str, old: Any, new: Any) -> None:
         """Operations turning `old` (recorded) into `new` (current) at `path`."""
         if old is new:
-            if self.deep and self._owned(new):
+            if self.deep and self._hot(new):
                 self.settle(path, new)
             return
         old_kind, new_kind = type(old), type(new)
@@ -83,17 +89,18 @@ class Differ:
                 for key, old in note.items():
                     self.entry(path + pointer(key), old, dict.get(node, key, MISSING))
             if self.deep:
+                hot = self._hot
                 for key, item in node.items():
-                    if self._owned(item) and (note is None or key not in note):
+                    if (note is None or key not in note) and hot(item):
                         self.settle(path + pointer(key), item)
         elif type(note) is list:
             self.lists(path, node, node)
         else:
             grown = len(node) if note is None else note
             if self.deep:
-                for index in range(grown):
-                    item = list.__getitem__(node, index)
-                    if self._owned(item):
+                hot = self._hot
+                for index, item in enumerate(node if note is None else node[:grown]):
+                    if type(item) in TRACKED and hot(item):
                         self.settle(f"{path}/{index}", item)
             for index in range(grown, len(node)):
                 self.operations.append({"op": "add", "path": f"{path}/{index}", "value": node[index]})
@@ -120,17 +127,24 @@ class Differ:
         old = self._recorded(old_list)
         head = _known_prefix(old_list, new, self.owner)
         shortest = min(len(old), len(new))
-        while head < shortest and self._same(old[head], new[head]):
+        equal = self.equal
+        while head < shortest:
+            before, after = old[head], new[head]
+            if before is not after and not equal(before, after):
+                break
             head += 1
         tail = 0
-        while tail < shortest - head and self._same(old[-1 - tail], new[-1 - tail]):
+        while tail < shortest - head:
+            before, after = old[-1 - tail], new[-1 - tail]
+            if before is not after and not equal(before, after):
+                break
             tail += 1
         kept = self._middle(path, old[head:len(old) - tail], new[head:len(new) - tail], head)
         if self.deep:
             kept += [index for index in range(head) if new[index] is old[index]]
             kept += [len(new) - 1 - back for back in range(tail) if new[-1 - back] is old[-1 - back]]
             for index in kept:
-                if self._owned(new[index]):
+                if self._hot(new[index]):
                     self.settle(f"{path}/{index}", new[index])
 
     def _middle(self, path: str, old: list[Any], new: list[Any], offset: int) -> list[int]:
@@ -165,16 +179,10 @@ class Differ:
             self.operations.append({"op": "add", "path": f"{path}/{offset + index}", "value": new[index]})
         return kept
 
-    def _same(self, old: Any, new: Any) -> bool:
-        """Whether an old and a new item can be matched: identical (its own changes are settled later) or equal."""
-        if old is new:
-            return True
-        return self.equal(old, new)
-
     def equal(self, old: Any, new: Any) -> bool:
         """Equal as JSON, types included; an identical container with changes below it is not known to be equal."""
         if old is new:
-            return not (self.deep and self._owned(old))
+            return not (self.deep and self._hot(old))
         old_kind, new_kind = type(old), type(new)
         if old_kind in SCALARS or new_kind in SCALARS:
             return old_kind is new_kind and old == new

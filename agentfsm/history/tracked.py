@@ -65,12 +65,14 @@ class Owner:
 class TrackedList(list[Any]):
     """A list that notes its first change after a recorded step (see the module docstring)."""
 
-    __slots__ = ("_note", "_origin", "_owner")
+    __slots__ = ("_leaf", "_note", "_origin", "_owner")
 
     def __init__(self, *args: Iterable[Any]) -> None:
         self._owner: Owner | None = None
         self._note: int | list[Any] | None = None
         """None: unchanged; an int: only grown since it had that length; a list: the items it had."""
+        self._leaf = False
+        """True: it held only atoms when last recorded (so, unchanged, nothing below it changed either)."""
         self._origin: tuple[TrackedList, Owner, int, int] | None = None
         """For a list built by `base + other`: (base, its owner, the owner's cycle, how many leading items are
         base's recorded items), so a reassignment like `messages = messages + [m]` is seen as an append."""
@@ -176,12 +178,14 @@ class TrackedList(list[Any]):
 class TrackedDict(dict[str, Any]):
     """A dict that notes the old value of each key it changes after a recorded step (see the module docstring)."""
 
-    __slots__ = ("_note", "_owner")
+    __slots__ = ("_leaf", "_note", "_owner")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._owner: Owner | None = None
         self._note: dict[str, Any] | None = None
         """None: unchanged; else the value each changed key had (MISSING: it was not there)."""
+        self._leaf = False
+        """True: it held only atoms when last recorded (so, unchanged, nothing below it changed either)."""
         super().__init__(*args, **kwargs)
 
     def _touch(self, key: Any) -> None:
@@ -270,17 +274,25 @@ def adopt(value: Any, owner: Owner) -> Any:
         if kind is TrackedList and _take_over(value, owner):
             return value
     if kind is list or kind is TrackedList:
-        adopted = TrackedList([adopt(item, owner) for item in value])
+        adopted: TrackedList | TrackedDict = TrackedList([adopt(item, owner) for item in value])
+        items: Iterable[Any] = adopted
     elif kind is dict or kind is TrackedDict:
         adopted = TrackedDict()
         for key, item in value.items():
             if type(key) is not str:
                 raise Opaque
             dict.__setitem__(adopted, key, adopt(item, owner))
+        items = adopted.values()
     else:
         raise Opaque
     adopted._owner = owner
+    adopted._leaf = _atoms(items)
     return adopted
+
+
+def _atoms(items: Iterable[Any]) -> bool:
+    """Whether every item is an atom."""
+    return all(type(item) in SCALARS for item in items)
 
 
 def _take_over(value: TrackedList, owner: Owner) -> bool:
@@ -298,9 +310,13 @@ def _take_over(value: TrackedList, owner: Owner) -> bool:
 
 
 def adopt_changes(owner: Owner) -> None:
-    """Adopt what the owner's changed containers were given since the last recorded step; raises Opaque."""
+    """Adopt what the owner's changed containers were given since the last recorded step; raises Opaque.
+
+    A container stays a leaf if it was one and was given only atoms (a list with other changes is looked at
+    whole); otherwise it is not taken for one, which only costs a look below it on a later step."""
     for container in owner.changed:
         note = container._note
+        leaf = container._leaf
         if type(container) is TrackedDict:
             assert isinstance(note, dict)
             for key in note:
@@ -308,11 +324,17 @@ def adopt_changes(owner: Owner) -> None:
                     if type(key) is not str:
                         raise Opaque
                     item = dict.__getitem__(container, key)
-                    if type(item) not in SCALARS and not owned(item, owner):
-                        dict.__setitem__(container, key, adopt(item, owner))
+                    if type(item) not in SCALARS:
+                        leaf = False
+                        if not owned(item, owner):
+                            dict.__setitem__(container, key, adopt(item, owner))
         else:
             start = note if type(note) is int else 0
-            for index in range(start, len(container)):
-                item = list.__getitem__(container, index)
-                if type(item) not in SCALARS and not owned(item, owner):
-                    list.__setitem__(container, index, adopt(item, owner))
+            leaf = leaf or start == 0
+            for index, item in enumerate(list.__getitem__(container, slice(start, None)), start):
+                kind = type(item)
+                if kind not in SCALARS:
+                    leaf = False
+                    if not ((kind is TrackedList or kind is TrackedDict) and item._owner is owner):
+                        list.__setitem__(container, index, adopt(item, owner))
+        container._leaf = leaf
