@@ -55,7 +55,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ def message(step: int) -> dict[str, Any]:
 
 def blob(kilobytes: int) -> list[dict[str, Any]]:
     """A list of dicts about `kilobytes` KB long as JSON."""
-    items = []
+    items: list[dict[str, Any]] = []
     size = 0
     while size < kilobytes * 1024:
         item = {"id": len(items), "title": f"document {len(items)}", "tags": ["a", "b"], "body": "x" * 120}
@@ -136,14 +136,11 @@ class Case:
 
 @dataclass
 class Timing:
-    """One run: the cost of each step (ns, index k-1 for step k), the whole run, and the store it wrote to."""
+    """One run: the cost of each step (ns, index k-1 for step k) and, if recorded, its store and run id."""
 
     step_ns: list[int]
-    total_ns: int
-    steps: int
     run_id: str | None = None
     store: Path | None = None
-    patches: dict[str, int] = field(default_factory=dict)
 
 
 def run_once(case: Case, steps: int, directory: Path | None) -> Timing:
@@ -154,9 +151,7 @@ def run_once(case: Case, steps: int, directory: Path | None) -> Timing:
     runs = None if store is None else agentfsm.Runs(f"sqlite:///{store}")  # the store file exists before the clock
     try:
         gc.collect()
-        started = time.perf_counter_ns()
         result = asyncio.run(built.run() if runs is None else runs.start(built))
-        total = time.perf_counter_ns() - started
     finally:
         if runs is not None:
             runs.close()
@@ -164,7 +159,7 @@ def run_once(case: Case, steps: int, directory: Path | None) -> Timing:
     if not result.succeeded or result.steps != steps + 1:
         raise RuntimeError(f"{case.label}: the run ended {result.status} after {result.steps} steps: {result.error}")
     costs = [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
-    return Timing(costs, total, steps + 1, run_id, store)
+    return Timing(costs, run_id, store)
 
 
 def at(timing: Timing, point: int | None, window: int) -> float:
@@ -225,7 +220,9 @@ def measure(case: Case, args: argparse.Namespace, root: Path) -> Result:
         return statistics.median(at(timing, point, args.window) for timing in timings)
 
     last = recorded[-1]
-    patches = stored_changes(last.store, last.run_id) if case.work is append_message else {}
+    patches: dict[str, int] = {}
+    if case.work is append_message and last.store is not None and last.run_id is not None:
+        patches = stored_changes(last.store, last.run_id)
     return Result(
         case.label, points, [figure(memory, p) for p in points], [figure(recorded, p) for p in points],
         statistics.median(statistics.fmean(t.step_ns) for t in recorded), steps, patches,

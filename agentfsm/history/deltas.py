@@ -70,7 +70,7 @@ class _Record:
         return self.text if self.text is not None else _encode(self.value)
 
     def recorded(self) -> Any:
-        """The recorded value for a diff: the atom, the owner's container (read through its notes) or the text's JSON."""
+        """The recorded value, for a diff: the atom, the owner's container (read through its notes), or JSON."""
         return json.loads(self.text) if self.text is not None else self.value
 
 

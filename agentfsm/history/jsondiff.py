@@ -83,27 +83,30 @@ class Differ:
     def settle(self, path: str, node: TrackedList | TrackedDict) -> None:
         """Operations for one of the owner's containers that stayed where it was: its own changes, then (if deep)
         those of the containers in it."""
-        note = node._note
-        if type(node) is TrackedDict:
-            if note is not None:
-                for key, old in note.items():
-                    self.entry(path + pointer(key), old, dict.get(node, key, MISSING))
-            if self.deep:
-                hot = self._hot
-                for key, item in node.items():
-                    if (note is None or key not in note) and hot(item):
-                        self.settle(path + pointer(key), item)
-        elif type(note) is list:
+        if isinstance(node, TrackedDict):
+            self._settle_entries(path, node)
+        elif isinstance(node._note, list):
             self.lists(path, node, node)
         else:
-            grown = len(node) if note is None else note
+            grown = len(node) if node._note is None else node._note
             if self.deep:
                 hot = self._hot
-                for index, item in enumerate(node if note is None else node[:grown]):
+                for index, item in enumerate(node if grown == len(node) else node[:grown]):
                     if type(item) in TRACKED and hot(item):
                         self.settle(f"{path}/{index}", item)
             for index in range(grown, len(node)):
                 self.operations.append({"op": "add", "path": f"{path}/{index}", "value": node[index]})
+
+    def _settle_entries(self, path: str, node: TrackedDict) -> None:
+        note = node._note
+        if note is not None:
+            for key, old in note.items():
+                self.entry(path + pointer(key), old, dict.get(node, key, MISSING))
+        if self.deep:
+            hot = self._hot
+            for key, item in node.items():
+                if (note is None or key not in note) and hot(item):
+                    self.settle(path + pointer(key), item)
 
     def entry(self, path: str, old: Any, new: Any) -> None:
         """A dict entry: removed, added or changed."""

@@ -315,26 +315,36 @@ def adopt_changes(owner: Owner) -> None:
     A container stays a leaf if it was one and was given only atoms (a list with other changes is looked at
     whole); otherwise it is not taken for one, which only costs a look below it on a later step."""
     for container in owner.changed:
-        note = container._note
-        leaf = container._leaf
-        if type(container) is TrackedDict:
-            assert isinstance(note, dict)
-            for key in note:
-                if key in container:
-                    if type(key) is not str:
-                        raise Opaque
-                    item = dict.__getitem__(container, key)
-                    if type(item) not in SCALARS:
-                        leaf = False
-                        if not owned(item, owner):
-                            dict.__setitem__(container, key, adopt(item, owner))
+        if isinstance(container, TrackedDict):
+            container._leaf = _adopt_entries(container, owner)
         else:
-            start = note if type(note) is int else 0
-            leaf = leaf or start == 0
-            for index, item in enumerate(list.__getitem__(container, slice(start, None)), start):
-                kind = type(item)
-                if kind not in SCALARS:
-                    leaf = False
-                    if not ((kind is TrackedList or kind is TrackedDict) and item._owner is owner):
-                        list.__setitem__(container, index, adopt(item, owner))
-        container._leaf = leaf
+            container._leaf = _adopt_items(container, owner)
+
+
+def _adopt_entries(container: TrackedDict, owner: Owner) -> bool:
+    """Adopt the values of the keys a dict changed; whether it is still known to hold only atoms."""
+    leaf = container._leaf
+    for key in container._note or ():
+        if key in container:
+            if type(key) is not str:
+                raise Opaque
+            item = dict.__getitem__(container, key)
+            if type(item) not in SCALARS:
+                leaf = False
+                if not owned(item, owner):
+                    dict.__setitem__(container, key, adopt(item, owner))
+    return leaf
+
+
+def _adopt_items(container: TrackedList, owner: Owner) -> bool:
+    """Adopt the items a list was given (only the new ones if it only grew); whether it holds only atoms."""
+    note = container._note
+    start = note if isinstance(note, int) else 0
+    leaf = container._leaf or start == 0
+    for index, item in enumerate(list.__getitem__(container, slice(start, None)), start):
+        kind = type(item)
+        if kind not in SCALARS:
+            leaf = False
+            if not ((kind is TrackedList or kind is TrackedDict) and item._owner is owner):
+                list.__setitem__(container, index, adopt(item, owner))
+    return leaf
