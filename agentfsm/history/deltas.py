@@ -189,7 +189,7 @@ def _tracked_change(data: dict[str, Any], key: str, value: Any, record: _Record,
             differ.value(pointer(key), recorded, value)
         adopted = adopt(value, owner)
         adopt_changes(owner)
-    except Opaque:  # a tuple, a subclass, a key that is not a string: compared as JSON text until it changes
+    except (Opaque, RecursionError):  # a tuple, a subclass, a key that is not a string: compared as JSON text
         text = _json_text(value, key)
         differ = Differ(owner, deep)
         differ.value(pointer(key), recorded, json.loads(text))
@@ -208,7 +208,7 @@ def _track(data: dict[str, Any], key: str, value: Any, record: _Record) -> None:
     owner = Owner()
     try:
         adopted = adopt(value, owner)
-    except Opaque:
+    except (Opaque, RecursionError):
         record.opaque = True
         return
     data[key] = record.value = adopted

@@ -41,7 +41,7 @@ MISSING: Any = _Missing()
 
 
 class Opaque(Exception):  # noqa: N818 - a signal, not an error a user sees
-    """A value holds something other than JSON's types (a tuple, a subclass, a non-text key): it cannot be tracked."""
+    """A value holds what JSON has no type for (a tuple, a subclass, a key that is not a string): not tracked."""
 
 
 class Owner:
