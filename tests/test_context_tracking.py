@@ -21,8 +21,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 
-from agentfsm import Event, State, StateContext, StateMachine, StepRecord
-from agentfsm.history import Runs
+from agentfsm import Event, RetryRule, Runs, State, StateContext, StateMachine, StepEnded
 from agentfsm.history import deltas
 from agentfsm.history.deltas import ContextTracker, rebuild
 from agentfsm.store.base import StepRow
@@ -75,38 +74,43 @@ def scripted(changes: list[Change], context: dict[str, Any] | None = None) -> St
 
 
 class Contexts:
-    """A hook keeping a plain copy of the context after every step."""
+    """An observer keeping a plain copy of the context after every step."""
 
     def __init__(self) -> None:
         self.after: dict[int, Any] = {}
 
-    def after_step(self, context: StateContext, record: StepRecord) -> None:
-        self.after[record.step] = copy.deepcopy(context.data)
+    def on_step_ended(self, *, event: StepEnded) -> None:
+        self.after[event.step] = copy.deepcopy(dict(event.data))
 
 
 class Crash(BaseException):
-    """The process dying: raised by a hook right after step `step` was committed."""
+    """The process dying: raised by an observer right after step `step` was committed."""
 
     def __init__(self, step: int) -> None:
         super().__init__(f"died after step {step}")
         self.step = step
 
-    def after_step(self, context: StateContext, record: StepRecord) -> None:
-        if record.step == self.step:
+    def on_step_ended(self, *, event: StepEnded) -> None:
+        if event.step == self.step:
             raise self
 
 
 def stored(runs: Runs, run_id: str) -> list[Any]:
     """What the store holds for each step's context: None (unchanged), the patch's operations, or ("snapshot", ...)."""
     return [None if row.context_kind is None else json.loads(row.context or "") if row.context_kind == "patch"
-            else ("snapshot", json.loads(row.context or "")) for row in runs.history(run_id)]
+            else ("snapshot", json.loads(row.context or "")) for row in run(runs.history(run_id))]
+
+
+def at_point(runs: Runs, run_id: str, point: str) -> dict[str, Any]:
+    """The context a run had at a point (`3`, `head`...), rebuilt from the store."""
+    return run(runs.position(run_id, run(runs.point(run_id, point)))).data
 
 
 def assert_every_point(runs: Runs, run_id: str, seen: Contexts) -> None:
     """Point k+1 (just before step k+1) holds exactly the context the run had after step k."""
     for step, data in seen.after.items():
-        where = runs.position(run_id, runs.point(run_id, str(step + 1)))
-        assert same_json(where.data, data), (step, where.data, data)
+        rebuilt = at_point(runs, run_id, str(step + 1))
+        assert same_json(rebuilt, data), (step, rebuilt, data)
 
 
 # -- what is stored for each kind of change -----------------------------------------------------------
@@ -117,7 +121,7 @@ def test_each_appended_message_is_stored_as_one_add_however_long_the_transcript(
         data["messages"].append(message(len(data["messages"])))
 
     seen = Contexts()
-    result = run(runs.start(scripted([append] * 30, {"messages": transcript(20)}), hooks=[seen]))
+    result = run(runs.start(scripted([append] * 30, {"messages": transcript(20)}), observers=[seen]))
     assert result.status == "succeeded"
     patches = stored(runs, result.run_id)[:30]
     for number, operations in enumerate(patches, start=20):
@@ -153,7 +157,7 @@ def test_changes_inside_a_big_value_are_stored_where_they_happened(runs: Runs) -
     seen = Contexts()
     state = {"phase": "start", "attempts": 1, "notes": transcript(20)}
     machine = scripted([edit, nested, reorder, swap], {"messages": transcript(20), "state": state})
-    result = run(runs.start(machine, hooks=[seen]))
+    result = run(runs.start(machine, observers=[seen]))
     assert result.status == "succeeded"
     patches = stored(runs, result.run_id)
     assert patches[0] == [{"op": "replace", "path": "/messages/3/content", "value": "edited"},
@@ -178,7 +182,7 @@ def test_a_change_below_a_copied_container_is_stored(runs: Runs) -> None:
 
     seen = Contexts()
     start = {"messages": [{**message(0), "tags": []}, *transcript(20)]}
-    result = run(runs.start(scripted([tag, tag_again], start), hooks=[seen]))
+    result = run(runs.start(scripted([tag, tag_again], start), observers=[seen]))
     assert stored(runs, result.run_id)[:2] == [[{"op": "add", "path": "/messages/0/tags/0", "value": "seen"}],
                                                [{"op": "add", "path": "/messages/0/tags/1", "value": "again"}]]
     assert_every_point(runs, result.run_id, seen)
@@ -196,7 +200,7 @@ def test_a_list_rebuilt_from_its_own_items_stores_only_what_is_new(runs: Runs) -
 
     seen = Contexts()
     result = run(runs.start(scripted([grow, grow, prepend, copy_then_grow], {"messages": transcript(20)}),
-                            hooks=[seen]))
+                            observers=[seen]))
     patches = stored(runs, result.run_id)
     assert patches[0] == [{"op": "add", "path": "/messages/20", "value": message(20)}]
     assert patches[1] == [{"op": "add", "path": "/messages/21", "value": message(21)}]
@@ -213,14 +217,14 @@ def test_a_value_replaced_by_an_equal_value_of_another_type_is_stored(runs: Runs
 
     start = {"flag": 1, "messages": [{**message(0), "score": 1}, {**message(1), "score": 0}, *transcript(20)]}
     seen = Contexts()
-    result = run(runs.start(scripted([retype, lambda data: None], start), hooks=[seen]))
+    result = run(runs.start(scripted([retype, lambda data: None], start), observers=[seen]))
     assert stored(runs, result.run_id)[0] == [
         {"op": "replace", "path": "/flag", "value": True},
         {"op": "replace", "path": "/messages/0/score", "value": 1.0},
         {"op": "replace", "path": "/messages/1/score", "value": False},
     ]
     assert_every_point(runs, result.run_id, seen)
-    head = runs.position(result.run_id, runs.point(result.run_id, "head")).data
+    head = at_point(runs, result.run_id, "head")
     assert type(head["flag"]) is bool and type(head["messages"][0]["score"]) is float
 
 
@@ -234,7 +238,7 @@ def test_removed_keys_and_values_that_change_kind(runs: Runs) -> None:
         data["log"] = {"entries": transcript(20)}
 
     seen = Contexts()
-    result = run(runs.start(scripted([drop, back], {"messages": transcript(20), "log": transcript(20)}), hooks=[seen]))
+    result = run(runs.start(scripted([drop, back], {"messages": transcript(20), "log": transcript(20)}), observers=[seen]))
     patches = stored(runs, result.run_id)
     assert patches[0] == [{"op": "remove", "path": "/messages"},
                           {"op": "replace", "path": "/log", "value": "a string now"}]
@@ -264,7 +268,7 @@ def test_a_yaml_transcript_grown_by_set_stores_one_add_per_step(runs: Runs, tmp_
             output: "{{ messages | length }}"
         """))
     seen = Contexts()
-    result = run(runs.start(path, hooks=[seen]))
+    result = run(runs.start(path, observers=[seen]))
     assert result.status == "succeeded" and result.output == 40
     patches = [patch for patch in stored(runs, result.run_id) if patch and patch[0] != "snapshot"]
     grown = [[op for op in patch if op["path"].startswith("/messages")] for patch in patches]
@@ -282,7 +286,7 @@ def test_a_value_that_is_not_json_inside_a_big_list_fails_the_run_naming_the_key
     result = run(runs.start(scripted([lambda data: None, stamp, lambda data: None], {"messages": transcript(20)})))
     assert result.status == "failed"
     assert result.error["type"] == "context.not_json" and "'messages'" in result.error["message"]
-    assert [row.step for row in runs.history(result.run_id)] == [1]
+    assert [row.step for row in run(runs.history(result.run_id))] == [1]
 
 
 def test_tuples_and_keys_that_are_not_strings_are_stored_as_json_has_them(runs: Runs) -> None:
@@ -295,7 +299,7 @@ def test_tuples_and_keys_that_are_not_strings_are_stored_as_json_has_them(runs: 
 
     result = run(runs.start(scripted([odd, more, more], {"messages": transcript(20)})))
     assert result.status == "succeeded"
-    head = runs.position(result.run_id, runs.point(result.run_id, "head")).data
+    head = at_point(runs, result.run_id, "head")
     assert head["messages"][20] == ["user", "hi"] and len(head["messages"]) == 23
     assert head["messages"][0]["7"] == "seven"
     top = run(runs.start(scripted([lambda data: data.update({8: "eight"}), lambda data: None])))
@@ -337,33 +341,29 @@ def test_a_run_resumed_after_a_crash_has_exactly_the_context_of_an_uninterrupted
     whole = run(runs.start(scripted(_changes(), start)))
     machine = scripted(_changes(), start)
     with pytest.raises(Crash):
-        run(runs.start(machine, hooks=[Crash(7)], run_id="crashed"))
+        run(runs.start(machine, observers=[Crash(7)], run_id="crashed"))
     seen = Contexts()
-    resumed = run(runs.resume("crashed", machine=machine, hooks=[seen]))
+    resumed = run(runs.resume("crashed", machine=machine, observers=[seen]))
     assert resumed.status == whole.status == "succeeded"
     assert same_json(resumed.context.data, whole.context.data)
     assert min(seen.after) == 8
     assert_every_point(runs, "crashed", seen)
     for point in (1, 5, 9, 15, 21):
-        a = runs.position("crashed", runs.point("crashed", str(point))).data
-        b = runs.position(whole.run_id, runs.point(whole.run_id, str(point))).data
-        assert same_json(a, b), point
+        assert same_json(at_point(runs, "crashed", str(point)), at_point(runs, whole.run_id, str(point))), point
 
 
 def test_every_point_rebuilds_across_snapshots(db: Path) -> None:
     runs = Runs(f"sqlite:///{db}", snapshot_every=3)
     seen = Contexts()
     start = {"messages": transcript(20), "memory": {"facts": [], "notes": transcript(20)}}
-    result = run(runs.start(scripted(_changes(), start), hooks=[seen]))
-    kinds = [row.context_kind for row in runs.history(result.run_id)]
+    result = run(runs.start(scripted(_changes(), start), observers=[seen]))
+    kinds = [row.context_kind for row in run(runs.history(result.run_id))]
     assert kinds.count("snapshot") >= 3 and "patch" in kinds
     assert_every_point(runs, result.run_id, seen)
-    runs.close()
+    run(runs.close())
 
 
 def test_a_retried_step_stores_what_the_run_kept(runs: Runs) -> None:
-    from agentfsm import RetryRule
-
     class Flaky(State):
         """Appends a message, fails on its first attempt, then succeeds."""
 
@@ -388,7 +388,7 @@ def test_a_retried_step_stores_what_the_run_kept(runs: Runs) -> None:
 
     in_memory = run(machine().run())
     seen = Contexts()
-    recorded = run(runs.start(machine(), hooks=[seen]))
+    recorded = run(runs.start(machine(), observers=[seen]))
     assert recorded.status == in_memory.status == "succeeded"
     assert same_json(recorded.context.data, in_memory.context.data)
     assert_every_point(runs, recorded.run_id, seen)
