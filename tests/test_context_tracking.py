@@ -427,6 +427,20 @@ def test_release_gives_back_plain_lists_and_dicts() -> None:
     assert same_json(data, {"messages": transcript(21), "n": 1})
 
 
+def test_a_tracker_told_not_to_track_leaves_the_values_alone() -> None:
+    messages = transcript(20)
+    data: dict[str, Any] = {"messages": messages}
+    tracker = ContextTracker(data, track=False)
+    rows = [StepRow("main", 0, None, context_kind="snapshot", context=tracker.snapshot())]
+    for number in range(20, 23):
+        messages.append(message(number))  # the caller's own list, held across changes
+        kind, text = tracker.change(data)
+        assert json.loads(text or "") == [{"op": "add", "path": f"/messages/{number}", "value": message(number)}]
+        rows.append(StepRow("main", number, "s", context_kind=kind, context=text))
+    assert data["messages"] is messages and type(messages) is list
+    assert same_json(rebuild(list(reversed(rows)))[0], {"messages": transcript(23)})
+
+
 # -- the tracker against random changes ----------------------------------------------------------------
 
 ATOMS = (0, 1, True, False, 1.0, 0.5, "1", "x", None, "", -3)

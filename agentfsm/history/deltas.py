@@ -88,18 +88,21 @@ class ContextTracker:
     """Turns each step's context into what the store records for it (kind and JSON text), remembering the last one.
 
     `change(data)` may replace a big list or dict in `data` by a tracked copy (equal, a subclass of list or
-    dict); later steps then find it unchanged at no cost."""
+    dict); later steps then find it unchanged at no cost. With `track=False` it never touches `data` and
+    compares every list and dict as JSON text (for a caller whose user may hold on to the values: the cost
+    then grows with the size of the context again, at C speed)."""
 
-    __slots__ = ("_records", "changes_since_snapshot", "patch_bytes", "snapshot_bytes", "snapshot_every")
+    __slots__ = ("_records", "changes_since_snapshot", "patch_bytes", "snapshot_bytes", "snapshot_every", "track")
 
     def __init__(self, data: dict[str, Any], *, since: ReplayCost | None = None,
-                 snapshot_every: int = SNAPSHOT_EVERY) -> None:
+                 snapshot_every: int = SNAPSHOT_EVERY, track: bool = True) -> None:
         self._records = {key: _first_record(key, value) for key, value in data.items()}
         since = since or ReplayCost()
         self.changes_since_snapshot = since.patches
         self.patch_bytes = since.patch_bytes
         self.snapshot_bytes = since.snapshot_bytes
         self.snapshot_every = snapshot_every
+        self.track = track
 
     def snapshot(self) -> str:
         """The last recorded context in full."""
@@ -172,7 +175,7 @@ class ContextTracker:
             differ.value(path, old, json.loads(text))
             operations = differ.operations
         _as_text(record, text, record.opaque and not changed)
-        if len(text) >= TRACK_FROM and not record.opaque:
+        if self.track and len(text) >= TRACK_FROM and not record.opaque:
             _track(data, key, value, record)
         return operations
 
