@@ -22,7 +22,7 @@ from agentfsm.history.lineage import Position, position
 from agentfsm.history.recorder import UNCUT, CheckpointNamer, StoreRecorder, recordable, redacted
 from agentfsm.history.tally import Tally
 from agentfsm.runtime.ids import new_run_id
-from agentfsm.runtime.loop import RunResult
+from agentfsm.runtime.loop import RunResult, run_machine
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import StateContext
 from agentfsm.history.errors import RunRefused
@@ -163,7 +163,7 @@ class _Advance:
         lease = leases.hold(run_id, self.owner, self.recording.clock)
         recorder = StoreRecorder(store, context, self.owner, self.branch, tracker, namer, lease)
         try:
-            return await self.machine.run(context=context, observers=[recorder, *observers], run_id=run_id)
+            return await run_machine(self.machine, context, observers=[recorder, *observers], run_id=run_id)
         except LeaseLost:
             run = await store.get_run(run_id)
             if run.status != "cancelled":

@@ -40,6 +40,7 @@ class Plan:
         self.policied = frozenset(
             name for name, state in self.states.items() if state.timeout is not None or state.retry or state.catch
         )
+        """States whose work runs under a policy (a timeout, retry or catch rules): the others run inline."""
         self.entry, self.exit, self.on_transition = machine.callbacks()
 
     def route(self, name: str, context: StateContext, outcome: str | Event | None) -> Route:
