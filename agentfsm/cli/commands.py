@@ -89,8 +89,7 @@ def run_command(
 
     The run id is shown by the progress's first line, `run ID  MACHINE`, printed when the run starts: after the
     store recorded it, so a run refused by the store (locked, damaged) never shows an id."""
-    import asyncio
-
+    from agentfsm.cli.process import drive
     from agentfsm.service.inputs import collect_inputs, parse_llm_options
     from agentfsm.service.machines import load_machine, loaded_source
     from agentfsm.service.operations import new_run_id, start_run
@@ -107,7 +106,7 @@ def run_command(
         given = collect_inputs(machine, input_pairs, inputs_file)  # refused before the store is opened
         observers = progress_observers(machine.name, quiet=quiet, log_steps=log_steps, stream=stream,
                                        warnings=warnings)
-        result = asyncio.run(start_run(store, machine, given, llms=overrides, observers=observers, run_id=run_id))
+        result = drive(start_run(store, machine, given, llms=overrides, observers=observers, run_id=run_id))
     return finish(result, as_json=as_json, store_option=store)
 
 

@@ -14,6 +14,7 @@ import typer
 from agentfsm.cli import exit_codes
 from agentfsm.cli.commands import interruptible, progress_observers
 from agentfsm.cli.outcome import finish
+from agentfsm.cli.process import drive
 from agentfsm.cli.render import note, print_json, store_hint, table, when
 from agentfsm.service import operations, views
 from agentfsm.service.errors import InputError
@@ -105,7 +106,7 @@ def resume_command(store: str | None, run_id: str, *, machine_file: Path | None,
                    as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
     overrides = parse_llm_options(llm_options)
     with interruptible(store, run_id, as_json=as_json):
-        result = asyncio.run(operations.resume_run(store, run_id, machine_file=machine_file, llms=overrides,
+        result = drive(operations.resume_run(store, run_id, machine_file=machine_file, llms=overrides,
                                                    observers_for=_driving(quiet, log_steps, stream)))
     return finish(result, as_json=as_json, store_option=store)
 
@@ -114,7 +115,7 @@ def send_command(store: str | None, run_id: str, event: str, data_text: str | No
                  as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
     data = parse_event_data(data_text)  # refused before the store is touched
     with interruptible(store, run_id, as_json=as_json):
-        outcome = asyncio.run(operations.send_event(store, run_id, event, data, resume=resume,
+        outcome = drive(operations.send_event(store, run_id, event, data, resume=resume,
                                                     observers_for=_driving(quiet, log_steps, stream)))
     if not isinstance(outcome, operations.EventRecorded):
         return finish(outcome, as_json=as_json, store_option=store)
@@ -129,7 +130,7 @@ def send_command(store: str | None, run_id: str, event: str, data_text: str | No
 def rollback_command(store: str | None, run_id: str, target: str, *, branch: str | None, resume: bool,
                      as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
     with interruptible(store, run_id, as_json=as_json):
-        made, result = asyncio.run(operations.rollback_run(
+        made, result = drive(operations.rollback_run(
             store, run_id, target, branch=branch, resume=resume, observers_for=_driving(quiet, log_steps, stream),
             on_rolled_back=_say_rolled_back))
     if result is not None:
@@ -237,7 +238,7 @@ def worker_command(store: str | None, *, once: bool, interval: float, concurrenc
             return await _until_stopped(passing, announce)
 
     try:
-        done = asyncio.run(go())
+        done = drive(go())
     except KeyboardInterrupt:  # a Ctrl-C before the signal handlers were set, or where there are none (Windows)
         done = None
     if done is None:
