@@ -13,7 +13,7 @@ runs are made by the CLI itself, `agentfsm run long.yaml -i limit=L --quiet --st
 the store holds real step rows: one per step, the context's change as a patch, a full snapshot
 now and then, a tally every 64 steps, as any recorded run. L is `--steps` (default 100,000),
 130, 100 and 10; the time the long one took to record is printed. Each run ends `waiting` in
-`approve`; the three share one file, so the file's size is the same for both sides of every
+`approve`; they share one file, so the file's size is the same for both sides of every
 comparison.
 
 A resume of such a run reads where the run stands (its last step, its context rebuilt from
