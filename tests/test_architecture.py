@@ -4,6 +4,7 @@ layer (service) over all of those; the CLI over the application layer and the re
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,14 @@ def test_layers_form_no_circle() -> None:
             if layer not in seen:
                 seen.add(layer)
                 stack.extend(graph.get(layer, ()))
+
+
+def test_the_picture_in_docs_agrees_with_the_rules() -> None:
+    """docs/architecture.md draws every layer, and each arrow it draws is an import the rules allow."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    picture = text.split("```mermaid", 1)[1].split("```", 1)[0]
+    arrows = re.findall(r"^\s*(\w+)(?:\[.*?\])?\s*-->\s*(\w+)", picture, re.MULTILINE)
+    nodes = set(re.findall(r"^\s*(\w+)", picture, re.MULTILINE)) - {"flowchart"}
+    assert nodes == set(ALLOWED), f"layers drawn: {sorted(nodes)}; layers in the rules: {sorted(ALLOWED)}"
+    for source, target in arrows:
+        assert target in ALLOWED[source], f"the picture draws {source} --> {target}, which the rules forbid"

@@ -321,7 +321,7 @@ def test_tables_keep_one_line_per_row_in_a_pipe(tmp_path: Path) -> None:
         assert all(len(line.split()) >= len(header) - 1 for line in printed[1:]), show(result)  # no cut rows
     listed = cli("runs", store=store, env=env).stdout.splitlines()
     assert len(listed) == 4
-    assert [line.split()[:2] for line in listed if long_name in line] == [[run_id, long_name]]
+    assert [line.split()[:2] for line in listed if long_name in line] == [[run_id[-8:], long_name]]  # id's tail
 
 
 def test_runs_filters_and_cancel_refuses_later_events(tmp_path: Path) -> None:
@@ -596,7 +596,7 @@ def test_prune(tmp_path: Path) -> None:
     dry = cli("prune", "--keep-last", "1", "--dry-run", store=store)
     assert dry.returncode == 0, show(dry)
     listed = [line.split()[0] for line in dry.stdout.splitlines()[1:]]
-    assert sorted(listed) == sorted(finished[:2])
+    assert sorted(listed) == sorted(run_id[-8:] for run_id in finished[:2])  # tables show an id's tail
     assert dry.stderr == "would delete 2 run(s)\n"
     dry_json = json.loads(cli("prune", "--older-than", "0s", "--dry-run", "--json", store=store).stdout)
     assert dry_json["dry_run"] is True

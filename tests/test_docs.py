@@ -76,3 +76,15 @@ def test_language_doc_counter_example_runs(tmp_path: Path) -> None:
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "5"
+
+
+MERMAID_BLOCKS = blocks("mermaid")
+
+
+def test_every_diagram_in_the_docs_parses_with_the_real_mermaid() -> None:
+    from tests.mermaid import parse_mermaid_many
+
+    assert MERMAID_BLOCKS, "docs/architecture.md has a picture of the layers"
+    for (where, _), parsed in zip(MERMAID_BLOCKS, parse_mermaid_many([body for _, body in MERMAID_BLOCKS]),
+                                  strict=True):
+        assert parsed["ok"], f"{where}: {parsed.get('error')}"

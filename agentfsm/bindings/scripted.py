@@ -35,7 +35,8 @@ from agentfsm.runtime.errors import StateError
 from agentfsm.spec.models import ScriptedLLM, ScriptedReply
 from agentfsm.spec.yamlsource import load_yaml_file
 
-_REPLIES = TypeAdapter(list[str | ScriptedReply])
+_REPLIES: TypeAdapter[list[str | ScriptedReply]] | None = None
+"""Reads a replies file; made when one is read (a pydantic adapter costs milliseconds to build)."""
 
 
 @dataclass(slots=True)
@@ -150,7 +151,14 @@ def _read_replies_file(name: str, relative: str, base_dir: Path | None) -> Seque
     if isinstance(data, dict):
         data = data.get("replies", data)
     try:
-        return _REPLIES.validate_python(data)
+        return _replies().validate_python(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise BindingError(f"{where}: {path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def _replies() -> TypeAdapter[list[str | ScriptedReply]]:
+    global _REPLIES
+    if _REPLIES is None:
+        _REPLIES = TypeAdapter(list[str | ScriptedReply])
+    return _REPLIES

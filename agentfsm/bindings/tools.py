@@ -22,8 +22,6 @@ from pydantic_core import to_jsonable_python
 from agentfsm.bindings.arguments import Arguments
 from agentfsm.bindings.builtins import FileReader, json_query, now, resolve_root
 from agentfsm.bindings.calculator import CalculatorError, evaluate
-from agentfsm.bindings.command import CommandToolClient
-from agentfsm.bindings.http_tool import HttpToolClient
 from agentfsm.bindings.imports import BindingError, import_reference
 from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.spec.models import BuiltinTool, CommandTool, HttpTool, PythonTool
@@ -159,8 +157,12 @@ def make_tool(
     if isinstance(binding, BuiltinTool):
         return _builtin(name, binding, base_dir)
     if isinstance(binding, CommandTool):
+        from agentfsm.bindings.command import CommandToolClient  # imported by the machines that run programs
+
         return CommandToolClient(name, binding, base_dir)
     if isinstance(binding, HttpTool):
+        from agentfsm.bindings.http_tool import HttpToolClient  # httpx: only for machines that call HTTP tools
+
         return HttpToolClient(name, binding)
     function = import_reference(binding.python, base_dir, f"tools.{name}.python")
     if not callable(function):

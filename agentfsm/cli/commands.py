@@ -6,7 +6,6 @@ Heavy modules are imported inside the commands, so `agentfsm --help` and `valida
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import traceback
@@ -53,6 +52,8 @@ def interruptible(store: str | None, run_id: str, *, as_json: bool) -> Iterator[
     try:
         yield
     except KeyboardInterrupt:
+        import asyncio
+
         from agentfsm.service.operations import stored_run
 
         run = asyncio.run(stored_run(store, run_id))  # read afresh; never creates a store
@@ -88,6 +89,8 @@ def run_command(
 
     The run id is shown by the progress's first line, `run ID  MACHINE`, printed when the run starts: after the
     store recorded it, so a run refused by the store (locked, damaged) never shows an id."""
+    import asyncio
+
     from agentfsm.service.inputs import collect_inputs, parse_llm_options
     from agentfsm.service.machines import load_machine, loaded_source
     from agentfsm.service.operations import new_run_id, start_run

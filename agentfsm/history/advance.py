@@ -2,7 +2,7 @@
 
 The machine arrives ready (compiled by the caller); this module records it. The step loop
 never sees the store: a `StoreRecorder` observer commits each step before the next state
-starts, a `Heartbeat` keeps the run's lease while a long step runs, and whatever ends the
+starts, the store's `LeaseKeeper` renews the run's lease while a long step runs, and whatever ends the
 advance (the run's end, a wait, Ctrl-C, a lost lease) leaves the run in a state another
 process can continue from.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from agentfsm.history.deltas import SNAPSHOT_EVERY, ContextNotJSON, ContextTracker
-from agentfsm.history.leases import LEASE_SECONDS, Heartbeat, new_owner, owner_is_dead
+from agentfsm.history.leases import LEASE_SECONDS, keeper, new_owner, owner_is_dead
 from agentfsm.history.lineage import Position, position
 from agentfsm.history.recorder import UNCUT, CheckpointNamer, StoreRecorder, recordable, redacted
 from agentfsm.history.tally import Tally
@@ -159,10 +159,9 @@ class _Advance:
     async def advance(self, tracker: ContextTracker, namer: CheckpointNamer, observers: Iterable[object], *,
                       idle_status: str, on_interrupt: Interrupted) -> RunResult:
         store, context, run_id = self.store, self.context, self.context.run_id
-        heartbeat = Heartbeat(store, run_id, self.owner, seconds=self.recording.lease_seconds,
-                              clock=self.recording.clock)
-        recorder = StoreRecorder(store, context, self.owner, self.branch, tracker, namer, heartbeat)
-        heartbeat.start()
+        leases = keeper(store, self.recording.lease_seconds)
+        lease = leases.hold(run_id, self.owner, self.recording.clock)
+        recorder = StoreRecorder(store, context, self.owner, self.branch, tracker, namer, lease)
         try:
             return await self.machine.run(context=context, observers=[recorder, *observers], run_id=run_id)
         except LeaseLost:
@@ -181,7 +180,7 @@ class _Advance:
                                                                         on_interrupt))
             raise
         finally:
-            await heartbeat.stop()
+            leases.drop(lease)
 
     async def finish_ended(self, where: Position) -> RunResult:
         """Record the end of a run whose last step ended it, as the loop would have."""

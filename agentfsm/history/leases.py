@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import socket
+import weakref
 from collections.abc import Callable
 
 from agentfsm.store.base import LeaseLost
@@ -69,36 +70,71 @@ def owner_is_dead(owner: str | None) -> bool:
     return status == psutil.STATUS_ZOMBIE or _process_start(pid) != started
 
 
-class Heartbeat:
-    """Renews a lease in the background while a long step runs; `lost` says when it was taken away."""
+class Lease:
+    """A run's lease held by this process: who holds it, for how long each renewal lasts, whether it was lost."""
 
-    def __init__(self, store: Store, run_id: str, owner: str, *, seconds: float = LEASE_SECONDS,
-                 clock: Callable[[], float]) -> None:
-        self.store, self.run_id, self.owner, self.seconds, self.clock = store, run_id, owner, seconds, clock
+    __slots__ = ("run_id", "owner", "seconds", "clock", "lost")
+
+    def __init__(self, run_id: str, owner: str, seconds: float, clock: Callable[[], float]) -> None:
+        self.run_id, self.owner, self.seconds, self.clock = run_id, owner, seconds, clock
         self.lost = False
-        self._task: asyncio.Task[None] | None = None
 
     def expires(self) -> float:
+        """When the lease runs out if it is renewed now."""
         return self.clock() + self.seconds
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._beat())
 
-    async def stop(self) -> None:
-        if self._task is not None:
+class LeaseKeeper:
+    """Renews every lease this process holds in one store, together, a third of a lease's length apart.
+
+    One keeper per store and lease length, whatever the number of runs advancing: the
+    renewals of a thousand runs are one task and one transaction, not a thousand of each.
+    """
+
+    def __init__(self, store: Store, seconds: float) -> None:
+        self.store, self.seconds = store, seconds
+        self.held: dict[str, Lease] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def hold(self, run_id: str, owner: str, clock: Callable[[], float]) -> Lease:
+        """Keep renewing this run's lease until `drop`."""
+        lease = self.held[run_id] = Lease(run_id, owner, self.seconds, clock)
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._renew_while_held())
+        return lease
+
+    def drop(self, lease: Lease) -> None:
+        if self.held.get(lease.run_id) is lease:
+            del self.held[lease.run_id]
+        if not self.held and self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
             self._task = None
 
-    async def _beat(self) -> None:
-        while True:
+    async def _renew_while_held(self) -> None:
+        while self.held:
             await asyncio.sleep(self.seconds / 3)
-            try:
-                await self.store.renew(self.run_id, self.owner, self.expires())
-            except LeaseLost:
-                self.lost = True
-                logger.warning("run %s: lease lost (cancelled or taken over)", self.run_id)
-                return
-            except Exception:  # noqa: BLE001 - a busy store now and then must not kill the run; the next step retries
-                logger.warning("run %s: could not renew the lease", self.run_id, exc_info=True)
+            leases = list(self.held.values())
+            outcomes = await asyncio.gather(*(self.store.renew(lease.run_id, lease.owner, lease.expires())
+                                              for lease in leases), return_exceptions=True)
+            for lease, outcome in zip(leases, outcomes, strict=True):
+                self._note(lease, outcome)
+
+    @staticmethod
+    def _note(lease: Lease, outcome: object) -> None:
+        if isinstance(outcome, LeaseLost):
+            lease.lost = True
+            logger.warning("run %s: lease lost (cancelled or taken over)", lease.run_id)
+        elif isinstance(outcome, Exception):  # a busy store now and then must not kill the run; the next step retries
+            logger.warning("run %s: could not renew the lease: %s", lease.run_id, outcome)
+
+
+_KEEPERS: weakref.WeakKeyDictionary[Store, dict[float, LeaseKeeper]] = weakref.WeakKeyDictionary()
+
+
+def keeper(store: Store, seconds: float) -> LeaseKeeper:
+    """The keeper of `store`'s leases of this length in this process."""
+    by_length = _KEEPERS.setdefault(store, {})
+    if seconds not in by_length:
+        by_length[seconds] = LeaseKeeper(store, seconds)
+    return by_length[seconds]

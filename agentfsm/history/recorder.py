@@ -8,7 +8,7 @@ from typing import Any
 
 from agentfsm.bindings.known_secrets import REDACTED, known_secrets
 from agentfsm.history.deltas import ContextTracker
-from agentfsm.history.leases import Heartbeat
+from agentfsm.history.leases import Lease
 from agentfsm.history.tally import Tally, tally_due
 from agentfsm.runtime.events import RunEnded, StepEnded
 from agentfsm.runtime.model import StateContext
@@ -80,7 +80,7 @@ class StoreRecorder:
     critical = True
 
     def __init__(self, store: Store, context: StateContext, owner: str, branch: str, tracker: ContextTracker,
-                 checkpoints: CheckpointNamer, heartbeat: Heartbeat) -> None:
+                 checkpoints: CheckpointNamer, lease: Lease) -> None:
         self.store = store
         self.context = context
         self.run_id = context.run_id
@@ -88,7 +88,7 @@ class StoreRecorder:
         self.branch = branch
         self.tracker = tracker
         self.checkpoints = checkpoints
-        self.heartbeat = heartbeat
+        self.lease = lease
         self.committed = 0
         """Steps this recorder committed (an interrupted advance that took none leaves the run as it was)."""
 
@@ -111,7 +111,7 @@ class StoreRecorder:
         )
         reached = self.checkpoints.reached(event.next_state, event.step + 1)
         # the first step of a drive ends the wait the run may have been resumed from
-        names = await self.store.commit_step(self.run_id, self.owner, self.heartbeat.expires(), row, reached,
+        names = await self.store.commit_step(self.run_id, self.owner, self.lease.expires(), row, reached,
                                              None if taken is None else taken.id, ends_wait=self.committed == 0)
         self.checkpoints.taken.update(names)  # a name a person took meanwhile made the store pick another
         self.committed += 1

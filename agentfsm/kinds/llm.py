@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, WithJsonSchema
 
-from agentfsm.bindings.conversation import AnswerRules, converse
-from agentfsm.bindings.llm import LLMClient, LLMRequest, ParseMode, ReplySchema, ToolSpec, make_reply_schema
 from agentfsm.compiler.env import CompileEnv, state_options
 from agentfsm.compiler.scope import compile_text, finish_step, make_scope, rendered
 from agentfsm.runtime.calls import token_relay
@@ -21,6 +19,10 @@ from agentfsm.spec.models import (
     PythonRef,
     Reporter,
 )
+
+if TYPE_CHECKING:
+    from agentfsm.bindings.conversation import AnswerRules
+    from agentfsm.bindings.llm import LLMClient, ParseMode
 
 JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
 
@@ -151,6 +153,9 @@ class LlmState(State):
         return self.rules.parse
 
     async def execute(self, context: StateContext) -> Event:
+        from agentfsm.bindings.conversation import converse  # what runs llm states; validate never needs it
+        from agentfsm.bindings.llm import LLMRequest, ToolSpec
+
         scope = make_scope(context)
         prompt = rendered(self.prompt, scope, "prompt")
         system = rendered(self.system, scope, "system") if self.system is not None else None
@@ -166,6 +171,9 @@ class LlmState(State):
 
 
 def compile_llm(name: str, spec: LlmStateSpec, env: CompileEnv) -> State:
+    from agentfsm.bindings.conversation import AnswerRules
+    from agentfsm.bindings.llm import ReplySchema, make_reply_schema
+
     schema: ReplySchema | None = None
     if spec.schema_ is not None:
         schema = make_reply_schema(spec.schema_, env.base_dir, f"states.{name}.schema")

@@ -30,8 +30,8 @@ from agentfsm.runtime.events import (
     WaitStarted,
 )
 from agentfsm.runtime.ids import new_run_id
-from agentfsm.runtime.model import Event, State, StateContext, StateTransition, StateType
-from agentfsm.runtime.observers import NO_OBSERVERS, Observers
+from agentfsm.runtime.model import UNWATCHED, Event, State, StateContext, StateTransition, StateType
+from agentfsm.runtime.observers import Observers
 from agentfsm.runtime.plan import Plan
 from agentfsm.runtime.policy import find_catch_rule, find_retry_rule, retry_delay
 from agentfsm.runtime.waiting import WaitForEvent
@@ -416,4 +416,4 @@ async def run_machine(
         drive.paused("interrupted")
         raise
     finally:
-        context.observers = NO_OBSERVERS
+        context.observers = UNWATCHED

@@ -10,11 +10,14 @@ import enum
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agentfsm.runtime.calls import CallRecord, Usage
-from agentfsm.runtime.observers import NO_OBSERVERS, Observers
 from agentfsm.runtime.waiting import Mailbox
+
+if TYPE_CHECKING:
+    from agentfsm.runtime.events import RunEvent
+    from agentfsm.runtime.observers import Observers
 
 
 class StateType(str, enum.Enum):
@@ -115,6 +118,27 @@ class StateTransition:
         return self.trigger
 
 
+class Unwatched:
+    """The observers of a context no loop is driving: none (the loop sets the run's own)."""
+
+    streams = False
+
+    @staticmethod
+    def listens(event_type: type[RunEvent]) -> bool:
+        return False
+
+    @staticmethod
+    async def publish(event: RunEvent) -> None:
+        return None
+
+    @staticmethod
+    def notify(event: RunEvent) -> None:
+        return None
+
+
+UNWATCHED = Unwatched()
+
+
 class StateContext:
     """The data a run carries from state to state, plus its history and metadata.
 
@@ -140,7 +164,7 @@ class StateContext:
         """The event that led into the current state (None in the initial state)."""
         self.calls: list[CallRecord] = []
         """The LLM and tool calls of the step in progress."""
-        self.observers: Observers = NO_OBSERVERS
+        self.observers: Observers | Unwatched = UNWATCHED
         self.visits: dict[str, int] = {}
         """How many times each state has been entered in this run (for `max_visits`)."""
         self.mailbox = Mailbox()

@@ -59,15 +59,12 @@ class Observers:
         grouped: dict[type[RunEvent], list[_Handler]] = {}
         for observer in observers:
             critical = bool(getattr(observer, "critical", False))
-            catch_all = getattr(observer, "on_event", None)
-            for event_type, method in EVENT_METHODS.items():
-                for function in (getattr(observer, method, None), catch_all):
-                    if callable(function):
-                        handler = _Handler(function, inspect.iscoroutinefunction(function), critical, observer)
-                        grouped.setdefault(event_type, []).append(handler)
+            for event_type, name, is_async in _methods(type(observer), observer):
+                handler = _Handler(getattr(observer, name), is_async, critical, observer)
+                grouped.setdefault(event_type, []).append(handler)
         self._handlers = {event_type: tuple(handlers) for event_type, handlers in grouped.items()}
-        self._failed: set[tuple[int, str]] = set()
-        self._pending: set[Any] = set()
+        self._failed: set[tuple[int, str]] | None = None
+        self._pending: set[Any] | None = None
 
     def listens(self, event_type: type[RunEvent]) -> bool:
         """Whether some observer receives this kind of event (so an event nobody reads is never built)."""
@@ -99,6 +96,8 @@ class Observers:
                     import asyncio  # only async token observers need it
 
                     task = asyncio.ensure_future(outcome)
+                    if self._pending is None:
+                        self._pending = set()
                     self._pending.add(task)
                     task.add_done_callback(self._pending.discard)
             except Exception as exc:  # noqa: BLE001 - watching must not break the run
@@ -109,11 +108,32 @@ class Observers:
     def _report(self, handler: _Handler, event: RunEvent, exc: Exception) -> None:
         """Log an observer's failure: with its traceback the first time, briefly after that."""
         key = (id(handler.owner), type(event).__name__)
+        if self._failed is None:
+            self._failed = set()
         first = key not in self._failed
         self._failed.add(key)
         logger.warning("observer %s failed on %s: %s", type(handler.owner).__name__, type(event).__name__,
                        exc, exc_info=first)
 
 
-NO_OBSERVERS = Observers()
-"""The observers of a context no loop has run yet: none."""
+_METHODS: dict[type, tuple[tuple[type[RunEvent], str, bool], ...]] = {}
+
+
+def _methods(cls: type, observer: object) -> tuple[tuple[type[RunEvent], str, bool], ...]:
+    """(event type, method name, is async) for each method an observer has; worked out once per class, unless
+    the observer carries methods of its own (set on the instance)."""
+    own = bool(getattr(observer, "__dict__", None)) and any(
+        name in observer.__dict__ for name in (*EVENT_METHODS.values(), "on_event"))
+    if not own and cls in _METHODS:
+        return _METHODS[cls]
+    found = []
+    for event_type, method in EVENT_METHODS.items():
+        for name in (method, "on_event"):
+            function = getattr(observer, name, None)
+            if callable(function):
+                found.append((event_type, name, inspect.iscoroutinefunction(function)))
+    methods = tuple(found)
+    if not own:
+        _METHODS[cls] = methods
+    return methods
+

@@ -46,7 +46,13 @@ from agentfsm.spec.diagnostics import did_you_mean, dotted_path
 from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_template
 from agentfsm.spec.graph import Exits, dead_ends
 from agentfsm.spec.inputs import InputError, check_inputs
-from agentfsm.spec.models import Edge, InputSpec, MachineSpec, RoutedStateSpec, StateSpec
+from agentfsm.spec.models import (
+    Edge,
+    InputSpec,
+    MachineSpec,
+    RoutedStateSpec,
+    StateSpec,
+)
 from agentfsm.spec.partial import (
     PartialModel,
     Unreadable,

@@ -201,26 +201,8 @@ class Store:
         Raises LeaseLost (and writes nothing) if `owner` no longer holds the lease. Steps of many runs
         committed at the same moment share one transaction.
         """
-        now = self.clock()
-
-        async def commit(tx: Transaction) -> list[str]:
-            # checked before anything is written: a refused step changes nothing (the others in its batch commit)
-            if await tx.lease_owner(run_id) != owner:
-                raise self._lease_lost(run_id)
-            if taken_event is not None and taken_event not in await tx.pending_event_ids(run_id):
-                raise Conflict(f"run {run_id}: event {taken_event} is not pending (taken already, or not its)")
-            values: dict[str, Any] = {"steps": step.step, "updated_at": now, "lease_expires": expires}
-            if ends_wait:
-                values.update(status="running", waiting=None, wake_at=None)
-            await tx.update_run(run_id, values, owner=owner)
-            if taken_event is not None:
-                await tx.take_event(run_id, taken_event, step.branch, step.step)
-                # the others were sent to the same visit of the wait, which is over: no later visit takes them
-                await tx.set_aside_events(run_id, step.branch)
-            await tx.insert_step(run_id, step)
-            return [await self._reached(tx, run_id, checkpoint) for checkpoint in checkpoints]
-
-        result: list[str] = await self._batch.submit(commit)
+        commit = _StepCommit(self, run_id, owner, expires, step, checkpoints, taken_event, ends_wait, self.clock())
+        result: list[str] = await self._batch.submit(commit.apply)
         return result
 
     async def _reached(self, tx: Transaction, run_id: str, checkpoint: CheckpointRow) -> str:
@@ -447,3 +429,36 @@ def _still_matches(run: RunRow, where: RunFilter | None) -> bool:
     if where.statuses and run.status not in where.statuses:
         return False
     return where.updated_before is None or run.updated_at < where.updated_before
+
+
+class _StepCommit:
+    """One step's commit, as a write of the batch (the store's hot path: a plain object, not a closure)."""
+
+    __slots__ = ("store", "run_id", "owner", "expires", "step", "checkpoints", "taken_event", "ends_wait", "now")
+
+    def __init__(self, store: Store, run_id: str, owner: str, expires: float, step: StepRow,
+                 checkpoints: list[CheckpointRow], taken_event: int | None, ends_wait: bool, now: float) -> None:
+        self.store, self.run_id, self.owner, self.expires, self.step = store, run_id, owner, expires, step
+        self.checkpoints, self.taken_event, self.ends_wait, self.now = checkpoints, taken_event, ends_wait, now
+
+    async def apply(self, tx: Transaction) -> list[str]:
+        run_id, step, taken_event = self.run_id, self.step, self.taken_event
+        # a refused step changes nothing (the others in its batch commit): the event is checked first, and
+        # the lease by the first write, which writes nothing when this process no longer holds it
+        if taken_event is not None and taken_event not in await tx.pending_event_ids(run_id):
+            if await tx.lease_owner(run_id) != self.owner:
+                raise Store._lease_lost(run_id)
+            raise Conflict(f"run {run_id}: event {taken_event} is not pending (taken already, or not its)")
+        values: dict[str, Any] = {"steps": step.step, "updated_at": self.now, "lease_expires": self.expires}
+        if self.ends_wait:
+            values.update(status="running", waiting=None, wake_at=None)
+        if not await tx.update_run(run_id, values, owner=self.owner):
+            raise Store._lease_lost(run_id)
+        if taken_event is not None:
+            await tx.take_event(run_id, taken_event, step.branch, step.step)
+            # the others were sent to the same visit of the wait, which is over: no later visit takes them
+            await tx.set_aside_events(run_id, step.branch)
+        await tx.insert_step(run_id, step)
+        if not self.checkpoints:
+            return []
+        return [await self.store._reached(tx, run_id, checkpoint) for checkpoint in self.checkpoints]

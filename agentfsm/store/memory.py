@@ -40,12 +40,24 @@ def memory_backend(name: str) -> MemoryBackend:
     return backend
 
 
-def _frozen(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+_PLAIN = (str, int, float, bool, type(None))
 
 
-def _thawed(text: str) -> Any:
-    return json.loads(text)
+def _frozen(value: Any) -> Any:
+    """A value as kept: plain values as they are (immutable), containers as their JSON text."""
+    if isinstance(value, _PLAIN):
+        return value
+    return _Text(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+def _thawed(kept: Any) -> Any:
+    return json.loads(kept) if isinstance(kept, _Text) else kept
+
+
+class _Text(str):
+    """JSON text standing for a container (so a kept string is never mistaken for one)."""
+
+    __slots__ = ()
 
 
 @dataclass(slots=True)

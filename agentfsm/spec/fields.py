@@ -1,0 +1,75 @@
+"""What every model of the language shares: the base model, field types, and the marks on template fields."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from agentfsm.spec.durations import parse_duration, parse_positive_duration
+
+LANGUAGE_VERSION = 1
+
+TEMPLATE_KEY = "x-agentfsm-template"
+"""Marks a field holding templates: `value` (strings anywhere inside are value templates), `text`
+(one template rendered to text) or `guard` (one Jinja2 expression). Checks and the compiler read it."""
+VALUE_TEMPLATE = {TEMPLATE_KEY: "value"}
+TEXT_TEMPLATE = {TEMPLATE_KEY: "text"}
+GUARD = {TEMPLATE_KEY: "guard"}
+
+IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+"""A name templates can use: context keys, inputs, `save`, `set` keys, `as`."""
+
+PYTHON_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
+PythonRef = Annotated[str, StringConstraints(pattern=PYTHON_REF_PATTERN)]
+
+StateName = Annotated[str, StringConstraints(min_length=1)]
+
+_DURATION_TEXT = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"}
+
+
+def _duration_type(parse: Any, number: dict[str, Any], description: str) -> Any:
+    """A duration field: seconds as a number, or text such as `30s`, parsed by `parse`."""
+    return Annotated[
+        float,
+        BeforeValidator(parse),
+        WithJsonSchema({"anyOf": [{"type": "number", **number}, _DURATION_TEXT], "description": description}),
+    ]
+
+
+Duration = _duration_type(
+    parse_duration, {"minimum": 0}, "Seconds as a number, or a string such as 500ms, 30s, 5m, 24h, 7d."
+)
+PositiveDuration = _duration_type(
+    parse_positive_duration,
+    {"exclusiveMinimum": 0},
+    "Seconds (more than 0) as a number, or a string such as 500ms, 30s, 5m, 24h.",
+)
+
+
+def as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str | dict) else value
+
+
+EventNames = Annotated[
+    list[Annotated[str, StringConstraints(min_length=1)]],
+    BeforeValidator(as_list),
+    Field(min_length=1),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]}
+    ),
+]
+
+
+class LanguageModel(BaseModel):
+    """Base of every model of the language: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
