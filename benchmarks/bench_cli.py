@@ -7,7 +7,10 @@ Run it by hand, from the repository root (no peers needed):
 What it measures
 ----------------
 Every command is the `agentfsm` console script next to this interpreter (else
-`python -m agentfsm`), started as a fresh process with `subprocess.run`, its stdin empty.
+`python -m agentfsm`), started as a fresh process with `subprocess.run`, its stdin empty, its
+environment this one's without PYTHONDONTWRITEBYTECODE (so agentfsm's own modules, in an
+editable install, are compiled once in an untimed first run, as `pip install` compiles an
+installed package's, rather than at every start) and without AGENTFSM_STORE.
 
 1. Cold start. Three commands, timed by wall clock from start to exit (`time.perf_counter`
    around `subprocess.run`), their output read through pipes and dropped:
@@ -86,6 +89,13 @@ PROGRESS_TARGET = 0.20
 SHORT_STEPS = 100
 
 
+NO_BYTECODE = "PYTHONDONTWRITEBYTECODE"
+CHILD_ENV = {k: v for k, v in os.environ.items() if k not in (NO_BYTECODE, "AGENTFSM_STORE")}
+"""Every command's environment: without PYTHONDONTWRITEBYTECODE, so agentfsm's own modules (an editable install)
+are compiled once, in the untimed first run, as `pip install` compiles an installed package's, and not at each start;
+without AGENTFSM_STORE, so the commands use the stores this script names."""
+
+
 def agentfsm_command() -> list[str]:
     """The `agentfsm` console script next to this interpreter, else `python -m agentfsm`."""
     script = Path(sys.executable).with_name("agentfsm")
@@ -104,7 +114,8 @@ def timed(command: list[str], cwd: Path, env: dict[str, str] | None = None, stde
     descriptor); a failing command stops the script."""
     cpu = children_cpu()
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    done = subprocess.run(command, cwd=cwd, env=CHILD_ENV if env is None else env, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE if stderr is None else stderr, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
@@ -211,7 +222,7 @@ def loop_run(way: str, steps: int, terminal: Terminal, store_dir: str | None) ->
                    "--store", f"sqlite:///{Path(folder) / 'runs.db'}"]
         if way == "quiet":
             command.append("--quiet")
-        env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "AGENTFSM_STORE")}
+        env = {k: v for k, v in CHILD_ENV.items() if k not in ("NO_COLOR", "COLUMNS")}
         return timed(command, Path(folder), env, stderr=terminal.slave if way == "terminal" else None)
 
 
@@ -307,10 +318,11 @@ def importtime(command: list[str], cwd: Path, runs: int = 3) -> tuple[list[Modul
     """The modules a command imports, each with the median of its figures over `runs` runs; the median wall ms."""
     reports: list[list[Module]] = []
     walls: list[float] = []
+    subprocess.run([sys.executable, *command], cwd=cwd, env=CHILD_ENV, capture_output=True, check=False)  # .pyc
     for _ in range(runs):
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-X", "importtime", *command], cwd=cwd, capture_output=True,
-                              text=True, check=False)
+        done = subprocess.run([sys.executable, "-X", "importtime", *command], cwd=cwd, env=CHILD_ENV,
+                              capture_output=True, text=True, check=False)
         walls.append(time.perf_counter() - started)
         reports.append(parse_importtime(done.stderr))
     first = reports[0]
@@ -347,8 +359,8 @@ def garbage_collections(command: list[str], cwd: Path) -> str:
     """How many garbage collections a command's process made, and the time they took (gc.callbacks)."""
     if command[0] == "-m":
         return "not measured (no console script)"
-    done = subprocess.run([sys.executable, "-c", GC_WRAPPER, *command], cwd=cwd, capture_output=True, text=True,
-                          check=False)
+    done = subprocess.run([sys.executable, "-c", GC_WRAPPER, *command], cwd=cwd, env=CHILD_ENV, capture_output=True,
+                          text=True, check=False)
     found = [line.split()[2:] for line in done.stderr.splitlines() if line.startswith("bench_cli gc:")]
     if not found:
         return "not measured"
@@ -413,7 +425,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.steps <= SHORT_STEPS or args.steps % 2:
         parser.error(f"--steps must be an even number above {SHORT_STEPS}")
-    print(f"Python {platform.python_version()} on {platform.machine()}; {' '.join(agentfsm_command())}\n", flush=True)
+    print(f"Python {platform.python_version()} on {platform.machine()}; {' '.join(agentfsm_command())}", flush=True)
+    if NO_BYTECODE in os.environ:
+        print(f"({NO_BYTECODE} is set here; the commands run without it, so agentfsm's modules are compiled once, "
+              "in the untimed first run, not at each start)", flush=True)
+    print(flush=True)
     if args.only in (None, "cold"):
         cold_starts(args.runs)
     if args.only in (None, "progress"):

@@ -23,6 +23,9 @@ run back `waiting` (exit code 3): it records no step, so the same run can be res
 and again. Target (issue 8): resume reads O(1) rows and its time does not grow with the
 run's length.
 
+Every command runs with this environment less PYTHONDONTWRITEBYTECODE (agentfsm's own modules
+are compiled once, as an installed package's are, not at every start) and AGENTFSM_STORE.
+
 1. Resume in a fresh process: `agentfsm resume RUN --store URL --quiet`, the long run (A) in
    turn with the 10-step run (B), `--runs` pairs (default 7) after one untimed pair: wall time
    around the process (`time.perf_counter`), its CPU time (user + system, `getrusage` of the
@@ -112,6 +115,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+CHILD_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "AGENTFSM_STORE")}
+"""The commands' environment: agentfsm's own modules compiled once (not at every start, as PYTHONDONTWRITEBYTECODE
+would have it in an editable install), and no AGENTFSM_STORE."""
+
+
 def agentfsm_script() -> Path:
     script = Path(sys.executable).with_name("agentfsm")
     if not script.exists():
@@ -137,7 +145,7 @@ def command_run(arguments: list[str], cwd: Path, *, ok: tuple[int, ...] = (0,)) 
     cpu = children_cpu()
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, str(agentfsm_script()), *arguments], cwd=cwd,
-                          stdin=subprocess.DEVNULL, capture_output=True, check=False)
+                          env=CHILD_ENV, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     wall = time.perf_counter() - started
     cpu = children_cpu() - cpu
     if done.returncode not in ok:
@@ -164,8 +172,8 @@ def build(folder: Path, lengths: list[int]) -> Store:
     for steps in lengths:
         started = time.perf_counter()
         done = subprocess.run([str(agentfsm_script()), "run", str(machine), "-i", f"limit={steps}", "--quiet",
-                               "--json", "--store", store.url], cwd=folder, capture_output=True, text=True,
-                              check=False)
+                               "--json", "--store", store.url], cwd=folder, env=CHILD_ENV, capture_output=True,
+                              text=True, check=False)
         elapsed = time.perf_counter() - started
         if done.returncode != WAITING:
             raise RuntimeError(f"building the {steps}-step run: exit {done.returncode}: {done.stderr[-500:]}")
@@ -329,7 +337,7 @@ def in_process_child(url: str, long_id: str, middle_id: str, short_id: str, repe
 def resume_in_process(store: Store, long: int, repeats: int) -> None:
     command = [sys.executable, __file__, "--child", store.url, store.runs[long], store.runs[130], store.runs[10],
                str(repeats)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, env=CHILD_ENV, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"the in-process child failed: {done.stderr[-800:]}")
     found = json.loads(done.stdout.strip().splitlines()[-1])
