@@ -182,7 +182,7 @@ def _echo_steps(title: str, steps: list[dict[str, Any]], *, branches: bool) -> N
     typer.echo(title)
     for step in steps:
         where = f"{step['branch']}@{step['step']}" if branches else str(step["step"])
-        typer.echo(f"  {where}: {step['state']} --{step['event']}--> {step['next_state'] or '(end)'}")
+        typer.echo(f"  {where}: {step['state'] or '(start)'} --{step['event']}--> {step['next_state'] or '(end)'}")
 
 
 def cancel_command(store: str | None, run_id: str) -> int:

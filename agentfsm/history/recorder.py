@@ -120,3 +120,5 @@ class StoreRecorder:
         result = event.result
         await self.store.end_run(self.run_id, self.owner, result.status, output=recordable(result.output, UNCUT),
                                  error=recordable(result.error, UNCUT), usage=result.usage, waiting=result.waiting)
+        # the run is over: its context goes back to plain lists and dicts (tracking only served its recording)
+        self.tracker.release(self.context.data)

@@ -2,9 +2,11 @@
 
 `from agentfsm.seed import ...` gives the runtime's object model (`State`, `StateMachine`,
 `StateContext`, `StateType`, `StateTransition`), the agent states and
-`create_agent_state_machine`, and the persistence and history names (placeholders until
-they land with the async store). Nothing here is a second runtime: these are the same
-objects a YAML machine compiles into.
+`create_agent_state_machine`, and the persistence and history names (`StatePersistence`,
+`AutoSaveStateMachine`, `VersionedStateMachine`, `StateHistory`, `StateSnapshot`,
+`DiffTracker`), thin shells over the runtime and the store. Nothing here is a second
+runtime: these are the same objects a YAML machine compiles into, and the same runs
+`agentfsm history` reads.
 """
 
 from __future__ import annotations
@@ -25,13 +27,18 @@ from agentfsm.seed.agent_states import (
     ThinkingState,
     create_agent_state_machine,
 )
-from agentfsm.seed.pending import AutoSaveStateMachine, StatePersistence, VersionedStateMachine
+from agentfsm.history.persistence import StatePersistence
+from agentfsm.seed.autosave import AutoSaveStateMachine
+from agentfsm.seed.diffs import DiffTracker
+from agentfsm.seed.snapshots import StateHistory, StateSnapshot
+from agentfsm.seed.versioned import VersionedStateMachine
 
 __all__ = [
     "ActingState",
     "Agent",
     "AgentState",
     "AutoSaveStateMachine",
+    "DiffTracker",
     "ErrorRecoveryState",
     "ErrorState",
     "FinalizingState",
@@ -41,8 +48,10 @@ __all__ = [
     "ReflectingState",
     "State",
     "StateContext",
+    "StateHistory",
     "StateMachine",
     "StatePersistence",
+    "StateSnapshot",
     "StateTransition",
     "StateType",
     "ThinkingState",

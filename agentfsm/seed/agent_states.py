@@ -193,7 +193,8 @@ class ActingState(AgentState):
 
 
 class ObservingState(AgentState):
-    """Reads the last result: a success moves to the plan's next step, or to reflecting after the last; a failure recovers.
+    """Reads the last result: a success moves to the plan's next step (or to reflecting after the last one);
+    a failure recovers.
 
     A failed result's error is kept under `error`, so recovery can tell a rate limit from the rest.
     """
