@@ -31,8 +31,10 @@ The rows:
   bare sqlite3, WAL, synchronous=NORMAL: one INSERT of a small row + COMMIT per step
       (the floor; for the bytes table it inserts the payload once, then a small row per step)
   bare sqlite3, WAL, synchronous=FULL: the same
-  agentfsm: `Runs(open_store(url, synchronous=...)).start(machine, inputs)`, a durable
-      run of benchmarks' loop YAML (every step committed before the next), NORMAL and FULL
+  agentfsm: `await agentfsm.Runs(open_store(url, synchronous=...)).start(machine, inputs)`, a
+      durable run of benchmarks' loop YAML (every step committed before the next), NORMAL and FULL;
+      the store is opened (tables created) before the clock starts and closed (awaited) after it stops,
+      and each session drives its run on an event loop of its own
   LangGraph: a compiled StateGraph with `checkpointer=SqliteSaver(conn)`, invoked with a
       thread_id and durability="sync" (each checkpoint written before the next step, the
       same guarantee); also its default durability="async" (written while the next step
@@ -191,10 +193,10 @@ AGENTFSM_STORE_ERROR: str | None = None
 
 
 def agentfsm_store_available() -> bool:
-    """Whether agentfsm.store.open_store and agentfsm.history.Runs import (kept in AGENTFSM_STORE_ERROR if not)."""
+    """Whether agentfsm.store.open_store and agentfsm.Runs import (kept in AGENTFSM_STORE_ERROR if not)."""
     global AGENTFSM_STORE_ERROR
     try:
-        from agentfsm.history import Runs  # noqa: F401
+        from agentfsm import Runs  # noqa: F401
         from agentfsm.store import open_store  # noqa: F401
     except ImportError as error:
         AGENTFSM_STORE_ERROR = f"{type(error).__name__}: {error}"
@@ -229,11 +231,11 @@ def agentfsm(synchronous: str, workdir: Path) -> Opener:
             self.loop = asyncio.new_event_loop()
             self.store = self.runs = None
             if directory is not None:
-                from agentfsm.history import Runs
+                from agentfsm import Runs
                 from agentfsm.store import open_store
 
                 self.store = open_store(f"sqlite:///{directory / 'runs.db'}", synchronous=synchronous)
-                self.runs = Runs(self.store)
+                self.runs = Runs(self.store)  # async: every method is awaited on self.loop
 
         def run(self) -> int:
             if self.runs is None:
@@ -243,8 +245,9 @@ def agentfsm(synchronous: str, workdir: Path) -> Opener:
             return final_counter(result)
 
         def settings(self) -> str:
-            for name in ("conn", "connection", "_conn", "_connection", "db", "_db"):
-                conn = getattr(self.store, name, None)
+            backend = getattr(self.store, "backend", self.store)  # Store wraps a backend; SQLite's holds `db`
+            for name in ("db", "conn", "connection", "_conn", "_connection", "_db"):
+                conn = getattr(backend, name, None)
                 if isinstance(conn, sqlite3.Connection):
                     try:
                         return pragmas(conn)
@@ -253,8 +256,8 @@ def agentfsm(synchronous: str, workdir: Path) -> Opener:
             return f"{synchronous} (asked)"
 
         def close(self) -> None:
-            if self.store is not None:
-                self.store.close()
+            if self.runs is not None:
+                self.loop.run_until_complete(self.runs.close())  # closes the store (it is opened once here)
             self.loop.close()
 
     return Agentfsm
