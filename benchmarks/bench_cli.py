@@ -35,7 +35,8 @@ installed package's, rather than at every start) and without AGENTFSM_STORE.
                 per step, no live line)
      terminal   progress on stderr, a pseudo-terminal of 120 x 40 (`os.openpty`; a thread
                 reads everything written to it, as a terminal does): one line per step, and
-                the live line with its spinner redrawn at each step
+                the live line with its spinner below them (as in a pipe, past 25 lines in
+                50 ms a fast loop's further lines wait for the end of the 50 ms, written together)
    The start-up of the process is taken out by running each way at two lengths, 100 steps
    and `--steps` (default 4,000): a step costs (time of the long run - time of the short
    one) / (the difference in steps). Each way and length runs `--repeats` times (default 5),

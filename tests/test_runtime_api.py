@@ -1009,3 +1009,29 @@ def test_a_slow_observer_slows_a_run_without_changing_it() -> None:
     assert [(t.from_state, t.to_state) for t in watched.context.history] == \
         [(t.from_state, t.to_state) for t in plain.context.history]
     assert slow.seen[0] == "RunStarted" and slow.seen[-1] == "RunEnded" and slow.seen.count("StepEnded") == 3
+
+
+def test_a_run_stopped_by_a_critical_observer_tells_the_others_it_paused() -> None:
+    class Breaks:
+        critical = True
+
+        def on_step_ended(self, *, event: StepEnded) -> None:
+            if event.step == 2:
+                raise OSError("disk full")
+
+    class Watches:
+        def __init__(self) -> None:
+            self.seen: list[tuple[str, Any]] = []
+
+        def on_step_ended(self, *, event: StepEnded) -> None:
+            self.seen.append(("step", event.state))
+
+        def on_pause(self, *, event: Any) -> None:
+            self.seen.append(("paused", (event.step, event.state, event.reason)))
+
+    machine, _ = linear("a", "b", "c")
+    watcher = Watches()
+    with pytest.raises(OSError, match="disk full"):
+        run(machine.run(observers=[Breaks(), watcher]))
+    # the critical observer runs first and stops the run: the watcher never sees step 2 end
+    assert watcher.seen == [("step", "a"), ("paused", (2, "b", "stopped by OSError"))]

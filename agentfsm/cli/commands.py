@@ -74,10 +74,10 @@ def progress_observers(machine_name: str, *, quiet: bool, log_steps: bool, strea
                 logging.getLogger("agentfsm").warning("%s", warning)
         observers.append(LoggingObserver())
     if not quiet:
-        from agentfsm.observability.progress import progress_reporter
+        from agentfsm.observability.progress import progress_display
 
         # on a terminal, LLM replies stream onto the progress line unless `stream` is off (--no-stream)
-        observers.append(progress_reporter(sys.stderr, machine_name, stream_replies=stream))
+        observers += progress_display(sys.stderr, machine_name, stream_replies=stream)
     return observers
 
 

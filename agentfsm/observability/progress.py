@@ -5,6 +5,10 @@ end of the LLM reply arriving) is drawn with a few ANSI control sequences, and e
 is a plain string: showing progress must cost far less than the step it reports. In a
 pipe, a file or CI logs there is no live line and no colour, and the reporter does not
 ask for streamed replies, so the output stays one line per step.
+
+Lines are written as their steps end, except in a loop too fast to read: past
+`LINES_AT_ONCE` lines in `GATHER_FOR` seconds, the rest of that stretch is gathered and
+written in one go at its end (a write per line would cost a fast step more than the step).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from agentfsm.runtime.events import (
@@ -30,138 +35,199 @@ STREAM_TAIL = 60
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 SPIN_EVERY = 0.08
 """Seconds between two frames of the spinner (and between redraws of the live line)."""
+LINES_AT_ONCE = 25
+GATHER_FOR = 0.05
+"""Up to LINES_AT_ONCE lines in GATHER_FOR seconds are written one by one; more wait for the stretch's end."""
 
 _STYLES = {"dim": "2", "bold": "1", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 _CLEAR_LINE = "\r\x1b[2K"
 
 
-class ProgressReporter:
-    """An observer printing each step (number, elapsed time, state, event, next state, duration) to `stream`."""
+class Screen:
+    """The stream progress writes to: permanent lines, gathered when they come fast, and on a terminal
+    a live line kept below them (drawn by `live`, a function giving its text)."""
 
-    def __init__(self, stream: TextIO, machine_name: str, *, live: bool | None = None,
-                 color: bool | None = None) -> None:
+    def __init__(self, stream: TextIO, *, color: bool) -> None:
         self.out = stream
-        self.machine_name = machine_name
-        terminal = _is_terminal(stream)
-        self.live = terminal if live is None else live
-        self.color = (terminal and "NO_COLOR" not in os.environ) if color is None else color
+        self.color = color
+        self.live: Callable[[], str] | None = None
         self.started = time.perf_counter()
-        self._label = "starting"
-        self._tail = ""
-        self._frame = 0
-        self._spinning: asyncio.Task[None] | None = None
+        self._pending: list[str] = []
+        self._stretch_began = 0.0
+        self._written_in_stretch = 0
+        self._timer: asyncio.TimerHandle | None = None
 
-    # -- observer methods ---------------------------------------------------------------------------
+    def style(self, text: str, style: str) -> str:
+        return f"\x1b[{_STYLES[style]}m{text}\x1b[0m" if self.color else text
+
+    def elapsed(self) -> str:
+        seconds = time.perf_counter() - self.started
+        return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+    def line(self, text: str) -> None:
+        """A permanent line (on a terminal it goes above the live line)."""
+        self._pending.append(text.replace("\n", " "))
+        now = time.perf_counter()
+        if now - self._stretch_began >= GATHER_FOR:
+            self._stretch_began, self._written_in_stretch = now, 0
+        if self._written_in_stretch < LINES_AT_ONCE:
+            self._written_in_stretch += 1
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # nobody to wake us later: write now
+                self.flush()
+            else:
+                self._timer = loop.call_at(loop.time() + GATHER_FOR - (now - self._stretch_began), self.flush)
+
+    def flush(self, *, last: bool = False) -> None:
+        """Write the gathered lines, then the live line (if any; `last`: clear it for good), in one write."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        live = self.live
+        text = "".join(f"{_CLEAR_LINE if live else ''}{line}\n" for line in self._pending)
+        self._pending.clear()
+        if live is not None:
+            text += _CLEAR_LINE + ("\x1b[?25h" if last else live())  # the cursor hidden under the spinner is back
+        if text:
+            self.out.write(text)
+            self.out.flush()
+        if last:
+            self.live = None
+
+    def close(self) -> None:
+        """Write what is gathered and leave no live line behind."""
+        self.flush(last=True)
+
+
+class ProgressReporter:
+    """An observer printing each step (number, elapsed time, state, event, next state, duration)."""
+
+    def __init__(self, screen: Screen, machine_name: str) -> None:
+        self.screen = screen
+        self.machine_name = machine_name
 
     def on_run_started(self, *, event: RunStarted) -> None:
-        self.started = time.perf_counter()
-        self._print(f"{self._style('run ', 'dim')}{self._style(event.run_id, 'bold')}  "
-                    f"{self._style(self.machine_name, 'cyan')}")
-        if self.live:
-            self.out.write("\x1b[?25l")  # no cursor blinking over the spinner
-            self._draw()
-            with contextlib.suppress(RuntimeError):  # no running loop: the line is redrawn on events only
-                self._spinning = asyncio.get_running_loop().create_task(self._spin())
-
-    def on_step_started(self, *, event: StepStarted) -> None:
-        self._tail = ""
-        self._label = f"step {event.step}  {self._style(event.state, 'bold')}"
-        if self.live:
-            self._draw()
+        style = self.screen.style
+        self.screen.started = time.perf_counter()
+        self.screen.line(f"{style('run ', 'dim')}{style(event.run_id, 'bold')}  {style(self.machine_name, 'cyan')}")
 
     def on_step_ended(self, *, event: StepEnded) -> None:
-        self._print(self.step_line(event))
+        self.screen.line(self.step_line(event))
+
+    def on_pause(self, *, event: RunPaused) -> None:
+        self.screen.close()
+
+    def on_run_ended(self, *, event: RunEnded) -> None:
+        result, style = event.result, self.screen.style
+        colour = {"succeeded": "green", "waiting": "yellow"}.get(result.status, "red")
+        preposition = "after" if result.status == "waiting" else "in"
+        steps = f"{result.steps} step{'' if result.steps == 1 else 's'}"
+        self.screen.line(f"{style(result.status, colour)}"
+                         f"{style(f' {preposition} {steps}, {self.screen.elapsed()}', 'dim')}")
+        self.screen.close()
+
+    def step_line(self, event: StepEnded) -> str:
+        """`   3   120 ms  thinking --done--> acting  4.1 ms`, then retries, the error and token counts."""
+        style = self.screen.style
+        parts = [style(f"{event.step:>4} {self.screen.elapsed():>8}  ", "dim"), style(event.state, "bold")]
+        if event.next_state is not None:
+            parts += [style(f" --{event.event}--> ", "dim"), style(event.next_state, "bold")]
+        elif event.error is None:
+            parts.append(style(" (end)", "dim"))
+        parts.append(style(f"  {event.duration * 1000:.1f} ms", "dim"))
+        if event.retries:
+            parts.append(style(f"  ({event.retries} {'retry' if event.retries == 1 else 'retries'})", "yellow"))
+        if event.error:
+            parts.append(style(f"  {event.error['type']}: {event.error['message']}", "red"))
+        for call in event.calls:
+            if call.kind == "llm":
+                parts.append(style(f"  [{call.binding}: {call.prompt_tokens}+{call.completion_tokens} tokens]", "dim"))
+        return "".join(parts)
+
+
+class LiveLine:
+    """An observer keeping, on a terminal, a line below the steps: a spinner, the step in progress and
+    its elapsed time; redrawn every SPIN_EVERY seconds, not at every step."""
+
+    def __init__(self, screen: Screen) -> None:
+        self.screen = screen
+        self.label = "starting"
+        self.tail = ""
+        self._frame = 0
+        self._columns = _columns(screen.out)
+        self._spinning: asyncio.Task[None] | None = None
+
+    def on_run_started(self, *, event: RunStarted) -> None:
+        self.screen.out.write("\x1b[?25l")  # no cursor blinking over the spinner
+        self.screen.live = self.text
+        self.screen.flush()
+        with contextlib.suppress(RuntimeError):  # no running loop: the line is redrawn with the steps only
+            self._spinning = asyncio.get_running_loop().create_task(self._spin())
+
+    def on_step_started(self, *, event: StepStarted) -> None:
+        self.tail = ""
+        self.label = f"step {event.step}  {self.screen.style(event.state, 'bold')}"
 
     def on_wait(self, *, event: WaitStarted) -> None:
-        self._label = f"waiting in {self._style(event.state, 'bold')}"
+        self.label = f"waiting in {self.screen.style(event.state, 'bold')}"
 
     def on_pause(self, *, event: RunPaused) -> None:
         self._stop()
 
     def on_run_ended(self, *, event: RunEnded) -> None:
         self._stop()
-        result = event.result
-        style = {"succeeded": "green", "waiting": "yellow"}.get(result.status, "red")
-        preposition = "after" if result.status == "waiting" else "in"
-        steps = f"{result.steps} step{'' if result.steps == 1 else 's'}"
-        self._print(f"{self._style(result.status, style)}{self._style(f' {preposition} {steps}, {self._elapsed()}', 'dim')}")
 
-    # -- what is shown ---------------------------------------------------------------------------------
-
-    def step_line(self, event: StepEnded) -> str:
-        """`   3   120 ms  thinking --done--> acting  4.1 ms`, then retries, the error and token counts."""
-        parts = [self._style(f"{event.step:>4} {self._elapsed():>8}  ", "dim"), self._style(event.state, "bold")]
-        if event.next_state is not None:
-            parts += [self._style(f" --{event.event}--> ", "dim"), self._style(event.next_state, "bold")]
-        elif event.error is None:
-            parts.append(self._style(" (end)", "dim"))
-        parts.append(self._style(f"  {event.duration * 1000:.1f} ms", "dim"))
-        if event.retries:
-            parts.append(self._style(f"  ({event.retries} {'retry' if event.retries == 1 else 'retries'})", "yellow"))
-        if event.error:
-            parts.append(self._style(f"  {event.error['type']}: {event.error['message']}", "red"))
-        for call in event.calls:
-            if call.kind == "llm":
-                parts.append(self._style(f"  [{call.binding}: {call.prompt_tokens}+{call.completion_tokens} tokens]",
-                                         "dim"))
-        return "".join(parts)
-
-    def _style(self, text: str, style: str) -> str:
-        return f"\x1b[{_STYLES[style]}m{text}\x1b[0m" if self.color else text
-
-    def _elapsed(self) -> str:
-        seconds = time.perf_counter() - self.started
-        return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-    def _print(self, line: str) -> None:
-        """A permanent line; on a terminal it goes above the live line, which is drawn again below it."""
-        line = " ".join(line.split("\n"))
-        if self.live:
-            self.out.write(f"{_CLEAR_LINE}{line}\n")
-            if self._spinning is not None:
-                self._draw()
-        else:
-            self.out.write(line + "\n")
-        self.out.flush()
-
-    def _draw(self) -> None:
-        frame = SPINNER[self._frame % len(SPINNER)]
-        text = f"{frame} {self._label}  {self._elapsed()}"
-        if self._tail:
-            text += "  " + self._style(" ".join(self._tail.split())[-STREAM_TAIL:], "dim")
-        self.out.write(_CLEAR_LINE + _fit(text, _columns(self.out)))
-        self.out.flush()
+    def text(self) -> str:
+        text = f"{self.label}  {self.screen.elapsed()}"
+        if self.tail:
+            text += "  " + self.screen.style(" ".join(self.tail.split())[-STREAM_TAIL:], "dim")
+        return f"{SPINNER[self._frame % len(SPINNER)]} {_fit(text, self._columns - 2)}"
 
     async def _spin(self) -> None:
         while True:
             await asyncio.sleep(SPIN_EVERY)
             self._frame += 1
-            self._draw()
+            self._columns = _columns(self.screen.out)  # the terminal may have been resized
+            self.screen.flush()
 
     def _stop(self) -> None:
         if self._spinning is not None:
             self._spinning.cancel()
             self._spinning = None
-        if self.live:
-            self.out.write(_CLEAR_LINE + "\x1b[?25h")
-            self.out.flush()
+        self.screen.close()
 
 
-class StreamingProgressReporter(ProgressReporter):
-    """Progress that also shows, on the live line, the end of each LLM reply as it arrives."""
+class StreamedReply:
+    """An observer showing, on the live line, the end of each LLM reply as it arrives."""
+
+    def __init__(self, live: LiveLine) -> None:
+        self.live = live
 
     def on_token(self, *, event: TokenReceived) -> None:
-        first = not self._tail
-        self._tail = (self._tail + event.text)[-4 * STREAM_TAIL:]
-        if first and self._spinning is not None:
-            self._draw()  # the first words show at once, however short the reply
+        first = not self.live.tail
+        self.live.tail = (self.live.tail + event.text)[-4 * STREAM_TAIL:]
+        if first:
+            self.live.screen.flush()  # the first words show at once, however short the reply
 
 
-def progress_reporter(stream: TextIO, machine_name: str, *, stream_replies: bool = True) -> ProgressReporter:
-    """The progress observer for `stream`: on a terminal, LLM replies stream onto its live line unless told not to."""
-    if stream_replies and _is_terminal(stream):
-        return StreamingProgressReporter(stream, machine_name)
-    return ProgressReporter(stream, machine_name)
+def progress_display(stream: TextIO, machine_name: str, *, stream_replies: bool = True,
+                       live: bool | None = None, color: bool | None = None) -> list[object]:
+    """The observers showing a run's progress on `stream`: on a terminal (unless `live` says otherwise) with a live
+    line, and LLM replies streamed onto it unless `stream_replies` is off; colour on a terminal unless $NO_COLOR."""
+    terminal = _is_terminal(stream)
+    live = terminal if live is None else live
+    color = (terminal and "NO_COLOR" not in os.environ) if color is None else color
+    screen = Screen(stream, color=color)
+    observers: list[object] = [ProgressReporter(screen, machine_name)]
+    if live:
+        line = LiveLine(screen)
+        observers.append(line)
+        if stream_replies:
+            observers.append(StreamedReply(line))
+    return observers
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -185,12 +251,14 @@ def _columns(stream: TextIO) -> int:
 
 def _fit(text: str, columns: int) -> str:
     """The live line cut to the terminal's width (a wrapped live line could not be cleared)."""
+    if len(text) < columns and text.isascii():  # the common case: nothing to measure
+        return text
     from rich.cells import cell_len, set_cell_size  # display widths (wide characters count 2); terminals only
 
-    plain_width = cell_len(_strip_styles(text))
-    if plain_width < columns:
+    plain = _strip_styles(text)
+    if cell_len(plain) < columns:
         return text
-    return set_cell_size(_strip_styles(text), max(columns - 1, 1))
+    return set_cell_size(plain, max(columns - 1, 1))
 
 
 def _strip_styles(text: str) -> str:

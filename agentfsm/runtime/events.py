@@ -178,7 +178,9 @@ class WaitStarted(RunEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunPaused(RunEvent):
-    """The run stopped before its end without failing: interrupted (Ctrl-C, a cancelled task)."""
+    """The run stopped before its end without a result: interrupted (Ctrl-C, a cancelled task, `reason`
+    "interrupted"), or broken off by an error it could not record (a critical observer's, such as the
+    store's: `reason` "stopped by StoreError"); its last recorded step is where it resumes."""
 
     step: int
     state: str | None

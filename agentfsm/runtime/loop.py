@@ -396,7 +396,7 @@ class _Drive:
         return result
 
     def paused(self, reason: str) -> None:
-        """Tell observers the run was interrupted (delivered at once: the task is being torn down)."""
+        """Tell observers the run stopped before its end (delivered at once: the task is being torn down)."""
         context = self.context
         if self.observers.listens(RunPaused):
             self.observers.notify(RunPaused(run_id=context.run_id, at=time.time(), step=context.step,
@@ -423,6 +423,9 @@ async def run_machine(
         return await drive.drive()
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         drive.paused("interrupted")
+        raise
+    except Exception as exc:  # the run could not go on (a critical observer such as the store failed)
+        drive.paused(f"stopped by {type(exc).__name__}")
         raise
     finally:
         context.observers = UNWATCHED
