@@ -151,7 +151,7 @@ class BreaksAtStep:
 @pytest.mark.parametrize("stop", ["error", "cancel"])
 def test_a_run_stopped_early_leaves_the_terminal_clean(stop: str) -> None:
     terminal = Terminal()
-    machine, middle = slow_machine(terminal, 5 if stop == "cancel" else 0)
+    machine, _ = slow_machine(terminal, 5 if stop == "cancel" else 0)
 
     async def main() -> None:
         observers = [BreaksAtStep(2), *progress_display(terminal, "slow")]

@@ -253,7 +253,10 @@ def _fit(text: str, columns: int) -> str:
     """The live line cut to the terminal's width (a wrapped live line could not be cleared)."""
     if len(text) < columns and text.isascii():  # the common case: nothing to measure
         return text
-    from rich.cells import cell_len, set_cell_size  # display widths (wide characters count 2); terminals only
+    from rich.cells import (  # display widths (wide characters count 2); terminals only
+        cell_len,
+        set_cell_size,
+    )
 
     plain = _strip_styles(text)
     if cell_len(plain) < columns:
