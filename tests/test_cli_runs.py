@@ -300,6 +300,56 @@ def test_history_says_which_branch_and_when_there_are_no_steps(tmp_path: Path) -
     assert [line.split()[:2] for line in main.stdout.splitlines()] == [["step", "state"], ["1", "draft"]]
 
 
+COUNTER = """\
+agentfsm: 1
+name: counter
+inputs: {limit: {type: integer}}
+context: {n: 0}
+max_steps: 100000
+initial: inc
+states:
+  inc: {type: set, set: {n: "{{ n + 1 }}"}, next: check}
+  check:
+    type: choice
+    transitions: [{when: "n < limit", to: inc}, {to: done}]
+  done: {type: final, output: "{{ n }}"}
+"""
+
+
+def test_history_of_a_long_run_lists_every_step_aligned(tmp_path: Path) -> None:
+    """A run longer than the pages `history` prints as it reads (1,000 rows): every step, once, in order,
+    and `--json` still one list on one line."""
+    store = tmp_path / "runs.db"
+    machine = tmp_path / "counter.yaml"
+    machine.write_text(COUNTER, encoding="utf-8")
+    run_id = seed(store, machine, {"limit": 1200})
+    table = cli("history", run_id, store=store)
+    assert table.returncode == 0, show(table)
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["step", "state", "event", "next", "state", "duration", "error"]
+    assert [int(line.split()[0]) for line in lines[1:]] == list(range(1, 2402))
+    assert {line.index(line.split()[1], 4) for line in lines} == {lines[0].index("state")}  # one column
+    assert lines[-1].split()[1:4] == ["done", "done", "(end)"]
+    listed = cli("history", run_id, "--json", store=store)
+    assert listed.returncode == 0, show(listed)
+    assert len(listed.stdout.splitlines()) == 1
+    steps = json.loads(listed.stdout)
+    assert [step["step"] for step in steps] == list(range(1, 2402))
+    assert steps[0] | {"started_at": 0, "duration": 0} == {
+        "step": 1, "branch": "main", "state": "inc", "event": "done", "next_state": "check",
+        "started_at": 0, "duration": 0, "retries": 0, "error": None}
+
+
+def test_history_of_an_unknown_branch_prints_nothing_but_the_error(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    run_id = seed(store, HELLO)
+    for extra in ((), ("--json",)):
+        result = cli("history", run_id, "--branch", "nope", *extra, store=store)
+        assert result.returncode == 2, show(result)
+        assert result.stdout == ""
+        assert result.stderr.startswith("error: no branch 'nope' (branches: main)"), show(result)
+
+
 def test_tables_keep_one_line_per_row_in_a_pipe(tmp_path: Path) -> None:
     """Piped into grep (no terminal, 80 columns or fewer), a row is never wrapped nor padded at its end."""
     store = tmp_path / "runs.db"

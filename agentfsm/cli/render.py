@@ -6,6 +6,7 @@ import datetime
 import json
 import math
 import shlex
+import sys
 from typing import Any
 
 import typer
@@ -56,18 +57,73 @@ def store_hint(store_option: str | None) -> str:
     return f" --store {shlex.quote(store_option)}" if store_option else ""
 
 
+_ONE_LINE = str.maketrans("\n\r\t", "   ")
+
+
 def _cell(text: str) -> str:
     """One line per row, whatever a value holds (an error message with newlines), so `grep` sees whole rows."""
-    return " ".join(text.split("\n")).replace("\r", " ").replace("\t", " ")
+    return text.translate(_ONE_LINE)
+
+
+def _width(cell: str) -> int:
+    """The width a terminal gives a cell (wide CJK characters count 2)."""
+    if cell.isascii():
+        return len(cell)
+    from rich.cells import cell_len
+
+    return cell_len(cell)
 
 
 def table(columns: list[str], rows: list[list[str]]) -> None:
     """Aligned columns two spaces apart, never wrapped nor padded at the end of a line: piped into grep, cut
     or a file, a row stays one line however long its cells are."""
-    from rich.cells import cell_len  # the width a terminal gives a cell (wide CJK characters count 2)
+    printer = TablePrinter(columns)
+    for row in rows:
+        printer.add(row)
+    printer.end()
 
-    lines = [columns, *([_cell(cell) for cell in row] for row in rows)]
-    widths = [max(cell_len(line[i]) for line in lines) for i in range(len(columns))]
-    for line in lines:
-        padded = [cell + " " * (width - cell_len(cell)) for cell, width in zip(line, widths, strict=True)]
-        typer.echo("  ".join(padded).rstrip())
+
+class TablePrinter:
+    """A `table` printed as its rows come, `page` rows at a time when `page` is given (a long table streams
+    instead of being held whole): each page is aligned on its rows and those before it, so a column may
+    widen from one page to the next, never narrow."""
+
+    def __init__(self, columns: list[str], *, page: int | None = None) -> None:
+        self.widths = [0] * len(columns)
+        self.page = page
+        self.waiting: list[list[str]] = [columns]
+
+    def add(self, row: list[str]) -> None:
+        self.waiting.append([_cell(cell) for cell in row])
+        if self.page is not None and len(self.waiting) >= self.page:
+            self.end()
+
+    def end(self) -> None:
+        """Print the rows still waiting."""
+        widths = self.widths
+        measured = [[(cell, _width(cell)) for cell in line] for line in self.waiting]
+        for line in measured:
+            for index, (_, width) in enumerate(line):
+                if width > widths[index]:
+                    widths[index] = width
+        if measured:
+            typer.echo("\n".join("  ".join([cell + " " * (widths[index] - width)
+                                             for index, (cell, width) in enumerate(line)]).rstrip()
+                                  for line in measured))
+        self.waiting.clear()
+
+
+class JSONListPrinter:
+    """A JSON list printed an item at a time, exactly as `print_json` prints the whole list (one line)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, value: Any) -> None:
+        sys.stdout.write(("[" if not self.count else ", ") + json.dumps(
+            json_safe(value), ensure_ascii=False, default=str, allow_nan=False))
+        self.count += 1
+
+    def end(self) -> None:
+        sys.stdout.write("]\n" if self.count else "[]\n")
+        sys.stdout.flush()

@@ -15,11 +15,11 @@ from agentfsm.cli import exit_codes
 from agentfsm.cli.commands import interruptible, progress_observers
 from agentfsm.cli.outcome import finish
 from agentfsm.cli.process import drive
-from agentfsm.cli.render import note, print_json, store_hint, table, when
+from agentfsm.cli.render import JSONListPrinter, TablePrinter, note, print_json, store_hint, table, when
 from agentfsm.service import operations, views
 from agentfsm.service.errors import InputError
 from agentfsm.service.inputs import parse_age, parse_event_data, parse_llm_options
-from agentfsm.service.runs import STATUSES, Rollback, RunDiff, RunResult, RunRow, Runs
+from agentfsm.service.runs import STATUSES, Rollback, RunDiff, RunResult, RunRow, Runs, StepRow
 from agentfsm.service.stores import open_runs
 
 
@@ -58,26 +58,38 @@ def _runs_table(found: list[RunRow], now: float) -> None:
 
 
 def history_command(store: str | None, run_id: str, *, branch: str | None, as_json: bool) -> int:
-    async def work(runs: Runs) -> tuple[RunRow, list[Any]]:
+    """The steps of a branch, printed as they are read (a run of 100,000 steps is never held whole)."""
+    async def work(runs: Runs) -> None:
         run = await runs.get(run_id)
-        return run, await runs.history(run.id, branch)
+        steps = runs.iter_history(run.id, branch)
+        first = await anext(steps, None)  # an unknown branch is refused before anything is printed
+        printer = JSONListPrinter() if as_json else TablePrinter(
+            ["step", "state", "event", "next state", "duration", "error"], page=HISTORY_PAGE)
+        if not as_json:
+            note(f"run {run.id}, branch {branch or run.head}")  # on stderr: stdout stays the table alone
+            if first is None:
+                note("no steps")
+                return
+        shown = views.step_json if as_json else _history_cells
+        if first is not None:
+            printer.add(shown(first))
+        async for row in steps:
+            printer.add(shown(row))
+        printer.end()
 
-    run, steps = reading(store, work)
-    if as_json:
-        print_json([views.step_json(row) for row in steps])
-        return exit_codes.SUCCESS
-    note(f"run {run.id}, branch {branch or run.head}")  # on stderr: stdout stays the table alone
-    if not steps:
-        note("no steps")
-        return exit_codes.SUCCESS
-    rows = []
-    for row in steps:
-        error = "" if row.error is None else f"{row.error.get('type')}: {row.error.get('message')}"
-        retried = f" ({row.retries} {'retry' if row.retries == 1 else 'retries'})" if row.retries else ""
-        rows.append([str(row.step), row.state or "", row.event or "", row.next_state or "(end)",
-                     f"{row.duration * 1000:.1f} ms{retried}", error])
-    table(["step", "state", "event", "next state", "duration", "error"], rows)
+    reading(store, work)
     return exit_codes.SUCCESS
+
+
+HISTORY_PAGE = 1000
+"""Rows of `history` aligned together: a column may widen after each 1,000 rows of a long run."""
+
+
+def _history_cells(row: StepRow) -> list[str]:
+    error = "" if row.error is None else f"{row.error.get('type')}: {row.error.get('message')}"
+    retried = f" ({row.retries} {'retry' if row.retries == 1 else 'retries'})" if row.retries else ""
+    return [str(row.step), row.state or "", row.event or "", row.next_state or "(end)",
+            f"{row.duration * 1000:.1f} ms{retried}", error]
 
 
 def checkpoints_command(store: str | None, run_id: str, *, as_json: bool) -> int:
