@@ -104,8 +104,7 @@ class TablePrinter:
         measured = [[(cell, _width(cell)) for cell in line] for line in self.waiting]
         for line in measured:
             for index, (_, width) in enumerate(line):
-                if width > widths[index]:
-                    widths[index] = width
+                widths[index] = max(widths[index], width)
         if measured:
             typer.echo("\n".join("  ".join([cell + " " * (widths[index] - width)
                                              for index, (cell, width) in enumerate(line)]).rstrip()

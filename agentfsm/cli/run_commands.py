@@ -15,11 +15,27 @@ from agentfsm.cli import exit_codes
 from agentfsm.cli.commands import interruptible, progress_observers
 from agentfsm.cli.outcome import finish
 from agentfsm.cli.process import drive
-from agentfsm.cli.render import JSONListPrinter, TablePrinter, note, print_json, store_hint, table, when
+from agentfsm.cli.render import (
+    JSONListPrinter,
+    TablePrinter,
+    note,
+    print_json,
+    store_hint,
+    table,
+    when,
+)
 from agentfsm.service import operations, views
 from agentfsm.service.errors import InputError
 from agentfsm.service.inputs import parse_age, parse_event_data, parse_llm_options
-from agentfsm.service.runs import STATUSES, Rollback, RunDiff, RunResult, RunRow, Runs, StepRow
+from agentfsm.service.runs import (
+    STATUSES,
+    Rollback,
+    RunDiff,
+    RunResult,
+    RunRow,
+    Runs,
+    StepRow,
+)
 from agentfsm.service.stores import open_runs
 
 
