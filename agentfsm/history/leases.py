@@ -25,13 +25,39 @@ LEASE_SECONDS = 30.0
 logger = logging.getLogger("agentfsm")
 
 
-def _process_start(pid: int) -> str | None:
-    import psutil  # here: only resumes and workers need it
+_PROC = "/proc"
+_boot_time: float | None = None
+
+
+def _proc_status(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time) of a process from Linux's /proc, its start time as psutil's `create_time`
+    gives it (clock ticks after boot, plus the boot time); None when there is no such process."""
+    global _boot_time
+    try:
+        with open(f"{_PROC}/{pid}/stat", "rb") as stat:
+            fields = stat.read().rpartition(b")")[2].split()  # the name, in parentheses, may hold anything
+        if _boot_time is None:
+            with open(f"{_PROC}/stat", "rb") as system:
+                _boot_time = next(float(line.split()[1]) for line in system if line.startswith(b"btime"))
+    except FileNotFoundError:
+        return None
+    return fields[0].decode(), f"{int(fields[19]) / os.sysconf('SC_CLK_TCK') + _boot_time:.3f}"
+
+
+def _process_status(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process, None when there is none: read from /proc on Linux (cheap: a lease
+    owner is named at every start), by psutil elsewhere."""
+    if os.path.isdir(_PROC + "/self"):
+        return _proc_status(pid)
+    import psutil  # here: other systems than Linux only
 
     try:
-        return f"{psutil.Process(pid).create_time():.3f}"
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        process = psutil.Process(pid)
+        return ("Z" if process.status() == psutil.STATUS_ZOMBIE else "R"), f"{process.create_time():.3f}"
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
+    except psutil.AccessDenied:
+        return "?", ""
 
 
 _THIS_PROCESS: dict[int, str] = {}
@@ -41,7 +67,8 @@ def _this_process() -> str:
     """`host:pid:start-time` of this process, read once (a fork is a new process with a new pid)."""
     pid = os.getpid()
     if pid not in _THIS_PROCESS:
-        _THIS_PROCESS[pid] = f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
+        status = _process_status(pid)
+        _THIS_PROCESS[pid] = f"{socket.gethostname()}:{pid}:{None if status is None else status[1]}"
     return _THIS_PROCESS[pid]
 
 
@@ -51,7 +78,8 @@ def new_owner() -> str:
 
 
 def owner_is_dead(owner: str | None) -> bool:
-    """True when `owner` ran on this host in a process that no longer exists."""
+    """True when `owner` ran on this host in a process that no longer exists (or a zombie, or a newer process
+    that took its pid)."""
     if not owner:
         return False
     host, _, rest = owner.partition(":")
@@ -59,15 +87,11 @@ def owner_is_dead(owner: str | None) -> bool:
     started, _, _ = rest.partition(":")
     if host != socket.gethostname() or not pid_text.isdigit():
         return False  # another machine: only the lease's expiry can tell
-    import psutil
-
-    pid = int(pid_text)
-    if not psutil.pid_exists(pid):
+    status = _process_status(int(pid_text))
+    if status is None:
         return True
-    status = None
-    with contextlib.suppress(psutil.Error):
-        status = psutil.Process(pid).status()
-    return status == psutil.STATUS_ZOMBIE or _process_start(pid) != started
+    state, start = status
+    return state == "Z" or (state != "?" and start != started)
 
 
 class Lease:
