@@ -8,18 +8,24 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agentfsm.runtime.machine import StateMachine
-from agentfsm.service.machines import loaded_source
+from typing import TYPE_CHECKING
+
 from agentfsm.spec.durations import parse_duration
-from agentfsm.spec.inputs import InputError, parse_cli_input
-from agentfsm.spec.overrides import parse_llm_options
-from agentfsm.spec.yamlsource import load_yaml_file
+from agentfsm.spec.problems import InputError
+
+if TYPE_CHECKING:
+    from agentfsm.runtime.machine import StateMachine
+
+# What parses machines (pydantic, the spec's models, YAML) is imported by the functions that need it:
+# commands that only read stored runs (`runs`, `history`) parse ages and event data, nothing more.
 
 __all__ = ["collect_inputs", "parse_age", "parse_event_data", "parse_llm_options", "read_inputs_file"]
 
 
 def read_inputs_file(path: Path) -> dict[str, Any]:
     """A JSON or YAML mapping of inputs, read safely."""
+    from agentfsm.spec.yamlsource import load_yaml_file
+
     document, problems = load_yaml_file(path, str(path))
     errors = [p for p in problems if p.severity == "error"]
     if errors:
@@ -34,6 +40,9 @@ def collect_inputs(machine: StateMachine, pairs: Iterable[str], inputs_file: Pat
 
     Raises InputError before anything runs or is stored when they do not fit the machine.
     """
+    from agentfsm.service.machines import loaded_source
+    from agentfsm.spec.inputs import parse_cli_input
+
     given: dict[str, Any] = read_inputs_file(inputs_file) if inputs_file else {}
     source = loaded_source(machine)
     declared = source.spec.inputs if source is not None else {}
@@ -42,6 +51,13 @@ def collect_inputs(machine: StateMachine, pairs: Iterable[str], inputs_file: Pat
         given[key] = value
     machine.new_context(given)  # the machine's own check: unknown, missing or ill-typed inputs
     return given
+
+
+def parse_llm_options(pairs: list[str]) -> dict[str, str]:
+    """`NAME=PROVIDER:MODEL` options from the command line, by binding name."""
+    from agentfsm.spec.overrides import parse_llm_options as parse
+
+    return parse(pairs)
 
 
 def parse_event_data(text: str | None) -> Any:
