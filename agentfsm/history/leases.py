@@ -39,8 +39,10 @@ def _proc_status(pid: int) -> tuple[str, str] | None:
         if _boot_time is None:
             with open(f"{_PROC}/stat", "rb") as system:
                 _boot_time = next(float(line.split()[1]) for line in system if line.startswith(b"btime"))
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # no such process (or it ended while we read)
         return None
+    except OSError:  # /proc hides other users' processes (hidepid): it may be alive
+        return "?", ""
     return fields[0].decode(), f"{int(fields[19]) / os.sysconf('SC_CLK_TCK') + _boot_time:.3f}"
 
 
