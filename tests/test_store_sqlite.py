@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -35,6 +38,7 @@ from tests.store_backends import LEASE, NOW, start, step
 
 pytestmark = pytest.mark.asyncio
 
+ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).parent / "fixtures" / "runs-v1.db"
 """A store written by the released version (schema 1); tests open copies of it, never the file itself."""
 
@@ -83,6 +87,38 @@ async def test_a_fresh_store_is_created_with_its_folders_in_wal_mode(tmp_path: P
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert SCHEMA_VERSION == 2
+
+
+OPEN_WHEN_TOLD = """\
+import os, sys
+from agentfsm.store.sqlite import SQLiteBackend
+print("ready", flush=True)
+os.read(0, 1)
+SQLiteBackend(sys.argv[1], create=True).db.close()  # as a command ends: the last one out folds the WAL back
+"""
+
+
+async def test_processes_creating_one_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Ten `agentfsm run`s started together in a fresh folder all create `.agentfsm/runs.db`: none may be told
+    the store is locked (SQLite refuses the WAL switch at once to all but one: they must try again)."""
+    for attempt in range(10):
+        path = tmp_path / str(attempt) / "runs.db"
+        gate, opened = os.pipe()  # one pipe for all: a single write wakes them together
+        openers = [subprocess.Popen([sys.executable, "-c", OPEN_WHEN_TOLD, str(path)], stdin=gate,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                   for _ in range(10)]
+        os.close(gate)
+        for opener in openers:  # every one has started and waits at the gate
+            assert opener.stdout is not None and opener.stdout.readline() == "ready\n"
+        os.write(opened, b"g" * len(openers))
+        os.close(opened)
+        for opener in openers:
+            _, errors = opener.communicate(timeout=60)
+            assert opener.returncode == 0, errors
+        with closing(sqlite3.connect(path)) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+                str(SCHEMA_VERSION),)
 
 
 async def test_the_wal_is_checkpointed_often_and_kept_small(path: Path) -> None:

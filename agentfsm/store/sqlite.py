@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -117,7 +118,7 @@ class SQLiteBackend:
         if version == 0 and not create:
             raise self._foreign("it has no tables")
         with self._guarded():
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._use_wal()
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             # a smaller WAL than SQLite's 4 MB default: what a store takes on disk stays close to what it holds
             self.db.execute("PRAGMA wal_autocheckpoint=256")
@@ -132,6 +133,27 @@ class SQLiteBackend:
                         self.db.execute(statement)
                 self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                                 (str(SCHEMA_VERSION),))
+
+    def _use_wal(self) -> None:
+        """Put the file in WAL mode (it stays so). Processes creating one store at once contend for this
+        switch, and SQLite answers the loser "locked" at once rather than waiting (waiting could deadlock):
+        so the switch is tried again, a few milliseconds apart, for up to `busy_timeout`."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not self._busy(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    @staticmethod
+    def _busy(exc: sqlite3.Error) -> bool:
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        return code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in str(exc)
 
     def _schema_version(self) -> int:
         """The store's schema version; 0 for an empty database. Raises StoreError for a foreign one."""
@@ -166,7 +188,7 @@ class SQLiteBackend:
         """One line naming the file: locked, damaged, or whatever else SQLite said."""
         code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
         text = str(exc)
-        if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in text:
+        if self._busy(exc):
             return StoreError(f"the store {self.path} is locked by another process (waited {self.busy_timeout:g}s)")
         if code == _SQLITE_NOTADB or "not a database" in text:
             return self._foreign(text)
