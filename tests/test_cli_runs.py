@@ -300,29 +300,13 @@ def test_history_says_which_branch_and_when_there_are_no_steps(tmp_path: Path) -
     assert [line.split()[:2] for line in main.stdout.splitlines()] == [["step", "state"], ["1", "draft"]]
 
 
-COUNTER = """\
-agentfsm: 1
-name: counter
-inputs: {limit: {type: integer}}
-context: {n: 0}
-max_steps: 100000
-initial: inc
-states:
-  inc: {type: set, set: {n: "{{ n + 1 }}"}, next: check}
-  check:
-    type: choice
-    transitions: [{when: "n < limit", to: inc}, {to: done}]
-  done: {type: final, output: "{{ n }}"}
-"""
 
 
 def test_history_of_a_long_run_lists_every_step_aligned(tmp_path: Path) -> None:
     """A run longer than the pages `history` prints as it reads (1,000 rows): every step, once, in order,
     and `--json` still one list on one line."""
     store = tmp_path / "runs.db"
-    machine = tmp_path / "counter.yaml"
-    machine.write_text(COUNTER, encoding="utf-8")
-    run_id = seed(store, machine, {"limit": 1200})
+    run_id = seed(store, ROOT / "tests" / "machines" / "counter.yaml", {"limit": 1200})
     table = cli("history", run_id, store=store)
     assert table.returncode == 0, show(table)
     lines = table.stdout.splitlines()

@@ -15,20 +15,7 @@ import agentfsm
 from agentfsm import State, StateContext, StateMachine, StepEnded
 from agentfsm.observability.progress import progress_display
 
-COUNTER = """\
-agentfsm: 1
-name: counter
-inputs: {limit: {type: integer}}
-context: {n: 0}
-max_steps: 100000
-initial: inc
-states:
-  inc: {type: set, set: {n: "{{ n + 1 }}"}, next: check}
-  check:
-    type: choice
-    transitions: [{when: "n < limit", to: inc}, {to: done}]
-  done: {type: final, output: "{{ n }}"}
-"""
+COUNTER = Path(__file__).parent / "machines" / "counter.yaml"
 STEP_LINE = re.compile(r"^\s*(?P<step>\d+)\s+\S+ m?s\s+(?P<state>\w+) (?:--(?P<event>\w+)--> (?P<next>\w+)|\(end\))")
 
 
@@ -60,9 +47,8 @@ def plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "120")
 
 
-def run_counter(tmp_path: Path, stream: io.StringIO, limit: int) -> Any:
-    (tmp_path / "counter.yaml").write_text(COUNTER)
-    machine = agentfsm.load_machine(tmp_path / "counter.yaml")
+def run_counter(stream: io.StringIO, limit: int) -> Any:
+    machine = agentfsm.load_machine(COUNTER)
     return asyncio.run(agentfsm.run(machine, {"limit": limit}, observers=progress_display(stream, "counter")))
 
 
@@ -75,17 +61,17 @@ def assert_whole_run(lines: list[str], result: Any) -> None:
     assert re.fullmatch(rf"succeeded in {result.steps} steps, \S+ m?s", lines[-1])
 
 
-def test_a_fast_loop_puts_every_step_line_in_a_pipe_in_order(tmp_path: Path) -> None:
+def test_a_fast_loop_puts_every_step_line_in_a_pipe_in_order() -> None:
     pipe = io.StringIO()
-    result = run_counter(tmp_path, pipe, limit=150)
+    result = run_counter(pipe, limit=150)
     assert result.steps == 301
     assert "\x1b" not in pipe.getvalue()  # a pipe gets neither colour nor a live line
     assert_whole_run(pipe.getvalue().splitlines(), result)
 
 
-def test_a_terminal_gets_the_same_lines_and_no_live_line_left_behind(tmp_path: Path) -> None:
+def test_a_terminal_gets_the_same_lines_and_no_live_line_left_behind() -> None:
     terminal = Terminal()
-    result = run_counter(tmp_path, terminal, limit=150)
+    result = run_counter(terminal, limit=150)
     lines, left_over = on_screen(terminal.getvalue())
     assert_whole_run(lines, result)
     assert left_over == ""

@@ -122,17 +122,8 @@ async def perform(state: State, context: StateContext, policied: bool) -> Work:
             state.enter_action(context)
         if policied:
             await execute_with_policy(state, context, work)
-        else:  # the common case, inline: one coroutine less for each run in flight
-            try:
-                work.outcome = await state.execute(context)
-                if state.exit_action is not None:
-                    state.exit_action(context)
-            except asyncio.CancelledError as exc:
-                if _cancelled_from_outside():
-                    raise
-                raise as_state_error(exc, state.name) from None
-            except SystemExit as exc:  # user code must not end the process
-                raise as_state_error(exc, state.name) from None
+        else:
+            work.outcome = await _attempt(state, context)
     except WaitForEvent:
         raise
     except Exception as exc:  # noqa: BLE001 - routed by catch rules, or it ends the run
