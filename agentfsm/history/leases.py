@@ -8,7 +8,6 @@ and take the run over at once instead of waiting for the lease to expire.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
