@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,94 +197,130 @@ class _Mapper:
         return problem(self.filename, mark.line, mark.column, code, message)
 
     def convert(self, error: ErrorDetails, place: _Place) -> Problem:
-        kind = error["type"]
-        ctx = error.get("ctx") or {}
-        value = error.get("input")
-        path = place.path
-        last = str(path[-1]) if path else ""
-        dotted = dotted_path(path)
+        """The problem pydantic's `error` at `place` is, in the language's words."""
+        found = _Found(error["type"], error.get("ctx") or {}, error.get("input"), place)
+        explain = _EXPLAINERS.get(found.kind)
+        if explain is not None:
+            return explain(self, found)
+        if found.kind in _BOUNDS:
+            limit = next(iter(found.ctx.values()), "?")
+            return self.at(place.path, "invalid-value",
+                           f"{found.dotted}: must be {_BOUNDS[found.kind]} {limit}, got {found.value!r}")
+        if found.kind in _TYPE_WORDS:
+            return self.at(place.path, "invalid-value",
+                           f"{found.dotted}: expected {_TYPE_WORDS[found.kind]}, got {describe_value(found.value)}")
+        return self.at(place.path, "invalid-value", f"{found.dotted}: {error['msg']}")
 
-        if kind == "missing":
-            if path == ("agentfsm",):
-                return self.at((), "version", "missing 'agentfsm: 1' (the language version) at the top of the file")
-            where = _owner_label(place)
-            return self.at(path[:-1], "missing-field", f"{where} is missing the required field '{last}'", key=True)
-        if kind == "extra_forbidden":
-            if last == "on":
-                return self.at(
-                    path, "on-key",
-                    f"{dotted}: YAML 1.1 reads a bare 'on:' as the boolean true; write transition rules "
-                    "under 'transitions:' as a list of {event, when, to, set}",
-                    key=True,
-                )
-            choices = field_keys(place.owner) if place.owner else []
-            hint = did_you_mean(last, choices)
-            return self.at(path, "unknown-field", f"{dotted}: unknown field '{last}' for {_owner_label(place)}{hint}",
+    def _missing(self, found: _Found) -> Problem:
+        path = found.place.path
+        if path == ("agentfsm",):
+            return self.at((), "version", "missing 'agentfsm: 1' (the language version) at the top of the file")
+        return self.at(path[:-1], "missing-field",
+                       f"{_owner_label(found.place)} is missing the required field '{found.last}'", key=True)
+
+    def _extra(self, found: _Found) -> Problem:
+        path, last, dotted = found.place.path, found.last, found.dotted
+        if last == "on":
+            return self.at(path, "on-key", f"{dotted}: YAML 1.1 reads a bare 'on:' as the boolean true; write "
+                                           "transition rules under 'transitions:' as a list of {event, when, to, set}",
                            key=True)
-        if kind == "union_tag_invalid":
-            tag = ctx.get("tag")
-            if len(path) == 2 and path[0] == "states":
-                return self.at(
-                    (*path, "type"), "unknown-state-type",
-                    f"{dotted}.type: unknown state type '{tag}'{did_you_mean(str(tag), state_models())} "
-                    f"(one of: {', '.join(state_models())})",
-                )
-            if len(path) == 2 and path[0] == "llms":
-                return self.at(
-                    (*path, "provider"), "unknown-provider",
-                    f"{dotted}.provider: unknown provider '{tag}'{did_you_mean(str(tag), PROVIDERS)} "
-                    f"(one of: {', '.join(PROVIDERS)})",
-                )
-            return self.at(path, "invalid-value", f"{dotted}: unknown kind '{tag}'")
-        if kind == "union_tag_not_found":
-            return self.at(
-                path, "missing-field",
-                f"{dotted}: a state needs 'type:' (one of: {', '.join(state_models())})", key=True,
-            )
-        if kind == "tool_kind":
-            return self.at(path, "invalid-value", f"{dotted}: a tool needs one of the keys builtin:, python:", key=True)
-        if kind == "literal_error":
-            expected = str(ctx.get("expected", ""))
-            if path == ("agentfsm",):
-                return self.at(path, "version",
-                               f"agentfsm: unsupported language version {value!r} (this release reads agentfsm: 1)")
-            if last == "provider":
-                return self.at(path, "unknown-provider",
-                               f"{dotted}: unknown provider {value!r} (available: {expected.replace(chr(39), '')})")
-            options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",") if o.strip()]
-            return self.at(path, "invalid-value",
-                           f"{dotted}: {value!r} is not one of {', '.join(options)}{did_you_mean(str(value), options)}")
-        if kind == "string_pattern_mismatch":
-            if last == "api_key_env":  # never echo the value: it may be a pasted key
-                return self.at(path, "invalid-value", f"{dotted}: must name an environment variable (such as "
-                                                      "OPENAI_API_KEY) that holds the key, not the key itself")
-            if place.is_key:
-                return self.at(
-                    path, "invalid-name",
-                    f"{dotted}: '{last}' is not a valid name: use letters, digits and _, not starting with a digit",
-                    key=True,
-                )
-            if ":" in str(ctx.get("pattern", "")):
-                return self.at(path, "invalid-value", f"{dotted}: {value!r} is not a Python reference; "
-                                                      "write module:attribute, e.g. mypkg.tools:search")
-            return self.at(path, "invalid-name", f"{dotted}: {value!r} is not a valid name: use letters, digits "
-                                                 "and _, not starting with a digit")
-        if kind == "string_too_short":
-            if place.is_key:
-                return self.at(path, "invalid-name", f"{dotted_path(path[:-1])}: a name must not be empty", key=True)
-            return self.at(path, "invalid-value", f"{dotted}: must not be empty")
-        if kind == "too_short":
-            return self.at(path, "invalid-value", f"{dotted}: needs at least {ctx.get('min_length', 1)} item(s)")
-        if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-            bound = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
-            limit = next(iter(ctx.values()), "?")
-            return self.at(path, "invalid-value", f"{dotted}: must be {bound} {limit}, got {value!r}")
-        if kind == "value_error":
-            reason = ctx.get("error")
-            return self.at(path, "invalid-value", f"{dotted}: {reason}")
-        if kind in _TYPE_WORDS:
-            return self.at(path, "invalid-value", f"{dotted}: expected {_TYPE_WORDS[kind]}, got {describe_value(value)}")
-        return self.at(path, "invalid-value", f"{dotted}: {error['msg']}")
+        choices = field_keys(found.place.owner) if found.place.owner else []
+        return self.at(path, "unknown-field", f"{dotted}: unknown field '{last}' for {_owner_label(found.place)}"
+                                              f"{did_you_mean(last, choices)}", key=True)
+
+    def _unknown_tag(self, found: _Found) -> Problem:
+        path, dotted, tag = found.place.path, found.dotted, found.ctx.get("tag")
+        if len(path) == 2 and path[0] == "states":
+            return self.at((*path, "type"), "unknown-state-type",
+                           f"{dotted}.type: unknown state type '{tag}'{did_you_mean(str(tag), state_models())} "
+                           f"(one of: {', '.join(state_models())})")
+        if len(path) == 2 and path[0] == "llms":
+            return self.at((*path, "provider"), "unknown-provider",
+                           f"{dotted}.provider: unknown provider '{tag}'{did_you_mean(str(tag), PROVIDERS)} "
+                           f"(one of: {', '.join(PROVIDERS)})")
+        return self.at(path, "invalid-value", f"{dotted}: unknown kind '{tag}'")
+
+    def _no_tag(self, found: _Found) -> Problem:
+        return self.at(found.place.path, "missing-field",
+                       f"{found.dotted}: a state needs 'type:' (one of: {', '.join(state_models())})", key=True)
+
+    def _no_tool_kind(self, found: _Found) -> Problem:
+        return self.at(found.place.path, "invalid-value",
+                       f"{found.dotted}: a tool needs one of the keys builtin:, python:", key=True)
+
+    def _not_literal(self, found: _Found) -> Problem:
+        path, dotted, value = found.place.path, found.dotted, found.value
+        expected = str(found.ctx.get("expected", ""))
+        if path == ("agentfsm",):
+            return self.at(path, "version",
+                           f"agentfsm: unsupported language version {value!r} (this release reads agentfsm: 1)")
+        if found.last == "provider":
+            return self.at(path, "unknown-provider",
+                           f"{dotted}: unknown provider {value!r} (available: {expected.replace(chr(39), '')})")
+        options = [o.strip().strip("'") for o in expected.replace(" or ", ",").split(",") if o.strip()]
+        return self.at(path, "invalid-value",
+                       f"{dotted}: {value!r} is not one of {', '.join(options)}{did_you_mean(str(value), options)}")
+
+    def _bad_pattern(self, found: _Found) -> Problem:
+        path, dotted, value = found.place.path, found.dotted, found.value
+        if found.last == "api_key_env":  # never echo the value: it may be a pasted key
+            return self.at(path, "invalid-value", f"{dotted}: must name an environment variable (such as "
+                                                  "OPENAI_API_KEY) that holds the key, not the key itself")
+        if found.place.is_key:
+            return self.at(path, "invalid-name", f"{dotted}: '{found.last}' is not a valid name: use letters, "
+                                                 "digits and _, not starting with a digit", key=True)
+        if ":" in str(found.ctx.get("pattern", "")):
+            return self.at(path, "invalid-value", f"{dotted}: {value!r} is not a Python reference; "
+                                                  "write module:attribute, e.g. mypkg.tools:search")
+        return self.at(path, "invalid-name", f"{dotted}: {value!r} is not a valid name: use letters, digits "
+                                             "and _, not starting with a digit")
+
+    def _empty(self, found: _Found) -> Problem:
+        path = found.place.path
+        if found.place.is_key:
+            return self.at(path, "invalid-name", f"{dotted_path(path[:-1])}: a name must not be empty", key=True)
+        return self.at(path, "invalid-value", f"{found.dotted}: must not be empty")
+
+    def _too_few(self, found: _Found) -> Problem:
+        return self.at(found.place.path, "invalid-value",
+                       f"{found.dotted}: needs at least {found.ctx.get('min_length', 1)} item(s)")
+
+    def _invalid(self, found: _Found) -> Problem:
+        return self.at(found.place.path, "invalid-value", f"{found.dotted}: {found.ctx.get('error')}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """One pydantic error, with what every explanation of it reads."""
+
+    kind: str
+    ctx: dict[str, Any]
+    value: Any
+    place: _Place
+
+    @property
+    def last(self) -> str:
+        return str(self.place.path[-1]) if self.place.path else ""
+
+    @property
+    def dotted(self) -> str:
+        return dotted_path(self.place.path)
+
+
+_EXPLAINERS: dict[str, Callable[[_Mapper, _Found], Problem]] = {
+    "missing": _Mapper._missing,
+    "extra_forbidden": _Mapper._extra,
+    "union_tag_invalid": _Mapper._unknown_tag,
+    "union_tag_not_found": _Mapper._no_tag,
+    "tool_kind": _Mapper._no_tool_kind,
+    "literal_error": _Mapper._not_literal,
+    "string_pattern_mismatch": _Mapper._bad_pattern,
+    "string_too_short": _Mapper._empty,
+    "too_short": _Mapper._too_few,
+    "value_error": _Mapper._invalid,
+}
+"""How each kind of pydantic error is told; the bounds and the type errors share one wording each."""
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
 
 
 def validation_problems(exc: ValidationError, data: Any, source_map: SourceMap, filename: str) -> list[Problem]:
