@@ -16,7 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import jsonpatch
 
 from agentfsm.history.jsondiff import Differ, Operation, pointer
 from agentfsm.history.tracked import MISSING, SCALARS, Opaque, Owner, adopt, adopt_changes
@@ -156,8 +155,9 @@ class ContextTracker:
         if owner is not None and type(value) not in SCALARS:
             return _tracked_change(data, key, value, record, owner)
         path = pointer(key)
-        old = MISSING if record.value is MISSING and record.text is None else record.recorded()
+        new_key = record.value is MISSING and record.text is None
         if type(value) in SCALARS:
+            old = MISSING if new_key else record.recorded()
             record.value, record.text, record.owner = value, None, None
             if old is MISSING:
                 return [{"op": "add", "path": path, "value": value}]
@@ -166,13 +166,13 @@ class ContextTracker:
             return differ.operations
         text = _json_text(value, key)
         changed = record.text != text
-        if not changed:
+        if not changed:  # kept as text and the same text: nothing to decode
             operations: list[Operation] = []
-        elif old is MISSING:
+        elif new_key:
             operations = [{"op": "add", "path": path, "value": json.loads(text)}]
         else:
             differ = Differ(owner, deep=False)
-            differ.value(path, old, json.loads(text))
+            differ.value(path, record.recorded(), json.loads(text))
             operations = differ.operations
         _as_text(record, text, record.opaque and not changed)
         if self.track and len(text) >= TRACK_FROM and not record.opaque:
@@ -248,6 +248,8 @@ def rebuild(rows: Iterable[StepRow]) -> tuple[dict[str, Any], ReplayCost]:
         data: dict[str, Any] = json.loads(snapshot)
     except ValueError as exc:
         raise _damaged(pending[-1], exc) from None
+    import jsonpatch  # only reading a stored context applies patches: recording a step makes them itself
+
     cost = ReplayCost(len(snapshot))
     for row in reversed(pending[:-1]):
         text = row.context or "[]"
