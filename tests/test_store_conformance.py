@@ -515,6 +515,16 @@ async def test_stream_steps_reads_a_long_history_page_by_page(store: Store) -> N
     assert [row async for row in store.stream_steps("run-0001", "nope")] == []
 
 
+async def test_newest_step_reads_one_row_of_a_branch(store: Store) -> None:
+    await start(store)
+    for number in range(1, 6):
+        await store.commit_step("run-0001", "w1", LEASE, step(number), [], None)
+    assert await store.newest_step("run-0001", "main") == step(5)
+    assert await store.newest_step("run-0001", "main", 2, 3) == step(3)
+    assert await store.newest_step("run-0001", "main", 6) is None
+    assert await store.newest_step("run-0001", "nope") is None
+
+
 async def test_add_checkpoint(store: Store) -> None:
     await start(store)
     await store.add_checkpoint("run-0001", CheckpointRow("mine", "main", 1, NOW))

@@ -83,9 +83,9 @@ async def step_at(store: Store, run_id: str, segments: list[Segment], step: int)
 async def last_step(store: Store, run_id: str, segments: list[Segment]) -> StepRow:
     """The newest step a branch sees (its own newest, or the one it forked after)."""
     own = segments[0]
-    rows = await store.steps(run_id, own.branch, own.first, own.last)
-    if rows:
-        return rows[-1]
+    newest = await store.newest_step(run_id, own.branch, own.first, own.last)
+    if newest is not None:
+        return newest
     found = await step_at(store, run_id, segments[1:], own.first - 1) if len(segments) > 1 else None
     if found is None:
         raise RunNotFound(f"branch '{own.branch}' of run {run_id} has no steps")

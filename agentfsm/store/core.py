@@ -297,6 +297,12 @@ class Store:
         async with self.backend.reading() as tx:
             return await tx.tally_row(run_id, branch, first, last)
 
+    async def newest_step(self, run_id: str, branch: str, first: int = 0, last: int | None = None
+                          ) -> StepRow | None:
+        """The newest of steps first..last this branch recorded itself (one row, however long the branch)."""
+        async with self.backend.reading() as tx:
+            return await tx.newest_step(run_id, branch, first, last)
+
     async def checkpoints(self, run_id: str) -> list[CheckpointRow]:
         """Named points of the run, oldest first."""
         async with self.backend.reading() as tx:

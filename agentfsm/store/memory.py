@@ -209,6 +209,10 @@ class MemoryTransaction:
                 return _copy_step(row)
         return None
 
+    async def newest_step(self, run_id: str, branch: str, first: int, last: int | None) -> StepRow | None:
+        rows = self._steps(run_id, branch, first, last)
+        return _copy_step(rows[-1]) if rows else None
+
     async def checkpoints(self, run_id: str) -> list[CheckpointRow]:
         found = self._run(run_id)
         rows = [] if found is None else [replace(row) for row in found.checkpoints.values()]

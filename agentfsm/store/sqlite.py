@@ -383,6 +383,13 @@ class SQLiteTransaction:
         row = self.db.execute(query, (run_id, branch, first, last)).fetchone()
         return None if row is None else step_from_row(row)
 
+    @_loading
+    async def newest_step(self, run_id: str, branch: str, first: int, last: int | None) -> StepRow | None:
+        bound = "" if last is None else f" AND step <= {int(last)}"
+        query = f"{SELECT_STEP} WHERE run_id = ? AND branch = ? AND step >= ?{bound} ORDER BY step DESC LIMIT 1"
+        row = self.db.execute(query, (run_id, branch, first)).fetchone()
+        return None if row is None else step_from_row(row)
+
     async def checkpoints(self, run_id: str) -> list[CheckpointRow]:
         query = "SELECT name, branch, point, created_at FROM checkpoints WHERE run_id = ? ORDER BY created_at, rowid"
         return [CheckpointRow(*row) for row in self.db.execute(query, (run_id,))]
