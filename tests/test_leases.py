@@ -3,6 +3,8 @@ tell it is gone (no such pid, a zombie, or the pid reused by a newer process) an
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from agentfsm.history.leases import new_owner, owner_is_dead
 
@@ -55,3 +58,28 @@ def test_an_owner_on_another_host_or_unreadable_is_left_to_the_lease_expiry() ->
     assert not owner_is_dead(f"elsewhere:{os.getpid()}:1.000:cafe0001")
     assert not owner_is_dead("someone")
     assert not owner_is_dead(None)
+
+
+def test_a_lost_lease_is_let_go_not_renewed_again(caplog: pytest.LogCaptureFixture) -> None:
+    """Once the store says another owner holds the run (cancelled, taken over), renewing stops: one warning."""
+    from agentfsm.history.leases import keeper
+    from agentfsm.store import open_store
+    from tests.store_backends import start
+
+    async def main() -> list[str]:
+        store = open_store(f"memory://lost-lease-{os.getpid()}")
+        try:
+            await start(store, owner="someone-else", expires=time.time() + 3600)
+            keeping = keeper(store, 0.03)  # renewed every 10 ms
+            lease = keeping.hold("run-0001", "me", time.time)
+            await asyncio.sleep(0.2)
+            still_held = "run-0001" in keeping.held
+            keeping.drop(lease)
+            return [str(still_held)]
+        finally:
+            await store.close()
+
+    with caplog.at_level(logging.WARNING, logger="agentfsm"):
+        assert asyncio.run(main()) == ["False"]
+    lost = [record for record in caplog.records if "lease lost" in record.getMessage()]
+    assert len(lost) == 1

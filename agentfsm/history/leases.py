@@ -96,13 +96,12 @@ def owner_is_dead(owner: str | None) -> bool:
 
 
 class Lease:
-    """A run's lease held by this process: who holds it, for how long each renewal lasts, whether it was lost."""
+    """A run's lease held by this process: who holds it, and for how long each renewal lasts."""
 
-    __slots__ = ("run_id", "owner", "seconds", "clock", "lost")
+    __slots__ = ("run_id", "owner", "seconds", "clock")
 
     def __init__(self, run_id: str, owner: str, seconds: float, clock: Callable[[], float]) -> None:
         self.run_id, self.owner, self.seconds, self.clock = run_id, owner, seconds, clock
-        self.lost = False
 
     def expires(self) -> float:
         """When the lease runs out if it is renewed now."""
@@ -145,10 +144,10 @@ class LeaseKeeper:
             for lease, outcome in zip(leases, outcomes, strict=True):
                 self._note(lease, outcome)
 
-    @staticmethod
-    def _note(lease: Lease, outcome: object) -> None:
-        if isinstance(outcome, LeaseLost):
-            lease.lost = True
+    def _note(self, lease: Lease, outcome: object) -> None:
+        if isinstance(outcome, LeaseLost):  # no use renewing it again: the run's next step is refused too
+            if self.held.get(lease.run_id) is lease:
+                del self.held[lease.run_id]
             logger.warning("run %s: lease lost (cancelled or taken over)", lease.run_id)
         elif isinstance(outcome, Exception):  # a busy store now and then must not kill the run; the next step retries
             logger.warning("run %s: could not renew the lease: %s", lease.run_id, outcome)
