@@ -49,7 +49,7 @@ def plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def run_counter(stream: io.StringIO, limit: int) -> Any:
     machine = agentfsm.load_machine(COUNTER)
-    return asyncio.run(agentfsm.run(machine, {"limit": limit}, observers=progress_display(stream, "counter")))
+    return asyncio.run(agentfsm.run(machine, {"limit": limit}, observers=progress_display(stream)))
 
 
 def assert_whole_run(lines: list[str], result: Any) -> None:
@@ -108,7 +108,7 @@ def slow_machine(stream: io.StringIO, seconds: float) -> tuple[StateMachine, Slo
 def test_a_steps_line_shows_as_soon_as_the_step_ends(where: type[io.StringIO]) -> None:
     stream = where()
     machine, middle = slow_machine(stream, 0.01)
-    asyncio.run(machine.run(observers=progress_display(stream, "slow")))
+    asyncio.run(machine.run(observers=progress_display(stream)))
     shown, _ = on_screen(middle.seen_before)
     assert STEP_LINE.match(shown[-1])["next"] == "middle"  # type: ignore[index]
 
@@ -116,7 +116,7 @@ def test_a_steps_line_shows_as_soon_as_the_step_ends(where: type[io.StringIO]) -
 def test_the_live_line_shows_the_step_in_progress() -> None:
     terminal = Terminal()
     machine, middle = slow_machine(terminal, 0.3)
-    asyncio.run(machine.run(observers=progress_display(terminal, "slow")))
+    asyncio.run(machine.run(observers=progress_display(terminal)))
     _, live = on_screen(middle.seen_after)
     assert re.fullmatch(r"\S step 2  middle  \d+ ms", live), live
 
@@ -140,7 +140,7 @@ def test_a_run_stopped_early_leaves_the_terminal_clean(stop: str) -> None:
     machine, _ = slow_machine(terminal, 5 if stop == "cancel" else 0)
 
     async def main() -> None:
-        observers = [BreaksAtStep(2), *progress_display(terminal, "slow")]
+        observers = [BreaksAtStep(2), *progress_display(terminal)]
         task = asyncio.ensure_future(machine.run(observers=observers))
         if stop == "cancel":
             while "step 2" not in terminal.getvalue():

@@ -60,7 +60,7 @@ def interruptible(store: str | None, run_id: str, *, as_json: bool) -> Iterator[
         raise typer.Exit(interrupted(run, as_json=as_json, store_option=store)) from None
 
 
-def progress_observers(machine_name: str, *, quiet: bool, log_steps: bool, stream: bool,
+def progress_observers(*, quiet: bool, log_steps: bool, stream: bool,
                        warnings: tuple[object, ...] = ()) -> list[object]:
     """The observers a command adds to a run it drives: step logs (`-v`) and live progress (unless `quiet`)."""
     observers: list[object] = []
@@ -77,7 +77,7 @@ def progress_observers(machine_name: str, *, quiet: bool, log_steps: bool, strea
         from agentfsm.observability.progress import progress_display
 
         # on a terminal, LLM replies stream onto the progress line unless `stream` is off (--no-stream)
-        observers += progress_display(sys.stderr, machine_name, stream_replies=stream)
+        observers += progress_display(sys.stderr, stream_replies=stream)
     return observers
 
 
@@ -104,7 +104,7 @@ def run_command(
             for warning in warnings:
                 note(str(warning))
         given = collect_inputs(machine, input_pairs, inputs_file)  # refused before the store is opened
-        observers = progress_observers(machine.name, quiet=quiet, log_steps=log_steps, stream=stream,
+        observers = progress_observers(quiet=quiet, log_steps=log_steps, stream=stream,
                                        warnings=warnings)
         result = drive(start_run(store, machine, given, llms=overrides, observers=observers, run_id=run_id))
     return finish(result, as_json=as_json, store_option=store)

@@ -126,16 +126,12 @@ def checkpoint_command(store: str | None, run_id: str, name: str) -> int:
     return exit_codes.SUCCESS
 
 
-def _driving(quiet: bool, log_steps: bool, stream: bool) -> Callable[[str], list[object]]:
-    return lambda machine: progress_observers(machine, quiet=quiet, log_steps=log_steps, stream=stream)
-
-
 def resume_command(store: str | None, run_id: str, *, machine_file: Path | None, llm_options: list[str],
                    as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
     overrides = parse_llm_options(llm_options)
     with interruptible(store, run_id, as_json=as_json):
         result = drive(operations.resume_run(store, run_id, machine_file=machine_file, llms=overrides,
-                                                   observers_for=_driving(quiet, log_steps, stream)))
+                                                   observers=progress_observers(quiet=quiet, log_steps=log_steps, stream=stream)))
     return finish(result, as_json=as_json, store_option=store)
 
 
@@ -144,7 +140,7 @@ def send_command(store: str | None, run_id: str, event: str, data_text: str | No
     data = parse_event_data(data_text)  # refused before the store is touched
     with interruptible(store, run_id, as_json=as_json):
         outcome = drive(operations.send_event(store, run_id, event, data, resume=resume,
-                                                    observers_for=_driving(quiet, log_steps, stream)))
+                                                    observers=progress_observers(quiet=quiet, log_steps=log_steps, stream=stream)))
     if not isinstance(outcome, operations.EventRecorded):
         return finish(outcome, as_json=as_json, store_option=store)
     if as_json:
@@ -159,7 +155,7 @@ def rollback_command(store: str | None, run_id: str, target: str, *, branch: str
                      as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
     with interruptible(store, run_id, as_json=as_json):
         made, result = drive(operations.rollback_run(
-            store, run_id, target, branch=branch, resume=resume, observers_for=_driving(quiet, log_steps, stream),
+            store, run_id, target, branch=branch, resume=resume, observers=progress_observers(quiet=quiet, log_steps=log_steps, stream=stream),
             on_rolled_back=_say_rolled_back))
     if result is not None:
         return finish(result, as_json=as_json, store_option=store)

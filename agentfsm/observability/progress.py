@@ -105,14 +105,13 @@ class Screen:
 class ProgressReporter:
     """An observer printing each step (number, elapsed time, state, event, next state, duration)."""
 
-    def __init__(self, screen: Screen, machine_name: str) -> None:
+    def __init__(self, screen: Screen) -> None:
         self.screen = screen
-        self.machine_name = machine_name
 
     def on_run_started(self, *, event: RunStarted) -> None:
         style = self.screen.style
         self.screen.started = time.perf_counter()
-        self.screen.line(f"{style('run ', 'dim')}{style(event.run_id, 'bold')}  {style(self.machine_name, 'cyan')}")
+        self.screen.line(f"{style('run ', 'dim')}{style(event.run_id, 'bold')}  {style(event.machine, 'cyan')}")
 
     def on_step_ended(self, *, event: StepEnded) -> None:
         self.screen.line(self.step_line(event))
@@ -213,16 +212,13 @@ class StreamedReply:
             self.live.screen.flush()  # the first words show at once, however short the reply
 
 
-def progress_display(stream: TextIO, machine_name: str, *, stream_replies: bool = True,
-                       live: bool | None = None, color: bool | None = None) -> list[object]:
-    """The observers showing a run's progress on `stream`: on a terminal (unless `live` says otherwise) with a live
-    line, and LLM replies streamed onto it unless `stream_replies` is off; colour on a terminal unless $NO_COLOR."""
+def progress_display(stream: TextIO, *, stream_replies: bool = True) -> list[object]:
+    """The observers showing a run's progress on `stream`: on a terminal with a live line, and LLM replies streamed
+    onto it unless `stream_replies` is off; colour on a terminal unless $NO_COLOR."""
     terminal = _is_terminal(stream)
-    live = terminal if live is None else live
-    color = (terminal and "NO_COLOR" not in os.environ) if color is None else color
-    screen = Screen(stream, color=color)
-    observers: list[object] = [ProgressReporter(screen, machine_name)]
-    if live:
+    screen = Screen(stream, color=terminal and "NO_COLOR" not in os.environ)
+    observers: list[object] = [ProgressReporter(screen)]
+    if terminal:
         line = LiveLine(screen)
         observers.append(line)
         if stream_replies:

@@ -2,8 +2,7 @@
 
 They are what a command does once its arguments are parsed: the CLI renders what they
 return, the worker and the web UI call the same `Runs` methods on a store they keep open.
-`observers_for(machine_name)` gives the observers to watch a run the operation advances
-(the progress display, logs); it is called once the run's machine is known.
+`observers` watch a run the operation advances (the progress display, logs).
 """
 
 from __future__ import annotations
@@ -23,9 +22,6 @@ from agentfsm.store.base import RunRow
 __all__ = ["EventRecorded", "list_runs", "new_run_id", "resume_run", "rollback_run", "send_event", "start_run",
            "stored_run"]
 
-ObserversFor = Callable[[str], list[object]]
-
-
 @dataclass(frozen=True, slots=True)
 class EventRecorded:
     """An event stored for a run that was not continued (`send --no-resume`)."""
@@ -43,27 +39,26 @@ async def start_run(store: str | None, machine: StateMachine, inputs: Mapping[st
 
 
 async def resume_run(store: str | None, run_id: str, *, machine_file: Path | None, llms: Mapping[str, str],
-                     observers_for: ObserversFor) -> RunResult:
+                     observers: list[object]) -> RunResult:
     async with open_runs(store, create=False) as runs:
-        run = await runs.get(run_id)
-        return await runs.resume(run.id, machine=machine_file, llms=llms, observers=observers_for(run.machine))
+        return await runs.resume(run_id, machine=machine_file, llms=llms, observers=observers)
 
 
 async def send_event(store: str | None, run_id: str, event: str, data: Any, *, resume: bool,
-                     observers_for: ObserversFor) -> RunResult | EventRecorded:
+                     observers: list[object]) -> RunResult | EventRecorded:
     """Deliver an event; continue the run at once unless `resume` is false (a worker or `resume` does it later)."""
     async with open_runs(store, create=False) as runs:
-        run = await runs.get(run_id)
         if not resume:
-            await runs.send(run.id, event, data, resume=False)
-            return EventRecorded(run.id, event, (await runs.get(run.id)).status)
-        result = await runs.send(run.id, event, data, observers=observers_for(run.machine))
+            await runs.send(run_id, event, data, resume=False)
+            run = await runs.get(run_id)
+            return EventRecorded(run.id, event, run.status)
+        result = await runs.send(run_id, event, data, observers=observers)
         assert result is not None  # send(resume=True) advances the run
         return result
 
 
 async def rollback_run(store: str | None, run_id: str, to: str, *, branch: str | None, resume: bool,
-                       observers_for: ObserversFor, on_rolled_back: Callable[[Rollback], None]
+                       observers: list[object], on_rolled_back: Callable[[Rollback], None]
                        ) -> tuple[Rollback, RunResult | None]:
     """Roll back to a point (a new branch made the head); with `resume`, continue from there at once (the run's
     machine is checked first, so a rollback that could not go on makes no branch)."""
@@ -72,9 +67,7 @@ async def rollback_run(store: str | None, run_id: str, to: str, *, branch: str |
             made = await runs.rollback(run_id, to, branch=branch)
             on_rolled_back(made)
             return made, None
-        run = await runs.get(run_id)
-        made, result = await runs.rollback_and_resume(run.id, to, branch=branch,
-                                                      observers=observers_for(run.machine),
+        made, result = await runs.rollback_and_resume(run_id, to, branch=branch, observers=observers,
                                                       on_rolled_back=on_rolled_back)
         return made, result
 
