@@ -1035,3 +1035,18 @@ def test_a_run_stopped_by_a_critical_observer_tells_the_others_it_paused() -> No
         run(machine.run(observers=[Breaks(), watcher]))
     # the critical observer runs first and stops the run: the watcher never sees step 2 end
     assert watcher.seen == [("step", "a"), ("paused", (2, "b", "stopped by OSError"))]
+
+
+def test_a_state_changed_after_a_first_run_runs_as_it_is_now() -> None:
+    failures = iter([True, True, False])
+
+    def flaky(context: StateContext) -> None:
+        if next(failures):
+            raise StateError("tool.error", "flaky")
+
+    machine, states = linear("a", "b")
+    states["a"].work = flaky
+    assert run(machine.run()).status == "failed"
+    states["a"].retry = (RetryRule(("tool",), max_attempts=2, interval=0),)
+    retried = run(machine.run())
+    assert (retried.status, states["a"].executions) == ("succeeded", 3)

@@ -216,7 +216,7 @@ def resolve(plan: Plan, name: str, context: StateContext, work: Work) -> StepEnd
     if work.error is not None:
         error = work.error
         event = Event(error.type, error.as_dict())
-        catch = None if (error.type in UNCATCHABLE or name in plan.terminal) else find_catch_rule(state.catch, error)
+        catch = None if (error.type in UNCATCHABLE or state.is_terminal) else find_catch_rule(state.catch, error)
         if catch is None:
             return StepEnd(event, error=error, failure=error)
         if catch.save_as:
@@ -286,11 +286,13 @@ class _Drive:
         if self.observers.listens(StepStarted):
             await self.observers.publish(StepStarted(run_id=context.run_id, at=time.time(), step=context.step,
                                                      state=name, visit=visit, data=MappingProxyType(context.data)))
-        await self.enter_callbacks(name, state)
+        if state.entry_callbacks or name in plan.entry:
+            await self.enter_callbacks(name, state)
         started_at, started = time.time(), time.perf_counter()
         before_wait = dict(context.data) if state.state_type is StateType.WAITING else None
         try:
-            work = await perform(state, context, name in plan.policied)
+            # a timeout, retry or catch rules: the work runs under its policy (a failed attempt leaves no trace)
+            work = await perform(state, context, state.timeout is not None or bool(state.retry or state.catch))
         except WaitForEvent as pause:  # the step did not happen: the run stops just before it
             await self.suspend(name, pause, before_wait)
             return None
@@ -344,7 +346,8 @@ class _Drive:
             await run_callbacks(plan.on_transition, record, context)
         if reported is not None:
             await self.publish_error(reported, end.target if end.error is not None else None)
-        await self.publish_step(name, work, end, started_at, duration)
+        if self.observers.listens(StepEnded) or self.observers.listens(TransitionTaken):
+            await self.publish_step(name, work, end, started_at, duration, reported)
         context.mailbox.taken = None
         context.mailbox.deadline = None  # a resumed wait's timer belongs to that wait only
         if end.target is not None:
@@ -357,7 +360,8 @@ class _Drive:
                                                      state=error.state or context.state or "", error=error.as_dict(),
                                                      caught_by=caught_by))
 
-    async def publish_step(self, name: str, work: Work, end: StepEnd, started_at: float, duration: float) -> None:
+    async def publish_step(self, name: str, work: Work, end: StepEnd, started_at: float, duration: float,
+                           reported: StateError | None) -> None:
         context, observers, now = self.context, self.observers, time.time()
         if end.target is not None and observers.listens(TransitionTaken):
             rule = None if end.rule is None else self.plan.rules[name][end.rule]
@@ -366,7 +370,6 @@ class _Drive:
                 event=end.event.name, rule=end.rule, label=None if rule is None else rule.label,
                 caught=end.error is not None))
         if observers.listens(StepEnded):
-            reported = end.error if end.error is not None else end.failure
             await observers.publish(StepEnded(
                 run_id=context.run_id, at=now, step=context.step, state=name, event=end.event.name,
                 next_state=end.target, started_at=started_at, duration=duration, retries=work.retries,

@@ -1,6 +1,8 @@
 """A machine as the loop reads it: checked once, then only looked up, shared by every run of the machine.
 
-A plan holds nothing about any run, so many runs of one machine can use it at once.
+A plan holds nothing about any run, so many runs of one machine can use it at once. It holds the
+machine's rules, not what a state says of itself (its retry, catch or timeout), which the loop
+reads from the state at each step: a state changed after a first run is run as it is now.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
     from agentfsm.runtime.machine import StateMachine
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Route:
     """Where a successful step leads: its event, the next state, and the index of the rule that matched."""
 
@@ -27,7 +29,7 @@ class Route:
 class Plan:
     """States, rules and callbacks of a machine, arranged for the loop."""
 
-    __slots__ = ("states", "rules", "targets", "terminal", "policied", "entry", "exit", "on_transition")
+    __slots__ = ("states", "rules", "targets", "entry", "exit", "on_transition")
 
     def __init__(self, machine: StateMachine) -> None:
         problem = machine.definition_problem()
@@ -36,11 +38,6 @@ class Plan:
         self.states = machine.states
         self.rules = machine.rules_by_state()
         self.targets = {source: frozenset(rule.target for rule in rules) for source, rules in self.rules.items()}
-        self.terminal = frozenset(name for name, state in self.states.items() if state.is_terminal)
-        self.policied = frozenset(
-            name for name, state in self.states.items() if state.timeout is not None or state.retry or state.catch
-        )
-        """States whose work runs under a policy (a timeout, retry or catch rules): the others run inline."""
         self.entry, self.exit, self.on_transition = machine.callbacks()
 
     def route(self, name: str, context: StateContext, outcome: str | Event | None) -> Route:
