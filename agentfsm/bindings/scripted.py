@@ -118,10 +118,6 @@ class ScriptedClient:
             detail={"binding": self.name, "prompt": request.prompt[:200]},
         )
 
-    def forget_run(self, run_id: str) -> None:
-        """Drop the place kept for a run driven without a session (a client used on its own)."""
-        self._cursors.pop(run_id, None)
-
 
 def _expand(reply: Any, found: re.Match[str] | None) -> Any:
     """Insert the match's groups into every string of the reply."""

@@ -22,7 +22,7 @@ from agentfsm.spec.models import (
 
 if TYPE_CHECKING:
     from agentfsm.bindings.conversation import AnswerRules
-    from agentfsm.bindings.llm import LLMClient, ParseMode
+    from agentfsm.bindings.llm import LLMClient
 
 JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
 
@@ -147,10 +147,6 @@ class LlmState(State):
         self.rules = rules
         self.save = save
         self.emit = compile_text(emit) if emit is not None else None
-
-    @property
-    def parse(self) -> ParseMode:
-        return self.rules.parse
 
     async def execute(self, context: StateContext) -> Event:
         from agentfsm.bindings.conversation import converse  # what runs llm states; validate never needs it

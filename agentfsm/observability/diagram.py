@@ -5,16 +5,13 @@ Any state name is safe (see `agentfsm.diagram.mermaid`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agentfsm.diagram import DiagramEdge, DiagramGraph, render
 from agentfsm.runtime.diagram import graph_from_machine
 from agentfsm.spec.models import MachineSpec
 
-if TYPE_CHECKING:
-    from agentfsm.runtime.machine import StateMachine
-
-__all__ = ["graph_from_machine", "graph_from_spec", "mermaid_diagram", "mermaid_from_spec"]
+__all__ = ["graph_from_machine", "graph_from_spec", "mermaid_from_spec"]
 
 
 def graph_from_spec(spec: MachineSpec) -> DiagramGraph:
@@ -31,6 +28,3 @@ def graph_from_spec(spec: MachineSpec) -> DiagramGraph:
 def mermaid_from_spec(spec: MachineSpec, **options: Any) -> str:
     return render(graph_from_spec(spec), **options)
 
-
-def mermaid_diagram(machine: StateMachine, **options: Any) -> str:
-    return render(graph_from_machine(machine), **options)

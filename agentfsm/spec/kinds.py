@@ -64,7 +64,3 @@ def state_models() -> dict[str, type[StateSpec]]:
     """The spec model of each kind, by name."""
     return {name: kind.spec for name, kind in kinds().items()}
 
-
-def terminal_kinds() -> frozenset[str]:
-    """The kinds whose states end a run."""
-    return frozenset(name for name, kind in kinds().items() if kind.spec.terminal)

@@ -82,8 +82,7 @@ class ReadDict(dict[str, Any]):
 
 def read_refused(model: type[BaseModel], data: Any) -> PartialModel | Unreadable:
     """What can be read of `data`, a document `model` refused: a `PartialModel`, or `Unreadable` if not a mapping."""
-    read: PartialModel | Unreadable = _read_parts(model, data)
-    return read
+    return _read_parts(model, data)
 
 
 def read_as(annotation: Any, raw: Any) -> Any:

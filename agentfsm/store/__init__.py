@@ -45,7 +45,6 @@ ENV_VARIABLE = "AGENTFSM_STORE"
 STORE_OPTIONS = ("synchronous", "timeout")
 """What a SQLite store URL's query may set: `sqlite:///runs.db?synchronous=FULL&timeout=2` (timeout: seconds to
 wait for a lock held by another process)."""
-SCHEMES = "sqlite:///PATH or memory://NAME"
 
 _OPEN: dict[tuple[str, ...], tuple[Store, list[int]]] = {}
 """Stores open in this process, by what they were opened on, with how many openers have not closed them."""

@@ -105,10 +105,6 @@ class RunRow:
     """For a child run: its name in the parent (the nested state, branch or agent)."""
 
 
-RUN_FIELDS: tuple[str, ...] = tuple(RunRow.__dataclass_fields__)
-"""Every column of a run row (`update_run` may set any but `id`)."""
-
-
 @dataclass(slots=True)
 class StepRow:
     """One recorded step of one branch. Step 0 is the run's start (no state ran; it holds the first context)."""
