@@ -50,7 +50,7 @@ _EXPORTS = {
     "validate_file": "agentfsm.spec.loader",
     "MachineFileError": "agentfsm.spec.problems",
     "Problem": "agentfsm.spec.problems",
-    "InputError": "agentfsm.spec.inputs",
+    "InputError": "agentfsm.spec.problems",
     "BindingError": "agentfsm.bindings.imports",
     "Runs": "agentfsm.service.runs",
     "RunHandle": "agentfsm.service.handle",
@@ -123,10 +123,9 @@ if TYPE_CHECKING:
         StateTransition,
         StateType,
     )
-    from agentfsm.spec.inputs import InputError
     from agentfsm.spec.loader import validate_file
     from agentfsm.runtime.waiting import Delivery
-    from agentfsm.spec.problems import MachineFileError, Problem
+    from agentfsm.spec.problems import InputError, MachineFileError, Problem
     from agentfsm.store import open_store
     from agentfsm.store.base import Conflict, LeaseHeld, RunMoved, RunNotFound, StoreError
     from agentfsm.store.core import Store
