@@ -1109,3 +1109,11 @@ def test_a_misspelled_way_out_hides_only_what_follows_from_it(tmp_path: Path) ->
         tmp_path,
     )
     assert _shown(problems) == ["6:3 unreachable-state", "6:37 unknown-target", "7:3 unreachable-state"]
+
+
+def test_a_tool_of_no_known_kind_names_every_kind(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(machine("tools:\n  t: {nope: 1}\ninitial: a\nstates:\n  a: {type: final}\n"), encoding="utf-8")
+    [found] = agentfsm.validate_file(path).problems
+    assert (found.line, found.code) == (4, "invalid-value")
+    assert found.message == "tools.t: a tool needs one of the keys builtin:, python:, command:, http:"

@@ -198,7 +198,7 @@ class _Mapper:
 
     def convert(self, error: ErrorDetails, place: _Place) -> Problem:
         """The problem pydantic's `error` at `place` is, in the language's words."""
-        found = _Found(error["type"], error.get("ctx") or {}, error.get("input"), place)
+        found = _Found(error["type"], error.get("ctx") or {}, error.get("input"), place, error["msg"])
         explain = _EXPLAINERS.get(found.kind)
         if explain is not None:
             return explain(self, found)
@@ -245,8 +245,7 @@ class _Mapper:
                        f"{found.dotted}: a state needs 'type:' (one of: {', '.join(state_models())})", key=True)
 
     def _no_tool_kind(self, found: _Found) -> Problem:
-        return self.at(found.place.path, "invalid-value",
-                       f"{found.dotted}: a tool needs one of the keys builtin:, python:", key=True)
+        return self.at(found.place.path, "invalid-value", f"{found.dotted}: {found.message}", key=True)
 
     def _not_literal(self, found: _Found) -> Problem:
         path, dotted, value = found.place.path, found.dotted, found.value
@@ -297,6 +296,8 @@ class _Found:
     ctx: dict[str, Any]
     value: Any
     place: _Place
+    message: str
+    """pydantic's own words (the model's, for a custom error)"""
 
     @property
     def last(self) -> str:
