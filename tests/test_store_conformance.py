@@ -515,6 +515,14 @@ async def test_stream_steps_reads_a_long_history_page_by_page(store: Store) -> N
     assert [row async for row in store.stream_steps("run-0001", "nope")] == []
 
 
+async def test_find_run_takes_a_whole_id_only(store: Store) -> None:
+    await start(store, "run-0001")
+    assert (await store.find_run("run-0001")).id == "run-0001"  # type: ignore[union-attr]
+    assert await store.find_run("run-000") is None  # a start of an id names no run here
+    assert await store.find_run("0001") is None
+    assert await store.find_run("nope\udcff") is None
+
+
 async def test_newest_step_reads_one_row_of_a_branch(store: Store) -> None:
     await start(store)
     for number in range(1, 6):

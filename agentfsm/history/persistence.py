@@ -40,7 +40,7 @@ from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import StateContext
 from agentfsm.store import open_store
-from agentfsm.store.base import FINISHED, CheckpointRow, Conflict, RunNotFound, RunRow, StepRow, StoreError
+from agentfsm.store.base import FINISHED, CheckpointRow, Conflict, RunRow, StepRow, StoreError
 from agentfsm.store.core import Store
 
 STORE_FILE = "runs.db"
@@ -127,12 +127,7 @@ class StatePersistence:
 
     async def stored_run(self, machine_id: str) -> RunRow | None:
         """The run `machine_id` names, or None when it was never saved."""
-        run_id = run_id_for(machine_id)
-        try:
-            run = await self.store.get_run(run_id)
-        except RunNotFound:
-            return None
-        return run if run.id == run_id else None  # never a longer id this one happens to start
+        return await self.store.find_run(run_id_for(machine_id))
 
     async def save_state(self, machine_id: str, machine: StateMachine) -> None:
         """Record where the machine stands (`standing(machine)`) and `machine.context.data` as the next step of
@@ -308,7 +303,4 @@ async def _release_quietly(store: Store, run_id: str, owner: str, status: str) -
 
 
 async def _stored(store: Store, run_id: str) -> bool:
-    try:
-        return (await store.get_run(run_id)).id == run_id  # a prefix of a longer id is not this id
-    except RunNotFound:
-        return False
+    return await store.find_run(run_id) is not None

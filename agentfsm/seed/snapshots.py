@@ -30,7 +30,7 @@ from agentfsm.history.rewrite import plain_name
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.model import StateContext
 from agentfsm.store import open_store, rules
-from agentfsm.store.base import BranchRow, CheckpointRow, Conflict, ContextKind, RunNotFound, RunRow, StepRow
+from agentfsm.store.base import BranchRow, CheckpointRow, Conflict, ContextKind, RunRow, StepRow
 from agentfsm.store.core import Store
 from agentfsm.store.memory import MemoryBackend
 
@@ -382,11 +382,8 @@ class StateHistory:
         """Read the history `run_id` names from the store (what a new process does before using it)."""
         if self._pending:  # what this history recorded goes first: reading must not drop it
             await self.flush()
-        try:
-            run = await self.store.get_run(self.run_id)
-        except RunNotFound:
-            run = None
-        if run is None or run.id != self.run_id:  # a new history under a name of the caller's
+        run = await self.store.find_run(self.run_id)
+        if run is None:  # a new history under a name of the caller's
             self._loaded = True
             return
         branches = await self.store.branches(run.id)

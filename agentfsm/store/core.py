@@ -89,6 +89,13 @@ class Store:
             found = [*await tx.runs_by_prefix(run_id, 6), *await tx.runs_by_suffix(run_id, 6)]
             return rules.part_match(run_id, found, self.url)
 
+    async def find_run(self, run_id: str) -> RunRow | None:
+        """The run with exactly this id, None when there is none (no search by a part of an id)."""
+        if not rules.encodable(run_id):
+            return None
+        async with self.backend.reading() as tx:
+            return await tx.run(run_id)
+
     async def inputs(self, run_id: str) -> dict[str, Any]:
         """The inputs a run started with."""
         async with self.backend.reading() as tx:
