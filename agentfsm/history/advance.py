@@ -28,6 +28,7 @@ from agentfsm.runtime.model import StateContext
 from agentfsm.history.errors import RunRefused
 from agentfsm.store.base import FINISHED, LeaseLost, RunRow, StepRow
 from agentfsm.store.core import Store
+from agentfsm.store.rules import finished_phrase
 
 Interrupted = Literal["paused", "running"]
 """How a run whose advance was interrupted (Ctrl-C, a cancelled task) is left once it took a step:
@@ -176,7 +177,7 @@ class _Advance:
             return RunResult(run_id, "failed", None, context, context.step - 1, error)
         except BaseException as exc:
             # interrupted (Ctrl-C, a cancelled task) or a failing store: the last committed step stands
-            await _release_quietly(store, run_id, self.owner, left_as(exc, recorder.committed, idle_status,
+            await release_quietly(store, run_id, self.owner, left_as(exc, recorder.committed, idle_status,
                                                                         on_interrupt))
             raise
         finally:
@@ -195,7 +196,7 @@ class _Advance:
                          dict(self.context.usage))
 
 
-async def _release_quietly(store: Store, run_id: str, owner: str, status: str) -> None:
+async def release_quietly(store: Store, run_id: str, owner: str, status: str) -> None:
     """Hand the run back; if even that fails, its lease expires (the original error matters more)."""
     try:
         await asyncio.shield(store.release(run_id, owner, status=status))
@@ -215,8 +216,7 @@ def left_as(exc: BaseException, committed: int, idle_status: str, on_interrupt: 
 
 def refuse_finished(run: RunRow) -> None:
     if run.status in FINISHED:
-        done = "been cancelled" if run.status == "cancelled" else run.status
-        raise RunRefused(f"run {run.id} has {done}; nothing to resume "
+        raise RunRefused(f"run {run.id} has {finished_phrase(run.status)}; nothing to resume "
                          f"(roll it back to continue from an earlier point: agentfsm rollback {run.id} --to ...)")
 
 

@@ -18,7 +18,6 @@ Two vocabularies over one store:
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import re
@@ -27,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from agentfsm.bindings.known_secrets import known_secrets
-from agentfsm.history.advance import context_at
+from agentfsm.history.advance import context_at, release_quietly
 from agentfsm.history.deltas import ContextTracker
 from agentfsm.history.errors import RunRefused
 from agentfsm.history.leases import LEASE_SECONDS, new_owner, owner_is_dead
 from agentfsm.history.lineage import Position, lineage, position, step_at
-from agentfsm.history.points import is_point_syntax
 from agentfsm.history.recorder import redacted
-from agentfsm.history.rewrite import plain_name
+from agentfsm.history.rewrite import check_checkpoint_name
 from agentfsm.history.tally import Tally, tally_due
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.machine import StateMachine
@@ -42,6 +40,7 @@ from agentfsm.runtime.model import StateContext
 from agentfsm.store import open_store
 from agentfsm.store.base import FINISHED, CheckpointRow, Conflict, RunRow, StepRow, StoreError
 from agentfsm.store.core import Store
+from agentfsm.store.rules import finished_phrase
 
 STORE_FILE = "runs.db"
 """The store file `StatePersistence(folder)` keeps in its folder."""
@@ -77,13 +76,6 @@ def checkpoint_version(candidate: str, name: str) -> int | None:
     if separator and head == name and number.isdigit() and not number.startswith("0") and int(number) >= 2:
         return int(number)
     return None
-
-
-def check_checkpoint_name(name: str, what: str = "checkpoint") -> None:
-    """Refuse a checkpoint name `agentfsm rollback RUN --to NAME` could not tell from a point (RunRefused)."""
-    if not plain_name(name) or is_point_syntax(name):
-        raise RunRefused(f"'{name}' cannot name a {what}: use a name that is not a number, 'start' or 'head', "
-                         "does not start with 'state:', has no '@' and no surrounding spaces")
 
 
 def store_for(where: Store | str | os.PathLike[str] | None) -> Store:
@@ -201,7 +193,7 @@ class StatePersistence:
             except Conflict:  # another process saved it first: this save follows theirs
                 run = await self.store.get_run(run_id)
         if run.status in FINISHED:
-            raise RunRefused(f"run {run.id} of machine id '{machine_id}' has {_ended(run.status)}: its end is not "
+            raise RunRefused(f"run {run.id} of machine id '{machine_id}' has {finished_phrase(run.status)}: its end is not "
                              "a point to continue from, so nothing more is saved to it (roll it back to a "
                              "checkpoint, or save under another machine id)")
         return await self._append(run, machine, checkpoint)
@@ -236,7 +228,7 @@ class StatePersistence:
         try:
             names = await self.store.commit_step(run.id, owner, now + LEASE_SECONDS, row, points, None)
         except BaseException:
-            await _release_quietly(self.store, run.id, owner, run.status)  # as it was: nothing was recorded
+            await release_quietly(self.store, run.id, owner, run.status)  # as it was: nothing was recorded
             raise
         await self.store.release(run.id, owner, status="paused")
         return names[0] if names else None
@@ -290,16 +282,6 @@ def _stand(machine: StateMachine, run_id: str, where: Position) -> None:
 def private_context(text: str) -> str:
     """A context's JSON text as the store may keep it: a secret this process read never reaches the store."""
     return redacted(text) if known_secrets() else text
-
-
-def _ended(status: str) -> str:
-    return "been cancelled" if status == "cancelled" else status
-
-
-async def _release_quietly(store: Store, run_id: str, owner: str, status: str) -> None:
-    """Hand the run back after a failed save; if even that fails, the lease expires (the first error matters more)."""
-    with contextlib.suppress(Exception):
-        await store.release(run_id, owner, status=status)
 
 
 async def _stored(store: Store, run_id: str) -> bool:

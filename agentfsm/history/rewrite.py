@@ -35,6 +35,13 @@ def plain_name(name: str) -> bool:
     return bool(name) and name.strip() == name and "@" not in name and name.isprintable()
 
 
+def check_checkpoint_name(name: str, what: str = "checkpoint") -> None:
+    """Refuse a checkpoint name `agentfsm rollback RUN --to NAME` could not tell from a point (RunRefused)."""
+    if not plain_name(name) or is_point_syntax(name):
+        raise RunRefused(f"'{name}' cannot name a {what}: use a name that is not a number, 'start' or 'head', "
+                         "does not start with 'state:', has no '@' and no surrounding spaces")
+
+
 async def rollback(store: Store, run_id: str, to: str | int, *, branch: str | None = None,
                    clock: Callable[[], float]) -> Rollback:
     """Start a new branch at a point (a checkpoint name, a step number, `state:NAME`) and make it the head."""
@@ -71,9 +78,7 @@ async def switch_branch(store: Store, run_id: str, name: str, *, clock: Callable
 async def name_checkpoint(store: Store, run_id: str, name: str, *, clock: Callable[[], float]) -> CheckpointRow:
     """Name the run's current point (just before its next step); a finished run has no point to continue from."""
     run = await store.get_run(run_id)
-    if not plain_name(name) or is_point_syntax(name):
-        raise RunRefused(f"'{name}' cannot name a checkpoint: use a name that is not a number, 'start' or "
-                         "'head', does not start with 'state:', has no '@' and no surrounding spaces")
+    check_checkpoint_name(name)
     if any(checkpoint.name == name for checkpoint in await store.checkpoints(run.id)):
         raise RunRefused(f"run {run.id} already has a checkpoint '{name}'")
     last = await last_step(store, run.id, lineage(await store.branches(run.id), run.head))

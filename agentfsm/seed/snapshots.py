@@ -24,9 +24,9 @@ from agentfsm.history.deltas import ContextNotJSON, ContextTracker, ReplayCost, 
 from agentfsm.history.errors import RunRefused
 from agentfsm.history.leases import LEASE_SECONDS, new_owner
 from agentfsm.history.lineage import Segment, lineage
-from agentfsm.history.persistence import check_checkpoint_name, checkpoint_version, private_context
+from agentfsm.history.persistence import checkpoint_version, private_context
 from agentfsm.history.recorder import UNCUT, recordable
-from agentfsm.history.rewrite import plain_name
+from agentfsm.history.rewrite import check_checkpoint_name, plain_name
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.model import StateContext
 from agentfsm.store import open_store, rules
