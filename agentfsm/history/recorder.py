@@ -14,6 +14,7 @@ from agentfsm.runtime.events import RunEnded, StepEnded
 from agentfsm.runtime.model import StateContext
 from agentfsm.store.base import CheckpointRow, StepRow
 from agentfsm.store.core import Store
+from agentfsm.store.rules import free_checkpoint_name
 
 MAX_RECORDED_TEXT = 64 * 1024
 """Longer strings in a step's call records and result are cut to this many characters (with a marker)."""
@@ -35,10 +36,7 @@ class CheckpointNamer:
         """The checkpoint named when `state` (a `checkpoint: true` state) is about to run at `point`."""
         if state is None or state not in self.flagged:
             return []
-        name, visit = state, 1
-        while name in self.taken:
-            visit += 1
-            name = f"{state}#{visit}"
+        name = free_checkpoint_name(state, state, self.taken)
         self.taken.add(name)
         return [CheckpointRow(name, self.branch, point, self.clock(), state)]
 

@@ -123,7 +123,7 @@ class Store:
             chosen = []
             for run_id in dict.fromkeys(run_ids):
                 run = await tx.run(run_id)
-                if run is None or not _still_matches(run, where):
+                if run is None or (where is not None and not rules.matches(run, where)):
                     continue
                 if lease_live(run.lease_owner, run.lease_expires, now) and run.lease_owner not in (takeover or ()):
                     continue
@@ -434,14 +434,6 @@ class Store:
     @staticmethod
     def _lease_lost(run_id: str) -> LeaseLost:
         return LeaseLost(f"run {run_id}: this process no longer holds its lease (the run was cancelled or taken over)")
-
-
-def _still_matches(run: RunRow, where: RunFilter | None) -> bool:
-    if where is None:
-        return True
-    if where.statuses and run.status not in where.statuses:
-        return False
-    return where.updated_before is None or run.updated_at < where.updated_before
 
 
 class _StepCommit:

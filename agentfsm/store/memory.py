@@ -28,6 +28,7 @@ from agentfsm.store.base import (
     StepRow,
     lease_live,
 )
+from agentfsm.store import rules
 
 _SHARED: dict[str, MemoryBackend] = {}
 
@@ -163,7 +164,7 @@ class MemoryTransaction:
         return [_copy_run(self.backend.runs[run_id].row) for run_id in matching]
 
     async def list_runs(self, where: RunFilter) -> list[RunRow]:
-        rows = [run.row for run in self.backend.runs.values() if _matches(run.row, where)]
+        rows = [run.row for run in self.backend.runs.values() if rules.matches(run.row, where)]
         rows.sort(key=lambda row: (row.created_at, row.id), reverse=True)
         return [_copy_run(row) for row in rows[:where.limit]]
 
@@ -341,13 +342,4 @@ class MemoryTransaction:
             self._drop(self.backend.sources, digest)
 
 
-def _matches(row: RunRow, where: RunFilter) -> bool:
-    if where.statuses and row.status not in where.statuses:
-        return False
-    if where.machine is not None and row.machine != where.machine:
-        return False
-    if where.parent_run is not None and row.parent_run != where.parent_run:
-        return False
-    if where.top_level and row.parent_run is not None:
-        return False
-    return where.updated_before is None or row.updated_at < where.updated_before
+

@@ -12,7 +12,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from agentfsm.store.base import FINISHED, STATUSES, Conflict, DueCandidate, RunNotFound, RunRow
+from agentfsm.store.base import FINISHED, STATUSES, Conflict, DueCandidate, RunFilter, RunNotFound, RunRow
 
 MIN_PREFIX = 4
 """The shortest part of a run id (its start or its end) `get_run` resolves."""
@@ -119,3 +119,16 @@ def check_json(value: Any, what: str) -> None:
         json.dumps(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise Conflict(f"{what} cannot be stored: it is not JSON ({exc})") from None
+
+
+def matches(run: RunRow, where: RunFilter) -> bool:
+    """Whether a run is one `where` asks for (what a backend's listing selects, and a deletion checks again)."""
+    if where.statuses and run.status not in where.statuses:
+        return False
+    if where.machine is not None and run.machine != where.machine:
+        return False
+    if where.parent_run is not None and run.parent_run != where.parent_run:
+        return False
+    if where.top_level and run.parent_run is not None:
+        return False
+    return where.updated_before is None or run.updated_at < where.updated_before
