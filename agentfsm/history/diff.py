@@ -49,16 +49,25 @@ def _step(row: StepRow) -> dict[str, Any]:
             "next_state": row.next_state, "error": row.error}
 
 
+def compare_data(old: dict[str, Any], new: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, Any]]]:
+    """Keys added, removed and changed ({"old", "new"}) from `old` to `new`; a value of another JSON type is a
+    change too (`1` and `true` differ)."""
+    added: dict[str, Any] = {}
+    changed: dict[str, dict[str, Any]] = {}
+    for key, value in new.items():
+        if key not in old:
+            added[key] = value
+        elif old[key] != value or type(old[key]) is not type(value):
+            changed[key] = {"old": old[key], "new": value}
+    return added, {key: value for key, value in old.items() if key not in new}, changed
+
+
 def diff_positions(run_id: str, label_a: str, a: Position, path_a: list[StepRow], label_b: str, b: Position,
                    path_b: list[StepRow]) -> RunDiff:
     """Compare two positions of one run: their contexts, and the steps that led to each (`path_*`, step 0 first)."""
     result = RunDiff(run_id, _describe(label_a, a), _describe(label_b, b))
-    for key, value in b.data.items():
-        if key not in a.data:
-            result.added[key] = value
-        elif a.data[key] != value or type(a.data[key]) is not type(value):
-            result.changed[key] = {"old": a.data[key], "new": value}
-    result.removed = {key: value for key, value in a.data.items() if key not in b.data}
+    result.added, result.removed, result.changed = compare_data(a.data, b.data)
     shared = 0  # a step row is one branch's own: the same row on both paths means the same past
     for row_a, row_b in zip(path_a, path_b, strict=False):
         if (row_a.branch, row_a.step) != (row_b.branch, row_b.step):

@@ -8,20 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfsm.history.diff import diff_positions
-from agentfsm.history.lineage import Position
+from agentfsm.history.diff import compare_data
 from agentfsm.runtime.model import StateContext
 from agentfsm.seed.snapshots import StateSnapshot
-
-
-def _compare(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Keys added, removed and changed ({"old", "new"}) from `old` to `new`, as `agentfsm diff` reads them."""
-    found = diff_positions("", "old", _at(old), [], "new", _at(new), [])
-    return found.added, found.removed, found.changed
-
-
-def _at(data: dict[str, Any]) -> Position:
-    return Position("main", 1, None, data, {}, None)
 
 
 class DiffTracker:
@@ -31,12 +20,12 @@ class DiffTracker:
     def diff_contexts(old_context: StateContext, new_context: StateContext) -> dict[str, Any]:
         """`data_changes` (key -> old, new, action: added, removed or modified), `metadata_changes`
         (key -> old, new) and `new_transitions` (those `new_context.history` has beyond `old_context`'s)."""
-        added, removed, changed = _compare(old_context.data, new_context.data)
+        added, removed, changed = compare_data(old_context.data, new_context.data)
         data_changes: dict[str, Any] = {key: {"old": None, "new": value, "action": "added"}
                                         for key, value in added.items()}
         data_changes.update({key: {"old": value, "new": None, "action": "removed"} for key, value in removed.items()})
         data_changes.update({key: {**change, "action": "modified"} for key, change in changed.items()})
-        meta_added, meta_removed, meta_changed = _compare(old_context.metadata, new_context.metadata)
+        meta_added, meta_removed, meta_changed = compare_data(old_context.metadata, new_context.metadata)
         metadata_changes: dict[str, Any] = {key: {"old": None, "new": value} for key, value in meta_added.items()}
         metadata_changes.update({key: {"old": value, "new": None} for key, value in meta_removed.items()})
         metadata_changes.update(meta_changed)
