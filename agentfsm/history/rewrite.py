@@ -35,6 +35,11 @@ def plain_name(name: str) -> bool:
     return bool(name) and name.strip() == name and "@" not in name and name.isprintable()
 
 
+def check_branch_name(name: str) -> None:
+    if not plain_name(name):
+        raise RunRefused(f"'{name}' cannot name a branch: use a name with no '@' and no surrounding spaces")
+
+
 def check_checkpoint_name(name: str, what: str = "checkpoint") -> None:
     """Refuse a checkpoint name `agentfsm rollback RUN --to NAME` could not tell from a point (RunRefused)."""
     if not plain_name(name) or is_point_syntax(name):
@@ -51,9 +56,9 @@ async def rollback(store: Store, run_id: str, to: str | int, *, branch: str | No
     before = await step_at(store, run.id, lineage(branches, point.branch), point.point - 1)
     if before is None or before.next_state is None:
         raise RunRefused(f"{point.label} is the end of branch '{point.branch}' of run {run.id}: nothing runs from there")
-    if branch is not None and not plain_name(branch):
-        raise RunRefused(f"'{branch}' cannot name a branch: use a name with no '@' and no surrounding spaces")
-    name = branch or _next_rollback_name(branches)
+    if branch is not None:
+        check_branch_name(branch)
+    name = branch or next_rollback_name(existing.name for existing in branches)
     if any(existing.name == name for existing in branches):
         raise RunRefused(f"run {run.id} already has a branch '{name}'")
     now = clock()
@@ -131,8 +136,9 @@ def _days(seconds: float) -> str:
     return f"{seconds / 3600:g} hour(s)" if seconds >= 3600 else f"{seconds:g} second(s)"
 
 
-def _next_rollback_name(branches: list[BranchRow]) -> str:
-    names = {branch.name for branch in branches}
+def next_rollback_name(taken: Iterable[str]) -> str:
+    """`rollback-1`, or the first `rollback-N` no branch has."""
+    names = set(taken)
     number = 1
     while f"rollback-{number}" in names:
         number += 1

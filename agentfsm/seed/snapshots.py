@@ -26,7 +26,7 @@ from agentfsm.history.leases import LEASE_SECONDS, new_owner
 from agentfsm.history.lineage import Segment, lineage
 from agentfsm.history.persistence import checkpoint_version, private_context
 from agentfsm.history.recorder import UNCUT, recordable
-from agentfsm.history.rewrite import check_checkpoint_name, plain_name
+from agentfsm.history.rewrite import check_branch_name, check_checkpoint_name, next_rollback_name
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.model import StateContext
 from agentfsm.store import open_store, rules
@@ -121,11 +121,6 @@ _Write = _NewRun | _Step | _Name | _Fork | _Head
 
 def check_point_name(name: str) -> None:
     check_checkpoint_name(name, "rollback point")
-
-
-def check_branch_name(name: str) -> None:
-    if not plain_name(name):
-        raise RunRefused(f"'{name}' cannot name a branch: use a name with no '@' and no surrounding spaces")
 
 
 def _private_store(run_id: str) -> Store:
@@ -308,11 +303,8 @@ class StateHistory:
             self._reset_tracker()
             self._pending.append(_Head(name, self.last_step(name)))
 
-    def free_branch_name(self, prefix: str) -> str:
-        number = 1
-        while f"{prefix}-{number}" in self._branches:
-            number += 1
-        return f"{prefix}-{number}"
+    def free_rollback_name(self) -> str:
+        return next_rollback_name(self._branches)
 
     # -- the store ----------------------------------------------------------------------------------------
 

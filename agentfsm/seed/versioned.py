@@ -15,7 +15,8 @@ from typing import Any
 
 from agentfsm.runtime.events import RunEnded, RunPaused, StepEnded, StepStarted
 from agentfsm.runtime.machine import StateMachine
-from agentfsm.seed.snapshots import StateHistory, StateSnapshot, check_branch_name, check_point_name
+from agentfsm.history.rewrite import check_branch_name
+from agentfsm.seed.snapshots import StateHistory, StateSnapshot, check_point_name
 from agentfsm.store.core import Store
 
 
@@ -141,7 +142,7 @@ class VersionedStateMachine(StateMachine):
 
     async def _go_back(self, branch: str, index: int) -> bool:
         """A new branch after snapshot `index` of `branch`'s path, made the current one; the machine stands there."""
-        self.history.fork(self.history.free_branch_name("rollback"), branch, index + 1, make_head=True)
+        self.history.fork(self.history.free_rollback_name(), branch, index + 1, make_head=True)
         await self.history.flush()
         latest = self.history.latest()
         assert latest is not None  # the new branch starts right after an existing snapshot
