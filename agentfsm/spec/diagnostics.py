@@ -8,7 +8,6 @@ user's document, then the line and column through the source map.
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from agentfsm.spec import models
+from agentfsm.spec.annotations import fields_by_key, is_model_type, is_union, unwrap
 from agentfsm.spec.kinds import state_models
 from agentfsm.spec.models import PROVIDERS
 from agentfsm.spec.problems import Problem, problem
@@ -47,22 +47,12 @@ class _Place:
     is_key: bool
 
 
-def _unwrap(annotation: Any) -> Any:
-    while typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
-    return annotation
-
-
-def _is_union(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
-
-
 def _union_member(annotation: Any, tag: object) -> Any | None:
     """The member of a union that pydantic names `tag` in a loc (a kind, a Tag, or a type name)."""
     for member in typing.get_args(annotation):
         tags = [m.tag for m in getattr(member, "__metadata__", ()) if hasattr(m, "tag")]
-        plain = _unwrap(member)
-        if isinstance(plain, type) and issubclass(plain, BaseModel):
+        plain = unwrap(member)
+        if is_model_type(plain):
             for discriminator in ("type", "provider"):
                 kind = plain.model_fields.get(discriminator)
                 if kind is not None and typing.get_args(kind.annotation) == (tag,):
@@ -89,18 +79,18 @@ def locate(loc: Sequence[int | str]) -> _Place:
             continue
         if isinstance(part, str) and part.startswith(_VALIDATOR_TAGS):
             continue  # a model or field validator wraps the value; the path goes on inside it
-        annotation = _unwrap(annotation)
+        annotation = unwrap(annotation)
         tagged = False
-        while _is_union(annotation):  # `X | None` where X is itself a tagged union: look inside it too
+        while is_union(annotation):  # `X | None` where X is itself a tagged union: look inside it too
             member = _union_member(annotation, part)
             if member is not None:
                 annotation, tagged = member, True
                 break
             non_none = [a for a in typing.get_args(annotation) if a is not type(None)]
-            annotation = _unwrap(non_none[0]) if len(non_none) == 1 else None
+            annotation = unwrap(non_none[0]) if len(non_none) == 1 else None
         if tagged:
             continue
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        if is_model_type(annotation):
             owner = annotation
             field = _field_by_key(annotation, str(part))
             path.append(field[0] if field else part)
@@ -119,10 +109,11 @@ def locate(loc: Sequence[int | str]) -> _Place:
 
 def _field_by_key(model: type[BaseModel], key: str) -> tuple[str, Any] | None:
     """(the key as written in YAML, the field's annotation) for a field name or alias."""
-    for name, field in model.model_fields.items():
-        if key in (name, field.alias):
-            return (field.alias or name), field.annotation
-    return None
+    found = fields_by_key(model).get(key)
+    if found is None:
+        return None
+    name, info = found
+    return (info.alias or name), info.annotation
 
 
 def field_keys(model: type[BaseModel]) -> list[str]:

@@ -18,8 +18,6 @@ module reads the rest, part by part, so that the reference, template and graph c
 
 from __future__ import annotations
 
-import functools
-import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from agentfsm.spec import annotations as hints
 from agentfsm.spec.models import TEMPLATE_KEY
 from agentfsm.spec.yamlsource import NodePath
 
@@ -106,7 +105,7 @@ def _adapter(annotation: Any) -> TypeAdapter[Any]:
 
 
 def _read_parts(annotation: Any, raw: Any) -> Any:
-    plain = _plain(annotation)
+    plain = hints.plain(annotation)
     models = _models(plain)
     if models:
         return _read_model(_candidates(models, raw), raw) if isinstance(raw, dict) else Unreadable(raw)
@@ -136,35 +135,12 @@ def _valid(annotation: Any, value: Any) -> bool:
     return True
 
 
-def _plain(annotation: Any) -> Any:
-    """The type under `Annotated[...]` and `X | None`."""
-    while True:
-        if typing.get_origin(annotation) is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif _is_union(annotation) and len(members := _non_none(annotation)) == 1:
-            annotation = members[0]
-        else:
-            return annotation
-
-
-def _is_union(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
-
-
-def _non_none(annotation: Any) -> list[Any]:
-    return [member for member in typing.get_args(annotation) if member is not type(None)]
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
 def _models(plain: Any) -> tuple[type[BaseModel], ...]:
     """The models a mapping typed `plain` may be: the model itself, or a union's models."""
-    if _is_model(plain):
+    if hints.is_model_type(plain):
         return (plain,)
-    if _is_union(plain):
-        return tuple(member for member in map(_plain, _non_none(plain)) if _is_model(member))
+    if hints.is_union(plain):
+        return tuple(member for member in map(hints.plain, hints.non_none(plain)) if hints.is_model_type(member))
     return ()
 
 
@@ -177,7 +153,7 @@ def _candidates(models: tuple[type[BaseModel], ...], raw: dict[str, Any]) -> tup
         if named:
             return named
     keys = {str(key) for key in raw} - set(tags)
-    return tuple(m for m in models if keys <= _fields_by_key(m).keys()) or models
+    return tuple(m for m in models if keys <= hints.fields_by_key(m).keys()) or models
 
 
 def _discriminators(models: tuple[type[BaseModel], ...]) -> list[str]:
@@ -189,17 +165,6 @@ def _discriminators(models: tuple[type[BaseModel], ...]) -> list[str]:
     ]
 
 
-@functools.cache
-def _fields_by_key(model: type[BaseModel]) -> dict[str, tuple[str, FieldInfo]]:
-    """Key as it may be written (name or alias) -> (attribute name, field)."""
-    keys: dict[str, tuple[str, FieldInfo]] = {}
-    for name, info in model.model_fields.items():
-        keys[name] = (name, info)
-        if info.alias:
-            keys[info.alias] = (name, info)
-    return keys
-
-
 def _shape(info: FieldInfo) -> tuple[Any, ...]:
     return info.annotation, tuple(info.metadata), template_kind(info)
 
@@ -209,7 +174,7 @@ def _read_model(models: tuple[type[BaseModel], ...], raw: dict[str, Any]) -> Par
     infos: dict[str, FieldInfo] = {}
     unknown: set[str] = set()
     for key, value in raw.items():
-        defining = [entry[1] for m in models if (entry := _fields_by_key(m).get(str(key))) is not None]
+        defining = [entry[1] for m in models if (entry := hints.fields_by_key(m).get(str(key))) is not None]
         fields[key] = Unreadable(value)
         if not defining:
             unknown.add(key)
@@ -256,7 +221,7 @@ def value_of(node: Any, key: str) -> Any:
     if isinstance(node, PartialModel):
         return node.fields.get(key, MISSING)
     if isinstance(node, BaseModel):
-        entry = _fields_by_key(type(node)).get(key)
+        entry = hints.fields_by_key(type(node)).get(key)
         return MISSING if entry is None else getattr(node, entry[0])
     return MISSING
 

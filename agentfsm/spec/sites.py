@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from agentfsm.spec.annotations import is_model_type
 from agentfsm.spec.expressions import RESERVED_NAMES, is_template
 from agentfsm.spec.models import IDENTIFIER_PATTERN
 from agentfsm.spec.partial import (
@@ -146,7 +147,7 @@ def _model_gives_names(model: type[BaseModel]) -> bool:
 
 
 def _models_within(annotation: Any) -> Iterator[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+    if is_model_type(annotation):
         yield annotation
     for argument in typing.get_args(annotation):
         yield from _models_within(argument)
