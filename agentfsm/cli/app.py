@@ -88,7 +88,7 @@ StoreOption = Annotated[
                  help="Where runs are kept: sqlite:///PATH (default: .agentfsm/runs.db here)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="A run id (or a unique prefix of one).",
+RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="A run id, or a unique start or end of one (at least 4 characters).",
                                             show_default=False)]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 NoStreamOption = Annotated[bool, typer.Option("--no-stream", help="Do not show LLM replies as they arrive.")]
