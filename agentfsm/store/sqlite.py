@@ -261,6 +261,11 @@ class SQLiteBackend:
             first = page[-1].step + 1
 
 
+def _events_decide(run: RunRow, now: float) -> bool:
+    """Whether a candidate's pending events decide if it is due (not for a dead owner's run, nor a due timer)."""
+    return run.status == "waiting" and (run.wake_at is None or run.wake_at > now)
+
+
 _UPDATES: dict[tuple[tuple[str, ...], bool], str] = {}
 
 _P = ParamSpec("_P")
@@ -418,7 +423,8 @@ class SQLiteTransaction:
         )
         pending = "SELECT DISTINCT name FROM events WHERE run_id = ? AND taken_step IS NULL"
         found = [run_from_row(row) for row in self.db.execute(query, (now, now, limit)).fetchall()]
-        return [DueCandidate(run, tuple(name for (name,) in self.db.execute(pending, (run.id,)))) for run in found]
+        return [DueCandidate(run, tuple(name for (name,) in self.db.execute(pending, (run.id,))))
+                if _events_decide(run, now) else DueCandidate(run) for run in found]
 
     # -- writes --------------------------------------------------------------------------------------
 
