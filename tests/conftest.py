@@ -11,6 +11,9 @@ import pytest
 from agentfsm import Runs
 
 from tests.llm_server import PROXY_VARIABLES, LLMServer, serve
+from tests.postgres import postgres_server, postgres_url
+
+__all__ = ["postgres_server", "postgres_url"]  # fixtures, imported for pytest
 
 
 @pytest.fixture

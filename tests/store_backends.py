@@ -24,7 +24,7 @@ from agentfsm.store.base import Backend, Transaction
 from agentfsm.store.memory import memory_backend
 from agentfsm.store.sqlite import SQLiteBackend
 
-BACKENDS = ("sqlite", "memory")
+BACKENDS = ("sqlite", "memory", "postgres")
 
 NOW = 1_000.0
 LEASE = NOW + 30.0
@@ -50,9 +50,16 @@ class Place:
     clock: Clock = field(default_factory=Clock)
     name: str = field(default_factory=lambda: f"conformance-{next(_names)}")
     opened: list[Store] = field(default_factory=list)
+    url: str | None = None
+    """For a server backend: the URL of this place (a schema of its own)."""
 
     def backend(self) -> Backend:
         """A new connection to this place's rows."""
+        if self.kind == "postgres":
+            from agentfsm.store.postgres import PostgresBackend
+
+            assert self.url is not None
+            return PostgresBackend(self.url)
         if self.kind == "sqlite":
             return SQLiteBackend(self.tmp_path / "runs.db")
         if self.kind == "memory":
@@ -70,6 +77,8 @@ class Place:
 @pytest_asyncio.fixture(params=BACKENDS)
 async def place(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Place]:
     kept = Place(request.param, tmp_path)
+    if request.param == "postgres":  # the session's server, started on first use
+        kept.url = request.getfixturevalue("postgres_server").fresh_url()
     yield kept
     for opened in reversed(kept.opened):
         await opened.close()

@@ -798,8 +798,8 @@ def test_a_store_that_is_not_there_is_not_created(tmp_path: Path) -> None:
     as_json = cli("runs", "--json", store=missing)
     assert (as_json.returncode, json.loads(as_json.stdout)) == (0, []), show(as_json)
     assert not missing.parent.exists()
-    line = one_error_line(cli("runs", store="postgresql://db/runs"))
-    assert "unsupported store URL" in line
+    line = one_error_line(cli("runs", store="mysql://db/runs"))
+    assert "unsupported store URL 'mysql://db/runs'" in line
 
 
 def _locked(store: Path, args: Sequence[object], *, exclusive_mode: bool) -> tuple[subprocess.CompletedProcess[str],

@@ -314,7 +314,8 @@ async def test_store_urls() -> None:
     for url in ("postgresql://user@host/db", "sqlite://host/runs.db", "sqlite:///", "memory://x"):
         with pytest.raises(StoreError) as caught:
             store_path(url)
-        assert str(caught.value) == f"unsupported store URL '{url}': use sqlite:///PATH"
+        assert str(caught.value) == (f"unsupported store URL '{url}': use sqlite:///PATH or "
+                                     "postgresql://USER@HOST:PORT/DATABASE")
     with pytest.raises(StoreError, match="the store URL is empty"):
         store_path("")
 

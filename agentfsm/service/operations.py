@@ -17,7 +17,7 @@ from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.loop import RunResult
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.service.stores import open_runs, store_exists
-from agentfsm.store.base import RunRow
+from agentfsm.store.base import NoStore, RunRow
 
 __all__ = ["EventRecorded", "list_runs", "new_run_id", "resume_run", "rollback_run", "send_event", "start_run",
            "stored_run"]
@@ -76,8 +76,11 @@ async def list_runs(store: str | None, *, status: str | None, machine: str | Non
     """Runs, newest first; none when no run was ever recorded in that store (it is not made for asking)."""
     if not store_exists(store):
         return []
-    async with open_runs(store, create=False) as runs:
-        return await runs.list(status=status, machine=machine, limit=limit)
+    try:
+        async with open_runs(store, create=False) as runs:
+            return await runs.list(status=status, machine=machine, limit=limit)
+    except NoStore:  # a server's schema nobody recorded a run in yet
+        return []
 
 
 async def stored_run(store: str | None, run_id: str) -> RunRow | None:

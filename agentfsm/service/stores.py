@@ -7,12 +7,14 @@ from pathlib import Path
 from agentfsm.service.runs import Runs
 from agentfsm.store import DEFAULT_STORE, default_url, is_memory, open_store, store_path
 from agentfsm.store.base import StoreError
+from agentfsm.store.urls import is_postgres
 
 
 def store_exists(url: str | None) -> bool:
     """Whether the store `url` names (default: $AGENTFSM_STORE, else `.agentfsm/runs.db` here) has been made."""
     url = url or default_url()
-    return is_memory(url) or store_path(url).expanduser().is_file()
+    # a server's store is asked when it is opened (without `create`, a schema without our tables is refused)
+    return is_memory(url) or is_postgres(url) or store_path(url).expanduser().is_file()
 
 
 def open_runs(url: str | None, *, create: bool) -> Runs:

@@ -1,7 +1,8 @@
 """Durable runs: the store interface and `open_store`, which picks a backend from a URL.
 
-`sqlite:///PATH` (the default, `.agentfsm/runs.db` under the working directory) and
-`memory://NAME`. Opening the same URL twice in one process gives the same store (one
+`sqlite:///PATH` (the default, `.agentfsm/runs.db` under the working directory),
+`postgresql://USER[:PASSWORD]@HOST:PORT/DB[?schema=NAME]` (many processes and machines; needs the
+`postgres` extra) and `memory://NAME`. Opening the same URL twice in one process gives the same store (one
 connection, and the steps of all its runs committed together); it closes when the last
 opener closes it. Importing this package is cheap: a backend is imported when a store of
 its kind is opened.
@@ -29,6 +30,8 @@ from agentfsm.store.base import (
     StepRow,
     StoreError,
 )
+from agentfsm.store.urls import is_postgres, mask_url
+
 if TYPE_CHECKING:
     from agentfsm.store.core import Store
 
@@ -69,7 +72,8 @@ def _parse_sqlite(url: str) -> tuple[Path, dict[str, str]]:
     # after `sqlite://` comes an empty host, then `/` and the path, then perhaps `?options`
     rest, _, query = rest.partition("?")
     if scheme.lower() != "sqlite" or not rest.startswith("/") or len(rest) == 1:
-        raise StoreError(f"unsupported store URL '{url}': use sqlite:///PATH")
+        raise StoreError(f"unsupported store URL '{mask_url(url)}': use sqlite:///PATH or "
+                         "postgresql://USER@HOST:PORT/DATABASE")
     options: dict[str, str] = {}
     for pair in filter(None, query.split("&")):
         key, _, value = pair.partition("=")
@@ -107,6 +111,8 @@ def open_store(url: str | None = None, *, synchronous: str | None = None, create
     if is_memory(url):
         name = url[len("memory://"):]
         return _shared(("memory", name), lambda: _memory_store(name))
+    if is_postgres(url):
+        return _shared(("postgres", url, str(create)), lambda: _postgres_store(url, create))
     path, options = _parse_sqlite(url)
     settings = _sqlite_settings(url, options, synchronous)
     key = ("sqlite", str(path.expanduser().absolute()), repr(sorted(settings.items())))
@@ -126,6 +132,13 @@ def _sqlite_store(path: Path, create: bool, settings: dict[str, Any]) -> Store:
     from agentfsm.store.sqlite import SQLiteBackend  # here: listing this package stays cheap
 
     return Store(SQLiteBackend(path, create=create, **settings))
+
+
+def _postgres_store(url: str, create: bool) -> Store:
+    from agentfsm.store.core import Store
+    from agentfsm.store.postgres import PostgresBackend  # psycopg: only for a postgresql:// URL
+
+    return Store(PostgresBackend(url, create=create))
 
 
 def _memory_store(name: str) -> Store:

@@ -40,6 +40,10 @@ class StoreError(Exception):
     """
 
 
+class NoStore(StoreError):
+    """No store was ever made there (reading commands do not make one)."""
+
+
 class RunNotFound(StoreError):
     """No run has that id (or the prefix matches none or several)."""
 
@@ -58,6 +62,11 @@ class RunMoved(Conflict):
 
 class LeaseLost(StoreError):
     """This process no longer holds the run's lease (it was cancelled, or another process took it over)."""
+
+
+class Transient(StoreError):
+    """The transaction failed for a passing reason and changed nothing (a deadlock broken by the database, a
+    connection lost before it committed): running it again may succeed."""
 
 
 class Damaged(StoreError):

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agentfsm.store.base import Backend, Conflict, Damaged, LeaseLost, RunNotFound, StoreError, Transaction
+from agentfsm.store.base import Backend, Conflict, Damaged, LeaseLost, RunNotFound, StoreError, Transaction, Transient
 
 Write = Callable[[Transaction], Awaitable[Any]]
 
@@ -23,6 +23,9 @@ REFUSALS: tuple[type[BaseException], ...] = (Conflict, LeaseLost, RunNotFound, D
 """What a write raises when a rule refuses it, before it wrote anything: it fails alone. (A damaged value is
 met while a write reads the rows it checks, before it writes.) Anything else a write raises (a value that is
 not JSON, say) may come after it wrote part of its rows: it fails the transaction, which changes nothing."""
+
+ATTEMPTS = 5
+"""How many times a transaction that failed for a passing reason (`Transient`) is run."""
 
 MAX_BATCH = 512
 """At most this many writes in one transaction (a bound on how long the write lock is held)."""
@@ -61,15 +64,28 @@ class WriteBatch:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             await self._commit(batch)
 
+    async def _attempt(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
+        """Run the batch's writes in one transaction; a transaction that failed for a passing reason changed
+        nothing (the writes are functions of the transaction), so it is run again, a little later."""
+        for attempt in range(1, ATTEMPTS + 1):
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                async with self.backend.writing() as tx:
+                    for write, _future in batch:
+                        try:
+                            outcomes.append((True, await write(tx)))
+                        except REFUSALS as exc:
+                            outcomes.append((False, exc))
+                return outcomes
+            except Transient:
+                if attempt == ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.01 * 2 ** attempt)
+        raise AssertionError("unreachable")
+
     async def _commit(self, batch: list[tuple[Write, asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
         try:
-            async with self.backend.writing() as tx:
-                for write, _future in batch:
-                    try:
-                        outcomes.append((True, await write(tx)))
-                    except REFUSALS as exc:
-                        outcomes.append((False, exc))
+            outcomes = await self._attempt(batch)
         except BaseException as exc:  # noqa: BLE001 - the transaction failed: every write in it failed
             failure = exc if isinstance(exc, Exception) else StoreError(f"{self.backend.url}: interrupted")
             for _write, future in batch:

@@ -1,0 +1,260 @@
+"""The row operations of one PostgreSQL transaction (see `agentfsm.store.base.Transaction`).
+
+Columns and JSON text are the SQLite store's (`agentfsm.store.sqlite_rows`); only the SQL
+differs. In a write transaction, reading a run locks its row (`FOR UPDATE`): the store's rules
+read a run and then write it, and another process must not change it in between.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from agentfsm.store.base import BranchRow, CheckpointRow, Damaged, DueCandidate, EventRow, RunFilter, RunRow, StepRow
+from agentfsm.store.sqlite_rows import (
+    INSERT_RUN,
+    INSERT_STEP,
+    SELECT_RUN,
+    SELECT_STEP,
+    DamagedValue,
+    column_value,
+    dump,
+    load,
+    prefix_end,
+    run_from_row,
+    run_params,
+    step_from_row,
+    step_params,
+)
+
+if TYPE_CHECKING:
+    from psycopg import AsyncConnection
+
+_INSERT_RUN = INSERT_RUN.replace("?", "%s")
+_INSERT_STEP = INSERT_STEP.replace("?", "%s")
+_UPDATES: dict[tuple[tuple[str, ...], bool], str] = {}
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _loading(read: Callable[_P, Awaitable[_T]]) -> Callable[_P, Awaitable[_T]]:
+    """A read that turns JSON text into values: a value that is not JSON is `Damaged`, naming the store."""
+    @functools.wraps(read)
+    async def checked(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await read(*args, **kwargs)
+        except DamagedValue as exc:
+            tx = args[0]
+            assert isinstance(tx, PostgresTransaction)
+            raise Damaged(f"{tx.url} is damaged ({exc})") from None
+
+    return checked
+
+
+def _events_decide(run: RunRow, now: float) -> bool:
+    """Whether a candidate's pending events decide if it is due (not for a dead owner's run, nor a due timer)."""
+    return run.status == "waiting" and (run.wake_at is None or run.wake_at > now)
+
+
+class PostgresTransaction:
+    """Row operations on one connection inside one transaction; `locking` in a write transaction."""
+
+    __slots__ = ("db", "url", "locking")
+
+    def __init__(self, db: AsyncConnection[Any], url: str, *, locking: bool) -> None:
+        self.db, self.url, self.locking = db, url, locking
+
+    async def _one(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+        cursor = await self.db.execute(query, params)
+        return await cursor.fetchone()
+
+    async def _all(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[Any]:
+        cursor = await self.db.execute(query, params)
+        return await cursor.fetchall()
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    @_loading
+    async def run(self, run_id: str) -> RunRow | None:
+        row = await self._one(f"{SELECT_RUN} WHERE id = %s" + (" FOR UPDATE" if self.locking else ""), (run_id,))
+        return None if row is None else run_from_row(row)
+
+    async def lease_owner(self, run_id: str) -> str | None:
+        row = await self._one("SELECT lease_owner FROM runs WHERE id = %s", (run_id,))
+        return None if row is None else row[0]
+
+    @_loading
+    async def runs_by_prefix(self, prefix: str, limit: int) -> list[RunRow]:
+        end = prefix_end(prefix)
+        query = f"{SELECT_RUN} WHERE id >= %s" + (" AND id < %s" if end else "") + " ORDER BY id LIMIT %s"
+        return [run_from_row(row) for row in await self._all(query, (prefix, end, limit) if end else (prefix, limit))]
+
+    @_loading
+    async def runs_by_suffix(self, suffix: str, limit: int) -> list[RunRow]:
+        query = f"{SELECT_RUN} WHERE right(id, %s) = %s ORDER BY id LIMIT %s"
+        return [run_from_row(row) for row in await self._all(query, (len(suffix), suffix, limit))]
+
+    @_loading
+    async def list_runs(self, where: RunFilter) -> list[RunRow]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.statuses:
+            clauses.append("status = ANY(%s)")
+            params.append(list(where.statuses))
+        for column, value in (("machine", where.machine), ("parent_run", where.parent_run)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        if where.updated_before is not None:
+            clauses.append("updated_at < %s")
+            params.append(where.updated_before)
+        if where.top_level:
+            clauses.append("parent_run IS NULL")
+        query = SELECT_RUN + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        query += " ORDER BY created_at DESC, id DESC"
+        if where.limit is not None:
+            query += " LIMIT %s"
+            params.append(where.limit)
+        return [run_from_row(row) for row in await self._all(query, params)]
+
+    @_loading
+    async def inputs(self, run_id: str) -> dict[str, Any] | None:
+        row = await self._one("SELECT inputs FROM run_inputs WHERE run_id = %s", (run_id,))
+        return None if row is None else load(row[0], {})
+
+    async def source(self, digest: str) -> str | None:
+        row = await self._one("SELECT text FROM sources WHERE digest = %s", (digest,))
+        return None if row is None else row[0]
+
+    async def branches(self, run_id: str) -> list[BranchRow]:
+        query = "SELECT name, parent, fork, created_at FROM branches WHERE run_id = %s ORDER BY created_at, seq"
+        return [BranchRow(*row) for row in await self._all(query, (run_id,))]
+
+    @_loading
+    async def steps(self, run_id: str, branch: str, first: int, last: int | None, limit: int | None) -> list[StepRow]:
+        query = f"{SELECT_STEP} WHERE run_id = %s AND branch = %s AND step >= %s"
+        params: list[Any] = [run_id, branch, first]
+        if last is not None:
+            query += " AND step <= %s"
+            params.append(last)
+        query += " ORDER BY step"
+        if limit is not None:
+            query += " LIMIT %s"
+            params.append(limit)
+        return [step_from_row(row) for row in await self._all(query, params)]
+
+    @_loading
+    async def context_rows(self, run_id: str, branch: str, first: int, last: int) -> list[StepRow]:
+        # the newest snapshot in range bounds the read: rows older than it are never fetched
+        query = (f"{SELECT_STEP} WHERE run_id = %s AND branch = %s AND step <= %s AND context_kind IS NOT NULL "
+                 "AND step >= GREATEST(%s, COALESCE((SELECT max(step) FROM steps WHERE run_id = %s AND branch = %s "
+                 "AND step >= %s AND step <= %s AND context_kind = 'snapshot'), %s)) ORDER BY step DESC")
+        params = (run_id, branch, last, first, run_id, branch, first, last, first)
+        return [step_from_row(row) for row in await self._all(query, params)]
+
+    @_loading
+    async def tally_row(self, run_id: str, branch: str, first: int, last: int) -> StepRow | None:
+        query = (f"{SELECT_STEP} WHERE run_id = %s AND branch = %s AND step >= %s AND step <= %s "
+                 "AND tally IS NOT NULL ORDER BY step DESC LIMIT 1")
+        row = await self._one(query, (run_id, branch, first, last))
+        return None if row is None else step_from_row(row)
+
+    @_loading
+    async def newest_step(self, run_id: str, branch: str, first: int, last: int | None) -> StepRow | None:
+        bound = "" if last is None else f" AND step <= {int(last)}"
+        query = f"{SELECT_STEP} WHERE run_id = %s AND branch = %s AND step >= %s{bound} ORDER BY step DESC LIMIT 1"
+        row = await self._one(query, (run_id, branch, first))
+        return None if row is None else step_from_row(row)
+
+    async def checkpoints(self, run_id: str) -> list[CheckpointRow]:
+        query = "SELECT name, branch, point, created_at FROM checkpoints WHERE run_id = %s ORDER BY created_at, seq"
+        return [CheckpointRow(*row) for row in await self._all(query, (run_id,))]
+
+    async def checkpoint_names(self, run_id: str, prefix: str) -> set[str]:
+        query = "SELECT name FROM checkpoints WHERE run_id = %s AND left(name, %s) = %s"
+        return {name for (name,) in await self._all(query, (run_id, len(prefix), prefix))}
+
+    @_loading
+    async def pending_events(self, run_id: str) -> list[EventRow]:
+        query = ("SELECT id, name, data, created_at, taken_branch, taken_step FROM events "
+                 "WHERE run_id = %s AND taken_step IS NULL ORDER BY id")
+        return [EventRow(row[0], row[1], load(row[2]), row[3], row[4], row[5])
+                for row in await self._all(query, (run_id,))]
+
+    async def pending_event_ids(self, run_id: str) -> set[int]:
+        query = "SELECT id FROM events WHERE run_id = %s AND taken_step IS NULL"
+        return {event_id for (event_id,) in await self._all(query, (run_id,))}
+
+    @_loading
+    async def due_candidates(self, now: float, limit: int) -> list[DueCandidate]:
+        query = (
+            f"{SELECT_RUN} WHERE (status = 'waiting' AND (wake_at <= %s OR EXISTS "
+            "(SELECT 1 FROM events WHERE events.run_id = runs.id AND events.taken_step IS NULL))) "
+            "OR (status = 'running' AND (lease_owner IS NULL OR lease_expires < %s)) ORDER BY created_at, id LIMIT %s"
+        )
+        found = [run_from_row(row) for row in await self._all(query, (now, now, limit))]
+        pending = "SELECT DISTINCT name FROM events WHERE run_id = %s AND taken_step IS NULL"
+        return [DueCandidate(run, tuple(name for (name,) in await self._all(pending, (run.id,))))
+                if _events_decide(run, now) else DueCandidate(run) for run in found]
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    async def insert_run(self, run: RunRow, inputs: Mapping[str, Any], source: str | None) -> None:
+        if source is not None and run.digest is not None:
+            await self.add_source(run.digest, source)
+        await self.db.execute(_INSERT_RUN, run_params(run))
+        await self.db.execute("INSERT INTO run_inputs (run_id, inputs) VALUES (%s, %s)", (run.id, dump(dict(inputs))))
+
+    async def insert_branch(self, run_id: str, branch: BranchRow) -> None:
+        await self.db.execute("INSERT INTO branches (run_id, name, parent, fork, created_at) VALUES (%s, %s, %s, %s, %s)",
+                              (run_id, branch.name, branch.parent, branch.fork, branch.created_at))
+
+    async def insert_step(self, run_id: str, step: StepRow) -> None:
+        await self.db.execute(_INSERT_STEP, step_params(run_id, step))
+
+    async def insert_checkpoint(self, run_id: str, checkpoint: CheckpointRow) -> bool:
+        query = ("INSERT INTO checkpoints (run_id, name, branch, point, created_at) VALUES (%s, %s, %s, %s, %s) "
+                 "ON CONFLICT DO NOTHING")
+        params = (run_id, checkpoint.name, checkpoint.branch, checkpoint.point, checkpoint.created_at)
+        return (await self.db.execute(query, params)).rowcount > 0
+
+    async def update_run(self, run_id: str, values: Mapping[str, Any], *, owner: str | None = None) -> bool:
+        columns = tuple(values)
+        key = (columns, owner is not None)
+        query = _UPDATES.get(key)
+        if query is None:  # a few shapes, built once each
+            query = f"UPDATE runs SET {', '.join(f'{column} = %s' for column in columns)} WHERE id = %s"
+            query += " AND lease_owner = %s" if owner is not None else ""
+            _UPDATES[key] = query
+        params = [column_value(column, value) for column, value in values.items()]
+        params.append(run_id)
+        if owner is not None:
+            params.append(owner)
+        return (await self.db.execute(query, params)).rowcount > 0
+
+    async def add_source(self, digest: str, text: str) -> None:
+        await self.db.execute("INSERT INTO sources (digest, text) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                              (digest, text))
+
+    async def take_event(self, run_id: str, event_id: int, branch: str, step: int) -> bool:
+        query = ("UPDATE events SET taken_branch = %s, taken_step = %s "
+                 "WHERE id = %s AND run_id = %s AND taken_step IS NULL")
+        return (await self.db.execute(query, (branch, step, event_id, run_id))).rowcount > 0
+
+    async def set_aside_events(self, run_id: str, branch: str) -> None:
+        await self.db.execute("UPDATE events SET taken_branch = %s, taken_step = -1 "
+                              "WHERE run_id = %s AND taken_step IS NULL", (branch, run_id))
+
+    async def insert_event(self, run_id: str, name: str, data: Any, now: float) -> int:
+        row = await self._one("INSERT INTO events (run_id, name, data, created_at) VALUES (%s, %s, %s, %s) "
+                              "RETURNING id", (run_id, name, dump(data), now))
+        return int(row[0])
+
+    async def delete_runs(self, run_ids: list[str]) -> None:
+        for table in ("steps", "branches", "checkpoints", "events", "run_inputs"):
+            await self.db.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (run_ids,))
+        await self.db.execute("DELETE FROM runs WHERE id = ANY(%s)", (run_ids,))
+        await self.db.execute("DELETE FROM sources WHERE NOT EXISTS "
+                              "(SELECT 1 FROM runs WHERE runs.digest = sources.digest)")
