@@ -85,7 +85,8 @@ def _global_options(
 StoreOption = Annotated[
     str | None,
     typer.Option("--store", envvar="AGENTFSM_STORE", metavar="URL", show_default=False,
-                 help="Where runs are kept: sqlite:///PATH (default: .agentfsm/runs.db here)."),
+                 help="Where runs are kept: sqlite:///PATH (default: .agentfsm/runs.db here) or "
+                      "postgresql://USER@HOST:PORT/DB[?schema=NAME]."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="A run id, or a unique start or end of one (at least 4 characters).",

@@ -11,6 +11,8 @@ from typing import Any
 
 import typer
 
+from agentfsm.service.urls import mask_url
+
 
 def say_error(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
@@ -53,8 +55,9 @@ def when(timestamp: float | None) -> str:
 
 
 def store_hint(store_option: str | None) -> str:
-    """` --store URL` to repeat in a suggested command, when the store was not the default one."""
-    return f" --store {shlex.quote(store_option)}" if store_option else ""
+    """` --store URL` to repeat in a suggested command, when the store was not the default one (its password
+    masked: a password is never printed; PGPASSWORD or ~/.pgpass keep it out of the URL)."""
+    return f" --store {shlex.quote(mask_url(store_option))}" if store_option else ""
 
 
 _ONE_LINE = str.maketrans("\n\r\t", "   ")

@@ -73,7 +73,7 @@ class PostgresBackend:
             raise StoreError(connect_error(self.url, exc)) from None
         try:
             if db.info.server_version < OLDEST_SERVER:
-                version = db.info.parameter_status("server_version") or str(db.info.server_version)
+                version = (db.info.parameter_status("server_version") or str(db.info.server_version)).split()[0]
                 raise StoreError(f"{self.url}: PostgreSQL {version} is too old; agentfsm needs PostgreSQL 13 or newer")
             await db.execute(f"SET search_path TO {self.schema}")
             if not self._checked:

@@ -1,0 +1,119 @@
+"""The CLI on a real PostgreSQL server: what works on SQLite works the same, and bad URLs get one line, exit 2.
+
+The store behaviour itself is the conformance suite's (tests/test_store_conformance.py runs on
+PostgreSQL too); these tests drive `python -m agentfsm` as a user does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agentfsm.store import StoreError, open_store
+from agentfsm.store.base import RunFilter
+from tests.helpers import environment_without_proxies
+from tests.postgres import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+APPROVAL = ROOT / "machines" / "approval.yaml"
+
+
+def cli(*args: object, store: str) -> subprocess.CompletedProcess[str]:
+    env = {**environment_without_proxies(), "AGENTFSM_STORE": store}
+    return subprocess.run([sys.executable, "-m", "agentfsm", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def show(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def as_json(result: subprocess.CompletedProcess[str], code: int = 0) -> object:
+    assert result.returncode == code, show(result)
+    return json.loads(result.stdout)
+
+
+def test_the_approval_flow_with_rollback_diff_and_prune(postgres_server: Cluster) -> None:
+    url = postgres_server.fresh_url()
+    outputs: list[subprocess.CompletedProcess[str]] = []
+
+    def step(*args: object, code: int = 0) -> object:
+        result = cli(*args, "--json", store=url)
+        outputs.append(result)
+        return as_json(result, code)
+
+    started = step("run", APPROVAL, "-i", "topic=the store", "-q", code=3)
+    run_id = started["run_id"]
+    assert started["status"] == "waiting"
+    assert step("send", run_id, "rejected", "--data", '{"comment": "shorter"}', "-q", code=3)["status"] == "waiting"
+    assert [point["name"] for point in step("checkpoints", run_id)] == ["review", "review#2"]
+    rolled = step("rollback", run_id, "--to", "review", "--resume", "-q", code=3)
+    assert rolled["status"] == "waiting", rolled
+    changed = step("diff", run_id, "main@2", "main@4")
+    assert "revisions" in json.dumps(changed)
+    done = step("send", run_id, "approved", "--data", '{"by": "ada"}', "-q")
+    assert done["status"] == "succeeded" and done["output"]["revisions"] == 0, done
+    history = step("history", run_id)
+    assert [row["state"] for row in history] == ["draft", "review", "published"]
+    [listed] = step("runs")
+    assert (listed["run_id"], listed["status"]) == (run_id, "succeeded")
+    pruned = step("prune", "--older-than", "0")
+    assert [run["run_id"] for run in pruned["runs"]] == [run_id]
+    assert step("runs") == []
+    for result in outputs:  # the URL carries a password: no output shows it
+        assert postgres_server.password not in result.stdout + result.stderr, show(result)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr and result.returncode == 2, show(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), show(result)
+    return lines[0]
+
+
+def test_bad_servers_and_urls_get_one_line_and_exit_2(postgres_server: Cluster) -> None:
+    port = postgres_server.port
+    wrong = one_error_line(cli("runs", store=postgres_server.url(password="wrong-secret")))
+    assert "cannot log in to postgresql://agentfsm:***@127.0.0.1" in wrong and "password authentication failed" in wrong
+    assert "wrong-secret" not in wrong
+    missing = postgres_server.url().replace(f"{port}/agentfsm", f"{port}/nosuchdb")
+    assert 'database "nosuchdb" does not exist' in one_error_line(cli("runs", store=missing))
+    unreachable = postgres_server.url().replace(f":{port}/", ":1/")
+    assert "cannot reach the PostgreSQL server" in one_error_line(cli("runs", store=unreachable))
+    assert "unsupported store URL 'mysql://u:***@db/x'" in one_error_line(cli("runs", store="mysql://u:pw@db/x"))
+    bad_schema = one_error_line(cli("runs", store=postgres_server.url("Bad-Name")))
+    assert "schema must be lower-case letters, digits and _" in bad_schema
+    # a reading command makes no store: the schema is still not there afterwards
+    fresh = postgres_server.fresh_url()
+    assert "no store at" in one_error_line(cli("history", "abcd", store=fresh))
+    schema = fresh.rpartition("schema=")[2]
+    assert postgres_server.psql(f"SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'").strip() == "0"
+
+
+def test_a_server_too_old_and_a_store_too_new_are_refused(postgres_server: Cluster,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentfsm.store import postgres
+
+    url = postgres_server.fresh_url()
+
+    async def listing() -> None:
+        store = open_store(url)
+        try:
+            await store.list_runs(RunFilter())
+        finally:
+            await store.close()
+
+    asyncio.run(listing())  # made at the current version
+    schema = url.rpartition("schema=")[2]
+    postgres_server.psql(f"UPDATE {schema}.meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=r"was written by a newer agentfsm \(store schema 99"):
+        asyncio.run(listing())
+    # the server here is PostgreSQL 15: pretend the oldest supported one is newer than it
+    monkeypatch.setattr(postgres, "OLDEST_SERVER", 990000)
+    with pytest.raises(StoreError, match=r"PostgreSQL 15\.\S+ is too old; agentfsm needs PostgreSQL 13 or newer"):
+        asyncio.run(listing())
