@@ -25,19 +25,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.services import find_binary, require_binary
+
 DATABASE = "agentfsm"
 USER = "agentfsm"
 _schemas = itertools.count()
 
 
 def find_bin_dir() -> Path | None:
-    """The folder holding initdb and pg_ctl: on PATH, else Debian's newest /usr/lib/postgresql/N/bin."""
-    found = shutil.which("initdb")
-    if found and shutil.which("pg_ctl"):
-        return Path(found).resolve().parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                      key=lambda path: int(path.parent.parent.name) if path.parent.parent.name.isdigit() else 0)
-    return versions[-1].parent if versions else None
+    """The folder holding initdb, pg_ctl and psql: on PATH, else Debian's newest /usr/lib/postgresql/N/bin."""
+    found = find_binary("initdb")
+    return Path(found).resolve().parent if found else None
 
 
 def _free_port() -> int:
@@ -117,18 +115,8 @@ class Cluster:
 
 
 def require_postgres() -> Path:
-    """The binaries' folder; skips (or fails in CI) with how to install them when there are none."""
-    bin_dir = find_bin_dir()
-    if bin_dir is not None:
-        return bin_dir
-    try:
-        from tests.services import require_binary
-    except ImportError:  # pragma: no cover - tests/services.py lands with the coordinator's CI change
-        how = "PostgreSQL is not installed (apt-get install postgresql, or put initdb and pg_ctl on PATH)"
-        if os.environ.get("AGENTFSM_REQUIRE_SERVICES") == "1":
-            pytest.fail(how)
-        pytest.skip(how)
-    return Path(require_binary("initdb", package="postgresql")).parent
+    """The binaries' folder; skips (fails in CI) saying how to install them when there are none."""
+    return Path(require_binary("initdb", package="postgresql")).resolve().parent
 
 
 @pytest.fixture(scope="session")
