@@ -142,12 +142,22 @@ def validate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a JSON list of {file, line, column, severity, code, message}.")
     ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Count every warning as an error (exit 2).")] = False,
+    paths: Annotated[
+        bool, typer.Option("--paths", help="List the paths from the initial state to each final or fail state.")
+    ] = False,
+    max_length: Annotated[
+        int, typer.Option("--max-length", metavar="N", min=1, help="With --paths: at most N states per path.")
+    ] = 30,
 ) -> None:
     """Check machine files; print every problem as FILE:LINE:COL: severity code message."""
-    from agentfsm.cli.commands import guarded, validate_command
+    from agentfsm.cli.commands import guarded, paths_command, validate_command
 
     with guarded(_options["debug"]):
-        code = validate_command(files, as_json=as_json)
+        if paths:
+            code = paths_command(files, as_json=as_json, max_length=max_length)
+        else:
+            code = validate_command(files, as_json=as_json, strict=strict)
     raise typer.Exit(code)
 
 

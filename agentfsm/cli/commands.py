@@ -110,10 +110,10 @@ def run_command(
     return finish(result, as_json=as_json, store_option=store)
 
 
-def validate_command(files: list[Path], *, as_json: bool) -> int:
+def validate_command(files: list[Path], *, as_json: bool, strict: bool = False) -> int:
     from agentfsm.service.language import validate_files
 
-    problems = validate_files(files)
+    problems = validate_files(files, strict=strict)
     if as_json:
         typer.echo(json.dumps([p.as_dict() for p in problems], ensure_ascii=False))  # one line, as every --json
     else:
@@ -124,6 +124,29 @@ def validate_command(files: list[Path], *, as_json: bool) -> int:
         summary = f"{len(files)} file(s) checked: {errors} error(s), {warnings} warning(s)"
         note(summary if problems else f"{len(files)} file(s) checked: no problems")
     return exit_codes.BAD_INPUT if any(p.severity == "error" for p in problems) else exit_codes.SUCCESS
+
+
+def paths_command(files: list[Path], *, as_json: bool, max_length: int) -> int:
+    """`validate --paths`: each file's paths from its initial state to its end states, one per line."""
+    from agentfsm.service.language import machine_paths
+
+    listings = [(file, machine_paths(file, max_length=max_length, limit=1000)) for file in files]
+    if as_json:
+        typer.echo(json.dumps([{"file": str(file), "truncated": listing.truncated,
+                                "paths": [path.as_dict() for path in listing.paths]} for file, listing in listings]))
+        return exit_codes.SUCCESS
+    for file, listing in listings:
+        end = None
+        for path in listing.paths:
+            if path.end != end:
+                end = path.end
+                typer.echo(f"{file}: to {end} ({path.end_type})")
+            typer.echo(f"  {path}")
+        if not listing.paths:
+            note(f"{file}: no path reaches a final or fail state within {max_length} states")
+        if listing.truncated:
+            note(f"{file}: more paths exist (longer than {max_length} states, or over 1000); see --max-length")
+    return exit_codes.SUCCESS
 
 
 def diagram_command(file: Path, output: Path | None) -> int:

@@ -19,6 +19,7 @@ class PythonStateSpec(ActiveStateSpec):
     """Run a user's `State` subclass; its `execute` returns the next state's name, an Event, or None."""
 
     routes_itself: ClassVar[bool] = True
+    assigns_freely: ClassVar[bool] = True
 
     type: Literal["python"]
     call: PythonRef = Field(description="`module:StateSubclass`; the machine file's folder is searched first.")

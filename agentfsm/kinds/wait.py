@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,8 @@ WAIT_TIMEOUT_EVENT = "timeout"
 
 class WaitStateSpec(RoutedStateSpec):
     """Pause the run until an external event arrives or the timer runs out; the process may exit meanwhile."""
+
+    suspends: ClassVar[bool] = True
 
     type: Literal["wait"]
     event: EventNames = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,33 @@ from agentfsm.spec.loader import LoadedSpec, load_spec, validate_file
 from agentfsm.spec.problems import Problem
 
 
-def validate_files(files: Iterable[Path]) -> list[Problem]:
-    """Every problem of every file, in order; nothing a file names is imported or called."""
+def validate_files(files: Iterable[Path], *, analyse: bool = True, strict: bool = False) -> list[Problem]:
+    """Every problem of every file, in order; nothing a file names is imported or called.
+
+    `analyse` adds the static analysis (`agentfsm.spec.analysis`) of each file that has no error;
+    `strict` makes every warning an error.
+    """
+    from agentfsm.spec.analysis import analyse as analysis
+
     problems: list[Problem] = []
     for file in files:
-        problems.extend(validate_file(file).problems)
+        report = validate_file(file)
+        found = list(report.problems)
+        if analyse and report.ok and report.spec is not None and report.source_map is not None:
+            found.extend(analysis(report.spec, report.source_map, report.display_name))
+            found.sort(key=lambda p: (p.line, p.column))
+        if strict:
+            found = [dataclasses.replace(p, severity="error") for p in found]
+        problems.extend(found)
     return problems
+
+
+def machine_paths(file: Path, *, max_length: int, limit: int) -> Any:
+    """The paths from the initial state to each end state of a valid machine (`validate --paths`): a
+    `spec.paths.PathListing`. Raises MachineFileError when the file is invalid."""
+    from agentfsm.spec.paths import machine_paths as paths
+
+    return paths(load_spec(file).spec, max_length=max_length, limit=limit)
 
 
 def load_definition(path: Path) -> LoadedSpec:

@@ -162,6 +162,10 @@ class StateSpec(LanguageModel):
     """A state of this kind ends the run."""
     routes_itself: ClassVar[bool] = False
     """A state of this kind names its next state itself when it runs, so it may go to any state."""
+    assigns_freely: ClassVar[bool] = False
+    """A state of this kind runs the user's code, which may assign any context key."""
+    suspends: ClassVar[bool] = False
+    """A state of this kind may suspend the run until an outside event (so a cycle through it is bounded by people)."""
 
     description: str | None = Field(None, description="What the state is for, for people reading the machine.")
     on_enter: list[SetAction] = Field(default_factory=list, description="Actions run when the state is entered.")

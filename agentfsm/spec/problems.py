@@ -52,10 +52,24 @@ CODES: dict[str, tuple[Severity, str]] = {
                                "the run would fail with `transition.none` when the timer runs out."),
     "unreachable-state": ("warning", "No path leads from `initial` to this state."),
     "no-way-out": ("warning", "No `final` or `fail` state can be reached from this state."),
+    # static analysis (`agentfsm validate` only; errors with `--strict`)
+    "shadowed-rule": ("warning", "A rule can never be taken: an earlier rule on the same event has no guard, or the "
+                      "earlier rules' guards can never all be false (such as `n < 3` and `n >= 3`)."),
+    "trap-state": ("warning", "No `final` or `fail` state can be reached from this state once the rules that can "
+                   "never be taken are discounted."),
+    "unbounded-cycle": ("warning", "A cycle with no `max_visits` on any of its states, no `wait` in it, and no guard "
+                        "in it reading a value the cycle changes: only `max_steps` ends it."),
+    "wait-without-timeout": ("warning", "A `wait` state has no `timeout:`; if the event never comes the run waits "
+                             "for ever."),
+    "maybe-undefined": ("warning", "A template reads a context key that some path from the initial state to it "
+                        "never assigns (the message names the path); guard it with `is defined` or `default()`."),
     # templates and guards
     "template-syntax": ("error", "A template or guard is not valid Jinja2."),
     "undefined-variable": ("warning", "A template uses a name that no input, context key, `save`, `set` or `as` provides."),
 }
+
+ANALYSIS_CODES = frozenset({"shadowed-rule", "trap-state", "unbounded-cycle", "wait-without-timeout", "maybe-undefined"})
+"""Codes only `agentfsm validate` reports (its static analysis, `agentfsm.spec.analysis`), not every load."""
 
 
 @dataclass(frozen=True, slots=True)
