@@ -15,21 +15,23 @@ PACKAGE = Path(__file__).resolve().parent.parent / "agentfsm"
 
 # layer -> layers it may import from (besides itself)
 ALLOWED = {
-    "diagram": set(),
-    "spec": set(),
-    "runtime": {"diagram"},
-    "store": set(),
-    "bindings": {"spec", "runtime"},
-    "compiler": {"spec", "runtime", "bindings"},
+    # the numbers of every bound (docs/security.md) and the deadline renders watch: a leaf any layer may read
+    "limits": set(),
+    "diagram": {"limits"},
+    "spec": {"limits"},
+    "runtime": {"diagram", "limits"},
+    "store": {"limits"},
+    "bindings": {"spec", "runtime", "limits"},
+    "compiler": {"spec", "runtime", "bindings", "limits"},
     # a kind brings its spec model, checks, runtime State and compile step; the language loads kinds by name
-    "kinds": {"spec", "runtime", "bindings", "compiler"},
-    "history": {"runtime", "bindings", "store"},
-    "observability": {"spec", "runtime", "bindings", "store", "history", "diagram"},
-    "service": {"spec", "runtime", "bindings", "compiler", "store", "history"},
-    "api": {"runtime", "service"},
-    "reference": {"spec", "runtime"},
-    "seed": {"runtime", "store", "history", "service"},
-    "cli": {"service", "observability"},
+    "kinds": {"spec", "runtime", "bindings", "compiler", "limits"},
+    "history": {"runtime", "bindings", "store", "limits"},
+    "observability": {"spec", "runtime", "bindings", "store", "history", "diagram", "limits"},
+    "service": {"spec", "runtime", "bindings", "compiler", "store", "history", "limits"},
+    "api": {"runtime", "service", "limits"},
+    "reference": {"spec", "runtime", "limits"},
+    "seed": {"runtime", "store", "history", "service", "limits"},
+    "cli": {"service", "observability", "limits"},
 }
 EXCEPTIONS: set[tuple[str, str]] = set()
 """(module, layer) imports allowed against the rule above: none."""

@@ -211,7 +211,7 @@ class CommandToolClient:
             try:
                 value = item.render(scope)
             except ExpressionError as exc:
-                raise StateError("template.error", f"{where}: {exc}") from None
+                raise StateError(exc.error_type, f"{where}: {exc}") from None
             argv.append(_argument(value, where))
         return argv
 

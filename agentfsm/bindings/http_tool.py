@@ -131,7 +131,7 @@ class HttpToolClient:
             try:
                 value = part.render(scope)
             except ExpressionError as exc:
-                raise StateError("template.error", f"tools.{self.name}.http: {exc}") from None
+                raise StateError(exc.error_type, f"tools.{self.name}.http: {exc}") from None
             pieces.append(_component(value, f"tools.{self.name}.http"))
         return "".join(pieces)
 
@@ -141,7 +141,7 @@ class HttpToolClient:
         try:
             return _render_value(self.body, scope)
         except ExpressionError as exc:
-            raise StateError("template.error", f"tools.{self.name}.json: {exc}") from None
+            raise StateError(exc.error_type, f"tools.{self.name}.json: {exc}") from None
 
     # -- the response --------------------------------------------------------------------------
 

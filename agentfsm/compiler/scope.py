@@ -59,7 +59,7 @@ def compile_assignments(values: dict[str, Any]) -> Callable[[dict[str, Any]], di
 
 def template_failure(exc: ExpressionError, where: str | None = None) -> StateError:
     message = f"{where}: {exc}" if where else str(exc)
-    return StateError("template.error", message)
+    return StateError(exc.error_type, message)
 
 
 def rendered(render: Renderer, scope: dict[str, Any], where: str) -> Any:

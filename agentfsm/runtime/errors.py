@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 ERROR_TYPES: dict[str, str] = {
-    "timeout": "The state ran longer than its `timeout`; its work was cancelled.",
+    "timeout": "The state ran longer than its `timeout`; its work was cancelled (a template rendering when the "
+    "timeout runs out is stopped too).",
     "template.error": "A template failed: an undefined variable, a sandbox violation, a type error. "
     "Catchable in a state's own work; in a guard or a rule's `set:` it ends the run, like a missing transition.",
+    "template.limit": "A template went over its render budget (loop iterations and calls, output size, the size of "
+    "a string or list it builds: docs/security.md gives the numbers). Catchable like `template.error`.",
     "llm.error": "The LLM binding failed (for `scripted`: no reply left for this call).",
     "llm.parse": "The reply could not be parsed as the state's `parse:` asks (for example not JSON), "
     "or a provider answered 2xx with a body that is not its protocol's JSON.",

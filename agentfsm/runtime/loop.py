@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
+from agentfsm.limits import deadline
 from agentfsm.runtime.calls import Usage, add_usage
 from agentfsm.runtime.errors import UNCATCHABLE, StateError, as_state_error
 from agentfsm.runtime.events import (
@@ -98,7 +99,8 @@ async def _execute_before_deadline(state: State, context: StateContext, seconds:
     try:
         async with asyncio.timeout(seconds):
             try:
-                return await state.execute(context)
+                with deadline(seconds):  # renders cannot be interrupted by asyncio: they watch this instead
+                    return await state.execute(context)
             except TimeoutError as exc:  # the state's own TimeoutError, not our deadline
                 raise as_state_error(exc, state.name) from None
     except TimeoutError:

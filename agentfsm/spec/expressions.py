@@ -17,24 +17,45 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.meta import find_undeclared_variables
 from jinja2.parser import Parser
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from agentfsm.limits import TEMPLATE_MAX_ITEMS, TEMPLATE_MAX_STRING, TEMPLATE_MAX_WIDTH
+from agentfsm.spec.template_budget import (
+    TemplateLimit,
+    budgeted,
+    bounded_filters,
+    bounded_lipsum,
+    built,
+    check_method,
+    emitted,
+    step,
+)
 
 RESERVED_NAMES = frozenset({"event", "result", "run"})
 """Names every template sees besides the context keys; no input or context key may take them."""
 
 MAX_EXPONENT = 10_000
-MAX_SEQUENCE_LENGTH = 1_000_000
 MAX_INT_BITS = 14_000
 """Below Python's 4,300-digit limit for printing an int, so every result can be shown."""
-MAX_FORMAT_WIDTH = 10_000
+MAX_FORMAT_WIDTH = TEMPLATE_MAX_WIDTH
+_STEP_FILTER = "agentfsm.step"
+"""A filter no template can name (the dot): the compiler puts it at the top of every loop body."""
 
 
 class ExpressionError(Exception):
-    """A template or guard failed while rendering; the message is one line for a person."""
+    """A template or guard failed while rendering; the message is one line for a person.
+
+    `error_type` is the taxonomy type a state reports it as: `template.limit` when the render went over its
+    budget, `timeout` when the state's timeout ran out during it, else `template.error`.
+    """
+
+    def __init__(self, message: str, error_type: str = "template.error") -> None:
+        super().__init__(message)
+        self.error_type = error_type
 
 
 class _Undefined(StrictUndefined):
@@ -44,10 +65,74 @@ class _Undefined(StrictUndefined):
     __repr__ = StrictUndefined._fail_with_undefined_error  # type: ignore[assignment]
 
 
-class _LimitedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus bounds on `**`, `*` and format widths so a template cannot exhaust memory."""
+class _CompileOnly(CodeGenerator):
+    """Jinja's code generator, minus everything that runs template code while compiling.
 
-    intercepted_binops = frozenset({"**", "*", "%"})
+    Jinja folds constant expressions at compile time (its optimizer, constant output, `{% autoescape %}`
+    values): `validate` would run `[1]|slice(10**9)|list` outside any budget. Here nothing but literal text is
+    evaluated before a render; every `~` and every piece of output is counted against the render's budget.
+    """
+
+    def _output_child_to_const(self, node: nodes.Expr, frame: Frame, finalize: Any) -> str:
+        if not isinstance(node, nodes.TemplateData):
+            raise nodes.Impossible()
+        return super()._output_child_to_const(node, frame, finalize)
+
+    def _output_const_repr(self, group: Any) -> str:
+        return f"environment.emitted({super()._output_const_repr(group)})"
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        self.write("environment.emitted(")
+        super()._output_child_pre(node, frame, finalize)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        super()._output_child_post(node, frame, finalize)
+        self.write(")")
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.built(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+    def visit_EvalContextModifier(self, node: nodes.EvalContextModifier, frame: Frame) -> None:
+        for keyword in node.options:
+            self.writeline(f"context.eval_ctx.{keyword.key} = ")
+            self.visit(keyword.value, frame)
+            if isinstance(keyword.value, nodes.Const):
+                setattr(frame.eval_ctx, keyword.key, keyword.value.value)
+            else:
+                frame.eval_ctx.volatile = True
+
+
+class _NamesUsed(_CompileOnly):
+    """jinja2.meta's TrackingCodeGenerator on our generator: finding a template's names must not fold it either."""
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment, "<introspection>", "<introspection>", optimized=False)
+        self.undeclared_identifiers: set[str] = set()
+
+    def write(self, x: str) -> None:
+        """Nothing is written: only the names matter."""
+
+    def enter_frame(self, frame: Frame) -> None:
+        super().enter_frame(frame)
+        for _, (action, param) in frame.symbols.loads.items():
+            if action == "resolve" and param not in self.environment.globals:
+                self.undeclared_identifiers.add(param)
+
+
+def find_undeclared_variables(ast: nodes.Template) -> set[str]:
+    names = _NamesUsed(ast.environment)
+    names.visit(ast)
+    return names.undeclared_identifiers
+
+
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus bounds on `**`, `*` and format widths so a template cannot exhaust memory,
+    and every call, loop iteration and piece of output counted against the render's budget."""
+
+    code_generator_class = _CompileOnly
+    intercepted_binops = frozenset({"**", "*", "%", "+"})
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**":
@@ -55,8 +140,23 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         if operator_name == "%":
             if isinstance(left, str):
                 _check_printf_widths(left, right)
-            return operator.mod(left, right)
+            return built(operator.mod(left, right))
+        if operator_name == "+":
+            return built(operator.add(left, right))
         return _bounded_multiply(left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's
+        step()
+        check_method(__obj, args, kwargs)
+        return built(super().call(__context, __obj, *args, **kwargs))
+
+    @staticmethod
+    def emitted(text: str) -> str:
+        return emitted(text)
+
+    @staticmethod
+    def built(value: Any) -> Any:
+        return built(value)
 
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
@@ -65,7 +165,8 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         return wrapped
 
 
-_PRINTF_SPEC = re.compile(r"%[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?")
+_PRINTF_SPEC = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d*)(?:\.(\*|\d*))?")
+"""A printf conversion, with its optional `(name)` (`%(a)400000000d` is as wide as `%400000000d`)."""
 _FORMAT_SPEC = re.compile(r"\{[^{}]*:([^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
 
 
@@ -80,15 +181,6 @@ def _check_format_widths(template: str) -> None:
     for spec in _FORMAT_SPEC.findall(template):
         if "{" in spec or any(int(number) > MAX_FORMAT_WIDTH for number in re.findall(r"\d+", spec)):
             raise SecurityError(f"a format width or precision over {MAX_FORMAT_WIDTH} is not allowed")
-
-
-def _bounded_width(filter_function: Any) -> Any:
-    def bounded(value: Any, width: Any = 80, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(width, int) and width > MAX_FORMAT_WIDTH:
-            raise SecurityError(f"a width over {MAX_FORMAT_WIDTH} is not allowed")
-        return filter_function(value, width, *args, **kwargs)
-
-    return bounded
 
 
 def _bounded_format_filter(filter_function: Any) -> Any:
@@ -112,7 +204,8 @@ def _bounded_power(base: Any, exponent: Any) -> Any:
 def _bounded_multiply(left: Any, right: Any) -> Any:
     for sequence, times in ((left, right), (right, left)):
         if isinstance(sequence, str | list | tuple) and isinstance(times, int):
-            if len(sequence) * times > MAX_SEQUENCE_LENGTH:
+            bound = TEMPLATE_MAX_STRING if isinstance(sequence, str) else TEMPLATE_MAX_ITEMS
+            if len(sequence) * times > bound:
                 raise SecurityError("result of * would be too long")
     if isinstance(left, int) and isinstance(right, int):
         if left.bit_length() + right.bit_length() > MAX_INT_BITS:
@@ -120,10 +213,11 @@ def _bounded_multiply(left: Any, right: Any) -> Any:
     return operator.mul(left, right)
 
 
-ENVIRONMENT = _LimitedSandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
-ENVIRONMENT.filters["center"] = _bounded_width(ENVIRONMENT.filters["center"])
-ENVIRONMENT.filters["indent"] = _bounded_width(ENVIRONMENT.filters["indent"])
+ENVIRONMENT = _LimitedSandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True, optimized=False)
 ENVIRONMENT.filters["format"] = _bounded_format_filter(ENVIRONMENT.filters["format"])
+ENVIRONMENT.filters = bounded_filters(ENVIRONMENT.filters)
+ENVIRONMENT.filters[_STEP_FILTER] = lambda _: step()
+ENVIRONMENT.globals["lipsum"] = bounded_lipsum(ENVIRONMENT.globals["lipsum"])
 GLOBAL_NAMES = frozenset(ENVIRONMENT.globals)
 
 
@@ -137,9 +231,12 @@ class Expression:
 
     def render(self, scope: dict[str, Any]) -> Any:
         try:
-            return self._render(scope)
+            with budgeted():
+                return self._render(scope)
         except ExpressionError:
             raise
+        except TemplateLimit as exc:
+            raise ExpressionError(describe_template_error(exc, self.source), exc.error_type) from exc
         except (
             TemplateError, ArithmeticError, TypeError, ValueError, LookupError, AttributeError, MemoryError,
             RecursionError,
@@ -151,6 +248,8 @@ def describe_template_error(exc: BaseException, source: str) -> str:
     """One line naming what went wrong and in which template."""
     if isinstance(exc, UndefinedError):
         what = f"undefined variable: {exc.message}"
+    elif isinstance(exc, TemplateLimit):
+        what = f"over the template budget: {exc}"
     elif isinstance(exc, SecurityError):
         what = f"not allowed in the sandbox: {exc}"
     else:
@@ -236,7 +335,7 @@ def compile_template(text: str) -> Expression:
     """
     if not is_template(text):
         return Expression(text, frozenset(), lambda scope: text)
-    ast = ENVIRONMENT.parse(text)
+    ast = _count_loops(ENVIRONMENT.parse(text))
     single = _single_expression(ast)
     if single is not None:
         template, names = _expression_template(single)
@@ -244,6 +343,14 @@ def compile_template(text: str) -> Expression:
     names = frozenset(find_undeclared_variables(ast)) - GLOBAL_NAMES
     template = _flatten_globals(ENVIRONMENT.from_string(ast))
     return Expression(text, names, lambda scope: _run_template(template, scope))
+
+
+def _count_loops(ast: nodes.Template) -> nodes.Template:
+    """Make every loop body start by counting a step (a recursive loop's calls are counted by the sandbox)."""
+    for loop in ast.find_all(nodes.For):
+        counting = nodes.Filter(nodes.Const(None), _STEP_FILTER, [], [], None, None, lineno=loop.lineno)
+        loop.body.insert(0, nodes.ExprStmt(counting, lineno=loop.lineno))
+    return ast
 
 
 def is_template(text: str) -> bool:

@@ -1,0 +1,47 @@
+"""Every bound agentfsm puts on what a machine or its data can make it do, in one place.
+
+docs/security.md states each of these numbers; tests/test_security_docs.py checks that it
+does. This module imports nothing from agentfsm, so every layer may read it (the template
+sandbox in `spec`, the step loop in `runtime`, the bindings that read tool results).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+TEMPLATE_MAX_STEPS = 200_000
+"""Loop iterations plus calls (filters, functions, macros) in one render of one template."""
+TEMPLATE_MAX_OUTPUT = 10_000_000
+"""Characters one render may emit, counting text written into `{% set %}` blocks and macros."""
+TEMPLATE_MAX_STRING = 10_000_000
+"""Characters in any string a template builds (`~`, `+`, a filter's or a method's result)."""
+TEMPLATE_MAX_ITEMS = 1_000_000
+"""Items in any list a template builds (`*`, `batch`, `slice`, a filter's result)."""
+TEMPLATE_MAX_WORK = 100_000_000
+"""Characters and items built in total by one render: what bounds its time when each step is cheap."""
+TEMPLATE_MAX_WIDTH = 10_000
+"""A format width or precision, a `center`/`indent` width, a `tojson` indent."""
+TEMPLATE_MAX_LIPSUM_WORDS = 100_000
+"""`lipsum(n, html, min, max)`: at most this many words (n * max)."""
+
+_DEADLINE: ContextVar[float | None] = ContextVar("agentfsm_deadline", default=None)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Work in this context (a state under its `timeout`) must end within `seconds`; renders check it."""
+    ends = time.monotonic() + seconds
+    outer = _DEADLINE.get()
+    token = _DEADLINE.set(ends if outer is None else min(outer, ends))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def current_deadline() -> float | None:
+    """The `time.monotonic()` by which the current work must end, if it has one."""
+    return _DEADLINE.get()
