@@ -43,6 +43,17 @@ def _missing(folder: Path) -> Path:
     return folder / "nope.yaml"
 
 
+def _self_including(folder: Path) -> Path:
+    target = folder / "self.yaml"
+    target.write_text(machine("""\
+        initial: a
+        states:
+          a: {type: machine, machine: self.yaml, next: b}
+          b: {type: final}
+        """), encoding="utf-8")
+    return target
+
+
 def _directory(folder: Path) -> Path:
     target = folder / "adir.yaml"
     target.mkdir()
@@ -390,6 +401,33 @@ CASES = [
               b: {type: final}
             """),
         "wait-unknown-event", 9, 28,
+    ),
+    Case(
+        "nested-machine",
+        machine("""\
+            initial: a
+            states:
+              a: {type: machine, inputs: {x: 1}, next: b}
+              b: {type: final}
+            """),
+        "nested-machine", 5, 6,
+    ),
+    Case("nested-cycle", _self_including, "nested-cycle", 5, 31),
+    Case(
+        "join-too-many",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: parallel
+                join: 3
+                branches:
+                  x: {initial: s, states: {s: {type: final}}}
+                  y: {initial: s, states: {s: {type: final}}}
+                next: b
+              b: {type: final}
+            """),
+        "join-too-many", 7, 11,
     ),
     Case(
         "wait-duplicate-event",
@@ -910,7 +948,7 @@ def test_an_unknown_state_type_hides_no_other_problem(tmp_path: Path) -> None:
     )
     assert printed == [
         "m.yaml:7:13: error unknown-state-type states.a.type: unknown state type 'llmm' (did you mean 'llm'?) "
-        "(one of: set, choice, llm, tool, python, wait, final, fail)",
+        "(one of: set, choice, llm, tool, python, wait, final, fail, machine, parallel)",
         "m.yaml:7:27: error template-syntax states.a.prompt: template syntax error: unexpected 'end of print "
         "statement'",
         "m.yaml:7:69: error unknown-target states.a.next: no state named 'bb' (did you mean 'b'?)",

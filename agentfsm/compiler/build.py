@@ -8,7 +8,9 @@ bindings, asks each state's kind for its runtime `State`, and adds what every st
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 from agentfsm.bindings.llms import make_llm
@@ -21,28 +23,40 @@ from agentfsm.spec.expressions import compile_guard
 from agentfsm.spec.inputs import check_inputs
 from agentfsm.spec.kinds import kinds
 from agentfsm.spec.loader import LoadedSpec
+from agentfsm.spec.nesting import Including
+from agentfsm.spec.overrides import apply_llm_overrides
 from agentfsm.spec.models import RoutedStateSpec, SetAction, StateSpec, TransitionRule
 
 
-def compile_machine(loaded: LoadedSpec) -> StateMachine:
-    """A runnable machine. Raises BindingError when a binding cannot be set up (a module that does not import)."""
+def compile_machine(loaded: LoadedSpec, overrides: Mapping[str, str] | None = None,
+                    used: set[str] | None = None) -> StateMachine:
+    """A runnable machine. Raises BindingError when a binding cannot be set up (a module that does not import).
+
+    `overrides` (`--llm`) switch the LLM bindings of that name here and in every nested machine; `used`
+    collects the names some machine has."""
+    used = set() if used is None else used
+    if overrides:
+        known = {name: text for name, text in overrides.items() if name in loaded.spec.llms}
+        used.update(known)
+        loaded = dataclasses.replace(loaded, spec=apply_llm_overrides(loaded.spec, known))
     spec = loaded.spec
     base_dir = loaded.base_dir
     env = CompileEnv(
         llms={name: make_llm(name, config, base_dir) for name, config in spec.llms.items()},
         tools={name: make_tool(name, config, base_dir) for name, config in spec.tools.items()},
-        base_dir=base_dir,
+        base_dir=base_dir, loaded=loaded, overrides=dict(overrides or {}), used=used,
     )
     machine = StateMachine(spec.name, description=spec.description, max_steps=spec.max_steps)
     machine.initial_data = copy.deepcopy(spec.context)
     machine.prepare_inputs = functools.partial(check_inputs, spec.inputs)
     machine.source = loaded
     registry = kinds()
-    for name, state_spec in spec.states.items():
-        state = registry[state_spec.type].compile(name, state_spec, env)  # type: ignore[attr-defined]
-        _add_common(state, name, state_spec)
-        machine.add_state(state, initial=name == spec.initial)
-        _add_rules(machine, name, state_spec)
+    with Including(loaded.path):  # a nested machine including this file again is refused, not compiled for ever
+        for name, state_spec in spec.states.items():
+            state = registry[state_spec.type].compile(name, state_spec, env)  # type: ignore[attr-defined]
+            _add_common(state, name, state_spec)
+            machine.add_state(state, initial=name == spec.initial)
+            _add_rules(machine, name, state_spec)
     return machine
 
 

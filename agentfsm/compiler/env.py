@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,12 @@ class CompileEnv:
     llms: Mapping[str, LLMClient]
     tools: Mapping[str, ToolClient]
     base_dir: Path
+    loaded: Any = None
+    """The `LoadedSpec` being compiled (nested machines resolve files next to it and share its bindings)."""
+    overrides: Mapping[str, str] = field(default_factory=dict)
+    """`--llm` overrides: they apply to nested machines too, to each binding of that name."""
+    used: set[str] = field(default_factory=set)
+    """The override names some machine of the run has (one no machine has is refused)."""
 
 
 def state_options(spec: StateSpec) -> dict[str, Any]:

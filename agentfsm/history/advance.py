@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from agentfsm.history.children import StoredChildren
 from agentfsm.history.deltas import SNAPSHOT_EVERY, ContextNotJSON, ContextTracker
 from agentfsm.history.leases import LEASE_SECONDS, keeper, new_owner, owner_is_dead
 from agentfsm.history.lineage import Position, position
@@ -99,7 +100,7 @@ async def start(store: Store, machine: StateMachine, inputs: Mapping[str, Any] |
     namer = CheckpointNamer(flagged(machine), (), "main", recording.clock)
     await store.create_run(run, None if source is None else source.text, first,
                            namer.reached(machine.initial, 1), recordable(dict(inputs or {}), UNCUT))
-    drive = _Advance(store, machine, context, owner, "main", recording)
+    drive = _Advance(store, machine, context, owner, "main", recording, llms or {})
     return await drive.advance(tracker, namer, observers, idle_status=on_interrupt, on_interrupt=on_interrupt)
 
 
@@ -129,7 +130,7 @@ async def resume(store: Store, run: RunRow, machine: StateMachine, *, replaced: 
     run = await store.acquire(run.id, owner, now + recording.lease_seconds, now=now, takeover=taken_over,
                               status="running", expect=before)
     context = context_at(machine, run.id, where)
-    drive = _Advance(store, machine, context, owner, run.head, recording)
+    drive = _Advance(store, machine, context, owner, run.head, recording, run.llms)
     if ended:  # its process died between recording the last step and recording the end
         return await drive.finish_ended(where)
     try:
@@ -153,9 +154,10 @@ class _Advance:
     """One process advancing one run under its lease."""
 
     def __init__(self, store: Store, machine: StateMachine, context: StateContext, owner: str, branch: str,
-                 recording: Recording) -> None:
+                 recording: Recording, llms: Mapping[str, str]) -> None:
         self.store, self.machine, self.context, self.owner, self.branch = store, machine, context, owner, branch
         self.recording = recording
+        context.children = StoredChildren(store, recording, branch, llms)
 
     async def advance(self, tracker: ContextTracker, namer: CheckpointNamer, observers: Iterable[object], *,
                       idle_status: str, on_interrupt: Interrupted) -> RunResult:

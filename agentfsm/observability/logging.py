@@ -192,6 +192,10 @@ class LoggingObserver:
             self._call(event, call)
 
     def _call(self, step: StepEnded, call: CallRecord) -> None:
+        if call.kind == "child":
+            self.log.debug("child.run", run_id=step.run_id, step=step.step, state=step.state, child=call.name,
+                           child_run=call.run_id, status=call.status, duration_ms=round(call.duration * 1000, 3))
+            return
         fields: dict[str, Any] = {"run_id": step.run_id, "step": step.step, "state": step.state,
                                   "binding": call.binding}
         if call.kind == "llm":

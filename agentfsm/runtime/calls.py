@@ -79,12 +79,38 @@ class ToolCallRecord:
         return record
 
 
-CallRecord = LLMCallRecord | ToolCallRecord
+@dataclass(slots=True, kw_only=True)
+class ChildCallRecord:
+    """A child run the step ran (or found finished): the parent's step keeps it with its calls, so the child's
+    usage rolls up into the parent's and its run id can be read from the parent's history."""
+
+    kind: Literal["child"] = field(default="child", init=False)
+    name: str
+    run_id: str
+    status: str
+    usage: Usage = field(default_factory=dict)
+    duration: float = 0.0
+    reused: bool = False
+    """The child had finished before this step ran (a resumed parent): its result was read, not made again."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": "child", "name": self.name, "run_id": self.run_id, "status": self.status,
+                "usage": self.usage, "duration": self.duration, "reused": self.reused}
+
+
+CallRecord = LLMCallRecord | ToolCallRecord | ChildCallRecord
 
 
 def add_usage(usage: Usage, calls: Iterable[CallRecord | Mapping[str, Any]]) -> None:
     """Fold the LLM calls among `calls` (records, or their stored JSON) into `usage`."""
     for call in calls:
+        if isinstance(call, Mapping):
+            if call.get("kind") == "child":
+                merge_usage(usage, call.get("usage") or {})
+                continue
+        elif isinstance(call, ChildCallRecord):  # a child run's usage rolls up into its parent's
+            merge_usage(usage, call.usage)
+            continue
         if isinstance(call, LLMCallRecord):
             binding, prompt, completion = call.binding, call.prompt_tokens, call.completion_tokens
         elif isinstance(call, Mapping) and call.get("kind") == "llm":

@@ -194,6 +194,74 @@ class RunEnded(RunEvent):
     result: RunResult
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildStarted(RunEvent):
+    """A state of the run started a child run (a nested machine, a branch, an agent), or found it finished
+    (`reused`: a resumed parent reads a finished child's result instead of running it again)."""
+
+    step: int
+    child: str
+    child_run: str
+    reused: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildEnded(RunEvent):
+    """A child run of this run ended (`status`: succeeded, failed, cancelled, waiting)."""
+
+    step: int
+    child: str
+    child_run: str
+    status: str
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChildStep(RunEvent):
+    """A child run (`child`: its name, `team/agent` for a grandchild) took a step."""
+
+    child: str
+    child_run: str
+    step: int
+    state: str
+    next_state: str | None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageSent(RunEvent):
+    """An agent of a team sent a message on the team's bus (`run_id`: the sending agent's run)."""
+
+    team_run: str
+    sender: str
+    recipient: str | None
+    """The agent it is addressed to; None: every other agent (`to: all`)."""
+    topic: str | None
+    content: Any
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageReceived(RunEvent):
+    """An agent took a message from the team's bus."""
+
+    team_run: str
+    agent: str
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryWritten(RunEvent):
+    """An agent wrote the team's shared memory: `op` set, cas, lock or unlock; `version` after the write."""
+
+    team_run: str
+    agent: str
+    op: str
+    key: str
+    value: Any
+    version: int
+
+
 EVENT_METHODS: dict[type[RunEvent], str] = {
     RunStarted: "on_run_started",
     StepStarted: "on_step_started",
@@ -209,5 +277,11 @@ EVENT_METHODS: dict[type[RunEvent], str] = {
     WaitStarted: "on_wait",
     RunPaused: "on_pause",
     RunEnded: "on_run_ended",
+    ChildStarted: "on_child_started",
+    ChildEnded: "on_child_ended",
+    ChildStep: "on_child_step",
+    MessageSent: "on_message_sent",
+    MessageReceived: "on_message_received",
+    MemoryWritten: "on_memory_written",
 }
 """The observer method each kind of event is delivered to (`on_event` receives every kind)."""

@@ -50,3 +50,12 @@ def new_run_id() -> str:
             random = secrets.randbits(_RANDOM_BITS - 1)
         _last = (millis, random)
     return _encode(millis, 9) + _encode(random, 7)
+
+
+def derived_run_id(*parts: object) -> str:
+    """A 16-character id that the same parts always give (a child run's, from its parent's run, branch, step
+    and name): whoever resumes the parent finds the child instead of starting another."""
+    import hashlib
+
+    digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode("utf-8", "surrogatepass")).digest()
+    return _encode(int.from_bytes(digest[:10], "big"), 16)

@@ -16,6 +16,7 @@ from agentfsm.runtime.calls import CallRecord, Usage
 from agentfsm.runtime.waiting import Mailbox
 
 if TYPE_CHECKING:
+    from agentfsm.runtime.children import Children
     from agentfsm.runtime.events import RunEvent
     from agentfsm.runtime.observers import Observers
 
@@ -151,7 +152,7 @@ class StateContext:
     """
 
     __slots__ = ("data", "history", "metadata", "run_id", "step", "state", "event", "calls", "observers", "visits",
-                 "mailbox", "usage", "bindings")
+                 "mailbox", "usage", "bindings", "children")
 
     def __init__(self, data: Mapping[str, Any] | None = None, *, metadata: Mapping[str, Any] | None = None) -> None:
         self.data: dict[str, Any] = dict(data or {})
@@ -174,6 +175,8 @@ class StateContext:
         self.bindings: dict[str, dict[str, Any]] = {}
         """What bindings remember between the calls of this run, by binding (a scripted model's place in
         its script); JSON, recorded with the calls, so a resumed run picks up where it was."""
+        self.children: Children | None = None
+        """How the run's states run child runs (`agentfsm.runtime.children`); None: in memory."""
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)

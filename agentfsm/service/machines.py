@@ -13,10 +13,16 @@ from agentfsm.spec.overrides import apply_llm_overrides
 
 
 def compiled(loaded: LoadedSpec, llms: Mapping[str, str] | None = None) -> StateMachine:
-    """A runnable machine from a validated spec, with its LLM bindings switched as `llms` says."""
-    if llms:
-        loaded = dataclasses.replace(loaded, spec=apply_llm_overrides(loaded.spec, llms))
-    return compile_machine(loaded)
+    """A runnable machine from a validated spec, with its LLM bindings switched as `llms` says (in the machines
+    it nests too); a name no machine has is refused."""
+    if not llms:
+        return compile_machine(loaded)
+    used: set[str] = set()
+    machine = compile_machine(loaded, llms, used)
+    unknown = [name for name in llms if name not in used]
+    if unknown:
+        apply_llm_overrides(loaded.spec, {unknown[0]: llms[unknown[0]]})  # raises, naming this machine's bindings
+    return machine
 
 
 def load_machine(path: str | Path, *, llms: Mapping[str, str] | None = None) -> StateMachine:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from agentfsm.spec.models import StateSpec
 
-BUILTIN_KINDS: tuple[str, ...] = ("set", "choice", "llm", "tool", "python", "wait", "final", "fail")
+BUILTIN_KINDS: tuple[str, ...] = ("set", "choice", "llm", "tool", "python", "wait", "final", "fail", "machine",
+                                  "parallel")
 """The kinds agentfsm ships, in the order the docs and the schema list them."""
 KIND_MODULE = "agentfsm.kinds.{}"
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from agentfsm.spec.checks import check_machine, check_refused
 from agentfsm.spec.diagnostics import validation_problems
 from agentfsm.spec.models import MachineSpec
+from agentfsm.spec.nesting import check_nested
 from agentfsm.spec.problems import MachineFileError, Problem
 from agentfsm.spec.yamlsource import SourceMap, parse_yaml, read_text
 
@@ -91,8 +92,9 @@ def validate_text(text: str, path: str | Path, display_name: str | None = None) 
         report.problems.extend(check_refused(document.data, document.source_map, name))
     else:
         report.problems.extend(check_machine(spec, document.source_map, name))
+        report.problems.extend(check_nested(spec, document.data, document.source_map, name, path))
         report.spec = spec
-    report.problems.sort(key=lambda p: (p.line, p.column))
+    report.problems.sort(key=lambda p: (p.file != name, p.file, p.line, p.column))  # a nested file's come after
     return report
 
 

@@ -38,6 +38,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "invalid-name": ("error", "A state, input, binding or context key name is empty, reserved or malformed."),
     # references and graph
     "unknown-initial": ("error", "`initial:` names no state."),
+    "nested-machine": ("error", "A nested machine, branch or agent names neither a file nor inline states, or its "
+                       "file has errors (each reported in that file, with its line)."),
+    "nested-cycle": ("error", "Machine files include each other (directly or through others); the cycle is named."),
+    "join-too-many": ("error", "`join: N` of a parallel state asks for more branches than it has."),
     "unknown-target": ("error", "A transition, `next:` or `catch` goes to a state that does not exist."),
     "unknown-llm": ("error", "An `llm` state names an LLM binding not declared under `llms:`."),
     "unknown-tool": ("error", "A `tool` state names a tool binding not declared under `tools:`."),
