@@ -98,7 +98,8 @@ async def start(store: Store, run_id: str = "run-0001", *, owner: str | None = "
                 digest: str | None = "d1", source: str | None = "name: m\n", machine: str = "m",
                 checkpoints: list[CheckpointRow] | None = None, **columns: Any) -> RunRow:
     """A run leased to `owner` until `expires`, with inputs {"topic": "x"} and its step 0 (a snapshot)."""
-    run = RunRow(id=run_id, machine=machine, digest=digest, path="m.yaml", status="running", created_at=created_at,
+    columns.setdefault("status", "running")
+    run = RunRow(id=run_id, machine=machine, digest=digest, path="m.yaml", created_at=created_at,
                  updated_at=created_at, lease_owner=owner, lease_expires=expires if owner else None, **columns)
     first = StepRow(branch="main", step=0, state=None, started_at=created_at, context_kind="snapshot",
                     context='{"topic":"x"}')

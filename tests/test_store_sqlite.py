@@ -86,7 +86,7 @@ async def test_a_fresh_store_is_created_with_its_folders_in_wal_mode(tmp_path: P
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
 
 
 OPEN_WHEN_TOLD = """\
@@ -153,7 +153,7 @@ async def test_a_newer_schema_is_refused(path: Path) -> None:
     with unchanged(path), pytest.raises(StoreError) as caught:
         SQLiteStore(path)
     assert str(caught.value) == (
-        f"{path} was written by a newer agentfsm (store schema 99, this version reads up to 2); upgrade agentfsm"
+        f"{path} was written by a newer agentfsm (store schema 99, this version reads up to {SCHEMA_VERSION}); upgrade agentfsm"
     )
 
 
@@ -431,7 +431,8 @@ async def test_a_store_of_the_released_version_is_upgraded_in_place(v1: Path) ->
     assert before["meta"] == [{"key": "schema_version", "value": "1"}]
     await SQLiteStore(v1, create=False).close()
     after = tables(v1)
-    assert after["meta"] == [{"key": "schema_version", "value": "2"}]
+    assert after["meta"] == [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
+    assert table(v1, "workers") == []  # schema 3: workers register themselves
     # the inputs moved to run_inputs: the row every step rewrites no longer carries them
     assert table(v1, "run_inputs") == [{"run_id": run["id"], "inputs": run["inputs"]} for run in before["runs"]]
     assert [run["inputs"] for run in after["runs"]] == [None, None]
@@ -509,14 +510,15 @@ async def test_a_store_that_cannot_be_upgraded_now_is_left_as_it_was(v1: Path) -
     assert str(caught.value) == f"the store {v1} is locked by another process (waited 0.1s)"
     assert tables(v1)["meta"] == [{"key": "schema_version", "value": "1"}]
     await SQLiteStore(v1, create=False).close()
-    assert tables(v1)["meta"] == [{"key": "schema_version", "value": "2"}]
+    assert tables(v1)["meta"] == [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
 
 
 async def test_a_store_written_by_a_newer_schema_is_refused(v1: Path) -> None:
     with closing(sqlite3.connect(v1)) as db, db:
-        db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        db.execute(f"UPDATE meta SET value = '{SCHEMA_VERSION + 1}' WHERE key = 'schema_version'")
     with unchanged(v1), pytest.raises(StoreError) as caught:
         SQLiteStore(v1, create=False)
     assert str(caught.value) == (
-        f"{v1} was written by a newer agentfsm (store schema 3, this version reads up to 2); upgrade agentfsm"
+        f"{v1} was written by a newer agentfsm (store schema {SCHEMA_VERSION + 1}, this version reads up to "
+        f"{SCHEMA_VERSION}); upgrade agentfsm"
     )

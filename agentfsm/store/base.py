@@ -21,14 +21,15 @@ Vocabulary:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-RunStatus = Literal["running", "waiting", "paused", "succeeded", "failed", "cancelled"]
+RunStatus = Literal["queued", "running", "waiting", "paused", "succeeded", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
-STATUSES: tuple[str, ...] = ("running", "waiting", "paused", "succeeded", "failed", "cancelled")
+STATUSES: tuple[str, ...] = ("queued", "running", "waiting", "paused", "succeeded", "failed", "cancelled")
+"""`queued`: submitted (`agentfsm submit`), no worker has started it yet."""
 
 ContextKind = Literal["snapshot", "patch"]
 
@@ -195,6 +196,21 @@ class DueCandidate:
     pending: tuple[str, ...] = ()
 
 
+@dataclass(slots=True)
+class WorkerRow:
+    """A worker process, as it registers itself in the store and beats while it lives."""
+
+    id: str
+    """Its lease owner id: the runs it holds have `lease_owner == id`."""
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    concurrency: int = 1
+    machine: str | None = None
+    """Only runs of this machine (`worker --machine NAME`)."""
+
+
 # -- what a backend provides ------------------------------------------------------------------------------
 
 
@@ -228,9 +244,18 @@ class Transaction(Protocol):
     async def checkpoint_names(self, run_id: str, prefix: str) -> set[str]: ...
     async def pending_events(self, run_id: str) -> list[EventRow]: ...
     async def pending_event_ids(self, run_id: str) -> set[int]: ...
-    async def due_candidates(self, now: float, limit: int) -> list[DueCandidate]:
-        """`waiting` runs with a pending event or a timer due by `now`, and `running` runs whose lease expired
-        before `now`, oldest first."""
+    async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
+        """`waiting` runs with a pending event or a timer due by `now`, `running` runs whose lease expired
+        before `now`, and `queued` runs nobody holds, oldest first (only runs of `machine`, when given)."""
+        ...
+    async def claimable(self, now: float, limit: int, *, machine: str | None, skip: Collection[str]) -> list[RunRow]:
+        """In a write transaction: up to `limit` due runs (as `rules.is_due` decides) not in `skip`, oldest
+        first, locked until the transaction ends; rows another transaction holds locked are passed over, not
+        waited for (PostgreSQL's FOR UPDATE SKIP LOCKED; a backend whose writers take turns needs no row lock)."""
+        ...
+    async def workers(self) -> list[WorkerRow]: ...
+    async def lease_counts(self, owners: list[str]) -> dict[str, int]:
+        """How many runs each of `owners` holds a lease on."""
         ...
 
     async def insert_run(self, run: RunRow, inputs: Mapping[str, Any], source: str | None) -> None: ...
@@ -251,6 +276,10 @@ class Transaction(Protocol):
     async def delete_runs(self, run_ids: list[str]) -> None:
         """Delete runs with everything they own, and the sources no run uses any more."""
         ...
+    async def put_worker(self, worker: WorkerRow) -> None:
+        """Insert the worker's row, or replace it (its heartbeat)."""
+        ...
+    async def delete_workers(self, worker_ids: list[str]) -> None: ...
 
 
 class Backend(Protocol):

@@ -392,6 +392,11 @@ class Store:
         async with self.backend.reading() as tx:
             return await tx.pending_events(run_id)
 
+    async def write(self, write: Callable[[Transaction], Awaitable[Any]]) -> Any:
+        """Run `write` (row operations applying their own rules) in the next write transaction; for the store's
+        own modules (`agentfsm.store.queue`)."""
+        return await self._batch.submit(write)
+
     async def due_runs(self, now: float, limit: int) -> list[str]:
         """Runs a worker should advance: `waiting` with a pending event it waits for or a timer due by `now`,
         and `running` runs whose lease expired before `now` (their process died). Oldest first."""

@@ -11,7 +11,7 @@ database, it changes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -26,6 +26,7 @@ from agentfsm.store.base import (
     RunFilter,
     RunRow,
     StepRow,
+    WorkerRow,
     lease_live,
 )
 from agentfsm.store import rules
@@ -84,6 +85,7 @@ class MemoryBackend:
         self.url = f"memory://{name}"
         self.runs: dict[str, _Run] = {}
         self.sources: dict[str, str] = {}
+        self.workers: dict[str, WorkerRow] = {}
         self.next_event = 1
 
     async def close(self) -> None:
@@ -232,17 +234,39 @@ class MemoryTransaction:
         found = self._run(run_id)
         return set() if found is None else {event.id for event in found.events if event.taken_step is None}
 
-    async def due_candidates(self, now: float, limit: int) -> list[DueCandidate]:
+    async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         candidates = []
         for run in sorted(self.backend.runs.values(), key=lambda run: (run.row.created_at, run.row.id)):
             row, pending = run.row, tuple(e.name for e in run.events if e.taken_step is None)
+            if machine is not None and row.machine != machine:
+                continue
             waiting = row.status == "waiting" and ((row.wake_at is not None and row.wake_at <= now) or pending)
-            orphaned = row.status == "running" and not lease_live(row.lease_owner, row.lease_expires, now)
+            orphaned = row.status in ("running", "queued") and not lease_live(row.lease_owner, row.lease_expires, now)
             if waiting or orphaned:
                 candidates.append(DueCandidate(_copy_run(row), pending))
         return candidates[:limit]
 
+    async def workers(self) -> list[WorkerRow]:
+        return [replace(row) for row in self.backend.workers.values()]
+
+    async def lease_counts(self, owners: list[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for run in self.backend.runs.values():
+            if run.row.lease_owner in owners:
+                counts[run.row.lease_owner] = counts.get(run.row.lease_owner, 0) + 1
+        return counts
+
+    async def claimable(self, now: float, limit: int, *, machine: str | None, skip: Collection[str]) -> list[RunRow]:
+        return await rules.due_in_windows(self, now, limit, machine=machine, skip=skip)
+
     # -- writes --------------------------------------------------------------------------------------
+
+    async def put_worker(self, worker: WorkerRow) -> None:
+        self._put(self.backend.workers, worker.id, replace(worker))
+
+    async def delete_workers(self, worker_ids: list[str]) -> None:
+        for worker_id in worker_ids:
+            self._drop(self.backend.workers, worker_id)
 
     def _put(self, kept: dict[str, Any], key: str, value: Any) -> None:
         """Set `kept[key]`, journalling how to put back what was there."""

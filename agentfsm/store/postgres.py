@@ -49,6 +49,8 @@ class PostgresBackend:
         target = parse_postgres(url)
         self.conninfo, self.schema, self.url = target.conninfo, target.schema, target.shown
         self.create = create
+        self.channel = f"agentfsm_{self.schema}"
+        """The LISTEN/NOTIFY channel on which this store's workers are woken."""
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
@@ -166,7 +168,7 @@ class PostgresBackend:
             committing = False
             try:
                 await db.execute(begin)
-                yield PostgresTransaction(db, self.url, locking=locking)
+                yield PostgresTransaction(db, self.url, locking=locking, channel=self.channel)
                 committing = True
                 await db.execute("COMMIT")
             except BaseException as exc:

@@ -8,10 +8,20 @@ read a run and then write it, and another process must not change it in between.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from agentfsm.store.base import BranchRow, CheckpointRow, Damaged, DueCandidate, EventRow, RunFilter, RunRow, StepRow
+from agentfsm.store.base import (
+    BranchRow,
+    CheckpointRow,
+    Damaged,
+    DueCandidate,
+    EventRow,
+    RunFilter,
+    RunRow,
+    StepRow,
+    WorkerRow,
+)
 from agentfsm.store.sqlite_rows import (
     INSERT_RUN,
     INSERT_STEP,
@@ -61,10 +71,10 @@ def _events_decide(run: RunRow, now: float) -> bool:
 class PostgresTransaction:
     """Row operations on one connection inside one transaction; `locking` in a write transaction."""
 
-    __slots__ = ("db", "url", "locking")
+    __slots__ = ("db", "url", "locking", "channel")
 
-    def __init__(self, db: AsyncConnection[Any], url: str, *, locking: bool) -> None:
-        self.db, self.url, self.locking = db, url, locking
+    def __init__(self, db: AsyncConnection[Any], url: str, *, locking: bool, channel: str) -> None:
+        self.db, self.url, self.locking, self.channel = db, url, locking, channel
 
     async def _one(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
         cursor = await self.db.execute(query, params)
@@ -188,23 +198,63 @@ class PostgresTransaction:
         return {event_id for (event_id,) in await self._all(query, (run_id,))}
 
     @_loading
-    async def due_candidates(self, now: float, limit: int) -> list[DueCandidate]:
+    async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         query = (
-            f"{SELECT_RUN} WHERE (status = 'waiting' AND (wake_at <= %s OR EXISTS "
+            f"{SELECT_RUN} WHERE ((status = 'waiting' AND (wake_at <= %s OR EXISTS "
             "(SELECT 1 FROM events WHERE events.run_id = runs.id AND events.taken_step IS NULL))) "
-            "OR (status = 'running' AND (lease_owner IS NULL OR lease_expires < %s)) ORDER BY created_at, id LIMIT %s"
+            "OR (status IN ('running', 'queued') AND (lease_owner IS NULL OR lease_expires < %s)))"
+            + (" AND machine = %s" if machine is not None else "") + " ORDER BY created_at, id LIMIT %s"
         )
-        found = [run_from_row(row) for row in await self._all(query, (now, now, limit))]
+        params = (now, now, machine, limit) if machine is not None else (now, now, limit)
+        found = [run_from_row(row) for row in await self._all(query, params)]
         pending = "SELECT DISTINCT name FROM events WHERE run_id = %s AND taken_step IS NULL"
         return [DueCandidate(run, tuple(name for (name,) in await self._all(pending, (run.id,))))
                 if _events_decide(run, now) else DueCandidate(run) for run in found]
 
+    @_loading
+    async def claimable(self, now: float, limit: int, *, machine: str | None, skip: Collection[str]) -> list[RunRow]:
+        # the whole of rules.is_due in SQL, so that exactly the rows taken are locked (other claimers skip them)
+        query = (
+            f"{SELECT_RUN} WHERE ((status = 'waiting' AND (wake_at <= %s OR EXISTS (SELECT 1 FROM events "
+            "WHERE events.run_id = runs.id AND events.taken_step IS NULL "
+            "AND (runs.waiting::jsonb -> 'events') ? events.name))) "
+            "OR (status IN ('running', 'queued') AND (lease_owner IS NULL OR lease_expires < %s))) "
+            "AND NOT (id = ANY(%s))" + (" AND machine = %s" if machine is not None else "")
+            + " ORDER BY created_at, id LIMIT %s FOR UPDATE SKIP LOCKED"
+        )
+        params: list[Any] = [now, now, list(skip)] + ([machine] if machine is not None else []) + [limit]
+        return [run_from_row(row) for row in await self._all(query, params)]
+
+    async def workers(self) -> list[WorkerRow]:
+        query = "SELECT id, host, pid, started_at, heartbeat_at, concurrency, machine FROM workers"
+        return [WorkerRow(*row) for row in await self._all(query)]
+
+    async def lease_counts(self, owners: list[str]) -> dict[str, int]:
+        query = "SELECT lease_owner, count(*) FROM runs WHERE lease_owner = ANY(%s) GROUP BY lease_owner"
+        return {owner: count for owner, count in await self._all(query, (owners,))}
+
     # -- writes --------------------------------------------------------------------------------------
+
+    async def _wake_workers(self) -> None:
+        """Tell idle workers there is work (delivered when this transaction commits; see `postgres_listen`)."""
+        await self.db.execute("SELECT pg_notify(%s, '')", (self.channel,))
+
+    async def put_worker(self, worker: WorkerRow) -> None:
+        await self.db.execute(
+            "INSERT INTO workers (id, host, pid, started_at, heartbeat_at, concurrency, machine) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at",
+            (worker.id, worker.host, worker.pid, worker.started_at, worker.heartbeat_at, worker.concurrency,
+             worker.machine))
+
+    async def delete_workers(self, worker_ids: list[str]) -> None:
+        await self.db.execute("DELETE FROM workers WHERE id = ANY(%s)", (worker_ids,))
 
     async def insert_run(self, run: RunRow, inputs: Mapping[str, Any], source: str | None) -> None:
         if source is not None and run.digest is not None:
             await self.add_source(run.digest, source)
         await self.db.execute(_INSERT_RUN, run_params(run))
+        if run.status == "queued":
+            await self._wake_workers()
         await self.db.execute("INSERT INTO run_inputs (run_id, inputs) VALUES (%s, %s)", (run.id, dump(dict(inputs))))
 
     async def insert_branch(self, run_id: str, branch: BranchRow) -> None:
@@ -232,7 +282,10 @@ class PostgresTransaction:
         params.append(run_id)
         if owner is not None:
             params.append(owner)
-        return (await self.db.execute(query, params)).rowcount > 0
+        written = (await self.db.execute(query, params)).rowcount > 0
+        if written and values.get("status") == "running" and "lease_owner" in values and values["lease_owner"] is None:
+            await self._wake_workers()  # a run handed back (a worker stopped): the next worker takes it at once
+        return written
 
     async def add_source(self, digest: str, text: str) -> None:
         await self.db.execute("INSERT INTO sources (digest, text) VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -250,6 +303,7 @@ class PostgresTransaction:
     async def insert_event(self, run_id: str, name: str, data: Any, now: float) -> int:
         row = await self._one("INSERT INTO events (run_id, name, data, created_at) VALUES (%s, %s, %s, %s) "
                               "RETURNING id", (run_id, name, dump(data), now))
+        await self._wake_workers()
         return int(row[0])
 
     async def delete_runs(self, run_ids: list[str]) -> None:

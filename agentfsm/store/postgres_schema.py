@@ -93,9 +93,22 @@ _V1: Migration = (
     "CREATE INDEX events_by_run ON events(run_id, taken_step)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2: Migration = (
+    """CREATE TABLE workers(
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        heartbeat_at DOUBLE PRECISION NOT NULL,
+        concurrency INTEGER NOT NULL,
+        machine TEXT
+    )""",
+    "CREATE INDEX runs_by_owner ON runs(lease_owner)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 """The newest schema this code writes and reads."""
 
 OUR_TABLES: frozenset[str] = frozenset({"meta", "sources", "runs", "branches", "steps", "checkpoints", "events",
-                                        "run_inputs"})
+                                        "run_inputs", "workers"})

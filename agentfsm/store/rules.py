@@ -46,7 +46,7 @@ def event_refusal(run: RunRow, name: str, now: float) -> str | None:
 def is_due(candidate: DueCandidate, now: float) -> bool:
     """Whether a worker should advance this run now: a dead owner's run, a due timer, or an event it waits for."""
     run = candidate.run
-    if run.status == "running":
+    if run.status in ("running", "queued"):
         return True
     if run.wake_at is not None and run.wake_at <= now:
         return True
@@ -132,3 +132,16 @@ def matches(run: RunRow, where: RunFilter) -> bool:
     if where.top_level and run.parent_run is not None:
         return False
     return where.updated_before is None or run.updated_at < where.updated_before
+
+
+async def due_in_windows(tx: Any, now: float, limit: int, *, machine: str | None,
+                         skip: Collection[str]) -> list[RunRow]:
+    """`Transaction.claimable` for a backend whose writers take turns: due candidates read a window at a time,
+    widened until `limit` due runs are found (runs that are not due must not hide the ones behind them)."""
+    window = limit + len(skip) + 16
+    while True:
+        candidates = await tx.due_candidates(now, window, machine=machine)
+        due = [candidate.run for candidate in candidates if candidate.run.id not in skip and is_due(candidate, now)]
+        if len(due) >= limit or len(candidates) < window:
+            return due[:limit]
+        window *= 4

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -29,7 +29,9 @@ from agentfsm.store.base import (
     RunRow,
     StepRow,
     StoreError,
+    WorkerRow,
 )
+from agentfsm.store import rules
 from agentfsm.store.core import Store
 from agentfsm.store.sqlite_rows import (
     INSERT_RUN,
@@ -415,18 +417,43 @@ class SQLiteTransaction:
         return {event_id for (event_id,) in self.db.execute(query, (run_id,))}
 
     @_loading
-    async def due_candidates(self, now: float, limit: int) -> list[DueCandidate]:
+    async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
+        # a claim needs no row locks here: the write transaction holds the whole file's write lock
         query = (
-            f"{SELECT_RUN} WHERE (status = 'waiting' AND (wake_at <= ? OR EXISTS "
+            f"{SELECT_RUN} WHERE ((status = 'waiting' AND (wake_at <= ? OR EXISTS "
             "(SELECT 1 FROM events WHERE events.run_id = runs.id AND events.taken_step IS NULL))) "
-            "OR (status = 'running' AND (lease_owner IS NULL OR lease_expires < ?)) ORDER BY created_at, id LIMIT ?"
+            "OR (status IN ('running', 'queued') AND (lease_owner IS NULL OR lease_expires < ?)))"
+            + (" AND machine = ?" if machine is not None else "") + " ORDER BY created_at, id LIMIT ?"
         )
+        params = (now, now, machine, limit) if machine is not None else (now, now, limit)
         pending = "SELECT DISTINCT name FROM events WHERE run_id = ? AND taken_step IS NULL"
-        found = [run_from_row(row) for row in self.db.execute(query, (now, now, limit)).fetchall()]
+        found = [run_from_row(row) for row in self.db.execute(query, params).fetchall()]
         return [DueCandidate(run, tuple(name for (name,) in self.db.execute(pending, (run.id,))))
                 if _events_decide(run, now) else DueCandidate(run) for run in found]
 
+    async def workers(self) -> list[WorkerRow]:
+        query = "SELECT id, host, pid, started_at, heartbeat_at, concurrency, machine FROM workers"
+        return [WorkerRow(*row) for row in self.db.execute(query)]
+
+    async def lease_counts(self, owners: list[str]) -> dict[str, int]:
+        if not owners:
+            return {}
+        query = (f"SELECT lease_owner, count(*) FROM runs WHERE lease_owner IN ({', '.join('?' * len(owners))}) "
+                 "GROUP BY lease_owner")
+        return {owner: count for owner, count in self.db.execute(query, owners)}
+
+    async def claimable(self, now: float, limit: int, *, machine: str | None, skip: Collection[str]) -> list[RunRow]:
+        return await rules.due_in_windows(self, now, limit, machine=machine, skip=skip)
+
     # -- writes --------------------------------------------------------------------------------------
+
+    async def put_worker(self, worker: WorkerRow) -> None:
+        self.db.execute("INSERT OR REPLACE INTO workers (id, host, pid, started_at, heartbeat_at, concurrency, machine) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", (worker.id, worker.host, worker.pid, worker.started_at,
+                                                         worker.heartbeat_at, worker.concurrency, worker.machine))
+
+    async def delete_workers(self, worker_ids: list[str]) -> None:
+        self.db.executemany("DELETE FROM workers WHERE id = ?", [(worker_id,) for worker_id in worker_ids])
 
     async def insert_run(self, run: RunRow, inputs: Mapping[str, Any], source: str | None) -> None:
         if source is not None and run.digest is not None:

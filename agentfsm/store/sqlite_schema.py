@@ -100,9 +100,24 @@ _V2: Migration = (
     "ALTER TABLE steps ADD COLUMN tally TEXT",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3: Migration = (
+    # workers (`agentfsm worker`) register themselves and beat; `agentfsm workers` lists the live ones
+    """CREATE TABLE workers(
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        concurrency INTEGER NOT NULL,
+        machine TEXT
+    )""",
+    # queued runs are claimed oldest first; runs held by a worker are counted by owner
+    "CREATE INDEX runs_by_owner ON runs(lease_owner)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
-"""The newest schema this code writes and reads (2)."""
+"""The newest schema this code writes and reads (3)."""
 
 OUR_TABLES: frozenset[str] = frozenset({"meta", "sources", "runs", "branches", "steps", "checkpoints", "events",
-                                        "run_inputs"})
+                                        "run_inputs", "workers"})
