@@ -203,6 +203,9 @@ class Spy:
     def stream_steps(self, run_id: str, branch: str, first: int, last: int | None) -> AsyncIterator[StepRow]:
         return self.inner.stream_steps(run_id, branch, first, last)
 
+    def listener(self) -> Any:
+        return self.inner.listener()
+
     async def close(self) -> None:
         await self.inner.close()
 

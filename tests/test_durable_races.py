@@ -194,21 +194,25 @@ def test_usage_counts_every_llm_call_of_the_run_across_resumes(runs: Runs) -> No
 # -- workers ----------------------------------------------------------------------------------------
 
 
-def test_a_worker_skips_a_run_another_worker_finished_first(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_worker_skips_a_run_that_finished_after_it_claimed_it(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A claim keeps other workers off a run, not a person: a run cancelled while the worker got its machine
+    ready is skipped (not advanced), and the worker's claim on it goes."""
     mine, theirs = Runs(f"sqlite:///{db}"), Runs(f"sqlite:///{db}")
     run_id = run(mine.start(APPROVAL)).run_id
     run(mine.send(run_id, "approved", resume=False))
     prepare = mine._machine_for
 
     def prepared_while_taken(*args: Any) -> Any:
-        found = prepare(*args)  # this worker read the run and compiled its machine...
-        run_in_thread(lambda: asyncio.run(work_once(theirs)))  # ...while the other one advanced it to its end
+        found = prepare(*args)  # this worker claimed the run and compiled its machine...
+        assert run_in_thread(lambda: asyncio.run(work_once(theirs))).advanced == []  # (claimed: not theirs)
+        run_in_thread(lambda: asyncio.run(theirs.cancel(run_id)))  # ...while a person cancelled it
         return found
 
     monkeypatch.setattr(mine, "_machine_for", prepared_while_taken)
     done = run(work_once(mine))
     assert done.skipped == [run_id] and done.failed == {} and done.advanced == []
-    assert run(mine.get(run_id)).status == "succeeded" and len(run(mine.history(run_id))) == 3
+    row = run(mine.get(run_id))
+    assert (row.status, row.lease_owner) == ("cancelled", None) and len(run(mine.history(run_id))) == 1
     run(mine.close())
     run(theirs.close())
 

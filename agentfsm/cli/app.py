@@ -373,19 +373,64 @@ def prune(
 
 
 @command()
+def submit(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)],
+    input_pairs: Annotated[
+        list[str] | None,
+        typer.Option("-i", "--input", metavar="KEY=VALUE", help="An input; the value is JSON when it parses."),
+    ] = None,
+    inputs_file: Annotated[
+        Path | None, typer.Option("--inputs", metavar="FILE", help="Inputs from a JSON or YAML mapping.")
+    ] = None,
+    batch_file: Annotated[
+        Path | None, typer.Option("--batch", metavar="FILE.jsonl",
+                                  help="One run per line: a JSON object of inputs (over -i and --inputs).")
+    ] = None,
+    llm_options: Annotated[
+        list[str] | None, typer.Option("--llm", metavar="NAME=PROVIDER:MODEL", help="Switch an LLM binding.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run ids as a JSON list.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Queue runs of a machine without running them; print their ids (a worker runs them)."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.queue_commands import submit_command
+
+    with guarded(_options["debug"]):
+        code = submit_command(file, input_pairs or [], inputs_file, batch_file, llm_options or [], as_json=as_json,
+                              store=store)
+    raise typer.Exit(code)
+
+
+@command()
 def worker(
     once: Annotated[bool, typer.Option("--once", help="One pass over the store, then exit.")] = False,
-    interval: Annotated[float, typer.Option("--interval", metavar="SECONDS", help="Time between passes.")] = 1.0,
-    concurrency: Annotated[int, typer.Option("--concurrency", metavar="N", help="Runs advanced at once.")] = 4,
+    interval: Annotated[float, typer.Option("--interval", metavar="SECONDS",
+                                            help="Polling interval (timers; stores without wake-ups).")] = 1.0,
+    concurrency: Annotated[int, typer.Option("--concurrency", metavar="N", help="Runs advanced at once.")] = 16,
+    machine: Annotated[str | None, typer.Option("--machine", metavar="NAME",
+                                                help="Only runs of this machine (its name).")] = None,
     quiet: QuietOption = False,
     store: StoreOption = None,
 ) -> None:
-    """Advance every run with a delivered event, a due timer, or a dead owner; several workers can share a store."""
+    """Claim and advance queued runs, runs with a delivered event or a due timer, and dead owners' runs."""
     from agentfsm.cli.commands import guarded
-    from agentfsm.cli.run_commands import worker_command
+    from agentfsm.cli.queue_commands import worker_command
 
     with guarded(_options["debug"]):
-        code = worker_command(store, once=once, interval=interval, concurrency=concurrency, quiet=_quiet(quiet))
+        code = worker_command(store, once=once, interval=interval, concurrency=concurrency, machine=machine,
+                              quiet=_quiet(quiet))
+    raise typer.Exit(code)
+
+
+@command()
+def workers(as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """List live workers: host, pid, runs held, last heartbeat."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.queue_commands import workers_command
+
+    with guarded(_options["debug"]):
+        code = workers_command(store, as_json=as_json)
     raise typer.Exit(code)
 
 

@@ -77,26 +77,37 @@ def flagged(machine: StateMachine) -> list[str]:
     return [name for name, state in machine.states.items() if state.checkpoint]
 
 
+def _new_run(machine: StateMachine, inputs: Mapping[str, Any] | None, *, llms: Mapping[str, str] | None,
+             run_id: str | None, recording: Recording, parent: Parent | None, owner: str | None,
+             status: str) -> tuple[RunRow, StateContext, ContextTracker, StepRow]:
+    """A new run's row (leased to `owner`, if any), context and step 0; bad inputs are refused here."""
+    context = machine.new_context(inputs)
+    context.run_id = run_id or new_run_id()
+    tracker = ContextTracker(context.data, snapshot_every=recording.snapshot_every)
+    now = recording.clock()
+    source = source_of(machine)
+    run = RunRow(
+        id=context.run_id, machine=machine.name, digest=None if source is None else source.digest,
+        path=None if source is None else str(source.path.resolve()), status=status, head="main",
+        created_at=now, updated_at=now, llms=dict(llms or {}), lease_owner=owner,
+        lease_expires=None if owner is None else now + recording.lease_seconds,
+        parent_run=None if parent is None else parent.run_id,
+        parent_step=None if parent is None else parent.step, child_name=None if parent is None else parent.name,
+    )
+    first = StepRow("main", 0, None, started_at=now, next_state=machine.initial, context_kind="snapshot",
+                    context=redacted(tracker.snapshot()), tally=Tally().as_json())
+    return run, context, tracker, first
+
+
 async def start(store: Store, machine: StateMachine, inputs: Mapping[str, Any] | None, *,
                 llms: Mapping[str, str] | None = None, observers: Iterable[object] = (), run_id: str | None = None,
                 on_interrupt: Interrupted = "paused", recording: Recording = Recording(),
                 parent: Parent | None = None) -> RunResult:
     """Start a durable run: every step is committed to the store before the next state starts."""
-    context = machine.new_context(inputs)  # bad inputs are refused before anything is stored
-    context.run_id = run_id or new_run_id()
-    tracker = ContextTracker(context.data, snapshot_every=recording.snapshot_every)
     owner = new_owner()
-    now = recording.clock()
+    run, context, tracker, first = _new_run(machine, inputs, llms=llms, run_id=run_id, recording=recording,
+                                            parent=parent, owner=owner, status="running")
     source = source_of(machine)
-    run = RunRow(
-        id=context.run_id, machine=machine.name, digest=None if source is None else source.digest,
-        path=None if source is None else str(source.path.resolve()), status="running", head="main",
-        created_at=now, updated_at=now, llms=dict(llms or {}), lease_owner=owner,
-        lease_expires=now + recording.lease_seconds, parent_run=None if parent is None else parent.run_id,
-        parent_step=None if parent is None else parent.step, child_name=None if parent is None else parent.name,
-    )
-    first = StepRow("main", 0, None, started_at=now, next_state=machine.initial, context_kind="snapshot",
-                    context=redacted(tracker.snapshot()), tally=Tally().as_json())
     namer = CheckpointNamer(flagged(machine), (), "main", recording.clock)
     await store.create_run(run, None if source is None else source.text, first,
                            namer.reached(machine.initial, 1), recordable(dict(inputs or {}), UNCUT))
@@ -104,14 +115,28 @@ async def start(store: Store, machine: StateMachine, inputs: Mapping[str, Any] |
     return await drive.advance(tracker, namer, observers, idle_status=on_interrupt, on_interrupt=on_interrupt)
 
 
+async def submit(store: Store, machine: StateMachine, inputs: Mapping[str, Any] | None, *,
+                 llms: Mapping[str, str] | None = None, run_id: str | None = None,
+                 recording: Recording = Recording()) -> RunRow:
+    """Record a run as `queued`, as `start` would record it, without running it: a worker starts it."""
+    run, _context, _tracker, first = _new_run(machine, inputs, llms=llms, run_id=run_id, recording=recording,
+                                              parent=None, owner=None, status="queued")
+    source = source_of(machine)
+    namer = CheckpointNamer(flagged(machine), (), "main", recording.clock)
+    await store.create_run(run, None if source is None else source.text, first,
+                           namer.reached(machine.initial, 1), recordable(dict(inputs or {}), UNCUT))
+    return run
+
+
 async def resume(store: Store, run: RunRow, machine: StateMachine, *, replaced: MachineSource | None = None,
                  observers: Iterable[object] = (), on_interrupt: Interrupted = "paused",
-                 recording: Recording = Recording()) -> RunResult:
+                 recording: Recording = Recording(), owner: str | None = None) -> RunResult:
     """Continue a run from its head with `machine` (after a crash, a wait, a pause or a rollback).
 
     Everything is read and checked before the lease is taken, so a refused resume writes nothing;
     taking the lease with `expect=run` then makes sure nobody advanced, finished or cancelled the run
-    meanwhile. `replaced` is the new source when the caller swaps in an edited machine file.
+    meanwhile. `replaced` is the new source when the caller swaps in an edited machine file. `owner`: a worker
+    that claimed the run (its lease is already `owner`'s) advances it under that lease.
     """
     refuse_finished(run)
     branches = await store.branches(run.id)
@@ -119,13 +144,13 @@ async def resume(store: Store, run: RunRow, machine: StateMachine, *, replaced: 
     ended = where.state is None and where.last is not None and where.last.step > 0
     if not ended and (where.state is None or where.state not in machine.states):
         raise RunRefused(f"run {run.id} is at state '{where.state}', which machine '{machine.name}' does not have")
-    owner = new_owner()
+    owner = owner or new_owner()
     now = recording.clock()
     taken_over = {run.lease_owner} if run.lease_owner and owner_is_dead(run.lease_owner) else set()
     # where a run goes back to when this resume takes no step: a wait keeps waiting (with its timer), a
     # paused run stays paused; a run taken over from a dead process is handed on like an interrupted one
     idle_status = "waiting" if run.status == "waiting" or run.waiting else (
-        "paused" if run.status == "paused" else on_interrupt)
+        run.status if run.status in ("paused", "queued") else on_interrupt)
     before = run
     run = await store.acquire(run.id, owner, now + recording.lease_seconds, now=now, takeover=taken_over,
                               status="running", expect=before)

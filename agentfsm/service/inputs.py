@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # What parses machines (pydantic, the spec's models, YAML) is imported by the functions that need it:
 # commands that only read stored runs (`runs`, `history`) parse ages and event data, nothing more.
 
-__all__ = ["collect_inputs", "parse_age", "parse_event_data", "parse_llm_options", "read_inputs_file"]
+__all__ = ["collect_inputs", "parse_age", "parse_event_data", "parse_llm_options", "read_batch", "read_inputs_file"]
 
 
 def read_inputs_file(path: Path) -> dict[str, Any]:
@@ -51,6 +51,34 @@ def collect_inputs(machine: StateMachine, pairs: Iterable[str], inputs_file: Pat
         given[key] = value
     machine.new_context(given)  # the machine's own check: unknown, missing or ill-typed inputs
     return given
+
+
+def read_batch(machine: StateMachine, path: Path, common: dict[str, Any]) -> list[dict[str, Any]]:
+    """`--batch FILE.jsonl`: one run's inputs per line (a JSON object, over the common `-i`/`--inputs` ones),
+    every line checked by the machine before any run is recorded. Blank lines are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--batch {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    batch: list[dict[str, Any]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            inputs = json.loads(line, parse_constant=_refuse_constant)
+        except ValueError as exc:
+            raise InputError(f"{path}:{number}: not a JSON object ({exc})") from None
+        if not isinstance(inputs, dict):
+            raise InputError(f"{path}:{number}: each line must be a JSON object of inputs")
+        given = {**common, **inputs}
+        try:
+            machine.new_context(given)
+        except InputError as exc:
+            raise InputError(f"{path}:{number}: {exc}") from None
+        batch.append(given)
+    if not batch:
+        raise InputError(f"--batch {path}: no lines of inputs")
+    return batch
 
 
 def parse_llm_options(pairs: list[str]) -> dict[str, str]:

@@ -18,9 +18,10 @@ from agentfsm.runtime.loop import RunResult
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.service.stores import open_runs, store_exists
 from agentfsm.store.base import NoStore, RunRow
+from agentfsm.store.queue import WorkerView, live_workers
 
-__all__ = ["EventRecorded", "list_runs", "new_run_id", "resume_run", "rollback_run", "send_event", "start_run",
-           "stored_run"]
+__all__ = ["EventRecorded", "list_runs", "list_workers", "new_run_id", "resume_run", "rollback_run", "send_event",
+           "start_run", "stored_run", "submit_runs"]
 
 @dataclass(frozen=True, slots=True)
 class EventRecorded:
@@ -70,6 +71,24 @@ async def rollback_run(store: str | None, run_id: str, to: str, *, branch: str |
         made, result = await runs.rollback_and_resume(run_id, to, branch=branch, observers=observers,
                                                       on_rolled_back=on_rolled_back)
         return made, result
+
+
+async def submit_runs(store: str | None, machine: StateMachine, batch: list[dict[str, Any]], *,
+                      llms: Mapping[str, str]) -> list[str]:
+    """Record one `queued` run per inputs of `batch` (each checked already); their ids, in order."""
+    async with open_runs(store, create=True) as runs:
+        return [(await runs.submit(machine, inputs, llms=llms)).id for inputs in batch]
+
+
+async def list_workers(store: str | None, *, within: float) -> list[WorkerView]:
+    """Workers heard from in the last `within` seconds (none when no run was ever recorded in that store)."""
+    if not store_exists(store):
+        return []
+    try:
+        async with open_runs(store, create=False) as runs:
+            return await live_workers(runs.store, now=runs.clock(), within=within)
+    except NoStore:
+        return []
 
 
 async def list_runs(store: str | None, *, status: str | None, machine: str | None, limit: int) -> list[RunRow]:

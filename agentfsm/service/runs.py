@@ -76,20 +76,32 @@ class Runs:
         return await advance.start(self.store, machine, inputs, llms=llms, observers=observers, run_id=run_id,
                                    on_interrupt=on_interrupt, recording=self.recording, parent=parent)
 
+    async def submit(self, machine: MachineArgument, inputs: Mapping[str, Any] | None = None, *,
+                     llms: Mapping[str, str] | None = None, run_id: str | None = None) -> RunRow:
+        """Record a run as `queued` without running it (inputs checked, machine compiled); a worker starts it."""
+        llms = dict(llms or {})
+        if not isinstance(machine, StateMachine):
+            from agentfsm.service.machines import load_machine
+
+            machine = load_machine(machine, llms=llms)
+        machine.check()
+        return await advance.submit(self.store, machine, inputs, llms=llms, run_id=run_id, recording=self.recording)
+
     async def resume(self, run_id: str, *, machine: MachineArgument | None = None,
                      llms: Mapping[str, str] | None = None, observers: Iterable[object] = (),
-                     on_interrupt: Interrupted = "paused") -> RunResult:
+                     on_interrupt: Interrupted = "paused", owner: str | None = None) -> RunResult:
         """Continue a run from its head: after a crash, a wait, a pause or a rollback.
 
         The run resumes with the machine it started with (kept in the store). `machine` opts
         into another one (an edited file) once the state the run is in exists in it.
-        `on_interrupt` says how a run interrupted after it took a step is left.
+        `on_interrupt` says how a run interrupted after it took a step is left. `owner`: the lease a worker's
+        claim already holds on the run.
         """
         run = await self.store.get_run(run_id)
         advance.refuse_finished(run)
         ready, replaced = await self._machine_for(run, machine, llms)
         return await advance.resume(self.store, run, ready, replaced=replaced, observers=observers,
-                                    on_interrupt=on_interrupt, recording=self.recording)
+                                    on_interrupt=on_interrupt, recording=self.recording, owner=owner)
 
     async def send(self, run_id: str, event: str, data: Any = None, *, resume: bool = True,
                    machine: MachineArgument | None = None, llms: Mapping[str, str] | None = None,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from agentfsm.history.rewrite import Rollback
     from agentfsm.runtime.loop import RunResult
     from agentfsm.store.base import CheckpointRow, RunRow, StepRow
+    from agentfsm.store.queue import WorkerView
 
 SHORT_ID = 8
 """Characters of a run id shown in tables: its random tail, which tells runs made the same minute apart."""
@@ -97,3 +98,11 @@ def event_recorded_json(run_id: str, event: str, status: str) -> dict[str, Any]:
 
 def prune_json(runs: list[RunRow], *, dry_run: bool, now: float) -> dict[str, Any]:
     return {"dry_run": dry_run, "runs": [run_json(run, now) for run in runs]}
+
+
+def worker_json(view: WorkerView, now: float) -> dict[str, Any]:
+    """A live worker as `agentfsm workers --json` lists it."""
+    row = view.row
+    return {"worker": row.id, "host": row.host, "pid": row.pid, "runs_held": view.held,
+            "concurrency": row.concurrency, "machine": row.machine, "started_at": row.started_at,
+            "heartbeat_at": row.heartbeat_at, "heartbeat_age": round(max(0.0, now - row.heartbeat_at), 3)}

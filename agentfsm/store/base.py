@@ -21,7 +21,7 @@ Vocabulary:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -245,8 +245,9 @@ class Transaction(Protocol):
     async def pending_events(self, run_id: str) -> list[EventRow]: ...
     async def pending_event_ids(self, run_id: str) -> set[int]: ...
     async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
-        """`waiting` runs with a pending event or a timer due by `now`, `running` runs whose lease expired
-        before `now`, and `queued` runs nobody holds, oldest first (only runs of `machine`, when given)."""
+        """Runs nobody holds a live lease on (or claimed) at `now`: `waiting` ones with a pending event or a
+        timer due by `now`, `running` ones (their process died) and `queued` ones, oldest first (only runs of
+        `machine`, when given)."""
         ...
     async def claimable(self, now: float, limit: int, *, machine: str | None, skip: Collection[str]) -> list[RunRow]:
         """In a write transaction: up to `limit` due runs (as `rules.is_due` decides) not in `skip`, oldest
@@ -282,8 +283,20 @@ class Transaction(Protocol):
     async def delete_workers(self, worker_ids: list[str]) -> None: ...
 
 
+class Listener(Protocol):
+    """Wake-ups for idle workers (PostgreSQL's LISTEN/NOTIFY): a run was queued, sent an event, handed back."""
+
+    async def run(self, wake: Callable[[], None]) -> None:
+        """Call `wake` at each notification, until cancelled (a lost connection is made again, then `wake`)."""
+        ...
+
+
 class Backend(Protocol):
     """A database holding rows: transactions, and nothing about what the rows mean."""
+
+    def listener(self) -> Listener | None:
+        """Wake-ups for idle workers, or None when this backend has none (its workers poll)."""
+        ...
 
     url: str
     """Where the store lives, as shown in messages (`sqlite:///abs/path/runs.db`), never with a password."""

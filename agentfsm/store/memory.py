@@ -107,6 +107,10 @@ class MemoryBackend:
                 raise Conflict(f"{self.url}: {exc}") from None
             raise
 
+    def listener(self) -> None:
+        """None: workers on this store poll."""
+        return None
+
     async def stream_steps(self, run_id: str, branch: str, first: int, last: int | None) -> AsyncIterator[StepRow]:
         async with self.reading() as tx:
             rows = await tx.steps(run_id, branch, first, last, None)
@@ -241,8 +245,8 @@ class MemoryTransaction:
             if machine is not None and row.machine != machine:
                 continue
             waiting = row.status == "waiting" and ((row.wake_at is not None and row.wake_at <= now) or pending)
-            orphaned = row.status in ("running", "queued") and not lease_live(row.lease_owner, row.lease_expires, now)
-            if waiting or orphaned:
+            unheld = not lease_live(row.lease_owner, row.lease_expires, now)  # nobody advances or claimed it
+            if unheld and (waiting or row.status in ("running", "queued")):
                 candidates.append(DueCandidate(_copy_run(row), pending))
         return candidates[:limit]
 

@@ -14,9 +14,10 @@ psycopg 3 is an optional dependency (`pip install 'agentfsm[postgres]'`), import
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -135,22 +136,20 @@ class PostgresBackend:
         return db
 
     async def _reconnect(self) -> psycopg.AsyncConnection[Any]:
-        """Connect again after the connection broke: for up to RECONNECT_SECONDS, saying so once."""
-        deadline, pause, said = time.monotonic() + RECONNECT_SECONDS, 0.1, False
+        """Connect again after the connection broke (a server restart): for up to RECONNECT_SECONDS, saying so."""
+        logger.warning("lost the connection to %s; reconnecting", self.url)
+        began = time.monotonic()
+        pause = 0.1
         while True:
             try:
                 db = await self.connect()
-            except StoreError as exc:
-                if time.monotonic() + pause > deadline:
+            except StoreError:
+                if time.monotonic() + pause > began + RECONNECT_SECONDS:
                     raise
-                if not said:
-                    logger.warning("lost the connection to %s (%s); reconnecting", self.url, exc)
-                    said = True
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
                 continue
-            if said:
-                logger.warning("reconnected to %s", self.url)
+            logger.warning("reconnected to %s after %.1fs", self.url, time.monotonic() - began)
             return db
 
     def _gate(self) -> asyncio.Lock:
@@ -203,6 +202,9 @@ class PostgresBackend:
             return StoreError(f"{self.url}: connection lost while committing ({first_line(exc)})")
         return StoreError(f"{self.url}: {first_line(exc)}")
 
+    def listener(self) -> PostgresListener:
+        return PostgresListener(self)
+
     def reading(self) -> Any:
         return self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", locking=False)
 
@@ -218,6 +220,35 @@ class PostgresBackend:
             if len(page) < PAGE:
                 return
             first = page[-1].step + 1
+
+
+class PostgresListener:
+    """LISTEN on the store's channel on a connection of its own; a lost connection is made again."""
+
+    def __init__(self, backend: PostgresBackend) -> None:
+        self.backend = backend
+
+    async def run(self, wake: Callable[[], None]) -> None:
+        pause = 0.1
+        while True:
+            try:
+                db = await self.backend.connect()
+            except StoreError as exc:
+                logger.debug("worker wake-ups: %s", exc)  # the worker's own claims say the store is down
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+                continue
+            pause = 0.1
+            try:
+                await db.execute(f"LISTEN {self.backend.channel}")
+                wake()  # notifications sent while nobody listened are lost: look once now
+                async for _notice in db.notifies():
+                    wake()
+            except psycopg.Error as exc:
+                logger.debug("worker wake-ups: connection lost (%s); listening again", first_line(exc))
+            finally:
+                with contextlib.suppress(psycopg.Error, asyncio.CancelledError):
+                    await asyncio.shield(db.close())
 
 
 def first_line(exc: BaseException) -> str:

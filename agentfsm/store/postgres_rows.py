@@ -200,9 +200,9 @@ class PostgresTransaction:
     @_loading
     async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         query = (
-            f"{SELECT_RUN} WHERE ((status = 'waiting' AND (wake_at <= %s OR EXISTS "
-            "(SELECT 1 FROM events WHERE events.run_id = runs.id AND events.taken_step IS NULL))) "
-            "OR (status IN ('running', 'queued') AND (lease_owner IS NULL OR lease_expires < %s)))"
+            f"{SELECT_RUN} WHERE (status = 'waiting' AND (wake_at <= %s OR EXISTS "
+            "(SELECT 1 FROM events WHERE events.run_id = runs.id AND events.taken_step IS NULL)) "
+            "OR status IN ('running', 'queued')) AND (lease_owner IS NULL OR lease_expires < %s)"
             + (" AND machine = %s" if machine is not None else "") + " ORDER BY created_at, id LIMIT %s"
         )
         params = (now, now, machine, limit) if machine is not None else (now, now, limit)
@@ -215,10 +215,10 @@ class PostgresTransaction:
     async def claimable(self, now: float, limit: int, *, machine: str | None, skip: Collection[str]) -> list[RunRow]:
         # the whole of rules.is_due in SQL, so that exactly the rows taken are locked (other claimers skip them)
         query = (
-            f"{SELECT_RUN} WHERE ((status = 'waiting' AND (wake_at <= %s OR EXISTS (SELECT 1 FROM events "
+            f"{SELECT_RUN} WHERE (status = 'waiting' AND (wake_at <= %s OR EXISTS (SELECT 1 FROM events "
             "WHERE events.run_id = runs.id AND events.taken_step IS NULL "
-            "AND (runs.waiting::jsonb -> 'events') ? events.name))) "
-            "OR (status IN ('running', 'queued') AND (lease_owner IS NULL OR lease_expires < %s))) "
+            "AND (runs.waiting::jsonb -> 'events') ? events.name)) "
+            "OR status IN ('running', 'queued')) AND (lease_owner IS NULL OR lease_expires < %s) "
             "AND NOT (id = ANY(%s))" + (" AND machine = %s" if machine is not None else "")
             + " ORDER BY created_at, id LIMIT %s FOR UPDATE SKIP LOCKED"
         )

@@ -252,6 +252,10 @@ class SQLiteBackend:
         with self._sync_writing() as db:
             yield SQLiteTransaction(db, self.url, self.path)
 
+    def listener(self) -> None:
+        """None: workers on this store poll."""
+        return None
+
     async def stream_steps(self, run_id: str, branch: str, first: int, last: int | None) -> AsyncIterator[StepRow]:
         while last is None or first <= last:
             async with self.reading() as tx:
@@ -420,9 +424,9 @@ class SQLiteTransaction:
     async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         # a claim needs no row locks here: the write transaction holds the whole file's write lock
         query = (
-            f"{SELECT_RUN} WHERE ((status = 'waiting' AND (wake_at <= ? OR EXISTS "
-            "(SELECT 1 FROM events WHERE events.run_id = runs.id AND events.taken_step IS NULL))) "
-            "OR (status IN ('running', 'queued') AND (lease_owner IS NULL OR lease_expires < ?)))"
+            f"{SELECT_RUN} WHERE (status = 'waiting' AND (wake_at <= ? OR EXISTS "
+            "(SELECT 1 FROM events WHERE events.run_id = runs.id AND events.taken_step IS NULL)) "
+            "OR status IN ('running', 'queued')) AND (lease_owner IS NULL OR lease_expires < ?)"
             + (" AND machine = ?" if machine is not None else "") + " ORDER BY created_at, id LIMIT ?"
         )
         params = (now, now, machine, limit) if machine is not None else (now, now, limit)
