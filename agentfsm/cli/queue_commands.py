@@ -25,7 +25,7 @@ LIVE_WITHIN = 15.0
 def submit_command(file: Path, input_pairs: list[str], inputs_file: Path | None, batch_file: Path | None,
                    llm_options: list[str], *, as_json: bool, store: str | None) -> int:
     """Check the machine and every run's inputs first (a bad line records nothing), then queue the runs."""
-    from agentfsm.service.inputs import collect_inputs, parse_llm_options, read_batch
+    from agentfsm.service.inputs import collect_inputs, given_inputs, parse_llm_options, read_batch
     from agentfsm.service.machines import load_machine
 
     overrides = parse_llm_options(llm_options)
@@ -33,7 +33,7 @@ def submit_command(file: Path, input_pairs: list[str], inputs_file: Path | None,
     if batch_file is None:
         batch = [collect_inputs(machine, input_pairs, inputs_file)]
     else:
-        common = collect_inputs_loosely(machine, input_pairs, inputs_file)
+        common = given_inputs(machine, input_pairs, inputs_file)
         batch = read_batch(machine, batch_file, common)
     ids = drive(operations.submit_runs(store, machine, batch, llms=overrides))
     if as_json:
@@ -43,21 +43,6 @@ def submit_command(file: Path, input_pairs: list[str], inputs_file: Path | None,
             typer.echo(run_id)
         note(f"queued {len(ids)} run(s) of {machine.name}: a worker runs them (agentfsm worker)")
     return exit_codes.SUCCESS
-
-
-def collect_inputs_loosely(machine: Any, pairs: list[str], inputs_file: Path | None) -> dict[str, Any]:
-    """The common inputs of a batch: typed like `collect_inputs`, checked with each line instead of alone."""
-    from agentfsm.service.inputs import read_inputs_file
-    from agentfsm.service.machines import loaded_source
-    from agentfsm.spec.inputs import parse_cli_input
-
-    given: dict[str, Any] = read_inputs_file(inputs_file) if inputs_file else {}
-    source = loaded_source(machine)
-    declared = source.spec.inputs if source is not None else {}
-    for pair in pairs:
-        key, value = parse_cli_input(pair, declared)
-        given[key] = value
-    return given
 
 
 def worker_command(store: str | None, *, once: bool, interval: float, concurrency: int, machine: str | None,

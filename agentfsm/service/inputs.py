@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # What parses machines (pydantic, the spec's models, YAML) is imported by the functions that need it:
 # commands that only read stored runs (`runs`, `history`) parse ages and event data, nothing more.
 
-__all__ = ["collect_inputs", "parse_age", "parse_event_data", "parse_llm_options", "read_batch", "read_inputs_file"]
+__all__ = ["collect_inputs", "given_inputs", "parse_age", "parse_event_data", "parse_llm_options", "read_batch", "read_inputs_file"]
 
 
 def read_inputs_file(path: Path) -> dict[str, Any]:
@@ -40,6 +40,13 @@ def collect_inputs(machine: StateMachine, pairs: Iterable[str], inputs_file: Pat
 
     Raises InputError before anything runs or is stored when they do not fit the machine.
     """
+    given = given_inputs(machine, pairs, inputs_file)
+    machine.new_context(given)  # the machine's own check: unknown, missing or ill-typed inputs
+    return given
+
+
+def given_inputs(machine: StateMachine, pairs: Iterable[str], inputs_file: Path | None = None) -> dict[str, Any]:
+    """`collect_inputs` without the final check (a batch's common inputs are checked with each line)."""
     from agentfsm.service.machines import loaded_source
     from agentfsm.spec.inputs import parse_cli_input
 
@@ -49,7 +56,6 @@ def collect_inputs(machine: StateMachine, pairs: Iterable[str], inputs_file: Pat
     for pair in pairs:
         key, value = parse_cli_input(pair, declared)
         given[key] = value
-    machine.new_context(given)  # the machine's own check: unknown, missing or ill-typed inputs
     return given
 
 
