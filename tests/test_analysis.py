@@ -13,7 +13,7 @@ from agentfsm.service.language import validate_files
 from agentfsm.spec.problems import ANALYSIS_CODES
 
 ROOT = Path(__file__).resolve().parent.parent
-MACHINES = sorted((ROOT / "machines").glob("*.yaml"))
+MACHINES = sorted(p for p in (ROOT / "machines").glob("*.yaml") if not p.name.endswith(".test.yaml"))
 
 HEADER = "agentfsm: 1\nname: m\n"
 

@@ -26,10 +26,12 @@ ALLOWED = {
     # a kind brings its spec model, checks, runtime State and compile step; the language loads kinds by name
     "kinds": {"spec", "runtime", "bindings", "compiler", "limits"},
     "history": {"runtime", "bindings", "store", "limits"},
+    # machine tests, record and replay: runs of compiled machines with stubbed bindings, read from recorded history
+    "testing": {"spec", "runtime", "bindings", "compiler", "store", "history", "limits"},
     "observability": {"spec", "runtime", "bindings", "store", "history", "diagram", "limits"},
-    "service": {"spec", "runtime", "bindings", "compiler", "store", "history", "limits"},
+    "service": {"spec", "runtime", "bindings", "compiler", "store", "history", "testing", "limits"},
     "api": {"runtime", "service", "limits"},
-    "reference": {"spec", "runtime", "limits"},
+    "reference": {"spec", "runtime", "testing", "limits"},
     "seed": {"runtime", "store", "history", "service", "limits"},
     "cli": {"service", "observability", "limits"},
 }

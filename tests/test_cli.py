@@ -569,7 +569,8 @@ def validate_runs(validate_dir: Path) -> dict[str, subprocess.CompletedProcess[s
 
 
 SHIPPED = sorted(
-    str(path.relative_to(ROOT)) for path in MACHINES.glob("*.yaml") if not path.name.endswith(".replies.yaml")
+    str(path.relative_to(ROOT)) for path in MACHINES.glob("*.yaml")
+    if not path.name.endswith((".replies.yaml", ".test.yaml"))  # machine tests are not machines
 )
 
 

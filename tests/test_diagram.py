@@ -15,7 +15,7 @@ from agentfsm.spec.loader import load_spec
 from tests.mermaid import parse_mermaid_many
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "machines").glob("*.yaml"))
+EXAMPLES = sorted(p for p in (ROOT / "machines").glob("*.yaml") if not p.name.endswith(".test.yaml"))
 
 AWKWARD_NAMES = [
     "plain",

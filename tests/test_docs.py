@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from agentfsm import validate_file
-from agentfsm.reference import REFERENCE_PATH, SCHEMA_PATH, reference_text, schema_text
+from agentfsm.reference import (
+    REFERENCE_PATH,
+    SCHEMA_PATH,
+    TEST_REFERENCE_PATH,
+    TEST_SCHEMA_PATH,
+    reference_text,
+    schema_text,
+    case_reference_text,
+    case_schema_text,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -34,10 +43,16 @@ def test_committed_schema_matches_the_models() -> None:
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), "run: python -m agentfsm.reference"
 
 
+def test_test_file_reference_and_schema_are_generated_from_the_models() -> None:
+    assert TEST_REFERENCE_PATH.read_text(encoding="utf-8") == case_reference_text(), "run: python -m agentfsm.reference"
+    assert TEST_SCHEMA_PATH.read_text(encoding="utf-8") == case_schema_text(), "run: python -m agentfsm.reference"
+
+
 def test_every_example_machine_starts_with_the_schema_line() -> None:
     for machine in sorted((ROOT / "machines").glob("*.yaml")):
         first = machine.read_text(encoding="utf-8").splitlines()[0]
-        assert first == "# yaml-language-server: $schema=../schemas/machine.schema.json", machine.name
+        schema = "test" if machine.name.endswith(".test.yaml") else "machine"
+        assert first == f"# yaml-language-server: $schema=../schemas/{schema}.schema.json", machine.name
 
 
 MACHINE_BLOCKS = [(name, body) for name, body in blocks("yaml") if body.lstrip("# \n").find("agentfsm: 1") >= 0

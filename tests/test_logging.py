@@ -74,7 +74,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_example_has_its_inputs_listed_here() -> None:
-    assert sorted(p.name for p in MACHINES.glob("*.yaml")) == sorted(EXAMPLE_INPUTS)
+    assert sorted(p.name for p in MACHINES.glob("*.yaml") if not p.name.endswith(".test.yaml")) == sorted(EXAMPLE_INPUTS)
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_INPUTS))

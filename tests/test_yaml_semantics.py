@@ -1243,7 +1243,7 @@ _SAMPLE_VALUES = {"string": "What is 2 + 3?", "integer": 2, "number": 2.5, "bool
 
 
 def example_files() -> list[Path]:
-    return sorted(p for p in MACHINES.glob("*.yaml") if not p.name.endswith(".replies.yaml"))
+    return sorted(p for p in MACHINES.glob("*.yaml") if not p.name.endswith((".replies.yaml", ".test.yaml")))
 
 
 def test_the_known_examples_are_shipped() -> None:

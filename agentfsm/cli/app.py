@@ -168,12 +168,17 @@ def diagram(
         Path | None, typer.Option("-o", "--output", metavar="FILE",
                                   help="Write to this file; a .md file gets a mermaid block.")
     ] = None,
+    coverage: Annotated[
+        Path | None, typer.Option("--coverage", metavar="REPORT",
+                                  help="Draw a coverage report of agentfsm test --coverage: states entered, "
+                                       "arrows with how often the cases took them.")
+    ] = None,
 ) -> None:
     """Print the machine as a Mermaid stateDiagram-v2 (made locally)."""
     from agentfsm.cli.commands import diagram_command, guarded
 
     with guarded(_options["debug"]):
-        code = diagram_command(file, output)
+        code = diagram_command(file, output, coverage)
     raise typer.Exit(code)
 
 
@@ -436,3 +441,6 @@ def workers(as_json: JsonOption = False, store: StoreOption = None) -> None:
 
 def main() -> None:
     sys.exit(usage.run(app))
+
+
+from agentfsm.cli import testing_commands  # noqa: E402,F401 - registers `test` (it builds on the names above)

@@ -149,11 +149,17 @@ def paths_command(files: list[Path], *, as_json: bool, max_length: int) -> int:
     return exit_codes.SUCCESS
 
 
-def diagram_command(file: Path, output: Path | None) -> int:
-    from agentfsm.observability.diagram import mermaid_from_spec
+def diagram_command(file: Path, output: Path | None, coverage: Path | None = None) -> int:
+    from agentfsm.observability.diagram import mermaid_from_spec, mermaid_with_coverage
     from agentfsm.service.language import load_definition
 
-    text = mermaid_from_spec(load_definition(file).spec)
+    spec = load_definition(file).spec
+    if coverage is None:
+        text = mermaid_from_spec(spec)
+    else:
+        from agentfsm.service.tests import machine_coverage
+
+        text = mermaid_with_coverage(spec, machine_coverage(coverage, file))
     if output is None:
         typer.echo(text, nl=False)
         return exit_codes.SUCCESS

@@ -13,8 +13,9 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from agentfsm.bindings.llm import LLMClient
 from agentfsm.bindings.llms import make_llm
-from agentfsm.bindings.tools import make_tool
+from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.env import CompileEnv
 from agentfsm.compiler.scope import compile_assignments, make_scope, rendered
 from agentfsm.runtime.machine import StateMachine
@@ -29,11 +30,15 @@ from agentfsm.spec.models import RoutedStateSpec, SetAction, StateSpec, Transiti
 
 
 def compile_machine(loaded: LoadedSpec, overrides: Mapping[str, str] | None = None,
-                    used: set[str] | None = None) -> StateMachine:
+                    used: set[str] | None = None, *, llm_clients: Mapping[str, LLMClient] | None = None,
+                    tool_clients: Mapping[str, ToolClient] | None = None) -> StateMachine:
     """A runnable machine. Raises BindingError when a binding cannot be set up (a module that does not import).
 
     `overrides` (`--llm`) switch the LLM bindings of that name here and in every nested machine; `used`
-    collects the names some machine has."""
+    collects the names some machine has. `llm_clients` and `tool_clients` stand in for this machine's bindings
+    of those names (test stubs, a replayed recording): the file's configuration of those is not used, so
+    nothing it names is imported or called.
+    """
     used = set() if used is None else used
     if overrides:
         known = {name: text for name, text in overrides.items() if name in loaded.spec.llms}
@@ -41,9 +46,13 @@ def compile_machine(loaded: LoadedSpec, overrides: Mapping[str, str] | None = No
         loaded = dataclasses.replace(loaded, spec=apply_llm_overrides(loaded.spec, known))
     spec = loaded.spec
     base_dir = loaded.base_dir
+    given_llms = llm_clients or {}
+    given_tools = tool_clients or {}
     env = CompileEnv(
-        llms={name: make_llm(name, config, base_dir) for name, config in spec.llms.items()},
-        tools={name: make_tool(name, config, base_dir) for name, config in spec.tools.items()},
+        llms={name: given_llms[name] if name in given_llms else make_llm(name, config, base_dir)
+              for name, config in spec.llms.items()},
+        tools={name: given_tools[name] if name in given_tools else make_tool(name, config, base_dir)
+               for name, config in spec.tools.items()},
         base_dir=base_dir, loaded=loaded, overrides=dict(overrides or {}), used=used,
     )
     machine = StateMachine(spec.name, description=spec.description, max_steps=spec.max_steps)

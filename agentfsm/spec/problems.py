@@ -67,6 +67,11 @@ CODES: dict[str, tuple[Severity, str]] = {
                              "for ever."),
     "maybe-undefined": ("warning", "A template reads a context key that some path from the initial state to it "
                         "never assigns (the message names the path); guard it with `is defined` or `default()`."),
+    # test files (`*.test.yaml`, `agentfsm test`)
+    "test-duplicate-case": ("error", "Two cases of a test file have the same name."),
+    "test-unknown-binding": ("error", "A case gives replies or stubs for a binding the machine does not have."),
+    "test-live-binding": ("error", "A case leaves an LLM binding that calls a real provider without scripted replies."),
+    "test-unknown-state": ("error", "A case's expectations name a state the machine does not have."),
     # templates and guards
     "template-syntax": ("error", "A template or guard is not valid Jinja2."),
     "undefined-variable": ("warning", "A template uses a name that no input, context key, `save`, `set` or `as` provides."),
@@ -74,6 +79,8 @@ CODES: dict[str, tuple[Severity, str]] = {
 
 ANALYSIS_CODES = frozenset({"shadowed-rule", "trap-state", "unbounded-cycle", "wait-without-timeout", "maybe-undefined"})
 """Codes only `agentfsm validate` reports (its static analysis, `agentfsm.spec.analysis`), not every load."""
+TEST_CODES = frozenset({"test-duplicate-case", "test-unknown-binding", "test-live-binding", "test-unknown-state"})
+"""Codes only test files (`agentfsm test`) have (tests/test_machine_tests.py has their cases)."""
 
 
 @dataclass(frozen=True, slots=True)
