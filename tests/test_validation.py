@@ -414,6 +414,20 @@ CASES = [
     ),
     Case("nested-cycle", _self_including, "nested-cycle", 5, 31),
     Case(
+        "team-config",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: team
+                strategy: hierarchical
+                agents: {w: {initial: s, states: {s: {type: final}}}}
+                next: b
+              b: {type: final}
+            """),
+        "team-config", 7, 5,
+    ),
+    Case(
         "join-too-many",
         machine("""\
             initial: a
@@ -948,7 +962,7 @@ def test_an_unknown_state_type_hides_no_other_problem(tmp_path: Path) -> None:
     )
     assert printed == [
         "m.yaml:7:13: error unknown-state-type states.a.type: unknown state type 'llmm' (did you mean 'llm'?) "
-        "(one of: set, choice, llm, tool, python, wait, final, fail, machine, parallel)",
+        "(one of: set, choice, llm, tool, python, wait, final, fail, machine, parallel, team)",
         "m.yaml:7:27: error template-syntax states.a.prompt: template syntax error: unexpected 'end of print "
         "statement'",
         "m.yaml:7:69: error unknown-target states.a.next: no state named 'bb' (did you mean 'b'?)",

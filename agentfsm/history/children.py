@@ -47,7 +47,7 @@ class StoredChildren:
         row = await self.store.find_run(run_id)
         note = ChildNote(context, request.name, run_id, reused=row is not None and row.status in FINISHED)
         await note.started_run()
-        relay = [ChildRelay(context, request.name)]
+        relay = [ChildRelay(context, request.name), *request.observers]
         if row is None:
             parent = advance.Parent(context.run_id, context.step, request.name)
             result = await advance.start(self.store, request.machine, request.inputs, llms=self.llms,

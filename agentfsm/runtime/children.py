@@ -20,6 +20,7 @@ from agentfsm.runtime.calls import ChildCallRecord
 from agentfsm.runtime.errors import UNCATCHABLE, StateError
 from agentfsm.runtime.events import ChildEnded, ChildStarted, ChildStep, StepEnded
 from agentfsm.runtime.ids import new_run_id
+from agentfsm.runtime.teams import Seat, take_seat
 
 if TYPE_CHECKING:
     from agentfsm.runtime.loop import RunResult
@@ -37,6 +38,10 @@ class ChildRequest:
     name: str
     machine: StateMachine
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    seat: Seat | None = None
+    """For a team agent: its seat (its team's bus and memory, its name), taken by the task running it."""
+    observers: tuple[object, ...] = ()
+    """More observers of the child's run (a collaborative team watches its agents' steps)."""
 
 
 class Children(Protocol):
@@ -78,8 +83,8 @@ class LocalChildren:
     async def run(self, context: StateContext, request: ChildRequest) -> RunResult:
         note = ChildNote(context, request.name, new_run_id())
         await note.started_run()
-        result = await request.machine.run(request.inputs, observers=[ChildRelay(context, request.name)],
-                                           run_id=note.run_id)
+        result = await request.machine.run(request.inputs, run_id=note.run_id,
+                                           observers=[ChildRelay(context, request.name), *request.observers])
         return await note.ended(result)
 
     async def cancel(self, context: StateContext, name: str) -> None:
@@ -136,7 +141,15 @@ def child_error(name: str, result: RunResult) -> StateError:
 
 async def run_child(context: StateContext, request: ChildRequest) -> RunResult:
     """Run one child with the context's children (local when the context has none)."""
-    children: Children = getattr(context, "children", None) or LOCAL_CHILDREN
+    children: Children = context.children or LOCAL_CHILDREN
+    if request.seat is None:
+        return await children.run(context, request)
+    return await asyncio.ensure_future(_seated(children, context, request))  # the seat stays in the child's task
+
+
+async def _seated(children: Children, context: StateContext, request: ChildRequest) -> RunResult:
+    if request.seat is not None:
+        take_seat(request.seat)
     return await children.run(context, request)
 
 
@@ -151,12 +164,12 @@ async def gather(context: StateContext, requests: Iterable[ChildRequest], *, joi
     """
     requests = list(requests)
     needed = len(requests) if join == "all" else (1 if join == "any" else int(join))
-    children: Children = getattr(context, "children", None) or LOCAL_CHILDREN
+    children: Children = context.children or LOCAL_CHILDREN
     limit = asyncio.Semaphore(max_concurrency or len(requests) or 1)
 
     async def one(request: ChildRequest) -> RunResult:
         async with limit:
-            return await children.run(context, request)
+            return await _seated(children, context, request)
 
     tasks = {asyncio.ensure_future(one(request)): request.name for request in requests}
     results: dict[str, RunResult] = {}
@@ -171,7 +184,9 @@ async def gather(context: StateContext, requests: Iterable[ChildRequest], *, joi
                 result = results[name] = task.result()
                 if result.status == "succeeded":
                     succeeded += 1
-                elif (join == "all" and fail_fast) or len(requests) - len(results) + succeeded < needed:
+                elif join == "all" and not fail_fast:
+                    continue  # collecting: every child runs to its end, failures are in the results
+                elif join == "all" or len(requests) - len(results) + succeeded < needed:
                     failure = failure or child_error(name, result)
     finally:
         await _cancel(context, children, pending, tasks)

@@ -37,6 +37,19 @@ ERROR_TYPES: dict[str, str] = {
     "transition.invalid": "A Python state returned the name of a state that does not exist or cannot be reached from it.",
     "limit.max_steps": "The run took more steps than `max_steps`.",
     "limit.max_visits": "A state was entered more times than its `max_visits`.",
+    "child.fail": "A nested machine, parallel branch or team agent ended at a `fail` state (likewise "
+    "`child.transition.none`, `child.limit.max_steps`...: a child's error that ends a run becomes `child.TYPE` in "
+    "its parent, where it can be caught; a child's other errors keep their type, such as `llm.error`).",
+    "child.cancelled": "A child run was cancelled (`agentfsm cancel CHILD`) before it ended.",
+    "team.bad_plan": "A hierarchical team's supervisor planned work for a worker the team does not have, or its "
+    "plan is neither a mapping from worker to task nor a list of tasks.",
+    "team.no_winner": "No agent of a competitive team succeeded.",
+    "team.bad_judgement": "A competitive team's judge named no candidate.",
+    "team.max_steps": "A collaborative team took more agent steps than its `max_steps`.",
+    "team.none": "A `send`, `receive` or `memory` state ran outside a team agent (it has no bus or memory).",
+    "bus.unknown_agent": "A `send` named an agent the team does not have.",
+    "memory.locked": "A shared-memory write to a key another agent holds locked (locks expire after their `ttl`).",
+    "memory.conflict": "A `cas` expected a version of the key that is no longer current.",
 }
 """Every error type the runtime raises, with what it means; the table in `docs/reference.md` is generated from this."""
 

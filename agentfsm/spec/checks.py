@@ -247,7 +247,7 @@ class _Checker:
                 continue
             if unread is None:  # a part that could not be read gives names no one can know
                 continue
-            for name in sorted(compiled.names - known - unread):
+            for name in sorted(compiled.names - known - unread - site.sees):
                 hint = did_you_mean(name, known - RESERVED_NAMES)
                 self.report(site.path, "undefined-variable",
                             f"{dotted_path(site.path)}: '{name}' is not an input, a context key, or saved by any "

@@ -92,7 +92,8 @@ def validate_text(text: str, path: str | Path, display_name: str | None = None) 
         report.problems.extend(check_refused(document.data, document.source_map, name))
     else:
         report.problems.extend(check_machine(spec, document.source_map, name))
-        report.problems.extend(check_nested(spec, document.data, document.source_map, name, path))
+        # a file several states name is reported once
+        report.problems.extend(dict.fromkeys(check_nested(spec, document.data, document.source_map, name, path)))
         report.spec = spec
     report.problems.sort(key=lambda p: (p.file != name, p.file, p.line, p.column))  # a nested file's come after
     return report

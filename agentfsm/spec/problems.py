@@ -41,6 +41,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "nested-machine": ("error", "A nested machine, branch or agent names neither a file nor inline states, or its "
                        "file has errors (each reported in that file, with its line)."),
     "nested-cycle": ("error", "Machine files include each other (directly or through others); the cycle is named."),
+    "team-config": ("error", "A team's strategy lacks what it needs (agents, a supervisor, a score or judge) or "
+                    "has an option its strategy does not use."),
     "join-too-many": ("error", "`join: N` of a parallel state asks for more branches than it has."),
     "unknown-target": ("error", "A transition, `next:` or `catch` goes to a state that does not exist."),
     "unknown-llm": ("error", "An `llm` state names an LLM binding not declared under `llms:`."),

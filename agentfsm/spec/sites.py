@@ -45,6 +45,8 @@ DECLARING_SECTIONS = frozenset({"inputs", "context"})
 """Sections of the machine whose keys are names templates see."""
 
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+SEES_KEY = "x-agentfsm-sees"
+"""A template field's extra names (in its `json_schema_extra`): what the kind gives it besides the context."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class TemplateSite:
     path: NodePath
     source: str
     kind: str  # "value" | "text" | "guard"
+    sees: frozenset[str] = frozenset()
+    """Names this template sees besides the machine's (a team agent's inputs see `previous`)."""
 
 
 def template_sites(node: Any, path: NodePath = ()) -> Iterator[TemplateSite]:
@@ -61,25 +65,27 @@ def template_sites(node: Any, path: NodePath = ()) -> Iterator[TemplateSite]:
     for key, value, info in fields_of(node):
         kind = template_kind(info)
         if kind is not None and value is not None:
+            sees = frozenset(info.json_schema_extra.get(SEES_KEY, ())) if info is not None and isinstance(
+                info.json_schema_extra, dict) else frozenset()
             if kind == "value":
-                yield from _value_sites(value, (*path, key))
+                yield from _value_sites(value, (*path, key), sees)
             elif isinstance(value, str):
-                yield TemplateSite((*path, key), value, kind)
+                yield TemplateSite((*path, key), value, kind, sees)
         else:
             for child, child_path in models_in(value, (*path, key)):
                 yield from template_sites(child, child_path)
 
 
-def _value_sites(value: Any, path: NodePath) -> Iterator[TemplateSite]:
+def _value_sites(value: Any, path: NodePath, sees: frozenset[str] = frozenset()) -> Iterator[TemplateSite]:
     if isinstance(value, str):
         if is_template(value):
-            yield TemplateSite(path, value, "value")
+            yield TemplateSite(path, value, "value", sees)
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _value_sites(item, (*path, key))
+            yield from _value_sites(item, (*path, key), sees)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _value_sites(item, (*path, index))
+            yield from _value_sites(item, (*path, index), sees)
 
 
 def assignment_sites(node: Any, path: NodePath = ()) -> Iterator[tuple[str, NodePath]]:
