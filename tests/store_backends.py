@@ -137,6 +137,7 @@ async def everything(store: Store) -> dict[str, Any]:
             "steps": {branch.name: await store.steps(run.id, branch.name) for branch in branches},
             "checkpoints": await store.checkpoints(run.id),
             "events": await store.pending_events(run.id),
+            "trace": await store.trace(run.id),
         }
     return kept
 

@@ -86,7 +86,7 @@ async def test_a_fresh_store_is_created_with_its_folders_in_wal_mode(tmp_path: P
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
 
 
 OPEN_WHEN_TOLD = """\
@@ -433,6 +433,8 @@ async def test_a_store_of_the_released_version_is_upgraded_in_place(v1: Path) ->
     after = tables(v1)
     assert after["meta"] == [{"key": "schema_version", "value": str(SCHEMA_VERSION)}]
     assert table(v1, "workers") == []  # schema 3: workers register themselves
+    # runs of the released version have no trace (it did not keep one): the tables are there, empty
+    assert table(v1, "trace") == [] and table(v1, "payloads") == []
     # the inputs moved to run_inputs: the row every step rewrites no longer carries them
     assert table(v1, "run_inputs") == [{"run_id": run["id"], "inputs": run["inputs"]} for run in before["runs"]]
     assert [run["inputs"] for run in after["runs"]] == [None, None]

@@ -105,7 +105,7 @@ async def _call(context: StateContext, state: str, client: LLMClient, request: L
     await call_ended(context, state, LLMCallRecord(
         binding=client.name, model=reply.model, prompt_tokens=reply.prompt_tokens,
         completion_tokens=reply.completion_tokens, finish_reason=reply.finish_reason, retries=reply.retries,
-        duration=time.perf_counter() - started, script=reply.script))
+        duration=time.perf_counter() - started, script=reply.script), request=request, reply=reply)
     return reply
 
 

@@ -148,6 +148,45 @@ class LLMReply:
     """Where a scripted binding stands in its script after this reply (recorded, so a resumed run picks up there)."""
 
 
+# -- canonical JSON of requests and replies (what a trace keeps; what a replay reads back) -------------------
+
+
+def _tool_call_json(call: ToolCall) -> dict[str, Any]:
+    found: dict[str, Any] = {"id": call.id, "name": call.name, "arguments": call.arguments}
+    if call.invalid is not None:
+        found.update(invalid=call.invalid, raw=call.raw)
+    return found
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """One turn as canonical JSON: role and content, with `tool_calls` / `tool_results` when it has them."""
+    found: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        found["tool_calls"] = [_tool_call_json(call) for call in message.tool_calls]
+    if message.tool_results:
+        found["tool_results"] = [{"call_id": r.call_id, "name": r.name, "content": r.content, "is_error": r.is_error}
+                                 for r in message.tool_results]
+    return found
+
+
+def request_json(request: LLMRequest, model: str | None = None) -> dict[str, Any]:
+    """The whole request in a provider-neutral form: who asks, the system prompt, every message, the tools."""
+    return {
+        "binding": request.binding, "state": request.state, "model": model, "system": request.system,
+        "messages": [message_json(message) for message in request.messages()],
+        "json_mode": request.json_mode, "json_schema": request.json_schema,
+        "tools": [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in request.tools],
+    }
+
+
+def reply_json(reply: LLMReply) -> dict[str, Any]:
+    """The whole reply in a provider-neutral form (the scripted binding's place in its script too)."""
+    return {"text": reply.text, "model": reply.model, "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens, "finish_reason": reply.finish_reason,
+            "retries": reply.retries, "tool_calls": [_tool_call_json(call) for call in reply.tool_calls],
+            "script": reply.script}
+
+
 def parse_tool_arguments(text: Any) -> tuple[dict[str, Any], str | None]:
     """A model's tool arguments (a JSON text, or already a mapping): the mapping, or `{}` and why not."""
     if isinstance(text, dict):

@@ -22,6 +22,7 @@ from agentfsm.history.leases import LEASE_SECONDS, keeper, new_owner, owner_is_d
 from agentfsm.history.lineage import Position, position
 from agentfsm.history.recorder import UNCUT, CheckpointNamer, StoreRecorder, recordable, redacted
 from agentfsm.history.tally import Tally
+from agentfsm.history.trace import TraceRecorder
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.loop import RunResult, run_machine
 from agentfsm.runtime.machine import StateMachine
@@ -55,6 +56,8 @@ class Recording:
     lease_seconds: float = LEASE_SECONDS
     snapshot_every: int = SNAPSHOT_EVERY
     clock: Callable[[], float] = time.time
+    trace: bool = True
+    """Keep the run's trace (always, but for measuring what it costs)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,8 @@ async def start(store: Store, machine: StateMachine, inputs: Mapping[str, Any] |
     await store.create_run(run, None if source is None else source.text, first,
                            namer.reached(machine.initial, 1), recordable(dict(inputs or {}), UNCUT))
     drive = _Advance(store, machine, context, owner, "main", recording, llms or {})
-    return await drive.advance(tracker, namer, observers, idle_status=on_interrupt, on_interrupt=on_interrupt)
+    return await drive.advance(tracker, namer, observers, idle_status=on_interrupt, on_interrupt=on_interrupt,
+                               first_trace=1)
 
 
 async def submit(store: Store, machine: StateMachine, inputs: Mapping[str, Any] | None, *,
@@ -169,10 +173,12 @@ async def resume(store: Store, run: RunRow, machine: StateMachine, *, replaced: 
         tracker = ContextTracker(where.data, since=where.cost, snapshot_every=recording.snapshot_every)
         taken = {checkpoint.name for checkpoint in await store.checkpoints(run.id)}
         namer = CheckpointNamer(flagged(machine), taken, run.head, recording.clock)
+        first_trace = await store.trace_end(run.id) + 1
     except BaseException:
         await store.release(run.id, owner, status=idle_status)
         raise
-    return await drive.advance(tracker, namer, observers, idle_status=idle_status, on_interrupt=on_interrupt)
+    return await drive.advance(tracker, namer, observers, idle_status=idle_status, on_interrupt=on_interrupt,
+                               first_trace=first_trace)
 
 
 class _Advance:
@@ -185,13 +191,16 @@ class _Advance:
         context.children = StoredChildren(store, recording, branch, llms)
 
     async def advance(self, tracker: ContextTracker, namer: CheckpointNamer, observers: Iterable[object], *,
-                      idle_status: str, on_interrupt: Interrupted) -> RunResult:
+                      idle_status: str, on_interrupt: Interrupted, first_trace: int) -> RunResult:
         store, context, run_id = self.store, self.context, self.context.run_id
         leases = keeper(store, self.recording.lease_seconds)
         lease = leases.hold(run_id, self.owner, self.recording.clock)
-        recorder = StoreRecorder(store, context, self.owner, self.branch, tracker, namer, lease)
+        trace = TraceRecorder(context, self.branch, first_trace) if self.recording.trace else None
+        recorder = StoreRecorder(store, context, self.owner, self.branch, tracker, namer, lease, trace)
+        # the trace only buffers: it goes before the recorder, which writes its entries with each step
+        watching = [trace, recorder, *observers] if trace is not None else [recorder, *observers]
         try:
-            return await run_machine(self.machine, context, observers=[recorder, *observers], run_id=run_id)
+            return await run_machine(self.machine, context, observers=watching, run_id=run_id)
         except LeaseLost:
             run = await store.get_run(run_id)
             if run.status != "cancelled":
@@ -204,6 +213,8 @@ class _Advance:
             return RunResult(run_id, "failed", None, context, context.step - 1, error)
         except BaseException as exc:
             # interrupted (Ctrl-C, a cancelled task) or a failing store: the last committed step stands
+            if trace is not None:
+                await flush_quietly(store, run_id, trace)
             await release_quietly(store, run_id, self.owner, left_as(exc, recorder.committed, idle_status,
                                                                         on_interrupt))
             raise
@@ -228,6 +239,17 @@ async def release_quietly(store: Store, run_id: str, owner: str, status: str) ->
     try:
         await asyncio.shield(store.release(run_id, owner, status=status))
     except (Exception, asyncio.CancelledError):  # noqa: BLE001, S110 - see the docstring
+        pass
+
+
+async def flush_quietly(store: Store, run_id: str, trace: TraceRecorder) -> None:
+    """Write the trace entries no step took (why the run stopped); the run's own state matters more."""
+    write = trace.take()
+    if write is None:
+        return
+    try:
+        await asyncio.shield(store.append_trace(run_id, write))
+    except (Exception, asyncio.CancelledError):  # noqa: BLE001, S110 - a trace must not hide the real error
         pass
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentfsm.bindings.known_secrets import REDACTED, known_secrets
 from agentfsm.history.deltas import ContextTracker
@@ -15,6 +15,9 @@ from agentfsm.runtime.model import StateContext
 from agentfsm.store.base import CheckpointRow, StepRow
 from agentfsm.store.core import Store
 from agentfsm.store.rules import free_checkpoint_name
+
+if TYPE_CHECKING:
+    from agentfsm.history.trace import TraceRecorder
 
 MAX_RECORDED_TEXT = 64 * 1024
 """Longer strings in a step's call records and result are cut to this many characters (with a marker)."""
@@ -78,7 +81,7 @@ class StoreRecorder:
     critical = True
 
     def __init__(self, store: Store, context: StateContext, owner: str, branch: str, tracker: ContextTracker,
-                 checkpoints: CheckpointNamer, lease: Lease) -> None:
+                 checkpoints: CheckpointNamer, lease: Lease, trace: TraceRecorder | None = None) -> None:
         self.store = store
         self.context = context
         self.run_id = context.run_id
@@ -87,6 +90,8 @@ class StoreRecorder:
         self.tracker = tracker
         self.checkpoints = checkpoints
         self.lease = lease
+        self.trace = trace
+        """The run's trace, whose entries are written with each step."""
         self.committed = 0
         """Steps this recorder committed (an interrupted advance that took none leaves the run as it was)."""
 
@@ -108,15 +113,23 @@ class StoreRecorder:
             recordable(event.result, result_limit), recordable(calls) if calls else [], kind, text, tally,
         )
         reached = self.checkpoints.reached(event.next_state, event.step + 1)
+        trace = None
+        if self.trace is not None:
+            if reached:
+                self.trace.checkpoints(reached, event.step)
+            trace = self.trace.take()
         # the first step of a drive ends the wait the run may have been resumed from
         names = await self.store.commit_step(self.run_id, self.owner, self.lease.expires(), row, reached,
-                                             None if taken is None else taken.id, ends_wait=self.committed == 0)
+                                             None if taken is None else taken.id, ends_wait=self.committed == 0,
+                                             trace=trace)
         self.checkpoints.taken.update(names)  # a name a person took meanwhile made the store pick another
         self.committed += 1
 
     async def on_run_ended(self, *, event: RunEnded) -> None:
         result = event.result
+        trace = None if self.trace is None else self.trace.take()
         await self.store.end_run(self.run_id, self.owner, result.status, output=recordable(result.output, UNCUT),
-                                 error=recordable(result.error, UNCUT), usage=result.usage, waiting=result.waiting)
+                                 error=recordable(result.error, UNCUT), usage=result.usage, waiting=result.waiting,
+                                 trace=trace)
         # the run is over: its context goes back to plain lists and dicts (tracking only served its recording)
         self.tracker.release(self.context.data)

@@ -14,6 +14,7 @@ from agentfsm.history.errors import RunRefused
 from agentfsm.history.leases import owner_is_dead
 from agentfsm.history.lineage import last_step, lineage, step_at
 from agentfsm.history.points import is_point_syntax, resolve_point
+from agentfsm.history.trace import lone_entry
 from agentfsm.store.base import FINISHED, BranchRow, CheckpointRow, RunFilter, RunRow, lease_live
 from agentfsm.store.core import Store
 
@@ -62,7 +63,10 @@ async def rollback(store: Store, run_id: str, to: str | int, *, branch: str | No
     if any(existing.name == name for existing in branches):
         raise RunRefused(f"run {run.id} already has a branch '{name}'")
     now = clock()
-    await store.create_branch(run.id, BranchRow(name, point.branch, point.point, now), now=now)
+    entry = {"kind": "rollback", "branch": name, "parent": point.branch, "point": point.point,
+             "state": before.next_state}
+    trace = lone_entry(await store.trace_end(run.id) + 1, name, point.point - 1, now, entry)
+    await store.create_branch(run.id, BranchRow(name, point.branch, point.point, now), now=now, trace=trace)
     return Rollback(run.id, name, point.point, before.next_state)
 
 

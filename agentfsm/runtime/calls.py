@@ -157,15 +157,18 @@ async def tool_call_started(context: StateContext, state: str, tool: str, argume
                                                         call_id=call_id))
 
 
-async def call_ended(context: StateContext, state: str, record: CallRecord) -> None:
-    """Attach a call's record to the step and publish `LLMCallEnded` or `ToolCallEnded`."""
+async def call_ended(context: StateContext, state: str, record: CallRecord, *, request: Any = None,
+                     reply: Any = None) -> None:
+    """Attach a call's record to the step and publish `LLMCallEnded` (with the LLM `request` and `reply`) or
+    `ToolCallEnded`."""
     from agentfsm.runtime.events import LLMCallEnded, ToolCallEnded
 
     context.record_call(record)
     if isinstance(record, LLMCallRecord):
         if context.observers.listens(LLMCallEnded):
             await context.observers.publish(LLMCallEnded(run_id=context.run_id, at=time.time(), step=context.step,
-                                                         state=state, record=record))
+                                                         state=state, record=record, request=request,
+                                                         reply=reply))
     elif context.observers.listens(ToolCallEnded):
         await context.observers.publish(ToolCallEnded(run_id=context.run_id, at=time.time(), step=context.step,
                                                       state=state, record=record))

@@ -73,6 +73,11 @@ class StepEnded(RunEvent):
     event_data: Any = None
     data: Mapping[str, Any] = field(default_factory=lambda: _NO_DATA, repr=False, compare=False)
     """The context after the step (a read-only view of the live data: copy what you keep)."""
+    visit: int = 1
+    """Which visit of the state this was (as `StepStarted` said)."""
+    rule: int | None = None
+    """The transition rule that matched, as `TransitionTaken` has it (so one event tells the whole step)."""
+    label: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,11 +133,18 @@ class LLMCallStarted(RunEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LLMCallEnded(RunEvent):
-    """An LLM call came back (or failed): its record, as the step keeps it."""
+    """An LLM call came back (or failed): its record, as the step keeps it, and what was sent and answered.
+
+    `request` is the provider's request (an `agentfsm.bindings.llm.LLMRequest`: the rendered
+    system prompt, the messages, the tools offered) and `reply` its `LLMReply` (None when the
+    call failed); the trace keeps both in canonical JSON, so a run can be replayed from it.
+    """
 
     step: int
     state: str
     record: LLMCallRecord
+    request: Any = field(default=None, repr=False, compare=False)
+    reply: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

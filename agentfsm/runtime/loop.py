@@ -365,18 +365,18 @@ class _Drive:
     async def publish_step(self, name: str, work: Work, end: StepEnd, started_at: float, duration: float,
                            reported: StateError | None) -> None:
         context, observers, now = self.context, self.observers, time.time()
+        label = None if end.rule is None else self.plan.rules[name][end.rule].label
         if end.target is not None and observers.listens(TransitionTaken):
-            rule = None if end.rule is None else self.plan.rules[name][end.rule]
             await observers.publish(TransitionTaken(
                 run_id=context.run_id, at=now, step=context.step, source=name, target=end.target,
-                event=end.event.name, rule=end.rule, label=None if rule is None else rule.label,
-                caught=end.error is not None))
+                event=end.event.name, rule=end.rule, label=label, caught=end.error is not None))
         if observers.listens(StepEnded):
             await observers.publish(StepEnded(
                 run_id=context.run_id, at=now, step=context.step, state=name, event=end.event.name,
                 next_state=end.target, started_at=started_at, duration=duration, retries=work.retries,
                 error=None if reported is None else reported.as_dict(), result=end.event.result,
-                calls=tuple(context.calls), event_data=end.event.data, data=MappingProxyType(context.data)))
+                calls=tuple(context.calls), event_data=end.event.data, data=MappingProxyType(context.data),
+                visit=context.visits.get(name, 1), rule=end.rule, label=label))
 
     async def finish(self) -> RunResult:
         context = self.context

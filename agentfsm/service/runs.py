@@ -28,10 +28,11 @@ from agentfsm.history.leases import LEASE_SECONDS
 from agentfsm.history.lineage import Position, lineage, path_to, position, stream_branch
 from agentfsm.history.points import Point, resolve_point
 from agentfsm.history.rewrite import Rollback
+from agentfsm.history.trace_read import iter_trace
 from agentfsm.runtime.loop import RunResult
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.store import open_store
-from agentfsm.store.base import STATUSES, BranchRow, CheckpointRow, RunFilter, RunRow, StepRow
+from agentfsm.store.base import STATUSES, BranchRow, CheckpointRow, RunFilter, RunRow, StepRow, lease_live
 from agentfsm.store.core import Store
 
 if TYPE_CHECKING:
@@ -46,10 +47,11 @@ class Runs:
     """Runs kept in one store: start them, advance them, and read or rewrite their history without losing any."""
 
     def __init__(self, store: Store | str | None = None, *, lease_seconds: float = LEASE_SECONDS,
-                 snapshot_every: int = SNAPSHOT_EVERY, clock: Callable[[], float] | None = None) -> None:
+                 snapshot_every: int = SNAPSHOT_EVERY, clock: Callable[[], float] | None = None,
+                 trace: bool = True) -> None:
         self.store: Store = open_store(store) if store is None or isinstance(store, str) else store
         self.clock = clock or self.store.clock
-        self.recording = Recording(lease_seconds, snapshot_every, self.clock)
+        self.recording = Recording(lease_seconds, snapshot_every, self.clock, trace)
 
     async def close(self) -> None:
         await self.store.close()
@@ -246,6 +248,37 @@ class Runs:
                           await path_to(self.store, run.id, branches, point.branch, point.point)))
         (where_a, path_a), (where_b, path_b) = sides
         return diff_positions(run.id, a, where_a, path_a, b, where_b, path_b)
+
+    # -- traces ----------------------------------------------------------------------------------------------
+
+    async def iter_trace(self, run_id: str, *, after: int = 0, resolved: bool = True
+                         ) -> AsyncIterator[dict[str, Any]]:
+        """The run's trace entries numbered above `after`, oldest first (large values put back unless `resolved`
+        is false, which leaves them as `{"$ref": DIGEST}`); read a page at a time."""
+        run = await self.store.get_run(run_id)
+        async for entry in iter_trace(self.store, run.id, after=after, resolved=resolved):
+            yield entry
+
+    async def trace(self, run_id: str, *, after: int = 0, resolved: bool = True) -> list[dict[str, Any]]:
+        """The run's trace entries (see `iter_trace`); each is the JSON described in docs/observability.md."""
+        return [entry async for entry in self.iter_trace(run_id, after=after, resolved=resolved)]
+
+    async def follow_trace(self, run_id: str, *, after: int = 0, poll: float = 0.2
+                           ) -> AsyncIterator[dict[str, Any]]:
+        """The trace as it grows, from any process sharing the store: entries as they are committed, until the
+        run stops advancing (it ended, waits or is paused, and nobody holds it)."""
+        import asyncio
+
+        run = await self.store.get_run(run_id)
+        while True:
+            async for entry in iter_trace(self.store, run.id, after=after):
+                after = entry["seq"]
+                yield entry
+            now = await self.store.get_run(run.id)
+            advancing = now.status == "running" and lease_live(now.lease_owner, now.lease_expires, self.clock())
+            if not advancing and await self.store.trace_end(run.id) <= after:
+                return
+            await asyncio.sleep(poll)
 
     async def summary(self, run_id: str, branch: str | None = None) -> dict[str, Any]:
         """The seed's history summary: state path, visits per state, branches and checkpoints."""

@@ -29,6 +29,8 @@ from agentfsm.store.base import (
     RunRow,
     StepRow,
     StoreError,
+    TraceRow,
+    TraceWrite,
 )
 from agentfsm.store.urls import is_postgres, mask_url
 
@@ -37,8 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_STORE", "FINISHED", "STATUSES", "BranchRow", "CheckpointRow", "Conflict", "EventRow", "LeaseHeld",
-    "LeaseLost", "RunFilter", "RunMoved", "RunNotFound", "RunRow", "StepRow", "Store", "StoreError", "open_store",
-    "store_path",
+    "LeaseLost", "RunFilter", "RunMoved", "RunNotFound", "RunRow", "StepRow", "Store", "StoreError", "TraceRow",
+    "TraceWrite", "open_store", "store_path",
 ]
 
 DEFAULT_STORE = Path(".agentfsm") / "runs.db"

@@ -175,6 +175,29 @@ class EventRow:
 
 
 @dataclass(slots=True)
+class TraceRow:
+    """Trace entries of one run written together (those of one step, or one outside any), numbered `seq`..`last`.
+
+    `entries` is their JSON text (an array of objects), made by `agentfsm.history.trace`; the store
+    does not read it. A large value inside an entry stands as `{"$ref": DIGEST}` for a payload.
+    """
+
+    seq: int
+    last: int
+    branch: str
+    step: int
+    entries: str
+
+
+@dataclass(slots=True)
+class TraceWrite:
+    """Trace rows to write with a step (or alone), and the payloads they refer to (digest -> JSON text)."""
+
+    rows: list[TraceRow] = field(default_factory=list)
+    payloads: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class RunFilter:
     """Which runs `list_runs` and `prune` look at; every set field must match."""
 
@@ -244,6 +267,13 @@ class Transaction(Protocol):
     async def checkpoint_names(self, run_id: str, prefix: str) -> set[str]: ...
     async def pending_events(self, run_id: str) -> list[EventRow]: ...
     async def pending_event_ids(self, run_id: str) -> set[int]: ...
+    async def trace_rows(self, run_id: str, after: int, limit: int | None) -> list[TraceRow]:
+        """Trace rows holding entries numbered above `after` (`last > after`), in order."""
+        ...
+    async def trace_end(self, run_id: str) -> int:
+        """The number of the run's last trace entry (0: none)."""
+        ...
+    async def payloads(self, run_id: str, digests: list[str]) -> dict[str, str]: ...
     async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         """Runs nobody holds a live lease on (or claimed) at `now`: `waiting` ones with a pending event or a
         timer due by `now`, `running` ones (their process died) and `queued` ones, oldest first (only runs of
@@ -261,7 +291,9 @@ class Transaction(Protocol):
 
     async def insert_run(self, run: RunRow, inputs: Mapping[str, Any], source: str | None) -> None: ...
     async def insert_branch(self, run_id: str, branch: BranchRow) -> None: ...
-    async def insert_step(self, run_id: str, step: StepRow) -> None: ...
+    async def insert_step(self, run_id: str, step: StepRow, trace: TraceRow | None = None) -> None:
+        """Insert a step with the trace entries it made (kept with the step: no other row is written)."""
+        ...
     async def insert_checkpoint(self, run_id: str, checkpoint: CheckpointRow) -> bool:
         """Insert unless the run has a checkpoint of that name; says whether it inserted."""
         ...
@@ -274,8 +306,12 @@ class Transaction(Protocol):
         """Mark every pending event of the run as never to be taken (taken_step -1)."""
         ...
     async def insert_event(self, run_id: str, name: str, data: Any, now: float) -> int: ...
+    async def insert_trace(self, run_id: str, write: TraceWrite) -> None:
+        """Insert trace rows and the payloads not kept yet (a payload is kept once per run and digest)."""
+        ...
     async def delete_runs(self, run_ids: list[str]) -> None:
-        """Delete runs with everything they own, and the sources no run uses any more."""
+        """Delete runs with everything they own (their trace and payloads too), and the sources no run uses any
+        more."""
         ...
     async def put_worker(self, worker: WorkerRow) -> None:
         """Insert the worker's row, or replace it (its heartbeat)."""

@@ -28,6 +28,8 @@ from agentfsm.store.base import (
     RunNotFound,
     RunRow,
     StepRow,
+    TraceRow,
+    TraceWrite,
     Transaction,
     lease_live,
 )
@@ -199,16 +201,19 @@ class Store:
 
     async def commit_step(self, run_id: str, owner: str, expires: float, step: StepRow,
                           checkpoints: list[CheckpointRow], taken_event: int | None,
-                          *, ends_wait: bool = True) -> list[str]:
+                          *, ends_wait: bool = True, trace: TraceWrite | None = None) -> list[str]:
         """Record one step in one transaction: the step row, the checkpoints it reached, the event it took
         (other pending events, sent to the same visit of the wait, are set aside), the run's `steps`,
         `updated_at` and `status='running'` (a wait it was in is over: `ends_wait`), and the lease extended
         to `expires`. Returns the names the checkpoints got (see `CheckpointRow.state`).
 
+        `trace` (the step's trace entries) is written in the same transaction.
+
         Raises LeaseLost (and writes nothing) if `owner` no longer holds the lease. Steps of many runs
         committed at the same moment share one transaction.
         """
-        commit = _StepCommit(self, run_id, owner, expires, step, checkpoints, taken_event, ends_wait, self.clock())
+        commit = _StepCommit(self, run_id, owner, expires, step, checkpoints, taken_event, ends_wait, self.clock(),
+                             trace)
         result: list[str] = await self._batch.submit(commit.apply)
         return result
 
@@ -224,10 +229,11 @@ class Store:
 
     async def end_run(self, run_id: str, owner: str, status: str, *, output: Any = None,
                       error: dict[str, Any] | None = None, usage: dict[str, Any] | None = None,
-                      waiting: dict[str, Any] | None = None) -> None:
+                      waiting: dict[str, Any] | None = None, trace: TraceWrite | None = None) -> None:
         """Set how the run stopped (`succeeded`, `failed`, `waiting` with `waiting`, `paused`) and release the lease.
 
-        `wake_at` becomes waiting["deadline"]. Raises LeaseLost if `owner` no longer holds the lease.
+        `wake_at` becomes waiting["deadline"]; `trace` is written in the same transaction. Raises LeaseLost if
+        `owner` no longer holds the lease.
         """
         rules.check_status(status, ending=True)
         values: dict[str, Any] = {
@@ -241,6 +247,8 @@ class Store:
         async def end(tx: Transaction) -> None:
             if not await tx.update_run(run_id, values, owner=owner):
                 raise self._lease_lost(run_id)
+            if trace is not None and (trace.rows or trace.payloads):
+                await tx.insert_trace(run_id, trace)
 
         await self._batch.submit(end)
 
@@ -327,8 +335,10 @@ class Store:
 
     # -- branches -----------------------------------------------------------------------------------------
 
-    async def create_branch(self, run_id: str, branch: BranchRow, *, now: float) -> RunRow:
-        """Add a branch and make it the head; the run becomes `paused` (ready to resume from the fork).
+    async def create_branch(self, run_id: str, branch: BranchRow, *, now: float,
+                            trace: TraceWrite | None = None) -> RunRow:
+        """Add a branch and make it the head; the run becomes `paused` (ready to resume from the fork). `trace`
+        (the rollback's entry) is written in the same transaction.
 
         Events still pending were sent to the old head's wait: they are set aside, never taken.
         Raises Conflict if the name exists, LeaseHeld if a live process holds the run's lease."""
@@ -345,6 +355,8 @@ class Store:
             values = {"head": branch.name, "status": "paused", "steps": branch.fork - 1, "output": None,
                       "error": None, "lease_owner": None, "lease_expires": None, "updated_at": now,
                       **rules.cleared_wait()}
+            if trace is not None and (trace.rows or trace.payloads):
+                await tx.insert_trace(run_id, trace)
             return await self._updated(tx, run, values)
 
         result: RunRow = await self._batch.submit(create)
@@ -369,6 +381,34 @@ class Store:
 
         result: RunRow = await self._batch.submit(switch)
         return result
+
+    # -- traces ----------------------------------------------------------------------------------------------
+
+    async def append_trace(self, run_id: str, write: TraceWrite) -> None:
+        """Add trace rows (and their payloads) to a run, outside any step. Raises RunNotFound, or Conflict when
+        an entry's number is taken."""
+        async def append(tx: Transaction) -> None:
+            await self._existing(tx, run_id)
+            await tx.insert_trace(run_id, write)
+
+        await self._batch.submit(append)
+
+    async def trace(self, run_id: str, *, after: int = 0, limit: int | None = None) -> list[TraceRow]:
+        """The run's trace rows holding entries numbered above `after`, oldest first (at most `limit` rows)."""
+        async with self.backend.reading() as tx:
+            return await tx.trace_rows(run_id, after, limit)
+
+    async def trace_end(self, run_id: str) -> int:
+        """The number of the run's last trace entry (0 when it has none)."""
+        async with self.backend.reading() as tx:
+            return await tx.trace_end(run_id)
+
+    async def payloads(self, run_id: str, digests: list[str]) -> dict[str, str]:
+        """The payloads (JSON text) the run keeps under these digests; unknown digests are left out."""
+        if not digests:
+            return {}
+        async with self.backend.reading() as tx:
+            return await tx.payloads(run_id, digests)
 
     # -- external events ------------------------------------------------------------------------------------
 
@@ -444,12 +484,15 @@ class Store:
 class _StepCommit:
     """One step's commit, as a write of the batch (the store's hot path: a plain object, not a closure)."""
 
-    __slots__ = ("store", "run_id", "owner", "expires", "step", "checkpoints", "taken_event", "ends_wait", "now")
+    __slots__ = ("store", "run_id", "owner", "expires", "step", "checkpoints", "taken_event", "ends_wait", "now",
+                 "trace")
 
     def __init__(self, store: Store, run_id: str, owner: str, expires: float, step: StepRow,
-                 checkpoints: list[CheckpointRow], taken_event: int | None, ends_wait: bool, now: float) -> None:
+                 checkpoints: list[CheckpointRow], taken_event: int | None, ends_wait: bool, now: float,
+                 trace: TraceWrite | None = None) -> None:
         self.store, self.run_id, self.owner, self.expires, self.step = store, run_id, owner, expires, step
         self.checkpoints, self.taken_event, self.ends_wait, self.now = checkpoints, taken_event, ends_wait, now
+        self.trace = trace
 
     async def apply(self, tx: Transaction) -> list[str]:
         run_id, step, taken_event = self.run_id, self.step, self.taken_event
@@ -468,7 +511,16 @@ class _StepCommit:
             await tx.take_event(run_id, taken_event, step.branch, step.step)
             # the others were sent to the same visit of the wait, which is over: no later visit takes them
             await tx.set_aside_events(run_id, step.branch)
-        await tx.insert_step(run_id, step)
+        trace = self.trace
+        if trace is None or not trace.rows:
+            await tx.insert_step(run_id, step)
+        else:
+            # the step's own entries go in its row; any others (and the payloads) where traces are kept
+            own = trace.rows[0] if trace.rows[0].branch == step.branch and trace.rows[0].step == step.step else None
+            await tx.insert_step(run_id, step, own)
+            rest = TraceWrite(trace.rows[1:] if own is not None else trace.rows, trace.payloads)
+            if rest.rows or rest.payloads:
+                await tx.insert_trace(run_id, rest)
         if not self.checkpoints:
             return []
         return [await self.store._reached(tx, run_id, checkpoint) for checkpoint in self.checkpoints]

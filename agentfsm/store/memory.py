@@ -26,6 +26,8 @@ from agentfsm.store.base import (
     RunFilter,
     RunRow,
     StepRow,
+    TraceRow,
+    TraceWrite,
     WorkerRow,
     lease_live,
 )
@@ -76,6 +78,9 @@ class _Run:
     branches: dict[str, _Branch] = field(default_factory=dict)
     checkpoints: dict[str, CheckpointRow] = field(default_factory=dict)
     events: list[EventRow] = field(default_factory=list)
+    trace: list[TraceRow] = field(default_factory=list)
+    trace_seqs: set[int] = field(default_factory=set)
+    payloads: dict[str, str] = field(default_factory=dict)
 
 
 class MemoryBackend:
@@ -121,6 +126,11 @@ class MemoryBackend:
 def _set_all(row: RunRow, values: list[tuple[str, Any]]) -> None:
     for key, value in values:
         setattr(row, key, value)
+
+
+def _unappend(run: _Run, seq: int) -> None:
+    run.trace.pop()
+    run.trace_seqs.discard(seq)
 
 
 class _Duplicate(Exception):
@@ -238,6 +248,20 @@ class MemoryTransaction:
         found = self._run(run_id)
         return set() if found is None else {event.id for event in found.events if event.taken_step is None}
 
+    async def trace_rows(self, run_id: str, after: int, limit: int | None) -> list[TraceRow]:
+        found = self._run(run_id)
+        rows = [] if found is None else [replace(row) for row in found.trace if row.last > after]
+        return sorted(rows, key=lambda row: row.seq)[:limit]
+
+    async def trace_end(self, run_id: str) -> int:
+        found = self._run(run_id)
+        return max((row.last for row in found.trace), default=0) if found is not None else 0
+
+    async def payloads(self, run_id: str, digests: list[str]) -> dict[str, str]:
+        found = self._run(run_id)
+        kept = {} if found is None else found.payloads
+        return {digest: kept[digest] for digest in digests if digest in kept}
+
     async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         candidates = []
         for run in sorted(self.backend.runs.values(), key=lambda run: (run.row.created_at, run.row.id)):
@@ -298,7 +322,9 @@ class MemoryTransaction:
             raise _Duplicate(f"run {run_id} has a branch '{branch.name}' already")
         self._put(branches, branch.name, _Branch(replace(branch)))
 
-    async def insert_step(self, run_id: str, step: StepRow) -> None:
+    async def insert_step(self, run_id: str, step: StepRow, trace: TraceRow | None = None) -> None:
+        if trace is not None:
+            await self.insert_trace(run_id, TraceWrite([trace]))
         kept = self.backend.runs[run_id].branches[step.branch]
         expected = kept.row.fork + len(kept.steps)
         if step.step != expected:  # a database would take a gap; this list of steps cannot
@@ -361,6 +387,18 @@ class MemoryTransaction:
         backend.next_event += 1
         self.journal.append(undo)
         return event_id
+
+    async def insert_trace(self, run_id: str, write: TraceWrite) -> None:
+        kept = self.backend.runs[run_id]
+        for digest, data in write.payloads.items():
+            if digest not in kept.payloads:
+                self._put(kept.payloads, digest, data)
+        for row in write.rows:
+            if row.seq in kept.trace_seqs:  # as the database's key on (run_id, seq) refuses it
+                raise _Duplicate(f"trace entry {row.seq} of run {run_id} exists already")
+            kept.trace.append(replace(row))
+            kept.trace_seqs.add(row.seq)
+            self.journal.append(partial(_unappend, kept, row.seq))
 
     async def delete_runs(self, run_ids: list[str]) -> None:
         for run_id in run_ids:

@@ -29,6 +29,8 @@ from agentfsm.store.base import (
     RunRow,
     StepRow,
     StoreError,
+    TraceRow,
+    TraceWrite,
     WorkerRow,
 )
 from agentfsm.store import rules
@@ -420,6 +422,31 @@ class SQLiteTransaction:
         query = "SELECT id FROM events WHERE run_id = ? AND taken_step IS NULL"
         return {event_id for (event_id,) in self.db.execute(query, (run_id,))}
 
+    async def trace_rows(self, run_id: str, after: int, limit: int | None) -> list[TraceRow]:
+        query = (
+            "SELECT trace_seq, trace_last, branch, step, trace FROM steps WHERE run_id = ? AND trace_last > ? "
+            "UNION ALL SELECT seq, last, branch, step, entries FROM trace WHERE run_id = ? AND last > ? "
+            "ORDER BY 1"
+        )
+        params: list[Any] = [run_id, after, run_id, after]
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        return [TraceRow(*row) for row in self.db.execute(query, params)]
+
+    async def trace_end(self, run_id: str) -> int:
+        in_steps = self.db.execute("SELECT MAX(trace_last) FROM steps WHERE run_id = ?", (run_id,)).fetchone()
+        apart = self.db.execute("SELECT MAX(last) FROM trace WHERE run_id = ?", (run_id,)).fetchone()
+        return max(int(in_steps[0] or 0), int(apart[0] or 0))
+
+    async def payloads(self, run_id: str, digests: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(digests), 500):  # SQLite's bound on parameters
+            chunk = digests[start:start + 500]
+            query = f"SELECT digest, data FROM payloads WHERE run_id = ? AND digest IN ({', '.join('?' * len(chunk))})"
+            found.update(self.db.execute(query, (run_id, *chunk)).fetchall())
+        return found
+
     @_loading
     async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         # a claim needs no row locks here: the write transaction holds the whole file's write lock
@@ -469,8 +496,8 @@ class SQLiteTransaction:
         self.db.execute("INSERT INTO branches (run_id, name, parent, fork, created_at) VALUES (?, ?, ?, ?, ?)",
                         (run_id, branch.name, branch.parent, branch.fork, branch.created_at))
 
-    async def insert_step(self, run_id: str, step: StepRow) -> None:
-        self.db.execute(INSERT_STEP, step_params(run_id, step))
+    async def insert_step(self, run_id: str, step: StepRow, trace: TraceRow | None = None) -> None:
+        self.db.execute(INSERT_STEP, step_params(run_id, step, trace))
 
     async def insert_checkpoint(self, run_id: str, checkpoint: CheckpointRow) -> bool:
         query = ("INSERT OR IGNORE INTO checkpoints (run_id, name, branch, point, created_at) "
@@ -509,9 +536,17 @@ class SQLiteTransaction:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    async def insert_trace(self, run_id: str, write: TraceWrite) -> None:
+        if write.payloads:
+            self.db.executemany("INSERT OR IGNORE INTO payloads (run_id, digest, data) VALUES (?, ?, ?)",
+                                [(run_id, digest, data) for digest, data in write.payloads.items()])
+        query = "INSERT INTO trace (run_id, seq, last, branch, step, entries) VALUES (?, ?, ?, ?, ?, ?)"
+        self.db.executemany(query, [(run_id, row.seq, row.last, row.branch, row.step, row.entries)
+                                    for row in write.rows])
+
     async def delete_runs(self, run_ids: list[str]) -> None:
         ids = [(run_id,) for run_id in run_ids]
-        for table in ("steps", "branches", "checkpoints", "events", "run_inputs"):
+        for table in ("steps", "branches", "checkpoints", "events", "run_inputs", "trace", "payloads"):
             self.db.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
         self.db.executemany("DELETE FROM runs WHERE id = ?", ids)
         self.db.execute("DELETE FROM sources WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.digest = sources.digest)")

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from agentfsm.store.base import RunRow, StepRow
+from agentfsm.store.base import RunRow, StepRow, TraceRow
 
 
 class DamagedValue(ValueError):
@@ -44,7 +44,8 @@ STEP_COLUMNS = (
     "result", "calls", "context_kind", "context", "tally",
 )
 SELECT_STEP = f"SELECT {', '.join(STEP_COLUMNS)} FROM steps"
-INSERT_STEP = f"INSERT INTO steps (run_id, {', '.join(STEP_COLUMNS)}) VALUES ({', '.join('?' * (len(STEP_COLUMNS) + 1))})"
+_STEP_WRITTEN = ("run_id", *STEP_COLUMNS, "trace_seq", "trace_last", "trace")
+INSERT_STEP = f"INSERT INTO steps ({', '.join(_STEP_WRITTEN)}) VALUES ({', '.join('?' * len(_STEP_WRITTEN))})"
 
 
 def run_from_row(row: Sequence[Any]) -> RunRow:
@@ -72,12 +73,14 @@ def step_from_row(row: Sequence[Any]) -> StepRow:
     )
 
 
-def step_params(run_id: str, step: StepRow) -> tuple[Any, ...]:
+def step_params(run_id: str, step: StepRow, trace: TraceRow | None = None) -> tuple[Any, ...]:
     # an empty calls list is the common case: NULL keeps the row small
     return (
         run_id, step.branch, step.step, step.state, step.event, dump(step.event_data), step.next_state,
         step.started_at, step.duration, step.retries, dump(step.error), dump(step.result),
         dump(step.calls) if step.calls else None, step.context_kind, step.context, dump(step.tally),
+        None if trace is None else trace.seq, None if trace is None else trace.last,
+        None if trace is None else trace.entries,
     )
 
 

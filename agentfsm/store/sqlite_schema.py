@@ -115,9 +115,34 @@ _V3: Migration = (
     "CREATE INDEX runs_by_owner ON runs(lease_owner)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+_V4: Migration = (
+    # a run's trace: a step's entries ride in the step's own row (one more table written every step made a
+    # recorded step 50% slower: another page or two to the WAL per commit)...
+    "ALTER TABLE steps ADD COLUMN trace_seq INTEGER",
+    "ALTER TABLE steps ADD COLUMN trace_last INTEGER",
+    "ALTER TABLE steps ADD COLUMN trace TEXT",
+    # ...and entries outside any step (a run's end, a rollback, an interruption) have rows of their own
+    """CREATE TABLE trace(
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        branch TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        entries TEXT NOT NULL,
+        PRIMARY KEY(run_id, seq)
+    )""",
+    # large trace values (prompts, replies, tool results), kept once per run and content digest
+    """CREATE TABLE payloads(
+        run_id TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY(run_id, digest)
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
-"""The newest schema this code writes and reads (3)."""
+"""The newest schema this code writes and reads (4)."""
 
 OUR_TABLES: frozenset[str] = frozenset({"meta", "sources", "runs", "branches", "steps", "checkpoints", "events",
-                                        "run_inputs", "workers"})
+                                        "run_inputs", "workers", "trace", "payloads"})
