@@ -20,6 +20,8 @@ from agentfsm.store.base import (
     RunFilter,
     RunRow,
     StepRow,
+    TraceRow,
+    TraceWrite,
     WorkerRow,
 )
 from agentfsm.store.sqlite_rows import (
@@ -197,6 +199,28 @@ class PostgresTransaction:
         query = "SELECT id FROM events WHERE run_id = %s AND taken_step IS NULL"
         return {event_id for (event_id,) in await self._all(query, (run_id,))}
 
+    async def trace_rows(self, run_id: str, after: int, limit: int | None) -> list[TraceRow]:
+        query = (
+            "SELECT trace_seq, trace_last, branch, step, trace FROM steps WHERE run_id = %s AND trace_last > %s "
+            "UNION ALL SELECT seq, last, branch, step, entries FROM trace WHERE run_id = %s AND last > %s "
+            "ORDER BY 1"
+        )
+        params: list[Any] = [run_id, after, run_id, after]
+        if limit is not None:
+            query += " LIMIT %s"
+            params.append(limit)
+        return [TraceRow(*row) for row in await self._all(query, params)]
+
+    async def trace_end(self, run_id: str) -> int:
+        row = await self._one("SELECT GREATEST((SELECT MAX(trace_last) FROM steps WHERE run_id = %s), "
+                              "(SELECT MAX(last) FROM trace WHERE run_id = %s))", (run_id, run_id))
+        return int(row[0] or 0)
+
+    async def payloads(self, run_id: str, digests: list[str]) -> dict[str, str]:
+        rows = await self._all("SELECT digest, data FROM payloads WHERE run_id = %s AND digest = ANY(%s)",
+                               (run_id, digests))
+        return {digest: data for digest, data in rows}
+
     @_loading
     async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         query = (
@@ -261,8 +285,17 @@ class PostgresTransaction:
         await self.db.execute("INSERT INTO branches (run_id, name, parent, fork, created_at) VALUES (%s, %s, %s, %s, %s)",
                               (run_id, branch.name, branch.parent, branch.fork, branch.created_at))
 
-    async def insert_step(self, run_id: str, step: StepRow) -> None:
-        await self.db.execute(_INSERT_STEP, step_params(run_id, step))
+    async def insert_step(self, run_id: str, step: StepRow, trace: TraceRow | None = None) -> None:
+        await self.db.execute(_INSERT_STEP, step_params(run_id, step, trace))
+
+    async def insert_trace(self, run_id: str, write: TraceWrite) -> None:
+        for digest, data in write.payloads.items():
+            await self.db.execute("INSERT INTO payloads (run_id, digest, data) VALUES (%s, %s, %s) "
+                                  "ON CONFLICT DO NOTHING", (run_id, digest, data))
+        for row in write.rows:
+            await self.db.execute("INSERT INTO trace (run_id, seq, last, branch, step, entries) "
+                                  "VALUES (%s, %s, %s, %s, %s, %s)",
+                                  (run_id, row.seq, row.last, row.branch, row.step, row.entries))
 
     async def insert_checkpoint(self, run_id: str, checkpoint: CheckpointRow) -> bool:
         query = ("INSERT INTO checkpoints (run_id, name, branch, point, created_at) VALUES (%s, %s, %s, %s, %s) "
@@ -307,7 +340,7 @@ class PostgresTransaction:
         return int(row[0])
 
     async def delete_runs(self, run_ids: list[str]) -> None:
-        for table in ("steps", "branches", "checkpoints", "events", "run_inputs"):
+        for table in ("steps", "branches", "checkpoints", "events", "run_inputs", "trace", "payloads"):
             await self.db.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (run_ids,))
         await self.db.execute("DELETE FROM runs WHERE id = ANY(%s)", (run_ids,))
         await self.db.execute("DELETE FROM sources WHERE NOT EXISTS "

@@ -106,9 +106,31 @@ _V2: Migration = (
     "CREATE INDEX runs_by_owner ON runs(lease_owner)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3: Migration = (
+    # a run's trace (as in SQLite, see sqlite_schema._V4): a step's entries in its row, the others apart
+    "ALTER TABLE steps ADD COLUMN trace_seq INTEGER",
+    "ALTER TABLE steps ADD COLUMN trace_last INTEGER",
+    "ALTER TABLE steps ADD COLUMN trace TEXT",
+    """CREATE TABLE trace(
+        run_id TEXT COLLATE "C" NOT NULL,
+        seq INTEGER NOT NULL,
+        last INTEGER NOT NULL,
+        branch TEXT NOT NULL,
+        step INTEGER NOT NULL,
+        entries TEXT NOT NULL,
+        PRIMARY KEY(run_id, seq)
+    )""",
+    """CREATE TABLE payloads(
+        run_id TEXT COLLATE "C" NOT NULL,
+        digest TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY(run_id, digest)
+    )""",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 """The newest schema this code writes and reads."""
 
 OUR_TABLES: frozenset[str] = frozenset({"meta", "sources", "runs", "branches", "steps", "checkpoints", "events",
-                                        "run_inputs", "workers"})
+                                        "run_inputs", "workers", "trace", "payloads"})
