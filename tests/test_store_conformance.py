@@ -138,6 +138,18 @@ async def test_list_runs_filters_newest_first(store: Store) -> None:
     assert [r.id for r in await store.list_runs(RunFilter(limit=2))] == ["run-c", "run-0"]
 
 
+async def test_list_runs_pages_with_a_keyset_cursor(store: Store) -> None:
+    """`before` continues a newest-first listing after the last run shown, ties in creation time included."""
+    for name, created in (("run-a", 1.0), ("run-b", 2.0), ("run-c", 2.0), ("run-d", 3.0)):
+        await start(store, name, created_at=created, machine="other" if name == "run-b" else "m")
+    first = await store.list_runs(RunFilter(limit=2))
+    assert [r.id for r in first] == ["run-d", "run-c"]
+    cursor = (first[-1].created_at, first[-1].id)
+    assert [r.id for r in await store.list_runs(RunFilter(limit=2, before=cursor))] == ["run-b", "run-a"]
+    assert [r.id for r in await store.list_runs(RunFilter(machine="m", before=cursor))] == ["run-a"]
+    assert await store.list_runs(RunFilter(before=(1.0, "run-a"))) == []
+
+
 async def test_list_runs_by_parent_and_top_level(store: Store) -> None:
     await start(store, "parent-1", created_at=1.0)
     await start(store, "parent-2", created_at=2.0)

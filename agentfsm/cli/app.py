@@ -439,6 +439,26 @@ def workers(as_json: JsonOption = False, store: StoreOption = None) -> None:
     raise typer.Exit(code)
 
 
+@command()
+def ui(
+    host: Annotated[str, typer.Option("--host", metavar="ADDRESS",
+                                      help="Address to serve on; any but loopback needs a token.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to serve on (0: a free one).")] = 8321,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    token: Annotated[str | None, typer.Option(
+        "--token", metavar="TOKEN", envvar="AGENTFSM_UI_TOKEN", show_default=False,
+        help="Every request must carry it (made and printed once when serving off loopback without one).")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Serve a local web UI over the store: runs, live diagrams, steps, and acting on runs (the ui extra)."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.ui_command import ui_command
+
+    with guarded(_options["debug"]):
+        code = ui_command(store, host=host, port=port, token=token, open_browser=open_browser)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     sys.exit(usage.run(app))
 

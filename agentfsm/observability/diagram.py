@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentfsm.diagram import DiagramEdge, DiagramGraph, render
+from agentfsm.diagram import DiagramEdge, DiagramGraph, render, state_ids
 from agentfsm.runtime.diagram import graph_from_machine
 from agentfsm.spec.models import MachineSpec
 
-__all__ = ["graph_from_machine", "graph_from_spec", "mermaid_from_spec"]
+__all__ = ["graph_from_machine", "graph_from_spec", "mermaid_from_spec", "state_ids"]
 
 
 def graph_from_spec(spec: MachineSpec) -> DiagramGraph:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from agentfsm.history.diff import RunDiff
     from agentfsm.history.rewrite import Rollback
     from agentfsm.runtime.loop import RunResult
+    from agentfsm.service.browse import MachineView, RunChange, RunsPage, RunView, StepsWindow, StepView
     from agentfsm.store.base import CheckpointRow, RunRow, StepRow
     from agentfsm.store.queue import WorkerView
 
@@ -106,3 +107,63 @@ def worker_json(view: WorkerView, now: float) -> dict[str, Any]:
     return {"worker": row.id, "host": row.host, "pid": row.pid, "runs_held": view.held,
             "concurrency": row.concurrency, "machine": row.machine, "started_at": row.started_at,
             "heartbeat_at": row.heartbeat_at, "heartbeat_age": round(max(0.0, now - row.heartbeat_at), 3)}
+
+
+# -- the web UI's pages (agentfsm.service.browse) -----------------------------------------------------------
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def tokens(usage: dict[str, Any]) -> int:
+    """Prompt and completion tokens of every LLM binding a run used."""
+    return sum(int(used.get("prompt_tokens", 0)) + int(used.get("completion_tokens", 0))
+               for used in usage.values() if isinstance(used, dict))
+
+
+def listed_run_json(run: RunRow, now: float) -> dict[str, Any]:
+    """A run as the runs page lists it: `run_json`, its duration (so far) and the tokens it used."""
+    end = run.updated_at if run.status in FINISHED or run.status == "waiting" else now
+    return {**run_json(run, now), "duration": max(0.0, end - run.created_at), "tokens": tokens(run.usage),
+            "usage": run.usage}
+
+
+def runs_page_json(page: RunsPage, now: float) -> dict[str, Any]:
+    return {"runs": [{**listed_run_json(run, now),
+                      "children": [listed_run_json(kid, now) for kid in page.children.get(run.id, [])]}
+                     for run in page.runs],
+            "cursor": page.cursor}
+
+
+def run_view_json(view: RunView, now: float) -> dict[str, Any]:
+    return {"run": listed_run_json(view.run, now), "branch": view.branch, "last_step": view.last,
+            "current": view.current, "visits": view.visits,
+            "branches": [{"name": b.name, "parent": b.parent, "fork": b.fork, "created_at": b.created_at}
+                         for b in view.branches],
+            "checkpoints": [checkpoint_json(checkpoint) for checkpoint in view.checkpoints],
+            "states": list(view.spec.states) if view.spec is not None else []}
+
+
+def steps_window_json(window: StepsWindow) -> dict[str, Any]:
+    return {"steps": [step_json(row) for row in window.steps], "first": window.first, "last_step": window.last}
+
+
+def step_view_json(view: StepView) -> dict[str, Any]:
+    """One step whole: its row, its event's data and result, its LLM and tool calls, the context and its change."""
+    row = view.row
+    return {**step_json(row), "event_data": row.event_data, "result": row.result,
+            "llm_calls": [call for call in row.calls if call.get("kind") == "llm"],
+            "tool_calls": [call for call in row.calls if call.get("kind") == "tool"],
+            "context": view.context, "added": view.added, "removed": view.removed, "changed": view.changed}
+
+
+def run_change_json(change: RunChange, now: float) -> dict[str, Any]:
+    return {"run": listed_run_json(change.run, now), "steps": [step_json(row) for row in change.steps],
+            "reset": change.reset}
+
+
+def machine_view_json(view: MachineView) -> dict[str, Any]:
+    return {"path": view.path, "valid": view.spec is not None,
+            "problems": [{**found.as_dict(), "text": str(found)} for found in view.problems],
+            "name": view.spec.name if view.spec is not None else None,
+            "description": view.spec.description if view.spec is not None else None,
+            "inputs": {name: spec.model_dump(mode="json") for name, spec in view.inputs.items()}}

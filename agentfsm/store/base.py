@@ -209,6 +209,9 @@ class RunFilter:
     """Only the children of this run."""
     top_level: bool = False
     """Only runs that are not children of another run."""
+    before: tuple[float, str] | None = None
+    """Only runs listed after this (created_at, id) in newest-first order: the next page of a listing (a keyset
+    cursor, so page 200 costs what page 1 does)."""
 
 
 @dataclass(slots=True)

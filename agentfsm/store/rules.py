@@ -131,6 +131,8 @@ def matches(run: RunRow, where: RunFilter) -> bool:
         return False
     if where.top_level and run.parent_run is not None:
         return False
+    if where.before is not None and (run.created_at, run.id) >= where.before:
+        return False
     return where.updated_before is None or run.updated_at < where.updated_before
 
 

@@ -345,6 +345,10 @@ class SQLiteTransaction:
             params.append(where.updated_before)
         if where.top_level:
             clauses.append("parent_run IS NULL")
+        if where.before is not None:
+            # spelled out rather than a row value, which the runs_by_creation index serves on every SQLite
+            clauses.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params.extend((where.before[0], where.before[0], where.before[1]))
         query = SELECT_RUN + (" WHERE " + " AND ".join(clauses) if clauses else "")
         query += " ORDER BY created_at DESC, id DESC"
         if where.limit is not None:

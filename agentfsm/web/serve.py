@@ -1,0 +1,60 @@
+"""Serving the UI with uvicorn on a socket bound first, so a taken port is one clear line (and port 0 works)."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import webbrowser
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from agentfsm.service.errors import InputError
+from agentfsm.service.stores import open_runs
+from agentfsm.web.app import create_app
+from agentfsm.web.security import is_loopback
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise InputError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(store: str | None, *, host: str, port: int, token: str | None, open_browser: bool, root: Path,
+          say: Callable[[str], None]) -> None:
+    """Serve until Ctrl-C or SIGTERM. Off loopback a token is required: `token`, else one made and said once."""
+    if token is not None and not token.strip():
+        raise InputError("--token must not be empty")
+    if token is None and not is_loopback(host):
+        token = secrets.token_urlsafe(24)
+    sock = bind(host, port)
+    shown_host = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
+    url = f"http://{shown_host}:{sock.getsockname()[1]}/" + (f"?token={token}" if token else "")
+
+    async def main() -> None:
+        async with open_runs(store, create=True) as runs:
+            app = create_app(runs, root=root, token=token, loopback_only=is_loopback(host))
+            config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on",
+                                    access_log=False)
+            server = uvicorn.Server(config)
+            say(f"agentfsm ui: runs of {runs.store.url}, machines in {root}")
+            say(f"open {url}  (Ctrl-C stops it)")
+            if open_browser:
+                asyncio.get_running_loop().call_later(0.5, webbrowser.open, url)
+            await server.serve(sockets=[sock])
+
+    try:
+        asyncio.run(main())
+    finally:
+        sock.close()
