@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import signal
 import secrets
 import socket
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -48,6 +51,7 @@ def serve(store: str | None, *, host: str, port: int, token: str | None, open_br
             config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on",
                                     access_log=False)
             server = uvicorn.Server(config)
+            server.capture_signals = functools.partial(_stopping_on_signals, server)  # type: ignore[method-assign]
             say(f"agentfsm ui: runs of {runs.store.url}, machines in {root}")
             say(f"open {url}  (Ctrl-C stops it)")
             if open_browser:
@@ -58,3 +62,23 @@ def serve(store: str | None, *, host: str, port: int, token: str | None, open_br
         asyncio.run(main())
     finally:
         sock.close()
+    say("agentfsm ui stopped")
+
+
+@contextlib.contextmanager
+def _stopping_on_signals(server: uvicorn.Server) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (twice: at once) stops the server; the command then ends normally (exit 0), where
+    uvicorn's own handling would raise the signal again and end the process by it."""
+    loop = asyncio.get_running_loop()
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, server.handle_exit, signum, None)
+            handled.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows; a thread other than the main one
+            pass
+    try:
+        yield
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)

@@ -84,6 +84,7 @@ const when = (seconds) => (seconds ? new Date(seconds * 1000).toLocaleString() :
 
 function duration(seconds) {
   if (seconds === null || seconds === undefined) return "";
+  if (seconds < 0.001) return "<1 ms";
   if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${seconds.toFixed(1)} s`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
@@ -328,7 +329,8 @@ function runActions(page, onHead) {
 function waitForm(run, act) {
   const events = run.waiting.events || [];
   const choose = el("select", { id: "send-event" }, events.map((name) => el("option", { value: name }, name)));
-  const data = el("textarea", { id: "send-data", rows: 2, placeholder: "data as JSON (optional): {\"by\": \"ada\"}" });
+  const data = el("input", { type: "text", id: "send-data", size: 36,
+    placeholder: "data as JSON (optional): {\"by\": \"ada\"}" });
   const problem = el("span", { class: "error", id: "send-problem" });
   const send = () => {
     let value = null;
@@ -341,12 +343,12 @@ function waitForm(run, act) {
     problem.textContent = "";
     act("send", { event: choose.value, data: value }, () => toast(`sent ${choose.value}`));
   };
-  return el("div", { class: "card", id: "wait-form", style: "flex: 1; min-width: 320px" },
-    el("h2", {}, `Waiting in ${run.waiting.state}`),
-    el("div", { class: "form-row" }, el("label", { for: "send-event" }, "event"), choose,
-      el("button", { class: "primary", id: "send", onclick: send }, "Send")),
-    data, problem,
-    run.waiting.deadline ? el("div", { class: "muted" }, `timer due ${when(run.waiting.deadline)}`) : null);
+  return el("div", { class: "card wait", id: "wait-form" },
+    el("div", { class: "form-row" }, el("strong", {}, `Waiting in ${run.waiting.state}`),
+      el("label", { for: "send-event" }, "event"), choose, data,
+      el("button", { class: "primary", id: "send", onclick: send }, "Send"),
+      run.waiting.deadline ? el("span", { class: "muted" }, `timer due ${when(run.waiting.deadline)}`) : null),
+    problem);
 }
 
 function checkpointsCard(view) {
