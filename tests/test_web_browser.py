@@ -158,7 +158,7 @@ def test_a_run_advanced_by_another_process_updates_the_open_page(page: Any, serv
     assert page.locator("#diagram svg g.node.current").get_attribute("data-state") == "review"
     assert page.get_attribute('#diagram svg g.node[data-state="revise"]', "data-visits") == "1"
     page.click('#timeline tr[data-step="2"]')
-    page.wait_for_selector('#context tr.diff-changed[data-key="revisions"]')
+    page.wait_for_selector('#step[data-step="2"] #context tr.diff-changed[data-key="revisions"]')
     assert page.text_content('#context tr.diff-added[data-key="review"]').count("shorter") == 1
 
 
@@ -189,10 +189,10 @@ def test_markup_in_names_values_replies_and_payloads_is_shown_as_text(page: Any,
     assert any('<img src=x onerror="window.__pwned = \'state\'">' in label for label in labels), labels
     for step in ("1", "2"):
         page.click(f'#timeline tr[data-step="{step}"]')
-        page.wait_for_selector("#context")
+        page.wait_for_selector(f'#step[data-step="{step}"] #context')
     assert "<img src=x onerror=window.__pwned='event'>" in page.text_content("#step")
     page.click('#timeline tr[data-step="1"]')
-    page.wait_for_selector('#context tr.diff-added[data-key="reply"]')
+    page.wait_for_selector('#step[data-step="1"] #context tr.diff-added[data-key="reply"]')
     assert "<script>window.__pwned = 'llm'</script>" in page.text_content('#context tr[data-key="reply"]')
     assert "<script>window.__pwned = 'context'</script>" in page.text_content('#context tr[data-key="note"]')
     page.goto(f"{served.url}#/runs")
@@ -213,7 +213,7 @@ def test_screenshots_of_the_runs_page_and_a_run_page(page: Any, served: Served, 
     page.screenshot(path=str(where / "ui-runs.png"))
     open_run(page, served, run_id)
     page.click('#timeline tr[data-step="2"]')
-    page.wait_for_selector("#context")
+    page.wait_for_selector('#step[data-step="2"] #context')
     page.screenshot(path=str(where / "ui-run.png"))
     for name in ("ui-runs.png", "ui-run.png"):
         assert (where / name).read_bytes().startswith(b"\x89PNG")

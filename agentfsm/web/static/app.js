@@ -407,10 +407,14 @@ async function stepsList(page, timeline, pager, detail, first) {
 
 async function showStep(page, number, detail) {
   const view = page.view;
-  let step;
+  detail.dataset.want = String(number);
+  let step, failed = null;
   try {
     step = await api(`/api/runs/${enc(view.run.run_id)}/steps/${number}?branch=${enc(view.branch)}`);
-  } catch (error) { put(detail, el("span", { class: "error" }, error.message)); return; }
+  } catch (error) { failed = error.message; }
+  if (detail.dataset.want !== String(number)) return;  // another step was chosen meanwhile: its answer wins
+  detail.dataset.step = String(number);
+  if (failed !== null) { put(detail, el("span", { class: "error" }, failed)); return; }
   const resume = el("input", { type: "checkbox", id: "rollback-resume" });
   const name = el("input", { type: "text", id: "rollback-branch", placeholder: "new branch (default rollback-N)" });
   const sections = [
