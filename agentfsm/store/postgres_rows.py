@@ -124,6 +124,9 @@ class PostgresTransaction:
             params.append(where.updated_before)
         if where.top_level:
             clauses.append("parent_run IS NULL")
+        if where.before is not None:
+            clauses.append("(created_at, id) < (%s, %s)")
+            params.extend(where.before)
         query = SELECT_RUN + (" WHERE " + " AND ".join(clauses) if clauses else "")
         query += " ORDER BY created_at DESC, id DESC"
         if where.limit is not None:
