@@ -82,7 +82,7 @@ def test_runs_are_listed_newest_first_by_page_with_filters(db: Path) -> None:
         assert len(hello) == 5 and hello[0]["steps"] == 2 and hello[0]["duration"] >= 0
         refused = await client.get("/api/runs", params={"status": "done"})
         assert refused.status_code == 400
-        assert refused.json()["error"].startswith("status: 'done' is not a status (running, waiting")
+        assert refused.json()["error"].startswith("status: 'done' is not a status (queued, running, waiting")
 
     check(test, db)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agentfsm.history.leases import owner_is_dead
-from agentfsm.store.base import lease_live
+from agentfsm.store.base import STATUSES, lease_live
 
 if TYPE_CHECKING:
     from agentfsm.history.diff import RunDiff
@@ -131,7 +131,7 @@ def runs_page_json(page: RunsPage, now: float) -> dict[str, Any]:
     return {"runs": [{**listed_run_json(run, now),
                       "children": [listed_run_json(kid, now) for kid in page.children.get(run.id, [])]}
                      for run in page.runs],
-            "cursor": page.cursor}
+            "cursor": page.cursor, "statuses": list(STATUSES)}
 
 
 def run_view_json(view: RunView, now: float) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 // Mermaid draws from our own diagram source, scrubbed of scripts and event handlers before it is shown.
 "use strict";
 
-const STATUSES = ["running", "waiting", "paused", "succeeded", "failed", "cancelled"];
 const FINISHED = ["succeeded", "failed", "cancelled"];
 const FOLD = 160;
 const ui = { token: "", streams: [], drawn: 0 };
@@ -55,7 +54,8 @@ async function api(path, body) {
   return data;
 }
 
-function listen(path, kind, handle) {
+function listen(holder, path, kind, handle) {
+  if (!holder.isConnected) return null;  // the page asking was left while it loaded
   const source = new EventSource(path);
   source.addEventListener(kind, (message) => handle(JSON.parse(message.data)));
   source.addEventListener("refused", (message) => toast(JSON.parse(message.data).error, true));
@@ -111,7 +111,10 @@ function put(node, ...kids) {
 }
 
 function main() {
-  return put(document.getElementById("main"));
+  // a fresh holder per page: a page still loading when another was asked for fills a holder no one shows
+  const holder = el("div", {});
+  put(document.getElementById("main"), holder);
+  return holder;
 }
 
 // -- diagrams ------------------------------------------------------------------------------------------------
@@ -214,8 +217,7 @@ async function showRuns(query) {
     location.hash = `#/runs?${next}`;
   };
   const statusBox = el("select", { id: "filter-status", onchange: () => go({ status: statusBox.value }) },
-    el("option", { value: "" }, "any status"), STATUSES.map((name) => el("option", { value: name }, name)));
-  statusBox.value = status;
+    el("option", { value: "" }, "any status"));
   const machineBox = el("input", { type: "text", id: "filter-machine", placeholder: "machine name", value: machine,
     onchange: () => go({ machine: machineBox.value.trim() }) });
   const holder = el("div", { class: "card" });
@@ -228,8 +230,11 @@ async function showRuns(query) {
       cursor ? el("button", { onclick: () => history.back() }, "← newer") : null,
       page.cursor ? el("button", { id: "older", onclick: () => go({ cursor: page.cursor }) }, "older →") : null);
   };
-  render(await api(`/api/runs?${params}`));
-  listen(`/api/live/runs?${params}`, "runs", render);
+  const first = await api(`/api/runs?${params}`);
+  statusBox.append(...first.statuses.map((name) => el("option", { value: name }, name)));
+  statusBox.value = status;
+  render(first);
+  listen(root, `/api/live/runs?${params}`, "runs", render);
 }
 
 // -- a run's page ------------------------------------------------------------------------------------------------
@@ -265,14 +270,19 @@ async function showRun(runId, query) {
       el("span", { class: "muted" }, "branch"), choose,
       el("span", { class: "muted" }, `${page.run.steps} step${page.run.steps === 1 ? "" : "s"} · ${duration(page.run.duration)}`
         + (page.run.tokens ? ` · ${page.run.tokens} tokens` : "")));
-    put(actions, ...runActions(page, onHead));
+    // the actions change with the run's status only: redrawing them on every step would wipe what is typed
+    const key = JSON.stringify([page.run.status, page.run.waiting, page.run.error]);
+    if (actions.dataset.key !== key) {
+      actions.dataset.key = key;
+      put(actions, ...runActions(page, onHead));
+    }
   };
   header();
   side.append(checkpointsCard(view));
   drawRun(page, diagram);
   const steps = await stepsList(page, timeline, pager, detail, null);
   if (!onHead) return;
-  listen(`/api/live/runs/${enc(run.run_id)}?steps=${view.last_step}&head=${enc(view.branch)}`, "change",
+  listen(root, `/api/live/runs/${enc(run.run_id)}?steps=${view.last_step}&head=${enc(view.branch)}`, "change",
     (change) => {
       if (change.reset) { route(); return; }
       page.run = change.run;
