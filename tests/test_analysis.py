@@ -133,6 +133,28 @@ states:
     assert found(tmp_path, "context: {thing: 0}\n" + body) == []
 
 
+def test_a_branch_that_can_never_succeed_means_the_join_never_completes(tmp_path: Path) -> None:
+    lines = found(tmp_path, """initial: fan
+states:
+  fan:
+    type: parallel
+    branches:
+      good: {initial: a, states: {a: {type: final, output: 1}}}
+      bad:
+        initial: a
+        states:
+          a: {type: fail, error: nope}
+    next: done
+  done: {type: final}
+""")
+    assert lines == ["10:9 warning child-never-ends states.fan.branches.bad: its machine can reach no final state "
+                     "from 'a', so this state can never complete"]
+
+
+def test_validate_checks_a_test_file_as_one() -> None:
+    assert validate_files(sorted((ROOT / "machines").glob("*.test.yaml")), strict=True) == []
+
+
 def test_every_analysis_code_has_a_case() -> None:
     source = Path(__file__).read_text(encoding="utf-8")
     assert {code for code in ANALYSIS_CODES if f"warning {code}" not in source} == set()

@@ -17,6 +17,7 @@ class FinalStateSpec(StateSpec):
     """End the run successfully; `output` is the run's result."""
 
     terminal: ClassVar[bool] = True
+    succeeds: ClassVar[bool] = True
 
     type: Literal["final"]
     output: Any = Field(None, description="Value template of the run's result.", json_schema_extra=VALUE_TEMPLATE)

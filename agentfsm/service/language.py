@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from agentfsm.spec.loader import LoadedSpec, load_spec, validate_file
-from agentfsm.spec.problems import Problem
+from agentfsm.spec.problems import MachineFileError, Problem
+from agentfsm.testing.models import TEST_SUFFIX
 
 
 def validate_files(files: Iterable[Path], *, analyse: bool = True, strict: bool = False) -> list[Problem]:
@@ -21,15 +22,29 @@ def validate_files(files: Iterable[Path], *, analyse: bool = True, strict: bool 
 
     problems: list[Problem] = []
     for file in files:
+        if str(file).endswith(TEST_SUFFIX):  # a test file is checked as one (with its machine)
+            problems.extend(_test_file_problems(file, strict))
+            continue
         report = validate_file(file)
         found = list(report.problems)
         if analyse and report.ok and report.spec is not None and report.source_map is not None:
-            found.extend(analysis(report.spec, report.source_map, report.display_name))
+            found.extend(analysis(report.spec, report.source_map, report.display_name, report.path.parent))
             found.sort(key=lambda p: (p.line, p.column))
         if strict:
             found = [dataclasses.replace(p, severity="error") for p in found]
         problems.extend(found)
     return problems
+
+
+def _test_file_problems(file: Path, strict: bool) -> list[Problem]:
+    from agentfsm.testing.loader import load_tests
+
+    try:
+        loaded = load_tests(file)
+    except MachineFileError as exc:
+        return list(exc.problems)
+    warnings = list(loaded.machine.warnings)
+    return [dataclasses.replace(p, severity="error") for p in warnings] if strict else warnings
 
 
 def machine_paths(file: Path, *, max_length: int, limit: int) -> Any:

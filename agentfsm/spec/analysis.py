@@ -10,6 +10,8 @@ warnings (`validate --strict` makes them errors), and run only in `validate`, no
 - `unbounded-cycle`: a cycle with no `max_visits` on any state in it, no wait in it, and no guard in it reading
   a value the cycle changes: only `max_steps` ends it.
 - `wait-without-timeout`: a wait with no timer waits for ever when nobody sends the event.
+- `child-never-ends`: a nested machine, a parallel branch or a team's agent whose machine can reach no final
+  state: the join can never complete, the team never ends.
 - `maybe-undefined`: a template reads a context key that some path from the initial state to it never
   assigns (no input, no initial context, no state on the way); the path is named.
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from agentfsm.spec.diagnostics import dotted_path
 from agentfsm.spec.flow import Rule, StateFlow, machine_flow, state_reads
@@ -28,7 +32,8 @@ from agentfsm.spec.yamlsource import NodePath, SourceMap
 
 
 class _Analysis:
-    def __init__(self, spec: MachineSpec, source_map: SourceMap, filename: str) -> None:
+    def __init__(self, spec: MachineSpec, source_map: SourceMap, filename: str, base_dir: Path | None) -> None:
+        self.base_dir = base_dir
         self.spec = spec
         self.source_map = source_map
         self.filename = filename
@@ -40,12 +45,27 @@ class _Analysis:
         self.problems.append(problem(self.filename, mark.line, mark.column, code, message))
 
     def run(self) -> list[Problem]:
+        self.children()
         self.shadowed_rules()
         self.waits()
         reachable = self.traps()
         self.cycles(reachable)
         self.undefined_on_paths(reachable)
         return self.problems
+
+    def children(self) -> None:
+        """A child machine (a nested machine, a parallel branch, a team's agent) that can reach no final state
+        means the state running it can never complete: a join that never completes, a team that never ends."""
+        for name, state in self.flow.items():
+            nested = getattr(state.spec, "nested", None)
+            for where, ref, extra in nested() if nested is not None else ():
+                child = _child_spec(ref, f"{name}.child", extra, self.base_dir)
+                if child is None or _can_succeed(child):
+                    continue
+                path = ("states", name, *where)
+                self.report(path, "child-never-ends",
+                            f"{dotted_path(path)}: its machine can reach no final state from '{child.initial}', "
+                            "so this state can never complete")
 
     def shadowed_rules(self) -> None:
         for name, state in self.flow.items():
@@ -254,7 +274,45 @@ def _strong_components(successors: dict[str, set[str]]) -> Iterator[set[str]]:
                 yield component
 
 
-def analyse(spec: MachineSpec, source_map: SourceMap, filename: str) -> list[Problem]:
-    """Every analysis finding of a valid machine, in file order."""
-    found = _Analysis(spec, source_map, filename).run()
+def _child_spec(ref: Any, name: str, extra: frozenset[str], base_dir: Path | None) -> MachineSpec | None:
+    """The machine a nested reference runs, when it can be read (its own problems are reported elsewhere)."""
+    from agentfsm.spec.nesting import inline_document
+
+    try:
+        if ref.machine is None:
+            return MachineSpec.model_validate(inline_document(ref, name, {}, extra))
+        if base_dir is None:
+            return None
+        from agentfsm.spec.loader import validate_file
+
+        report = validate_file(base_dir / ref.machine)
+        return report.spec if report.ok else None
+    except Exception:  # noqa: BLE001 - an unreadable child is the checks' problem, not the analysis's
+        return None
+
+
+def _can_succeed(spec: MachineSpec) -> bool:
+    """Whether some path from the initial state reaches a `final` state (a state that picks its next state
+    itself may go anywhere)."""
+    flow = machine_flow(spec)
+    seen = {spec.initial}
+    queue = deque([spec.initial])
+    while queue:
+        state = flow.get(queue.popleft())
+        if state is None:
+            continue
+        if state.spec.succeeds:
+            return True
+        targets = flow if state.anywhere else [rule.target for rule in state.rules]
+        for target in targets:
+            if target not in seen:
+                seen.add(target)
+                queue.append(target)
+    return False
+
+
+def analyse(spec: MachineSpec, source_map: SourceMap, filename: str, base_dir: Path | None = None) -> list[Problem]:
+    """Every analysis finding of a valid machine, in file order (`base_dir`: where its nested machine files are
+    found)."""
+    found = _Analysis(spec, source_map, filename, base_dir).run()
     return sorted(found, key=lambda p: (p.line, p.column))

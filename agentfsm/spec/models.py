@@ -162,6 +162,8 @@ class StateSpec(LanguageModel):
     """A state of this kind ends the run."""
     routes_itself: ClassVar[bool] = False
     """A state of this kind names its next state itself when it runs, so it may go to any state."""
+    succeeds: ClassVar[bool] = False
+    """A state of this kind ends the run successfully (a `final` state)."""
     assigns_freely: ClassVar[bool] = False
     """A state of this kind runs the user's code, which may assign any context key."""
     suspends: ClassVar[bool] = False

@@ -67,6 +67,8 @@ CODES: dict[str, tuple[Severity, str]] = {
                         "in it reading a value the cycle changes: only `max_steps` ends it."),
     "wait-without-timeout": ("warning", "A `wait` state has no `timeout:`; if the event never comes the run waits "
                              "for ever."),
+    "child-never-ends": ("warning", "A nested machine, a `parallel` branch or a team's agent runs a machine that "
+                         "can reach no `final` state: the join can never complete, the team never ends."),
     "maybe-undefined": ("warning", "A template reads a context key that some path from the initial state to it "
                         "never assigns (the message names the path); guard it with `is defined` or `default()`."),
     # test files (`*.test.yaml`, `agentfsm test`)
@@ -79,7 +81,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "undefined-variable": ("warning", "A template uses a name that no input, context key, `save`, `set` or `as` provides."),
 }
 
-ANALYSIS_CODES = frozenset({"shadowed-rule", "trap-state", "unbounded-cycle", "wait-without-timeout", "maybe-undefined"})
+ANALYSIS_CODES = frozenset({"shadowed-rule", "trap-state", "unbounded-cycle", "wait-without-timeout", "maybe-undefined",
+                            "child-never-ends"})
 """Codes only `agentfsm validate` reports (its static analysis, `agentfsm.spec.analysis`), not every load."""
 TEST_CODES = frozenset({"test-duplicate-case", "test-unknown-binding", "test-live-binding", "test-unknown-state"})
 """Codes only test files (`agentfsm test`) have (tests/test_machine_tests.py has their cases)."""
