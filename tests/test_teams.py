@@ -35,7 +35,7 @@ def run(path: Path | str, inputs: dict[str, Any] | None = None) -> Any:
 
 
 def test_every_team_example_is_tested_here() -> None:
-    shipped = {path.name for path in TEAMS.glob("*.yaml")}
+    shipped = {path.name for path in TEAMS.glob("*.yaml") if not path.name.endswith(".test.yaml")}  # not test files
     assert shipped == set(EXPECTED) | {"group_chat.yaml", "counter.yaml"} or shipped == set(EXPECTED)
 
 
