@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,8 @@ def main() -> None:
                 page.wait_for_selector("#live.on")
                 time.sleep(0.5)
                 sent = time.perf_counter()
-                asyncio.run(_send(big, ids["waiting"]))
+                with ThreadPoolExecutor(1) as thread:  # Playwright's sync API runs a loop in this thread
+                    thread.submit(asyncio.run, _send(big, ids["waiting"])).result()
                 recorded = time.perf_counter()
                 page.wait_for_selector("#run-status [data-status=succeeded]", timeout=10000)
                 shown = time.perf_counter()

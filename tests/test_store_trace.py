@@ -34,6 +34,18 @@ async def test_trace_rows_commit_with_their_step_and_read_back_in_order(store: S
     assert await store.payloads("run-0001", ["sha256:a", "sha256:unknown"]) == {"sha256:a": '"big"'}
 
 
+async def test_one_steps_trace_is_read_alone(store: Store) -> None:
+    """What the UI reads to show one step: its rows only, those written with it and apart, in order."""
+    await start(store)
+    await store.commit_step("run-0001", "w1", LEASE, step(1), [], None, trace=TraceWrite([row(1, 3)]))
+    await store.commit_step("run-0001", "w1", LEASE, step(2), [], None, trace=TraceWrite([row(4, 5, step_no=2)]))
+    await store.end_run("run-0001", "w1", "succeeded", trace=TraceWrite([row(6, step_no=2)]))
+    assert await store.step_trace("run-0001", "main", 2) == [row(4, 5, step_no=2), row(6, step_no=2)]
+    assert await store.step_trace("run-0001", "main", 1) == [row(1, 3)]
+    assert await store.step_trace("run-0001", "other", 1) == []
+    assert await store.step_trace("run-0001", "main", 3) == []
+
+
 async def test_a_refused_step_writes_no_trace(store: Store) -> None:
     await start(store)
     async with unchanged(store):

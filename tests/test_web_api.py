@@ -124,6 +124,9 @@ def test_a_run_its_steps_and_one_step_with_the_change_it_made(db: Path) -> None:
         llm = (await client.get(f"/api/runs/{run_id}/steps/3")).json()
         assert [call["binding"] for call in llm["llm_calls"]] == ["writer"] and llm["tool_calls"] == []
         assert llm["changed"]["text"]["new"] == "Announcing it, revised: shorter."
+        [exchange] = llm["llm_exchanges"]  # the trace's whole request and reply, as the model saw them
+        assert exchange["request"]["messages"][0]["content"].startswith("Revise this announcement: Announcing the API")
+        assert exchange["reply"]["text"] == "Announcing it, revised: shorter." and exchange["prompt_tokens"] > 0
         missing = await client.get(f"/api/runs/{run_id}/steps/9")
         assert missing.status_code == 400 and "has no step 9 on branch 'main' (its steps are 1 to 3)" in missing.text
         gone = await client.get("/api/runs/nosuchrun")

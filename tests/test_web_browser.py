@@ -195,6 +195,7 @@ def test_markup_in_names_values_replies_and_payloads_is_shown_as_text(page: Any,
     page.wait_for_selector('#step[data-step="1"] #context tr.diff-added[data-key="reply"]')
     assert "<script>window.__pwned = 'llm'</script>" in page.text_content('#context tr[data-key="reply"]')
     assert "<script>window.__pwned = 'context'</script>" in page.text_content('#context tr[data-key="note"]')
+    assert "<script>window.__pwned = 'llm'</script>" in page.text_content("#step .exchange .reply")
     page.goto(f"{served.url}#/runs")
     page.wait_for_selector("#runs")
     page.goto(f"{served.url}#/machines/xss.yaml")

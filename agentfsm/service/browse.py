@@ -15,6 +15,7 @@ from typing import Any
 from agentfsm.history.diff import compare_data
 from agentfsm.history.lineage import context_after, last_step, lineage, stream_branch
 from agentfsm.history.points import Point
+from agentfsm.history.trace_read import entries_of, resolve
 from agentfsm.service.runs import Runs
 from agentfsm.spec.loader import LoadedSpec, load_spec_text, validate_file
 from agentfsm.spec.models import InputSpec, MachineSpec
@@ -153,6 +154,8 @@ class StepView:
     added: dict[str, Any] = field(default_factory=dict)
     removed: dict[str, Any] = field(default_factory=dict)
     changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    """The step's trace entries (its LLM requests and replies whole, its tool calls...), oldest first."""
 
 
 async def step_view(runs: Runs, run_id: str, step: int, branch: str | None = None) -> StepView:
@@ -166,7 +169,10 @@ async def step_view(runs: Runs, run_id: str, step: int, branch: str | None = Non
     before, _ = await context_after(runs.store, run.id, segments, step - 1)
     after, _ = await context_after(runs.store, run.id, segments, step)
     added, removed, changed = compare_data(before, after)
-    return StepView(rows[0], after, added, removed, changed)
+    # the branch that recorded the step (an inherited step is its parent branch's) keeps its trace
+    traced = [entry for row in await runs.store.step_trace(run.id, rows[0].branch, step)
+              for entry in entries_of(run.id, row)]
+    return StepView(rows[0], after, added, removed, changed, await resolve(runs.store, run.id, traced))
 
 
 @dataclass(slots=True)

@@ -150,9 +150,15 @@ def steps_window_json(window: StepsWindow) -> dict[str, Any]:
 def step_view_json(view: StepView) -> dict[str, Any]:
     """One step whole: its row, its event's data and result, its LLM and tool calls, the context and its change."""
     row = view.row
+    # the trace keeps a tool call whole (its result too): shown in the keys the step row's record has
+    traced_tools = [{"kind": "tool", "binding": entry.get("tool"), "args": entry.get("arguments"),
+                     "result": entry.get("result"), "error": entry.get("error"), "duration": entry.get("duration"),
+                     "via": entry.get("via")}
+                    for entry in view.trace if entry.get("kind") == "tool_call"]
     return {**step_json(row), "event_data": row.event_data, "result": row.result,
             "llm_calls": [call for call in row.calls if call.get("kind") == "llm"],
-            "tool_calls": [call for call in row.calls if call.get("kind") == "tool"],
+            "llm_exchanges": [entry for entry in view.trace if entry.get("kind") == "llm_call"],
+            "tool_calls": traced_tools or [call for call in row.calls if call.get("kind") == "tool"],
             "context": view.context, "added": view.added, "removed": view.removed, "changed": view.changed}
 
 

@@ -276,6 +276,9 @@ class Transaction(Protocol):
     async def trace_end(self, run_id: str) -> int:
         """The number of the run's last trace entry (0: none)."""
         ...
+    async def step_trace(self, run_id: str, branch: str, step: int) -> list[TraceRow]:
+        """Trace rows of one step of one branch (those written with it, and any written apart for it), in order."""
+        ...
     async def payloads(self, run_id: str, digests: list[str]) -> dict[str, str]: ...
     async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         """Runs nobody holds a live lease on (or claimed) at `now`: `waiting` ones with a pending event or a

@@ -398,6 +398,12 @@ class Store:
         async with self.backend.reading() as tx:
             return await tx.trace_rows(run_id, after, limit)
 
+    async def step_trace(self, run_id: str, branch: str, step: int) -> list[TraceRow]:
+        """The trace rows of step `step` that branch `branch` recorded itself (a few rows, whatever the run's
+        length: what a page showing one step reads)."""
+        async with self.backend.reading() as tx:
+            return await tx.step_trace(run_id, branch, step)
+
     async def trace_end(self, run_id: str) -> int:
         """The number of the run's last trace entry (0 when it has none)."""
         async with self.backend.reading() as tx:

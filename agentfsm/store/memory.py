@@ -253,6 +253,11 @@ class MemoryTransaction:
         rows = [] if found is None else [replace(row) for row in found.trace if row.last > after]
         return sorted(rows, key=lambda row: row.seq)[:limit]
 
+    async def step_trace(self, run_id: str, branch: str, step: int) -> list[TraceRow]:
+        found = self._run(run_id)
+        rows = [] if found is None else [replace(row) for row in found.trace if (row.branch, row.step) == (branch, step)]
+        return sorted(rows, key=lambda row: row.seq)
+
     async def trace_end(self, run_id: str) -> int:
         found = self._run(run_id)
         return max((row.last for row in found.trace), default=0) if found is not None else 0

@@ -214,6 +214,15 @@ class PostgresTransaction:
             params.append(limit)
         return [TraceRow(*row) for row in await self._all(query, params)]
 
+    async def step_trace(self, run_id: str, branch: str, step: int) -> list[TraceRow]:
+        query = (
+            "SELECT trace_seq, trace_last, branch, step, trace FROM steps "
+            "WHERE run_id = %s AND branch = %s AND step = %s AND trace IS NOT NULL "
+            "UNION ALL SELECT seq, last, branch, step, entries FROM trace WHERE run_id = %s AND branch = %s AND step = %s "
+            "ORDER BY 1"
+        )
+        return [TraceRow(*row) for row in await self._all(query, [run_id, branch, step, run_id, branch, step])]
+
     async def trace_end(self, run_id: str) -> int:
         row = await self._one("SELECT GREATEST((SELECT MAX(trace_last) FROM steps WHERE run_id = %s), "
                               "(SELECT MAX(last) FROM trace WHERE run_id = %s))", (run_id, run_id))

@@ -438,6 +438,15 @@ class SQLiteTransaction:
             params.append(limit)
         return [TraceRow(*row) for row in self.db.execute(query, params)]
 
+    async def step_trace(self, run_id: str, branch: str, step: int) -> list[TraceRow]:
+        query = (
+            "SELECT trace_seq, trace_last, branch, step, trace FROM steps "
+            "WHERE run_id = ? AND branch = ? AND step = ? AND trace IS NOT NULL "
+            "UNION ALL SELECT seq, last, branch, step, entries FROM trace WHERE run_id = ? AND branch = ? AND step = ? "
+            "ORDER BY 1"
+        )
+        return [TraceRow(*row) for row in self.db.execute(query, (run_id, branch, step, run_id, branch, step))]
+
     async def trace_end(self, run_id: str) -> int:
         in_steps = self.db.execute("SELECT MAX(trace_last) FROM steps WHERE run_id = ?", (run_id,)).fetchone()
         apart = self.db.execute("SELECT MAX(last) FROM trace WHERE run_id = ?", (run_id,)).fetchone()

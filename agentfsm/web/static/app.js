@@ -120,6 +120,7 @@ function main() {
 // -- diagrams ------------------------------------------------------------------------------------------------
 
 let mermaidReady = null;
+let mermaidStarted = false;
 
 function scrub(root) {
   // Mermaid sanitizes labels itself (securityLevel strict); this is the second lock on the door
@@ -134,11 +135,26 @@ function scrub(root) {
   }
 }
 
-async function draw(container, source) {
+function mermaidLoaded() {
+  // Mermaid is 3.5 MB of JavaScript: fetched (from this server) the first time a diagram is drawn, not by
+  // pages that draw none
   if (!mermaidReady) {
+    mermaidReady = new Promise((resolve, reject) => {
+      const script = el("script", { src: "/static/vendor/mermaid.min.js" });
+      script.onload = resolve;
+      script.onerror = () => reject(new Error("Mermaid could not be loaded"));
+      document.head.append(script);
+    });
+  }
+  return mermaidReady;
+}
+
+async function draw(container, source) {
+  await mermaidLoaded();
+  if (!mermaidStarted) {
+    mermaidStarted = true;
     window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict", theme: "default",
       state: { useMaxWidth: true } });
-    mermaidReady = true;
   }
   const { svg } = await window.mermaid.render(`diagram-${++ui.drawn}`, source);
   const parsed = new DOMParser().parseFromString(svg, "text/html");  // an inert document: nothing runs or loads
@@ -445,7 +461,9 @@ async function showStep(page, number, detail) {
     sections.push(el("h2", {}, "Event data"), folded(step.event_data));
   }
   if (step.result !== null && step.result !== undefined) sections.push(el("h2", {}, "Result"), folded(step.result));
-  if (step.llm_calls.length) {
+  if (step.llm_exchanges.length) {
+    sections.push(el("h2", {}, "LLM exchanges"), ...step.llm_exchanges.map(exchange));
+  } else if (step.llm_calls.length) {
     sections.push(el("h2", {}, "LLM calls"), el("table", {}, el("tbody", {}, step.llm_calls.map((call) => el("tr", {},
       el("td", {}, call.binding), el("td", {}, call.model || ""),
       el("td", { class: "num" }, `${call.prompt_tokens} + ${call.completion_tokens} tokens`),
@@ -459,6 +477,29 @@ async function showStep(page, number, detail) {
   }
   sections.push(el("h2", {}, "Context after this step"), contextTable(step));
   put(detail, ...sections);
+}
+
+function exchange(call) {
+  // one llm_call trace entry: who answered and what it cost, then the messages sent and the reply, as text
+  const request = call.request || {};
+  const reply = call.reply || {};
+  const lines = [];
+  if (request.system) lines.push(el("div", { class: "msg" }, el("span", { class: "role" }, "system"), folded(request.system)));
+  for (const message of request.messages || []) {
+    lines.push(el("div", { class: "msg" }, el("span", { class: "role" }, message.role),
+      folded(message.content ?? ""),
+      (message.tool_calls || []).map((asked) => el("div", { class: "muted" }, `calls ${asked.name}`, folded(asked.arguments))),
+      (message.tool_results || []).map((given) => el("div", { class: "muted" }, `result of ${given.name}`,
+        folded(given.content)))));
+  }
+  lines.push(el("div", { class: "msg reply" }, el("span", { class: "role" }, "reply"),
+    call.error ? el("span", { class: "error" }, `${call.error.type}: ${call.error.message}`) : folded(reply.text ?? ""),
+    (reply.tool_calls || []).map((asked) => el("div", { class: "muted" }, `asks for ${asked.name}`,
+      folded(asked.arguments)))));
+  return el("div", { class: "exchange" },
+    el("div", { class: "muted" }, `${call.binding} · ${call.model || "?"} · ${call.prompt_tokens} + `
+      + `${call.completion_tokens} tokens · ${duration(call.duration)}${call.retries ? ` · ${call.retries} retries` : ""}`),
+    lines);
 }
 
 function contextTable(step) {
