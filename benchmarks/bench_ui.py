@@ -6,8 +6,9 @@ Figures (milliseconds, from the browser's navigation start, best and median of -
 reported apart as cold):
 - runs page: a store of --runs runs; the page is interactive when its table shows the newest page of runs
   (50) and the live stream is open. Yardstick: the same page over a store of 10 runs.
-- run page: a run of loop.yaml with 2 x --steps + 1 steps (10,001 by default); interactive when the diagram is
-  drawn with the current state marked and the newest 100 steps are listed. Yardstick: a run of 21 steps.
+- run page: a run of loop.yaml with 2 x --steps + 1 steps (10,001 by default); interactive when its status and
+  actions and the newest 100 steps are shown and the live stream is open; then again until the diagram (Mermaid,
+  3.5 MB of JavaScript fetched in parallel) is drawn with the current state marked. Yardstick: a run of 21 steps.
 - live: a step recorded by another writer (the approval run's `approved`, sent here) until the open page
   shows the run `succeeded`.
 - server work per live update: `browse.run_change` (what the stream calls every 0.25 s) on the long run and on
@@ -129,13 +130,18 @@ def main() -> None:
                 browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
                 (_, big_url), (_, small_url) = servers
                 runs_ready = ["#runs tr[data-run]", "#live.on"]
-                run_ready = ["#diagram svg g.node.current", "#timeline tr[data-step]", "#live.on"]
+                run_ready = ["#timeline tr[data-step]", "#run-status .badge", "#live.on"]
+                drawn = [*run_ready, "#diagram svg g.node.current"]
                 show(f"runs page, {options.runs} runs", timed(browser, f"{big_url}#/runs", runs_ready, options.repeats))
                 show("runs page, 10 runs (yardstick)", timed(browser, f"{small_url}#/runs", runs_ready, options.repeats))
                 show(f"run page, {2 * options.steps + 1} steps",
                      timed(browser, f"{big_url}#/runs/{ids['long']}", run_ready, options.repeats))
                 show("run page, 21 steps (yardstick)",
                      timed(browser, f"{small_url}#/runs/{small_ids['short']}", run_ready, options.repeats))
+                show(f"run page, {2 * options.steps + 1} steps, diagram drawn",
+                     timed(browser, f"{big_url}#/runs/{ids['long']}", drawn, options.repeats))
+                show("run page, 21 steps, diagram drawn (yardstick)",
+                     timed(browser, f"{small_url}#/runs/{small_ids['short']}", drawn, options.repeats))
                 page = browser.new_page()
                 page.goto(f"{big_url}#/runs/{ids['waiting']}")
                 page.wait_for_selector("#live.on")

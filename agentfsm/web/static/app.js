@@ -258,6 +258,7 @@ async function showRuns(query) {
 async function showRun(runId, query) {
   const branch = query.get("branch") || "";
   const root = main();
+  mermaidLoaded().catch(() => {});  // fetched while the run is read; a failure shows where the diagram goes
   const view = await api(`/api/runs/${enc(runId)}${branch ? `?branch=${enc(branch)}` : ""}`);
   const run = view.run;
   const page = { view, run, nodes: {}, visits: { ...view.visits }, current: view.current, selected: null };
