@@ -7,10 +7,12 @@ sandbox in `spec`, the step loop in `runtime`, the bindings that read tool resul
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 TEMPLATE_MAX_STEPS = 200_000
 """Loop iterations plus calls (filters, functions, macros) in one render of one template."""
@@ -45,3 +47,35 @@ def deadline(seconds: float) -> Iterator[None]:
 def current_deadline() -> float | None:
     """The `time.monotonic()` by which the current work must end, if it has one."""
     return _DEADLINE.get()
+
+
+MAX_JSON_DEPTH = 100
+"""How deeply lists and objects may nest in data entering a run (inputs, --data, replies, tool results)."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class DataRefused(ValueError):
+    """Data entering a run that no part of agentfsm could store or show: nested too deeply, or not Unicode."""
+
+
+def check_data(value: Any) -> None:
+    """Refuse data nested over MAX_JSON_DEPTH levels or holding a lone surrogate (not encodable as UTF-8).
+
+    Walks without recursion, so the check itself cannot overflow the stack however deep the value is.
+    """
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found:
+                raise DataRefused(f"holds a lone surrogate ({found.group()!a}), which is not Unicode text")
+        elif isinstance(item, dict | list | tuple):
+            if depth >= MAX_JSON_DEPTH:
+                raise DataRefused(f"is nested more than {MAX_JSON_DEPTH} levels deep")
+            children = item.items() if isinstance(item, dict) else ((None, child) for child in item)
+            for key, child in children:
+                if isinstance(key, str):
+                    stack.append((key, depth))
+                stack.append((child, depth + 1))

@@ -12,15 +12,22 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ValidationError
 
 from agentfsm.bindings.imports import BindingError, import_reference
+from agentfsm.limits import DataRefused, check_data
 from agentfsm.runtime.errors import StateError
 
 
 def loads_json(text: str | bytes) -> Any:
-    """json.loads for untrusted text: nesting too deep is a ValueError like any other malformed JSON."""
+    """json.loads for untrusted text: nesting deeper than MAX_JSON_DEPTH, or a lone surrogate (`"\\ud800"`), is
+    a ValueError like any other malformed JSON."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except RecursionError:
         raise ValueError("the JSON is nested too deeply") from None
+    try:
+        check_data(value)
+    except DataRefused as exc:
+        raise ValueError(f"the JSON {exc}") from None
+    return value
 
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
@@ -237,16 +244,20 @@ def _parse_json(text: str) -> Any:
         if 0 <= start < end:
             candidates.append(text[start : end + 1])
     first_error: json.JSONDecodeError | None = None
+    refused: ValueError | None = None
     for candidate in candidates:
         try:
             value = loads_json(candidate)
         except json.JSONDecodeError as exc:
             first_error = first_error or exc
             continue
-        except ValueError:  # nested too deep, or an int too long to convert: not a usable reply
+        except ValueError as exc:  # nested too deep, a lone surrogate, an int too long: not a usable reply
+            refused = refused or exc
             continue
         if isinstance(value, dict | list):
             return value
+    if refused is not None:
+        raise StateError("llm.parse", f"the reply is refused: {refused}", detail={"reply": text[:500]})
     reason = f": {first_error.msg} at line {first_error.lineno} column {first_error.colno}" if first_error else ""
     raise StateError("llm.parse", f"the reply is not a JSON object or list{reason}", detail={"reply": text[:500]})
 

@@ -23,6 +23,7 @@ from agentfsm.bindings.arguments import Arguments
 from agentfsm.bindings.builtins import FileReader, json_query, now, resolve_root
 from agentfsm.bindings.calculator import CalculatorError, evaluate
 from agentfsm.bindings.imports import BindingError, import_reference
+from agentfsm.limits import DataRefused, check_data
 from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.spec.models import BuiltinTool, CommandTool, HttpTool, PythonTool
 
@@ -147,7 +148,20 @@ class PythonFunctionTool:
             raise StateError("tool.error", describe_exception(exc), detail={"tool": self.name}) from None
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's tool failed: a taxonomy error
             raise StateError("tool.error", describe_exception(exc), detail={"tool": self.name}) from None
-        return to_jsonable_python(value, fallback=str)
+        return checked_result(value, self.name)
+
+
+def checked_result(value: Any, tool: str) -> Any:
+    """A Python tool's result as JSON-able data, refused (`tool.error`) when it is nested too deeply or is not
+    Unicode text: what the store and the terminal could not hold."""
+    try:
+        check_data(value)  # first: pydantic's own walk would stop at its recursion limit, saying less
+        value = to_jsonable_python(value, fallback=str)
+        check_data(value)
+    except (DataRefused, ValueError, RecursionError) as exc:
+        message = f"the result {exc}" if isinstance(exc, DataRefused) else "the result cannot be read as data"
+        raise StateError("tool.error", message, detail={"tool": tool}) from None
+    return value
 
 
 def make_tool(

@@ -10,6 +10,7 @@ from typing import Any
 
 from typing import TYPE_CHECKING
 
+from agentfsm.limits import DataRefused, check_data
 from agentfsm.spec.durations import parse_duration
 from agentfsm.spec.problems import InputError
 
@@ -56,7 +57,24 @@ def given_inputs(machine: StateMachine, pairs: Iterable[str], inputs_file: Path 
     for pair in pairs:
         key, value = parse_cli_input(pair, declared)
         given[key] = value
+    checked_inputs(given)
     return given
+
+
+def checked_data(value: Any, what: str) -> Any:
+    """`value`, unless it is nested too deeply or is not Unicode text: then one InputError line naming `what`."""
+    try:
+        check_data(value)
+    except DataRefused as exc:
+        raise InputError(f"{what} {exc}") from None
+    return value
+
+
+def checked_inputs(inputs: Any) -> None:
+    """Each input checked by `checked_data`, the error naming the input."""
+    for key, value in dict(inputs or {}).items():
+        checked_data(key, "an input's name")
+        checked_data(value, f"input '{key}'")
 
 
 def read_batch(machine: StateMachine, path: Path, common: dict[str, Any]) -> list[dict[str, Any]]:
@@ -72,12 +90,15 @@ def read_batch(machine: StateMachine, path: Path, common: dict[str, Any]) -> lis
             continue
         try:
             inputs = json.loads(line, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise InputError(f"{path}:{number}: nested too deeply") from None
         except ValueError as exc:
             raise InputError(f"{path}:{number}: not a JSON object ({exc})") from None
         if not isinstance(inputs, dict):
             raise InputError(f"{path}:{number}: each line must be a JSON object of inputs")
         given = {**common, **inputs}
         try:
+            checked_inputs(inputs)
             machine.new_context(given)
         except InputError as exc:
             raise InputError(f"{path}:{number}: {exc}") from None
@@ -99,7 +120,11 @@ def parse_event_data(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return checked_data(json.loads(text, parse_constant=_refuse_constant), "--data")
+    except InputError:
+        raise
+    except RecursionError:
+        raise InputError("--data is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"--data is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except ValueError as exc:

@@ -30,6 +30,7 @@ from agentfsm.history.points import Point, resolve_point
 from agentfsm.history.rewrite import Rollback
 from agentfsm.history.trace_read import iter_trace
 from agentfsm.runtime.loop import RunResult
+from agentfsm.service.inputs import checked_data, checked_inputs
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.store import open_store
 from agentfsm.store.base import STATUSES, BranchRow, CheckpointRow, RunFilter, RunRow, StepRow, lease_live
@@ -70,6 +71,7 @@ class Runs:
                     parent: Parent | None = None) -> RunResult:
         """Start a durable run: every step is committed to the store before the next state starts."""
         llms = dict(llms or {})
+        checked_inputs(inputs)
         if not isinstance(machine, StateMachine):
             from agentfsm.service.machines import load_machine  # compiling loads Jinja2, pydantic and bindings
 
@@ -113,6 +115,7 @@ class Runs:
         The machine is made ready first (as `resume` takes it), so an event that could not be acted on
         is refused, not left behind in the store.
         """
+        checked_data(data, "the event's data")
         run = await self.store.get_run(run_id)
         # a run that is not waiting is refused by add_event, with the reason: no need to compile its machine
         ready = await self._machine_for(run, machine, llms) if resume and run.status == "waiting" else None

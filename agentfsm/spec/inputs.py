@@ -65,6 +65,8 @@ def parse_cli_input(pair: str, declared: Mapping[str, InputSpec]) -> tuple[str, 
         value = json.loads(raw, parse_constant=_refuse_constant)
     except ValueError:
         return key, raw
+    except RecursionError:  # deeper than the parser goes: refused by the inputs' check like any deep value
+        raise InputError(f"input '{key}' is nested too deeply") from None
     if isinstance(value, float) and not math.isfinite(value):  # 1e999
         return key, raw
     return key, value

@@ -1,0 +1,174 @@
+"""Hostile data cannot crash a run or the CLI: deep nesting and lone surrogates are refused where they enter
+(issue 9). Before, JSON 500 levels deep ended in RecursionError (exit 70, or a run left `paused`) and a lone
+surrogate in UnicodeEncodeError (exit 70)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import agentfsm
+from agentfsm import Runs
+from agentfsm.limits import MAX_JSON_DEPTH
+from agentfsm.spec.problems import InputError
+from tests.crash_harness import environment
+
+ROOT = Path(__file__).resolve().parent.parent
+DEEP = "[" * 500 + "]" * 500
+JUST_DEEP_ENOUGH = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+SURROGATE = '["\\ud800"]'  # JSON text whose string is a lone surrogate
+
+
+def cli(*args: object, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agentfsm", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, encoding="utf-8", timeout=60, env=environment(), stdin=subprocess.DEVNULL)
+
+
+def write(tmp_path: Path, text: str, name: str = "m.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+ECHO = """\
+    agentfsm: 1
+    name: echo
+    inputs: {x: {type: any}}
+    initial: a
+    states:
+      a: {type: final, output: "{{ x }}"}
+    """
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (DEEP, f"input 'x' is nested more than {MAX_JSON_DEPTH} levels deep"),
+    ("[" * 50_000 + "]" * 50_000, "input 'x' is nested too deeply"),
+    (SURROGATE, "input 'x' holds a lone surrogate ('\\ud800'), which is not Unicode text"),
+])
+def test_a_hostile_input_is_one_clear_line_and_nothing_is_stored(tmp_path: Path, value: str, message: str) -> None:
+    machine = write(tmp_path, ECHO)
+    store = tmp_path / "runs.db"
+    done = cli("run", machine, "-i", f"x={value}", "--store", store)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: {message}"], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not store.exists() or json.loads(cli("runs", "--json", "--store", store).stdout) == []
+
+
+def test_data_as_deep_as_the_limit_goes_through(tmp_path: Path) -> None:
+    result = asyncio.run(agentfsm.run(write(tmp_path, ECHO), {"x": json.loads(JUST_DEEP_ENOUGH)}))
+    assert result.status == "succeeded"
+
+
+WAITING = """\
+    agentfsm: 1
+    name: waiting
+    initial: w
+    states:
+      w: {type: wait, event: go, save: got, next: done}
+      done: {type: final, output: "{{ got }}"}
+    """
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (DEEP, f"--data is nested more than {MAX_JSON_DEPTH} levels deep"),
+    ("[" * 50_000 + "]" * 50_000, "--data is nested too deeply"),
+    ('"\\ud800"', "--data holds a lone surrogate ('\\ud800'), which is not Unicode text"),
+])
+def test_hostile_event_data_is_refused_and_the_run_keeps_waiting(tmp_path: Path, data: str, message: str) -> None:
+    store = tmp_path / "runs.db"
+    started = cli("run", write(tmp_path, WAITING), "--store", store, "--json")
+    assert started.returncode == 3, started.stderr
+    run_id = json.loads(started.stdout)["run_id"]
+    sent = cli("send", run_id, "go", "--data", data, "--store", store)
+    assert sent.returncode == 2, sent.stderr
+    assert sent.stderr.strip().splitlines() == [f"error: {message}"], sent.stderr
+    [run] = json.loads(cli("runs", "--json", "--store", store).stdout)
+    assert run["status"] == "waiting"
+
+
+def test_the_python_api_refuses_the_same_data(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with Runs(f"sqlite:///{tmp_path / 'runs.db'}") as runs:
+            with pytest.raises(InputError, match="nested more than"):
+                await runs.start(write(tmp_path, ECHO), {"x": json.loads(DEEP)})
+            with pytest.raises(InputError, match="lone surrogate"):
+                await runs.start(write(tmp_path, ECHO), {"x": "\ud800"})
+            waiting = await runs.start(write(tmp_path, WAITING))
+            with pytest.raises(InputError, match="the event's data is nested more than"):
+                await runs.send(waiting.run_id, "go", json.loads(DEEP))
+            assert (await runs.get(waiting.run_id)).status == "waiting"
+
+    asyncio.run(go())
+
+
+def test_a_deep_reply_parsed_as_json_fails_the_state_with_a_catchable_error(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""\
+        agentfsm: 1
+        name: deep-reply
+        llms:
+          model: {{provider: scripted, replies: ['{DEEP}', '{SURROGATE}']}}
+        initial: ask
+        states:
+          ask:
+            type: llm
+            llm: model
+            prompt: reply
+            parse: json
+            save: reply
+            next: done
+            catch: [{{errors: [llm.parse], to: again, as: error}}]
+          again:
+            type: llm
+            llm: model
+            prompt: reply
+            parse: json
+            next: done
+            catch: [{{errors: [llm.parse], to: handled, as: error2}}]
+          done: {{type: final}}
+          handled: {{type: final, output: "{{{{ error.message }}}} / {{{{ error2.message }}}}"}}
+        """)
+    result = asyncio.run(agentfsm.run(path, store=f"sqlite:///{tmp_path / 'runs.db'}"))
+    assert result.status == "succeeded", result.error
+    assert f"nested more than {MAX_JSON_DEPTH} levels deep" in result.output
+    assert "lone surrogate" in result.output
+
+
+def test_deep_or_non_unicode_tool_results_fail_the_state_with_tool_error(tmp_path: Path) -> None:
+    (tmp_path / "hostile_tools.py").write_text(textwrap.dedent(f"""\
+        import json
+        def deep():
+            return json.loads({DEEP!r})
+        def surrogate():
+            return {{"text": "\\ud800"}}
+        """), encoding="utf-8")
+    printer = "import sys; sys.stdout.write(sys.argv[1])"
+    path = write(tmp_path, f"""\
+        agentfsm: 1
+        name: deep-tools
+        tools:
+          deep: {{python: "hostile_tools:deep"}}
+          surrogate: {{python: "hostile_tools:surrogate"}}
+          printed: {{command: [{sys.executable}, -c, "{printer}", '{DEEP}'], parse: json}}
+        initial: a
+        states:
+          a: {{type: tool, tool: deep, next: b, catch: [{{errors: [tool.error], to: b, as: e1}}]}}
+          b: {{type: tool, tool: surrogate, next: c, catch: [{{errors: [tool.error], to: c, as: e2}}]}}
+          c: {{type: tool, tool: printed, next: d, catch: [{{errors: [tool.error], to: d, as: e3}}]}}
+          d: {{type: final, output: {{e1: "{{{{ e1.message }}}}", e2: "{{{{ e2.message }}}}", e3: "{{{{ e3.message }}}}"}}}}
+        """)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        result = asyncio.run(agentfsm.run(path, store=f"sqlite:///{tmp_path / 'runs.db'}"))
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert result.status == "succeeded", result.error
+    assert "nested more than" in result.output["e1"]
+    assert "lone surrogate" in result.output["e2"]
+    assert "nested more than" in result.output["e3"]
