@@ -29,6 +29,9 @@ TEMPLATE_MAX_WIDTH = 10_000
 TEMPLATE_MAX_LIPSUM_WORDS = 100_000
 """`lipsum(n, html, min, max)`: at most this many words (n * max)."""
 
+MAX_DURATION_SECONDS = 366 * 86400
+"""The longest duration a machine may give (a `timeout`, a retry `interval` or `max_delay`, a wait's `timeout`)."""
+
 _DEADLINE: ContextVar[float | None] = ContextVar("agentfsm_deadline", default=None)
 
 

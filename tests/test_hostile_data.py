@@ -172,3 +172,77 @@ def test_deep_or_non_unicode_tool_results_fail_the_state_with_tool_error(tmp_pat
     assert "nested more than" in result.output["e1"]
     assert "lone surrogate" in result.output["e2"]
     assert "nested more than" in result.output["e3"]
+
+
+RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e", "\r")
+
+
+def test_escape_sequences_in_data_never_reach_the_terminal_raw(tmp_path: Path) -> None:
+    """An LLM reply used as an event name cleared the screen, set the window title (OSC) and forged progress
+    lines; the history table passed OSC through."""
+    path = write(tmp_path, r"""
+        agentfsm: 1
+        name: escapes
+        llms:
+          m: {provider: scripted, replies: ["\e]0;PWNED\a\e[2J\x9b2J\u202e\n   9   1 ms  x --done--> y\r"]}
+        initial: a
+        states:
+          a: {type: llm, llm: m, prompt: hi, emit: "{{ result }}", transitions: [{to: b}]}
+          b: {type: final}
+        """)
+    store = tmp_path / "runs.db"
+    ran = cli("run", path, "--store", store)
+    assert ran.returncode == 0, ran.stderr
+    history = cli("history", json.loads(cli("runs", "--json", "--store", store).stdout)[0]["run_id"],
+                  "--store", store)
+    for shown in (ran.stderr, history.stdout):
+        assert not any(control in shown for control in RAW_CONTROLS), repr(shown)
+        assert "\\x1b]0;PWNED\\x07\\x1b[2J\\x9b2J\\u202e" in shown, shown
+    step_lines = [line for line in ran.stderr.splitlines() if "--> " in line]
+    assert len(step_lines) == 1 and step_lines[0].lstrip().startswith("1 "), ran.stderr  # no forged line
+    listed = cli("runs", "--json", "--store", store)
+    assert "\x9b" not in listed.stdout and "\u202e" not in listed.stdout  # JSON escapes them too
+
+
+@pytest.mark.parametrize(("field", "line"), [
+    ("timeout: 99999999999d", 5),
+    ("retry: {interval: 99999999999d}", 5),
+    ("retry: {interval: 1s, max_delay: 400d}", 5),
+])
+def test_absurd_durations_are_refused_at_validate_with_their_place(tmp_path: Path, field: str, line: int) -> None:
+    path = write(tmp_path, f"""\
+        agentfsm: 1
+        name: durations
+        initial: a
+        states:
+          a: {{type: set, set: {{x: 1}}, {field}, next: b}}
+          b: {{type: final}}
+        """)
+    checked = cli("validate", path)
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert f"{path}:{line}:" in checked.stdout + checked.stderr
+    assert "a duration can be at most 366d (one year)" in checked.stdout + checked.stderr
+
+
+def test_a_wait_timeout_of_a_year_is_fine_and_one_over_is_not(tmp_path: Path) -> None:
+    for timeout, code in (("366d", 0), ("367d", 2)):
+        path = write(tmp_path, f"""\
+            agentfsm: 1
+            name: waits
+            initial: w
+            states:
+              w: {{type: wait, event: go, timeout: {timeout}, next: b}}
+              b: {{type: final}}
+            """)
+        assert cli("validate", path).returncode == code
+
+
+def test_a_text_file_given_as_the_store_is_refused_by_run_and_worker(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n", encoding="utf-8")
+    machine = write(tmp_path, ECHO)
+    for args in (["run", machine, "-i", "x=1"], ["worker", "--once"], ["runs"]):
+        done = cli(*args, "--store", f"sqlite:///{notes}")
+        assert done.returncode == 2, done.stderr
+        assert done.stderr == f"error: {notes} is not an agentfsm store (file is not a database)\n"
+    assert notes.read_text(encoding="utf-8") == "my notes\n"

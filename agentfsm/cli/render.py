@@ -11,16 +11,25 @@ from typing import Any
 
 import typer
 
+from agentfsm.observability.terminal import visible, visible_lines
 from agentfsm.service.urls import mask_url
+
+# Anything printed for a person may quote data (an event name from an LLM reply, a tool's output in an error):
+# its control characters are written as escapes (`\x1b`), never sent raw to the terminal.
 
 
 def say_error(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {visible(message)}", err=True)
 
 
 def note(message: str) -> None:
     """A line for the person at the terminal, on stderr: stdout keeps what scripts read."""
-    typer.echo(message, err=True)
+    typer.echo(visible_lines(message), err=True)
+
+
+def say(text: str) -> None:
+    """A line for a person on stdout, control characters made visible."""
+    typer.echo(visible(text))
 
 
 def json_safe(value: Any) -> Any:
@@ -34,17 +43,32 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def json_text(value: Any, *, indent: int | None = None) -> str:
+    """JSON as the CLI prints it: non-ASCII text as is, except the control characters JSON would leave raw
+    (C1, DEL, bidirectional marks; json escapes C0 itself), written as `\\u` escapes: the same JSON value."""
+    text = json.dumps(json_safe(value), ensure_ascii=False, default=str, allow_nan=False, indent=indent)
+    return text.translate(_JSON_CONTROLS)
+
+
 def print_json(value: Any, *, indent: int | None = None) -> None:
-    typer.echo(json.dumps(json_safe(value), ensure_ascii=False, default=str, allow_nan=False, indent=indent))
+    typer.echo(json_text(value, indent=indent))
 
 
 def print_output(output: Any) -> None:
+    """A run's output: text as it is for scripts, its control characters made visible on a terminal."""
     if output is None:
         return
     if isinstance(output, str):
-        typer.echo(output)
+        typer.echo(visible_lines(output) if _is_terminal(sys.stdout) else output)
     else:
         print_json(output, indent=2)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def when(timestamp: float | None) -> str:
@@ -60,12 +84,14 @@ def store_hint(store_option: str | None) -> str:
     return f" --store {shlex.quote(mask_url(store_option))}" if store_option else ""
 
 
-_ONE_LINE = str.maketrans("\n\r\t", "   ")
+_JSON_CONTROLS = str.maketrans({code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0), 0x061C, 0x200E,
+                                 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029)})
 
 
 def _cell(text: str) -> str:
-    """One line per row, whatever a value holds (an error message with newlines), so `grep` sees whole rows."""
-    return text.translate(_ONE_LINE)
+    """One line per row, whatever a value holds (an error message with newlines, an escape sequence), so `grep`
+    sees whole rows and the terminal shows what the data holds."""
+    return visible(text)
 
 
 def _width(cell: str) -> int:
@@ -122,8 +148,7 @@ class JSONListPrinter:
         self.count = 0
 
     def add(self, value: Any) -> None:
-        sys.stdout.write(("[" if not self.count else ", ") + json.dumps(
-            json_safe(value), ensure_ascii=False, default=str, allow_nan=False))
+        sys.stdout.write(("[" if not self.count else ", ") + json_text(value))
         self.count += 1
 
     def end(self) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-import typer
 
 from agentfsm.cli import exit_codes
 from agentfsm.cli.commands import interruptible, progress_observers
@@ -18,8 +16,10 @@ from agentfsm.cli.process import drive
 from agentfsm.cli.render import (
     JSONListPrinter,
     TablePrinter,
+    json_text,
     note,
     print_json,
+    say,
     store_hint,
     table,
     when,
@@ -177,18 +177,18 @@ def diff_command(store: str | None, run_id: str, a: str, b: str, *, as_json: boo
         print_json(views.diff_json(found))
         return exit_codes.SUCCESS
     for label, side in (("a", found.a), ("b", found.b)):
-        typer.echo(f"{label}: {side['point']} = step {side['step']} of branch '{side['branch']}', "
+        say(f"{label}: {side['point']} = step {side['step']} of branch '{side['branch']}', "
                    f"state {side['state'] or '(end)'}")
     for key, value in found.added.items():
-        typer.echo(f"+ {key}: {_json(value)}")
+        say(f"+ {key}: {_json(value)}")
     for key, value in found.removed.items():
-        typer.echo(f"- {key}: {_json(value)}")
+        say(f"- {key}: {_json(value)}")
     for key, change in found.changed.items():
-        typer.echo(f"~ {key}: {_json(change['old'])} -> {_json(change['new'])}")
+        say(f"~ {key}: {_json(change['old'])} -> {_json(change['new'])}")
     if found.same:
-        typer.echo("(the context is the same at both points)")
+        say("(the context is the same at both points)")
     if found.fork is not None:
-        typer.echo(f"a and b part after step {found.fork['step'] - 1} of branch '{found.fork['branch']}'")
+        say(f"a and b part after step {found.fork['step'] - 1} of branch '{found.fork['branch']}'")
         _echo_steps("undone (from there to a):", found.undone, branches=True)
         _echo_steps("taken (from there to b):", found.transitions, branches=True)
     else:
@@ -198,16 +198,16 @@ def diff_command(store: str | None, run_id: str, a: str, b: str, *, as_json: boo
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return json_text(value)
 
 
 def _echo_steps(title: str, steps: list[dict[str, Any]], *, branches: bool) -> None:
     if not steps:
         return
-    typer.echo(title)
+    say(title)
     for step in steps:
         where = f"{step['branch']}@{step['step']}" if branches else str(step["step"])
-        typer.echo(f"  {where}: {step['state'] or '(start)'} --{step['event']}--> {step['next_state'] or '(end)'}")
+        say(f"  {where}: {step['state'] or '(start)'} --{step['event']}--> {step['next_state'] or '(end)'}")
 
 
 def cancel_command(store: str | None, run_id: str) -> int:

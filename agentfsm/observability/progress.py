@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from agentfsm.observability.terminal import visible
 from agentfsm.runtime.events import (
     RunEnded,
     RunPaused,
@@ -133,14 +134,14 @@ class ProgressReporter:
         style = self.screen.style
         parts = [style(f"{event.step:>4} {self.screen.elapsed():>8}  ", "dim"), style(event.state, "bold")]
         if event.next_state is not None:
-            parts += [style(f" --{event.event}--> ", "dim"), style(event.next_state, "bold")]
+            parts += [style(f" --{visible(str(event.event))}--> ", "dim"), style(event.next_state, "bold")]
         elif event.error is None:
             parts.append(style(" (end)", "dim"))
         parts.append(style(f"  {event.duration * 1000:.1f} ms", "dim"))
         if event.retries:
             parts.append(style(f"  ({event.retries} {'retry' if event.retries == 1 else 'retries'})", "yellow"))
         if event.error:
-            parts.append(style(f"  {event.error['type']}: {event.error['message']}", "red"))
+            parts.append(style(f"  {event.error['type']}: {visible(str(event.error['message']))}", "red"))
         for call in event.calls:
             if call.kind == "llm":
                 parts.append(style(f"  [{call.binding}: {call.prompt_tokens}+{call.completion_tokens} tokens]", "dim"))
@@ -182,7 +183,7 @@ class LiveLine:
     def text(self) -> str:
         text = f"{self.label}  {self.screen.elapsed()}"
         if self.tail:
-            text += "  " + self.screen.style(" ".join(self.tail.split())[-STREAM_TAIL:], "dim")
+            text += "  " + self.screen.style(visible(" ".join(self.tail.split()))[-STREAM_TAIL:], "dim")
         return f"{SPINNER[self._frame % len(SPINNER)]} {_fit(text, self._columns - 2)}"
 
     async def _spin(self) -> None:

@@ -13,6 +13,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from agentfsm.limits import MAX_DURATION_SECONDS
 from agentfsm.spec.durations import parse_duration, parse_positive_duration
 
 LANGUAGE_VERSION = 1
@@ -37,12 +38,26 @@ _DURATION_TEXT = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\
 
 
 def _duration_type(parse: Any, number: dict[str, Any], description: str) -> Any:
-    """A duration field: seconds as a number, or text such as `30s`, parsed by `parse`."""
+    """A duration field: seconds as a number, or text such as `30s`, parsed by `parse`, at most a year."""
     return Annotated[
         float,
-        BeforeValidator(parse),
-        WithJsonSchema({"anyOf": [{"type": "number", **number}, _DURATION_TEXT], "description": description}),
+        BeforeValidator(_at_most_a_year(parse)),
+        WithJsonSchema({"anyOf": [{"type": "number", **number, "maximum": MAX_DURATION_SECONDS}, _DURATION_TEXT],
+                        "description": description + " At most 366d."}),
     ]
+
+
+def _at_most_a_year(parse: Any) -> Any:
+    """`parse`, refusing durations over MAX_DURATION_SECONDS: `99999999999d` passed validate, then every run of
+    the machine failed computing a date past the year 9999 (or a retry slept for ever)."""
+
+    def parse_bounded(value: Any) -> float:
+        seconds = float(parse(value))
+        if seconds > MAX_DURATION_SECONDS:
+            raise ValueError(f"a duration can be at most {MAX_DURATION_SECONDS // 86400}d (one year)")
+        return seconds
+
+    return parse_bounded
 
 
 Duration = _duration_type(
