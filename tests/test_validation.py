@@ -358,6 +358,12 @@ CASES = [
         "catch-all-not-last", 11, 18,
     ),
     Case(
+        "insecure-url",
+        machine("llms:\n  m: {provider: openai, model: x, base_url: 'http://llm.example.com/v1'}\n"
+                "initial: a\nstates:\n  a: {type: final}\n"),
+        "insecure-url", 4, 45,
+    ),
+    Case(
         "unreachable-state",
         machine("initial: a\nstates:\n  a: {type: final}\n  b: {type: final}\n"),
         "unreachable-state", 6, 3,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic_core import to_jsonable_python
 
+from agentfsm.bindings.known_secrets import known_secrets, redact, redact_value
 from agentfsm.bindings.llm import (
     LLMClient,
     LLMReply,
@@ -94,7 +95,7 @@ async def _call(context: StateContext, state: str, client: LLMClient, request: L
                            tuple(tool.name for tool in request.tools))
     started = time.perf_counter()
     try:
-        reply = await client.complete(request)
+        reply = redacted_reply(await client.complete(request))
     except StateError as exc:
         # the same fields as a successful call's record (readers of records rely on them), plus the error
         detail = exc.detail if isinstance(exc.detail, dict) else {}
@@ -141,7 +142,7 @@ async def _run_tool(context: StateContext, state: str, tools: Mapping[str, ToolC
         if call.invalid is not None:
             raise StateError("tool.bad_arguments", f"tool '{call.name}': {call.invalid}",
                              detail={"arguments": (call.raw or "")[:500]})
-        value = to_jsonable_python(await tool.call(call.arguments), fallback=str)
+        value = redact_value(to_jsonable_python(await tool.call(call.arguments), fallback=str))
     except Exception as exc:  # noqa: BLE001 - any failure of one call is the model's to see, not the state's
         error = exc if isinstance(exc, StateError) else StateError("tool.error", describe_exception(exc))
         await call_ended(context, state, ToolCallRecord(
@@ -152,6 +153,17 @@ async def _run_tool(context: StateContext, state: str, tools: Mapping[str, ToolC
         binding=call.name, args=call.arguments, result=value, duration=time.perf_counter() - started, via="llm",
         call_id=call.id))
     return ToolResult(call.id, call.name, json.dumps(value))
+
+
+def redacted_reply(reply: LLMReply) -> LLMReply:
+    """The reply with every known secret taken out of its text and its tool calls: a server that echoes the
+    request headers must not put the API key into the context (the store would hold `[redacted]`, the live
+    context the key)."""
+    if not known_secrets():
+        return reply
+    calls = tuple(dataclasses.replace(call, arguments=redact_value(call.arguments), raw=redact_value(call.raw))
+                  for call in reply.tool_calls)
+    return dataclasses.replace(reply, text=redact(reply.text), tool_calls=calls)
 
 
 def _parse_error(exc: StateError | SchemaMismatch, text: str, parse_retries: int) -> StateError:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 
@@ -38,7 +39,7 @@ from agentfsm.bindings.http_errors import (
 )
 from agentfsm.bindings.llm import LLMReply, LLMRequest, loads_json
 from agentfsm.bindings.pool import LoopLocalPool
-from agentfsm.bindings.secrets import Redactor, display_host, read_header_env, resolve_headers
+from agentfsm.bindings.secrets import Redactor, display_host, read_header_env, refuse_clear_text, resolve_headers
 from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.spec.models import HostedLLM
 
@@ -88,6 +89,8 @@ class HttpLLMClient:
         self.url = self.base_url + self.PATH
         api_key = self._read_api_key(f"llms.{name}")
         extra, header_secrets = resolve_headers(config.headers, f"llms.{name}")
+        if api_key or header_secrets:
+            refuse_clear_text(self.base_url, f"llms.{name}.base_url")
         # the machine's own headers come last: they may replace ours (an `api-key` header for Azure, say)
         self._headers = {"User-Agent": f"agentfsm/{__version__}", **self._auth_headers(api_key), **extra}
         self._redactor = Redactor([api_key, *header_secrets] if api_key else header_secrets)
@@ -113,7 +116,10 @@ class HttpLLMClient:
 
     @property
     def is_providers_own_server(self) -> bool:
-        return _host(self.base_url) == _host(self.DEFAULT_BASE_URL)
+        """The provider's own host and port, over https: the only place its default key goes (`http://` to the
+        same host is not it: a proxy on the way would read the key)."""
+        same = _host(self.base_url) == _host(self.DEFAULT_BASE_URL)
+        return same and urllib.parse.urlsplit(self.base_url).scheme.lower() == "https"
 
     @property
     def open_pools(self) -> int:

@@ -27,7 +27,7 @@ from agentfsm.bindings.arguments import scalar_text
 from agentfsm.bindings.http_body import ReplyTooLarge, read_capped
 from agentfsm.bindings.llm import loads_json
 from agentfsm.bindings.pool import LoopLocalPool
-from agentfsm.bindings.secrets import Redactor, display_host, resolve_headers
+from agentfsm.bindings.secrets import Redactor, display_host, refuse_clear_text, resolve_headers
 from agentfsm.runtime.errors import StateError, describe_exception
 from agentfsm.spec.expressions import ENVIRONMENT, Expression, ExpressionError, base_scope, compile_template
 from agentfsm.spec.models import HttpTool
@@ -80,6 +80,8 @@ class HttpToolClient:
         self.url_parts = compile_url(binding.http)
         self.body = _compile_value(binding.json_body) if "json_body" in binding.model_fields_set else None
         headers, secrets = resolve_headers(binding.headers, f"tools.{name}")
+        if secrets and self.url_parts and isinstance(self.url_parts[0], str):  # the scheme and host are literal
+            refuse_clear_text(self.url_parts[0], f"tools.{name}.http")
         self._headers = {"User-Agent": f"agentfsm/{__version__}", **headers}
         self._redactor = Redactor(secrets)
         self._pool: LoopLocalPool[httpx.AsyncClient] = LoopLocalPool(self._new_http_client)

@@ -9,6 +9,7 @@ Light on purpose (no pydantic): the CLI's log setup imports it.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 4
@@ -44,3 +45,21 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def redact_value(value: Any) -> Any:
+    """`value` (data: text, lists, mappings) with every registered secret replaced by `[redacted]` in its text
+    and its keys. What enters a run passes here, so its output, its live context and its store agree."""
+    if not _secrets:
+        return value
+    return _redacted(value)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(key): _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redacted(item) for item in value)
+    return value

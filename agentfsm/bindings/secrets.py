@@ -16,6 +16,7 @@ from agentfsm.bindings.imports import BindingError
 from agentfsm.bindings.known_secrets import MIN_SECRET_LENGTH as _MIN_SECRET_LENGTH
 from agentfsm.bindings.known_secrets import REDACTED, redact, register_secret
 from agentfsm.spec.models import EnvValue
+from agentfsm.spec.network import sends_in_clear
 
 __all__ = ["REDACTED", "Redactor", "read_env", "read_header_env", "resolve_headers"]
 _HEADER_VALUE = re.compile(r"[\x20-\x7e\t]*")
@@ -31,6 +32,9 @@ def read_env(variable: str, where: str, hint: str = "") -> str:
     value = os.environ.get(variable)
     if not value:
         raise BindingError(f"{where}: environment variable {variable} is not set{hint}")
+    if len(value.strip()) < _MIN_SECRET_LENGTH:  # too short to take out of text without garbling it: refused
+        raise BindingError(f"{where}: environment variable {variable} holds fewer than {_MIN_SECRET_LENGTH} "
+                           "characters, too short to be kept out of output; a secret must be longer")
     register_secret(value)
     return value
 
@@ -61,6 +65,15 @@ def resolve_headers(headers: Mapping[str, str | EnvValue], where: str) -> tuple[
             raise BindingError(f"{where}.headers.{name}: an HTTP header value is one line of ASCII text")
         resolved[name] = value
     return resolved, secrets
+
+
+def refuse_clear_text(url: str, where: str) -> None:
+    """BindingError when `url` is plain http to a host that is not local: a key or secret header sent there
+    crosses the network in clear text (and any proxy on the way reads it)."""
+    if sends_in_clear(url):
+        host = urllib.parse.urlsplit(url).hostname
+        raise BindingError(f"{where}: refusing to send an API key or secret header over plain http to {host}; "
+                           "use https (plain http is for local servers only)")
 
 
 class Redactor:

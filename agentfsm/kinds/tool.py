@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from agentfsm.bindings.known_secrets import redact_value
 from agentfsm.compiler.env import CompileEnv, state_options
 from agentfsm.compiler.scope import compile_assignments, compile_text, finish_step, make_scope, rendered
 from agentfsm.runtime.calls import ToolCallRecord, call_ended, tool_call_started
@@ -49,7 +50,7 @@ class ToolState(State):
         await tool_call_started(context, self.name, self.client.name, args)
         started = time.perf_counter()
         try:
-            result = await self.client.call(args)
+            result = redact_value(await self.client.call(args))  # a tool may echo a key: out before anyone sees it
         except StateError as exc:
             await call_ended(context, self.name, ToolCallRecord(
                 binding=self.client.name, args=args, error=exc.as_dict(), duration=time.perf_counter() - started))

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agentfsm.bindings.known_secrets import redact_value
 from agentfsm.history import advance, rewrite
 from agentfsm.history.advance import Interrupted, Parent, Recording
 from agentfsm.history.errors import RunRefused
@@ -119,6 +120,7 @@ class Runs:
         run = await self.store.get_run(run_id)
         # a run that is not waiting is refused by add_event, with the reason: no need to compile its machine
         ready = await self._machine_for(run, machine, llms) if resume and run.status == "waiting" else None
+        data = redact_value(data)  # after the machine is ready: its bindings have read their keys by then
         await self.store.add_event(run.id, event, data, now=self.clock())
         if ready is None:
             return None

@@ -37,6 +37,8 @@ What "independent" means, rule by rule:
 
 from __future__ import annotations
 
+import urllib.parse
+
 from dataclasses import replace
 from typing import Any
 
@@ -63,6 +65,7 @@ from agentfsm.spec.partial import (
     value_of,
     words,
 )
+from agentfsm.spec.network import sends_in_clear
 from agentfsm.spec.problems import Problem, problem
 from agentfsm.spec.sites import (
     TOOL_BINDING_NAMES,
@@ -108,7 +111,17 @@ class _Checker:
             self.check_state(name, state)
         self.check_graph()
         self.check_templates()
+        self.check_urls()
         return self.problems
+
+    def check_urls(self) -> None:
+        llms = value_of(self.machine, "llms")
+        for name, binding in (llms.items() if isinstance(llms, dict) else ()):
+            url = value_of(binding, "base_url")
+            if url is not None and sends_in_clear(str(url)):
+                self.report(("llms", name, "base_url"), "insecure-url",
+                            f"llms.{name}.base_url: plain http to {urllib.parse.urlsplit(str(url)).hostname}, "
+                            "a host that is not local: no API key or secret header is ever sent over it; use https")
 
     def check_names(self) -> None:
         for section in ("inputs", "context"):

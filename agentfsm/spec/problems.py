@@ -58,6 +58,8 @@ CODES: dict[str, tuple[Severity, str]] = {
                                "the run would fail with `transition.none` when the timer runs out."),
     "unreachable-state": ("warning", "No path leads from `initial` to this state."),
     "no-way-out": ("warning", "No `final` or `fail` state can be reached from this state."),
+    "insecure-url": ("warning", "An LLM binding's `base_url` is plain `http://` to a host that is not local: no API "
+                     "key or secret header is sent over it (the run refuses to start if one would be); use https."),
     # static analysis (`agentfsm validate` only; errors with `--strict`)
     "shadowed-rule": ("warning", "A rule can never be taken: an earlier rule on the same event has no guard, or the "
                       "earlier rules' guards can never all be false (such as `n < 3` and `n >= 3`)."),
