@@ -8,6 +8,7 @@ a connection; `read_file` reads only inside the folder its binding names.
 from __future__ import annotations
 
 import datetime
+import errno
 import os
 import re
 import stat
@@ -125,6 +126,30 @@ def resolve_root(name: str, root: str, base_dir: Path | None) -> Path:
     return confined_folder(root, base_dir, f"tools.{name}.root")
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW
+
+
+def _open_beneath(root: Path, relative: Path) -> int:
+    """Open `root / relative` one component at a time from the root's descriptor, following no link.
+
+    `relative` was resolved a moment ago, so it holds no link; a folder on the way swapped for a link since
+    (to lead outside the root) makes that step fail instead of being followed. The same guarantee as openat2's
+    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, with only POSIX calls.
+    """
+    if not relative.parts:
+        raise IsADirectoryError(errno.EISDIR, "Is a directory")
+    folder = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        for part in relative.parts[:-1]:
+            inner = os.open(part, _FOLDER, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        return os.open(relative.parts[-1], os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
 class FileReader:
     """`builtin: read_file`: the text of a file under `root`; nothing outside it (by `..`, absolute paths, links)."""
 
@@ -150,8 +175,7 @@ class FileReader:
             raise StateError("tool.error", f"read_file: {path!r} leads outside the tool's root folder; refused",
                              detail={"path": path})
         try:
-            # O_NOFOLLOW: the resolved path has no link left; one swapped in since is refused, not followed
-            fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            fd = _open_beneath(self.root, target.relative_to(self.root))
         except OSError as exc:
             raise StateError("tool.error", f"read_file: cannot open {path!r}: {exc.strerror or exc}",
                              detail={"path": path}) from None
@@ -159,6 +183,9 @@ class FileReader:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise StateError("tool.error", f"read_file: {path!r} is not a regular file", detail={"path": path})
+            if info.st_nlink > 1:  # a hard link in the root may be a file from anywhere on the disk
+                raise StateError("tool.error", f"read_file: {path!r} has more than one link (a hard link may lead "
+                                 "outside the tool's root folder); refused", detail={"path": path})
             if info.st_size > self.max_bytes:
                 raise StateError("tool.error", f"read_file: {path!r} has {info.st_size} bytes, more than max_bytes "
                                  f"({self.max_bytes})", detail={"path": path, "size": info.st_size})

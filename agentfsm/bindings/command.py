@@ -35,7 +35,7 @@ from agentfsm.bindings.arguments import scalar_text
 from agentfsm.bindings.imports import BindingError, confined_folder
 from agentfsm.bindings.llm import loads_json
 from agentfsm.runtime.errors import StateError
-from agentfsm.spec.expressions import Expression, ExpressionError, base_scope, compile_template
+from agentfsm.spec.expressions import Expression, ExpressionError, base_scope, compile_template, is_template
 from agentfsm.spec.models import CommandTool
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -144,6 +144,18 @@ def _argument(value: Any, where: str) -> str:
     return text
 
 
+def _option_checked(binding: CommandTool) -> frozenset[int]:
+    """Positions of the templates whose value must not start with `-`: not listed under `options:`, and before
+    any literal `--` (after it, programs take every argument as an operand)."""
+    end = binding.command.index("--") if "--" in binding.command else len(binding.command)
+    return frozenset(index for index, item in enumerate(binding.command[:end])
+                     if index > 0 and is_template(item) and index not in binding.options)
+
+
+def _clipped(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
 class CommandToolClient:
     """`command: [program, arg, ...]`: runs the program with the rendered argv; see the module's docstring."""
 
@@ -154,6 +166,7 @@ class CommandToolClient:
         self.binding = binding
         self.program = binding.command[0]
         self.items: list[Expression] = [compile_template(item) for item in binding.command]
+        self.option_checked = _option_checked(binding)
         self.cwd = resolve_cwd(name, binding.cwd, base_dir)
         self.env = child_environment(binding.env)
         self.description = binding.description
@@ -212,7 +225,12 @@ class CommandToolClient:
                 value = item.render(scope)
             except ExpressionError as exc:
                 raise StateError(exc.error_type, f"{where}: {exc}") from None
-            argv.append(_argument(value, where))
+            argument = _argument(value, where)
+            if index in self.option_checked and argument.startswith("-"):
+                raise StateError("tool.bad_arguments", f"{where}: the value {_clipped(argument)} starts with '-', "
+                                 "which the program would take as an option; list the position under `options:` "
+                                 "if it may be one, or put a literal '--' before it", detail={"tool": self.name})
+            argv.append(argument)
         return argv
 
     def _check_cwd(self) -> None:

@@ -264,6 +264,12 @@ class CommandTool(LanguageModel):
         "argument; templates see only `args` (the tool state's rendered `args`). The program is written literally.",
         json_schema_extra=VALUE_TEMPLATE,
     )
+    options: list[int] = Field(
+        default_factory=list,
+        description="Positions in `command:` (0 is the program) of the templates whose value may start with `-`. "
+        "Any other templated item whose value starts with `-` is refused (`tool.bad_arguments`), unless it "
+        "comes after a literal `--`: data must not choose a program's options (`-oFILE` makes `sort` write a file).",
+    )
     timeout: PositiveDuration = Field(
         30.0, description="Stop the program (and every process it started) after this long (`tool.timeout`)."
     )
@@ -301,6 +307,14 @@ class CommandTool(LanguageModel):
         if is_template(program):
             raise ValueError(f"the program (the first item) must be written literally, not a template: {program!r}")
         return value
+
+    @model_validator(mode="after")
+    def _options_name_templates(self) -> CommandTool:
+        for position in self.options:
+            if not 0 < position < len(self.command) or not is_template(self.command[position]):
+                raise ValueError(f"options: {position} is not the position of a template in command "
+                                 f"(1 to {len(self.command) - 1})")
+        return self
 
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
