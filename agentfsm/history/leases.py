@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import weakref
 from collections.abc import Callable
 
@@ -111,29 +112,66 @@ class Lease:
 class LeaseKeeper:
     """Renews every lease this process holds in one store, together, a third of a lease's length apart.
 
-    One keeper per store and lease length, whatever the number of runs advancing: the
-    renewals of a thousand runs are one task and one transaction, not a thousand of each.
+    One keeper per store and lease length, whatever the number of runs advancing: the renewals of a thousand
+    runs are one transaction, not a thousand. Where the backend offers a `heartbeat` (SQLite), the renewals
+    come from a thread with a connection of its own, so they go on while the event loop is blocked (a state
+    calling `time.sleep` for longer than a lease): a live process keeps its runs, and no other process takes
+    one over and runs its step a second time. Elsewhere a task of the event loop renews them.
     """
 
     def __init__(self, store: Store, seconds: float) -> None:
         self.store, self.seconds = store, seconds
         self.held: dict[str, Lease] = {}
+        self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._beating: threading.Event | None = None  # set: the heartbeat thread is to stop
 
     def hold(self, run_id: str, owner: str, clock: Callable[[], float]) -> Lease:
         """Keep renewing this run's lease until `drop`."""
-        lease = self.held[run_id] = Lease(run_id, owner, self.seconds, clock)
+        lease = Lease(run_id, owner, self.seconds, clock)
+        with self._lock:
+            self.held[run_id] = lease
+            if hasattr(self.store.backend, "heartbeat"):
+                if self._beating is None:
+                    self._beating = threading.Event()
+                    threading.Thread(target=self._beat, args=(self._beating,), name="agentfsm-lease-heartbeat",
+                                     daemon=True).start()
+                return lease
         loop = asyncio.get_running_loop()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._task = loop.create_task(self._renew_while_held())
         return lease
 
     def drop(self, lease: Lease) -> None:
-        if self.held.get(lease.run_id) is lease:
-            del self.held[lease.run_id]
-        if not self.held and self._task is not None:
+        with self._lock:
+            if self.held.get(lease.run_id) is lease:
+                del self.held[lease.run_id]
+            if self.held:
+                return
+            if self._beating is not None:
+                self._beating.set()
+                self._beating = None
+        if self._task is not None:
             self._task.cancel()
             self._task = None
+
+    def _beat(self, stop: threading.Event) -> None:
+        """The heartbeat thread: renew what is held every third of a lease until told to stop."""
+        heart = self.store.backend.heartbeat()  # type: ignore[attr-defined]
+        try:
+            while not stop.wait(self.seconds / 3):
+                with self._lock:
+                    leases = list(self.held.values())
+                if not leases:
+                    continue
+                try:
+                    renewed = heart.renew([(lease.run_id, lease.owner, lease.expires()) for lease in leases])
+                except Exception as exc:  # noqa: BLE001 - a busy store now and then: the next beat retries
+                    renewed = [exc] * len(leases)
+                for lease, outcome in zip(leases, renewed, strict=True):
+                    self._note(lease, LeaseLost(lease.run_id) if outcome is False else outcome)
+        finally:
+            heart.close()
 
     async def _renew_while_held(self) -> None:
         while self.held:
@@ -146,8 +184,9 @@ class LeaseKeeper:
 
     def _note(self, lease: Lease, outcome: object) -> None:
         if isinstance(outcome, LeaseLost):  # no use renewing it again: the run's next step is refused too
-            if self.held.get(lease.run_id) is lease:
-                del self.held[lease.run_id]
+            with self._lock:
+                if self.held.get(lease.run_id) is lease:
+                    del self.held[lease.run_id]
             logger.warning("run %s: lease lost (cancelled or taken over)", lease.run_id)
         elif isinstance(outcome, Exception):  # a busy store now and then must not kill the run; the next step retries
             logger.warning("run %s: could not renew the lease: %s", lease.run_id, outcome)

@@ -333,6 +333,20 @@ class Listener(Protocol):
         ...
 
 
+class Heartbeat(Protocol):
+    """Lease renewals from a thread of their own, on a connection of their own: they go on while the event loop
+    is blocked (a state calling `time.sleep`), so a live process never loses its runs to a takeover.
+
+    A backend that can offer one has `heartbeat() -> Heartbeat`; without it leases are renewed by a task of the
+    event loop."""
+
+    def renew(self, leases: list[tuple[str, str, float]]) -> list[bool]:
+        """Set each (run, owner, expires) lease's expiry where `owner` still holds it; whether each one did."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Backend(Protocol):
     """A database holding rows: transactions, and nothing about what the rows mean."""
 

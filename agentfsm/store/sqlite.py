@@ -99,6 +99,10 @@ class SQLiteBackend:
     async def close(self) -> None:
         self.db.close()
 
+    def heartbeat(self) -> SQLiteHeartbeat:
+        """A connection of its own for the lease heartbeat thread (`Heartbeat`)."""
+        return SQLiteHeartbeat(self.path, self.busy_timeout)
+
     # -- opening --------------------------------------------------------------------------------------
 
     def _check_place(self, create: bool) -> None:
@@ -563,3 +567,24 @@ class SQLiteTransaction:
             self.db.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
         self.db.executemany("DELETE FROM runs WHERE id = ?", ids)
         self.db.execute("DELETE FROM sources WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.digest = sources.digest)")
+
+
+class SQLiteHeartbeat:
+    """Lease renewals on a connection of their own, used from the heartbeat thread only."""
+
+    def __init__(self, path: Path, busy_timeout: float) -> None:
+        self.db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+
+    def renew(self, leases: list[tuple[str, str, float]]) -> list[bool]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            renewed = [self.db.execute("UPDATE runs SET lease_expires = ? WHERE id = ? AND lease_owner = ?",
+                                       (expires, run_id, owner)).rowcount > 0 for run_id, owner, expires in leases]
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return renewed
+
+    def close(self) -> None:
+        self.db.close()
