@@ -16,7 +16,7 @@ import threading
 import weakref
 from collections.abc import Callable
 
-from agentfsm.store.base import LeaseLost
+from agentfsm.store.base import Heartbeat, LeaseLost
 from agentfsm.store.core import Store
 
 LEASE_SECONDS = 30.0
@@ -157,7 +157,7 @@ class LeaseKeeper:
 
     def _beat(self, stop: threading.Event) -> None:
         """The heartbeat thread: renew what is held every third of a lease until told to stop."""
-        heart = self.store.backend.heartbeat()  # type: ignore[attr-defined]
+        heart: Heartbeat | None = None
         try:
             while not stop.wait(self.seconds / 3):
                 with self._lock:
@@ -165,13 +165,16 @@ class LeaseKeeper:
                 if not leases:
                     continue
                 try:
-                    renewed = heart.renew([(lease.run_id, lease.owner, lease.expires()) for lease in leases])
-                except Exception as exc:  # noqa: BLE001 - a busy store now and then: the next beat retries
+                    heart = heart or self.store.backend.heartbeat()  # type: ignore[attr-defined]
+                    renewed: list[object] = list(heart.renew([(lease.run_id, lease.owner, lease.expires())
+                                                              for lease in leases]))
+                except Exception as exc:  # noqa: BLE001 - a busy or unreachable store: the next beat retries
                     renewed = [exc] * len(leases)
                 for lease, outcome in zip(leases, renewed, strict=True):
                     self._note(lease, LeaseLost(lease.run_id) if outcome is False else outcome)
         finally:
-            heart.close()
+            if heart is not None:
+                heart.close()
 
     async def _renew_while_held(self) -> None:
         while self.held:

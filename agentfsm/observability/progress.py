@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from agentfsm.bindings.known_secrets import redact
 from agentfsm.observability.terminal import visible
 from agentfsm.runtime.events import (
     RunEnded,
@@ -183,7 +184,8 @@ class LiveLine:
     def text(self) -> str:
         text = f"{self.label}  {self.screen.elapsed()}"
         if self.tail:
-            text += "  " + self.screen.style(visible(" ".join(self.tail.split()))[-STREAM_TAIL:], "dim")
+            shown = visible(redact(" ".join(self.tail.split())))  # a streamed reply may echo a key
+            text += "  " + self.screen.style(shown[-STREAM_TAIL:], "dim")
         return f"{SPINNER[self._frame % len(SPINNER)]} {_fit(text, self._columns - 2)}"
 
     async def _spin(self) -> None:
