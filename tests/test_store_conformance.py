@@ -737,3 +737,27 @@ async def test_a_value_no_store_can_keep_is_refused_alone(store: Store) -> None:
     assert not isinstance(taken, BaseException) and taken.status == "cancelled"
     assert (await store.pending_events("run-0001")) == []
     assert before != await everything(store)  # only the cancel changed anything
+
+
+# -- leases under a blocked event loop -------------------------------------------------------------
+
+
+async def test_a_blocked_event_loop_does_not_stop_the_lease_heartbeat(store: Store) -> None:
+    """A state calling `time.sleep` must not let its lease run out (issue 9): where the backend offers a
+    heartbeat, renewals come from a thread of their own, on a connection of their own."""
+    import time
+
+    from agentfsm.history.leases import keeper
+
+    if not hasattr(store.backend, "heartbeat"):
+        pytest.skip("no other process can take over a run of this backend: renewals are the event loop's")
+    began = time.time()
+    await start(store, owner="me", expires=began + 0.3)
+    held = keeper(store, 0.3)
+    lease = held.hold("run-0001", "me", time.time)
+    try:
+        time.sleep(1.0)  # the event loop stands still for three leases' length
+        renewed = (await store.get_run("run-0001")).lease_expires
+        assert renewed is not None and renewed > began + 0.9, (renewed, began)
+    finally:
+        held.drop(lease)

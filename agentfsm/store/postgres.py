@@ -66,6 +66,10 @@ class PostgresBackend:
         if db is not None and not db.closed and self._loop is asyncio.get_running_loop():
             await db.close()
 
+    def heartbeat(self) -> PostgresHeartbeat:
+        """A connection of its own for the lease heartbeat thread (`store.base.Heartbeat`)."""
+        return PostgresHeartbeat(self.conninfo, self.schema, self.url)
+
     # -- connecting ---------------------------------------------------------------------------------------
 
     async def connect(self, *, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
@@ -267,3 +271,22 @@ def connect_error(url: str, exc: psycopg.Error) -> str:
     if "Connection refused" in text or "timeout expired" in text or "could not translate host" in text:
         return f"cannot reach the PostgreSQL server of {url}: {reason or text}"
     return f"cannot connect to {url}: {reason or text}"
+
+
+class PostgresHeartbeat:
+    """Lease renewals on a synchronous connection of their own, used from the heartbeat thread only."""
+
+    def __init__(self, conninfo: str, schema: str, shown: str) -> None:
+        try:
+            self.db = psycopg.connect(conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreError(connect_error(shown, exc)) from None
+        self.db.execute(f"SET search_path TO {schema}")
+
+    def renew(self, leases: list[tuple[str, str, float]]) -> list[bool]:
+        with self.db.transaction():
+            return [self.db.execute("UPDATE runs SET lease_expires = %s WHERE id = %s AND lease_owner = %s",
+                                    (expires, run_id, owner)).rowcount > 0 for run_id, owner, expires in leases]
+
+    def close(self) -> None:
+        self.db.close()
