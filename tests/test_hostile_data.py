@@ -76,19 +76,22 @@ WAITING = """\
     """
 
 
-@pytest.mark.parametrize(("data", "message"), [
+HOSTILE_EVENT_DATA = [
     (DEEP, f"--data is nested more than {MAX_JSON_DEPTH} levels deep"),
     ("[" * 50_000 + "]" * 50_000, "--data is nested too deeply"),
     ('"\\ud800"', "--data holds a lone surrogate ('\\ud800'), which is not Unicode text"),
-])
-def test_hostile_event_data_is_refused_and_the_run_keeps_waiting(tmp_path: Path, data: str, message: str) -> None:
+]
+
+
+def test_hostile_event_data_is_refused_and_the_run_keeps_waiting(tmp_path: Path) -> None:
     store = tmp_path / "runs.db"
     started = cli("run", write(tmp_path, WAITING), "--store", store, "--json")
     assert started.returncode == 3, started.stderr
     run_id = json.loads(started.stdout)["run_id"]
-    sent = cli("send", run_id, "go", "--data", data, "--store", store)
-    assert sent.returncode == 2, sent.stderr
-    assert sent.stderr.strip().splitlines() == [f"error: {message}"], sent.stderr
+    for data, message in HOSTILE_EVENT_DATA:
+        sent = cli("send", run_id, "go", "--data", data, "--store", store)
+        assert sent.returncode == 2, sent.stderr
+        assert sent.stderr.strip().splitlines() == [f"error: {message}"], sent.stderr
     [run] = json.loads(cli("runs", "--json", "--store", store).stdout)
     assert run["status"] == "waiting"
 
