@@ -21,7 +21,7 @@ import pytest
 
 import agentfsm
 from agentfsm.bindings.builtins import FileReader
-from agentfsm.bindings.http_body import ReplyTooLarge, read_capped
+from agentfsm.bindings.http_body import ReplyTooLarge, body_lines, read_capped
 from agentfsm.runtime.errors import StateError
 from tests.llm_server import LLMServer, Reply
 
@@ -198,3 +198,36 @@ def test_an_ordinary_gzip_body_reads_whole(server: LLMServer) -> None:
             return await read_capped(response, 10 * 1024 * 1024)
 
     assert asyncio.run(read()) == body
+
+
+def test_a_streamed_gzip_bomb_is_capped_as_it_is_decompressed(server: LLMServer) -> None:
+    """The same bomb as a stream of server-sent events: its lines are counted as they are inflated."""
+    bomb = gzip.compress(b"data: {}\n\n" * (20 * 1024 * 1024), compresslevel=9)
+    server.script(Reply(body=bomb, headers={"Content-Encoding": "gzip", "Content-Type": "text/event-stream"}))
+
+    async def read() -> tuple[int, int]:
+        lines = 0
+        async with httpx.AsyncClient() as client, client.stream("POST", server.url + "/bomb") as response:
+            tracemalloc.start()
+            try:
+                with pytest.raises(ReplyTooLarge):
+                    async for _ in body_lines(response, 1024 * 1024):
+                        lines += 1
+                return lines, tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+
+    lines, peak = asyncio.run(read())
+    assert 100_000 < lines < 300_000  # about a megabyte of `data: {}` lines, then refused
+    assert peak < 8 * 1024 * 1024, f"peak {peak / 2**20:.1f} MB while reading a stream capped at 1 MB"
+
+
+def test_stream_lines_split_on_every_line_end_even_across_pieces(server: LLMServer) -> None:
+    body = b"data: a\r\n\r\ndata: \xe2\x80\xa8b\r" + b"\n\nevent: end\ndata: c"
+    server.script(Reply(body=gzip.compress(body), headers={"Content-Encoding": "gzip"}))
+
+    async def read() -> list[str]:
+        async with httpx.AsyncClient() as client, client.stream("POST", server.url + "/ok") as response:
+            return [line async for line in body_lines(response)]
+
+    assert asyncio.run(read()) == ["data: a", "", "data: \u2028b", "", "event: end", "data: c"]

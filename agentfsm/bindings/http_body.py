@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import re
 import zlib
 from collections.abc import AsyncIterator
 
@@ -34,41 +36,54 @@ async def read_capped(response: httpx.Response, cap: int = MAX_REPLY_BYTES) -> b
     declared = response.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
         raise ReplyTooLarge(int(declared))
-    encoding = response.headers.get("content-encoding", "").strip().lower()
-    if encoding in _ZLIB_WBITS:
-        return await _inflate_capped(response, _ZLIB_WBITS[encoding], cap)
     data = bytearray()
-    async for chunk in response.aiter_bytes():  # identity (or an encoding httpx decodes): chunks are small
-        data += chunk
+    async for piece in decoded_pieces(response):
+        data += piece
         if len(data) > cap:
             raise ReplyTooLarge()
     return bytes(data)
 
 
-async def _inflate_capped(response: httpx.Response, wbits: int, cap: int) -> bytes:
-    inflater = zlib.decompressobj(wbits)
-    data = bytearray()
+async def decoded_pieces(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body decoded, in pieces of at most _PIECE bytes for gzip and deflate (decompressed here, a piece at a
+    time, so whoever counts them stops a compression bomb before it fills memory); others as httpx decodes."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in _ZLIB_WBITS:
+        async for chunk in response.aiter_bytes():
+            yield chunk
+        return
+    inflater = zlib.decompressobj(_ZLIB_WBITS[encoding])
     try:
         async for raw in response.aiter_raw():
             pending = raw
             while pending:
-                data += inflater.decompress(pending, _PIECE)
+                yield inflater.decompress(pending, _PIECE)
                 pending = inflater.unconsumed_tail
-                if len(data) > cap:
-                    raise ReplyTooLarge()
-        data += inflater.flush(_PIECE)
+        yield inflater.flush()
     except zlib.error as exc:
-        raise httpx.DecodingError(f"the {response.headers.get('content-encoding')} body is damaged: {exc}") from None
-    if len(data) > cap:
-        raise ReplyTooLarge()
-    return bytes(data)
+        raise httpx.DecodingError(f"the {encoding} body is damaged: {exc}") from None
 
 
-async def capped_lines(lines: AsyncIterator[str], cap: int = MAX_REPLY_BYTES) -> AsyncIterator[str]:
-    """A stream's lines, given up once they add up to more than `cap` characters."""
-    total = 0
-    async for line in lines:
-        total += len(line) + 1
+_LINE_END = re.compile(r"\r\n|\r|\n")
+"""What ends a line of a server-sent event stream (nothing else does: a U+2028 in JSON data stays in its line)."""
+
+
+async def body_lines(response: httpx.Response, cap: int = MAX_REPLY_BYTES) -> AsyncIterator[str]:
+    """A streamed body's lines (without their ends), given up once the body passes `cap` bytes decoded."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    total, pending = 0, ""
+    async for piece in decoded_pieces(response):
+        total += len(piece)
         if total > cap:
             raise ReplyTooLarge()
+        text = pending + decoder.decode(piece)
+        held = text.endswith("\r")  # perhaps the first half of a CRLF
+        *lines, pending = _LINE_END.split(text[:-1] if held else text)
+        pending += "\r" if held else ""
+        for line in lines:
+            yield line
+    lines = _LINE_END.split(pending + decoder.decode(b"", final=True))
+    if lines[-1] == "":
+        lines.pop()
+    for line in lines:
         yield line

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 import httpx
 
 from agentfsm import __version__
-from agentfsm.bindings.http_body import MAX_REPLY_BYTES, ReplyTooLarge, capped_lines, read_capped
+from agentfsm.bindings.http_body import MAX_REPLY_BYTES, ReplyTooLarge, body_lines, read_capped
 from agentfsm.bindings.http_errors import (
     RETRY_AFTER_MAX,
     RETRYABLE,
@@ -231,7 +231,7 @@ class HttpLLMClient:
                         emit(reply.text)
                         return reply
                     reader = self._stream_reader(emit)
-                    async for event, data in server_sent_events(capped_lines(response.aiter_lines())):
+                    async for event, data in server_sent_events(body_lines(response)):
                         reader.feed(event, data)
                     return reader.reply()
         except StateError:
