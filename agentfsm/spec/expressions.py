@@ -150,13 +150,9 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         check_method(__obj, args, kwargs)
         return built(super().call(__context, __obj, *args, **kwargs))
 
-    @staticmethod
-    def emitted(text: str) -> str:
-        return emitted(text)
-
-    @staticmethod
-    def built(value: Any) -> Any:
-        return built(value)
+    # what the generated code calls (`environment.emitted(...)`): the functions themselves, no wrapper between
+    emitted = staticmethod(emitted)
+    built = staticmethod(built)
 
     def wrap_str_format(self, value: Any) -> Any:
         wrapped = super().wrap_str_format(value)
