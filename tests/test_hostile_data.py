@@ -195,12 +195,15 @@ def test_escape_sequences_in_data_never_reach_the_terminal_raw(tmp_path: Path) -
         """)
     store = tmp_path / "runs.db"
     ran = cli("run", path, "--store", store)
+    logged = cli("run", path, "--store", store, "-v", "--log-format", "json")
     assert ran.returncode == 0, ran.stderr
-    history = cli("history", json.loads(cli("runs", "--json", "--store", store).stdout)[0]["run_id"],
+    history = cli("history", json.loads(cli("runs", "--json", "--store", store).stdout)[-1]["run_id"],
                   "--store", store)
     for shown in (ran.stderr, history.stdout):
         assert not any(control in shown for control in RAW_CONTROLS), repr(shown)
         assert "\\x1b]0;PWNED\\x07\\x1b[2J\\x9b2J\\u202e" in shown, shown
+    assert not any(control in logged.stderr for control in RAW_CONTROLS), repr(logged.stderr)
+    assert '"state_event": "\\u001b]0;PWNED\\u0007\\u001b[2J\\u009b2J\\u202e' in logged.stderr, logged.stderr
     step_lines = [line for line in ran.stderr.splitlines() if "--> " in line]
     assert len(step_lines) == 1 and step_lines[0].lstrip().startswith("1 "), ran.stderr  # no forged line
     listed = cli("runs", "--json", "--store", store)

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from agentfsm.observability.terminal import visible, visible_lines
+from agentfsm.observability.terminal import json_visible, visible, visible_lines
 from agentfsm.service.urls import mask_url
 
 # Anything printed for a person may quote data (an event name from an LLM reply, a tool's output in an error):
@@ -46,8 +46,7 @@ def json_safe(value: Any) -> Any:
 def json_text(value: Any, *, indent: int | None = None) -> str:
     """JSON as the CLI prints it: non-ASCII text as is, except the control characters JSON would leave raw
     (C1, DEL, bidirectional marks; json escapes C0 itself), written as `\\u` escapes: the same JSON value."""
-    text = json.dumps(json_safe(value), ensure_ascii=False, default=str, allow_nan=False, indent=indent)
-    return text.translate(_JSON_CONTROLS)
+    return json_visible(json.dumps(json_safe(value), ensure_ascii=False, default=str, allow_nan=False, indent=indent))
 
 
 def print_json(value: Any, *, indent: int | None = None) -> None:
@@ -82,10 +81,6 @@ def store_hint(store_option: str | None) -> str:
     """` --store URL` to repeat in a suggested command, when the store was not the default one (its password
     masked: a password is never printed; PGPASSWORD or ~/.pgpass keep it out of the URL)."""
     return f" --store {shlex.quote(mask_url(store_option))}" if store_option else ""
-
-
-_JSON_CONTROLS = str.maketrans({code: f"\\u{code:04x}" for code in (0x7F, *range(0x80, 0xA0), 0x061C, 0x200E,
-                                 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029)})
 
 
 def _cell(text: str) -> str:

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from agentfsm.observability.terminal import json_visible
 from agentfsm.bindings.known_secrets import known_secrets, redact
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def configure_logging(verbosity: int = 0, fmt: LogFormat = "text", stream: IO[st
 
         def renderer(logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
             ordered = {key: event_dict.pop(key) for key in FIRST_KEYS if key in event_dict}
-            return json_renderer(logger, method_name, {**ordered, **event_dict})
+            return json_visible(json_renderer(logger, method_name, {**ordered, **event_dict}))
 
     else:
         colors = bool(getattr(stream, "isatty", lambda: False)())

@@ -32,5 +32,14 @@ def visible_lines(text: str) -> str:
     return text.translate(_LINES)
 
 
+_JSON = str.maketrans({code: f"\\u{code:04x}" for code in _CONTROL if code >= 0x7F})
+
+
+def json_visible(text: str) -> str:
+    """JSON text with the control characters JSON leaves raw (DEL, C1, bidirectional marks; json escapes C0
+    itself) written as `\\u` escapes: the same JSON value, safe on a terminal."""
+    return text.translate(_JSON)
+
+
 def has_controls(text: str) -> bool:
     return text != text.translate(_LINES)
