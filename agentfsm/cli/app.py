@@ -463,4 +463,4 @@ def main() -> None:
     sys.exit(usage.run(app))
 
 
-from agentfsm.cli import testing_commands  # noqa: E402,F401 - registers `test` (it builds on the names above)
+from agentfsm.cli import testing_commands  # noqa: E402,F401 - registers test, replay, fork, record (they use the names above)

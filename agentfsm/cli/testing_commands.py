@@ -1,4 +1,4 @@
-"""`agentfsm test`: parse, call the application layer (`agentfsm.service.tests`), render.
+"""`agentfsm test`, `replay`, `fork`, `record`: parse, call the application layer (`agentfsm.service.tests`), render.
 
 Registered on the app by `app.py` (imported at its end)."""
 
@@ -13,7 +13,17 @@ from typing import Annotated
 import typer
 
 from agentfsm.cli import exit_codes
-from agentfsm.cli.app import _options, command
+from agentfsm.cli.app import (
+    QuietOption,
+    RunArgument,
+    RunJsonOption,
+    NoStreamOption,
+    StoreOption,
+    _driving,
+    _options,
+    _quiet,
+    command,
+)
 from agentfsm.cli.render import note
 
 
@@ -73,3 +83,124 @@ def test_command(paths: list[Path], *, junit: Path | None, coverage: Path | None
     if any(result.problems for result in run.results):
         return exit_codes.BAD_INPUT
     return exit_codes.SUCCESS if run.ok else exit_codes.RUN_FAILED
+
+
+@command()
+def replay(
+    run_id: RunArgument,
+    machine: Annotated[
+        Path | None, typer.Option("--machine", metavar="FILE",
+                                  help="Replay against this (edited) machine file instead of the recorded one.")
+    ] = None,
+    from_point: Annotated[
+        str | None, typer.Option("--from", metavar="POINT",
+                                 help="Start at this point (step number, checkpoint, state:NAME) instead of the start.")
+    ] = None,
+    live: Annotated[
+        list[str] | None, typer.Option("--live", metavar="NAME", help="This binding calls its real provider or tool.")
+    ] = None,
+    llm_options: Annotated[
+        list[str] | None, typer.Option("--llm", metavar="NAME=PROVIDER:MODEL", help="Switch a --live LLM binding.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Run a recorded run again offline, its LLM and tool calls served from the recording: exit 0 when it took
+    the same path to the same output, 1 at the first divergence (shown with a diff)."""
+    from agentfsm.cli.commands import guarded
+
+    with guarded(_options["debug"]):
+        code = replay_command(store, run_id, machine=machine, from_point=from_point, live=live or [],
+                              llm_options=llm_options or [], as_json=as_json)
+    raise typer.Exit(code)
+
+
+def replay_command(store: str | None, run_id: str, *, machine: Path | None, from_point: str | None,
+                   live: list[str], llm_options: list[str], as_json: bool) -> int:
+    from agentfsm.service.inputs import parse_llm_options
+    from agentfsm.service.replays import replay as replay_run
+
+    llms = parse_llm_options(llm_options)
+    result = asyncio.run(replay_run(store, run_id, machine_file=machine, from_point=from_point, live=live,
+                                    llms=llms))
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), ensure_ascii=False, default=str))
+        return exit_codes.SUCCESS if result.identical else exit_codes.RUN_FAILED
+    served = f"{result.served['llm']} LLM and {result.served['tool']} tool call(s) served from the recording"
+    if result.live:
+        served += f", {result.live} binding(s) live"
+    divergence = result.divergence
+    if divergence is None:
+        typer.echo(f"run {result.run_id}: identical ({result.steps} steps; {served})")
+        return exit_codes.SUCCESS
+    where = f"step {divergence.step}" + (f", state '{divergence.state}'" if divergence.state else "")
+    typer.echo(f"run {result.run_id}: diverged at {where}: {divergence.what}")
+    if divergence.diff:
+        typer.echo(divergence.diff)
+    note(served)
+    return exit_codes.RUN_FAILED
+
+
+@command()
+def fork(
+    run_id: RunArgument,
+    at: Annotated[str, typer.Option("--at", metavar="POINT",
+                                    help="A step number, checkpoint, state:NAME: the new branch starts there.")],
+    branch: Annotated[str | None, typer.Option("--branch", metavar="NAME",
+                                               help="Name the new branch (default: rollback-N).")] = None,
+    llm_options: Annotated[
+        list[str] | None, typer.Option("--llm", metavar="NAME=PROVIDER:MODEL", help="Switch an LLM binding.")
+    ] = None,
+    as_json: RunJsonOption = False,
+    quiet: QuietOption = False,
+    no_stream: NoStreamOption = False,
+    store: StoreOption = None,
+) -> None:
+    """Start a new branch at a point and run on from there live: the steps before it (and their LLM calls) are
+    the recording's, never paid for again."""
+    from agentfsm.cli.commands import guarded
+
+    with guarded(_options["debug"]):
+        code = fork_command(store, run_id, at, branch=branch, llm_options=llm_options or [], as_json=as_json,
+                            quiet=_quiet(quiet), stream=not no_stream, **_driving())
+    raise typer.Exit(code)
+
+
+def fork_command(store: str | None, run_id: str, at: str, *, branch: str | None, llm_options: list[str],
+                 as_json: bool, quiet: bool, stream: bool, log_steps: bool) -> int:
+    from agentfsm.cli.commands import interruptible, progress_observers
+    from agentfsm.cli.outcome import finish
+    from agentfsm.cli.process import drive
+    from agentfsm.cli.run_commands import _say_rolled_back
+    from agentfsm.service import operations
+    from agentfsm.service.inputs import parse_llm_options
+
+    llms = parse_llm_options(llm_options)
+    with interruptible(store, run_id, as_json=as_json):
+        _, result = drive(operations.rollback_run(
+            store, run_id, at, branch=branch, resume=True, llms=llms, on_rolled_back=_say_rolled_back,
+            observers=progress_observers(quiet=quiet, log_steps=log_steps, stream=stream)))
+    assert result is not None
+    return finish(result, as_json=as_json, store_option=store)
+
+
+@command()
+def record(
+    run_id: RunArgument,
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="The test file to write.")],
+    machine: Annotated[
+        Path | None, typer.Option("--machine", metavar="FILE", help="The machine file the case names "
+                                                                    "(default: the one the run started from).")
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Turn a recorded run into a test case (*.test.yaml): its inputs, its calls as replies and stubs, its path
+    and output as expectations."""
+    from agentfsm.cli.commands import guarded
+
+    with guarded(_options["debug"]):
+        from agentfsm.service.replays import record_case
+
+        written = asyncio.run(record_case(store, run_id, output, machine_file=machine))
+        note(f"wrote {written}; run it with: agentfsm test {written}")
+    raise typer.Exit(exit_codes.SUCCESS)

@@ -59,8 +59,8 @@ async def send_event(store: str | None, run_id: str, event: str, data: Any, *, r
 
 
 async def rollback_run(store: str | None, run_id: str, to: str, *, branch: str | None, resume: bool,
-                       observers: list[object], on_rolled_back: Callable[[Rollback], None]
-                       ) -> tuple[Rollback, RunResult | None]:
+                       observers: list[object], on_rolled_back: Callable[[Rollback], None],
+                       llms: Mapping[str, str] | None = None) -> tuple[Rollback, RunResult | None]:
     """Roll back to a point (a new branch made the head); with `resume`, continue from there at once (the run's
     machine is checked first, so a rollback that could not go on makes no branch)."""
     async with open_runs(store, create=False) as runs:
@@ -69,7 +69,7 @@ async def rollback_run(store: str | None, run_id: str, to: str, *, branch: str |
             on_rolled_back(made)
             return made, None
         made, result = await runs.rollback_and_resume(run_id, to, branch=branch, observers=observers,
-                                                      on_rolled_back=on_rolled_back)
+                                                      on_rolled_back=on_rolled_back, llms=llms)
         return made, result
 
 

@@ -27,9 +27,9 @@ def _text(value: Any) -> list[str]:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str).splitlines()
 
 
-def diff(expected: Any, actual: Any) -> str:
+def diff(expected: Any, actual: Any, labels: tuple[str, str] = ("expected", "actual")) -> str:
     """A unified diff of two values as indented JSON (`-` expected, `+` actual)."""
-    lines = difflib.unified_diff(_text(expected), _text(actual), "expected", "actual", lineterm="")
+    lines = difflib.unified_diff(_text(expected), _text(actual), *labels, lineterm="")
     return "\n".join(lines)
 
 
