@@ -86,7 +86,7 @@ async def test_a_fresh_store_is_created_with_its_folders_in_wal_mode(tmp_path: P
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
 
 
 OPEN_WHEN_TOLD = """\

@@ -434,6 +434,21 @@ CASES = [
         "team-config", 7, 5,
     ),
     Case(
+        "unknown-agent",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: team
+                strategy: collaborative
+                agents:
+                  w: {initial: s, states: {s: {type: send, to: nobody, next: e}, e: {type: final}}}
+                next: b
+              b: {type: final}
+            """),
+        "unknown-agent", 9, 52,
+    ),
+    Case(
         "join-too-many",
         machine("""\
             initial: a
@@ -968,7 +983,7 @@ def test_an_unknown_state_type_hides_no_other_problem(tmp_path: Path) -> None:
     )
     assert printed == [
         "m.yaml:7:13: error unknown-state-type states.a.type: unknown state type 'llmm' (did you mean 'llm'?) "
-        "(one of: set, choice, llm, tool, python, wait, final, fail, machine, parallel, team)",
+        "(one of: set, choice, llm, tool, python, wait, final, fail, machine, parallel, team, send, receive, memory)",
         "m.yaml:7:27: error template-syntax states.a.prompt: template syntax error: unexpected 'end of print "
         "statement'",
         "m.yaml:7:69: error unknown-target states.a.next: no state named 'bb' (did you mean 'b'?)",

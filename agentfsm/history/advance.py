@@ -189,6 +189,7 @@ class _Advance:
         self.store, self.machine, self.context, self.owner, self.branch = store, machine, context, owner, branch
         self.recording = recording
         context.children = StoredChildren(store, recording, branch, llms)
+        context.metadata["branch"] = branch
 
     async def advance(self, tracker: ContextTracker, namer: CheckpointNamer, observers: Iterable[object], *,
                       idle_status: str, on_interrupt: Interrupted, first_trace: int) -> RunResult:

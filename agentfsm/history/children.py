@@ -10,13 +10,14 @@ it on a new branch, which gets fresh children (the old ones stay readable).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from agentfsm.runtime.children import ChildNote, ChildRelay, ChildRequest
 from agentfsm.runtime.ids import derived_run_id
 from agentfsm.runtime.loop import RunResult
 from agentfsm.runtime.model import StateContext
+from agentfsm.runtime.teams import TeamSpace
 from agentfsm.store.base import FINISHED, Conflict, RunNotFound, RunRow
 from agentfsm.store.core import Store
 
@@ -58,6 +59,14 @@ class StoredChildren:
             result = await advance.resume(self.store, row, request.machine, observers=relay,
                                           recording=self.recording)
         return await note.ended(result)
+
+    async def space(self, context: StateContext, name: str, agents: Iterable[str],
+                    memory: Mapping[str, Any]) -> TeamSpace:
+        """The team space of the team state `name` at this step (found again when the parent resumes)."""
+        from agentfsm.history.teamspace import StoredSpace
+
+        team = derived_run_id(context.run_id, self.branch, context.step, name, "team")
+        return await StoredSpace(self.store, context.run_id, team, agents, self.recording.clock).seed(memory)
 
     async def cancel(self, context: StateContext, name: str) -> None:
         run_id = self._issued.get((context.step, name))

@@ -103,10 +103,20 @@ class TeamStateSpec(ActiveStateSpec):
             problem(("strategy",), "a hierarchical team needs a supervisor: (an agent that plans and synthesizes)")
         if self.strategy == "competitive" and self.winner == "best" and self.score is None and self.judge is None:
             problem(("winner",), "winner: best needs score: (an expression over output) or judge: (an agent)")
-        if self.strategy == "collaborative" and self.until is None and self.max_steps is None:
-            return
         if self.until is not None and self.strategy != "collaborative":
             problem(("until",), "until: applies to a collaborative team only")
+        self._check_sends(name, reporter)
+
+    def _check_sends(self, name: str, reporter: Reporter) -> None:
+        """A `send` of an inline agent to a literal name the team does not have."""
+        known = set(self.agents)
+        for agent_name, agent in self.agents.items():
+            for state_name, state in (agent.states or {}).items():
+                to = state.get("to") if isinstance(state, dict) and state.get("type") == "send" else None
+                if isinstance(to, str) and "{" not in to and to != "all" and to not in known:
+                    reporter.report(("states", name, "agents", agent_name, "states", state_name, "to"),
+                                    "unknown-agent", f"states.{name}.agents.{agent_name}: sends to '{to}', "
+                                    f"not an agent of the team (agents: {', '.join(known)}; or all)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,7 +118,7 @@ async def _judged(team: TeamState, context: StateContext, candidates: dict[str, 
 
 
 async def collaborative(team: TeamState, context: StateContext) -> dict[str, Any]:
-    from agentfsm.kinds.team_space import run_collaborative
+    from agentfsm.kinds.team_collaborative import run_collaborative
 
     return await run_collaborative(team, context)
 

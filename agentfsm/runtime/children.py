@@ -18,9 +18,17 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from agentfsm.runtime.calls import ChildCallRecord
 from agentfsm.runtime.errors import UNCATCHABLE, StateError
-from agentfsm.runtime.events import ChildEnded, ChildStarted, ChildStep, StepEnded
+from agentfsm.runtime.events import (
+    ChildEnded,
+    ChildStarted,
+    ChildStep,
+    MemoryWritten,
+    MessageReceived,
+    MessageSent,
+    StepEnded,
+)
 from agentfsm.runtime.ids import new_run_id
-from agentfsm.runtime.teams import Seat, take_seat
+from agentfsm.runtime.teams import LocalSpace, Seat, TeamSpace, take_seat
 
 if TYPE_CHECKING:
     from agentfsm.runtime.loop import RunResult
@@ -51,6 +59,12 @@ class Children(Protocol):
         """Run the child to its end (or find how it ended) and return that; never raises for a failed child."""
         ...
 
+    async def space(self, context: StateContext, name: str, agents: Iterable[str],
+                    memory: Mapping[str, Any]) -> TeamSpace:
+        """The message bus and shared memory of the team state `name` at this step (`memory`: its first values);
+        the same one again when the step is taken again."""
+        ...
+
     async def cancel(self, context: StateContext, name: str) -> None:
         """Record that the step gave up on the child `name` (its task was cancelled): it is `cancelled` for good."""
         ...
@@ -68,6 +82,20 @@ class ChildRelay:
             await self.parent_observers.publish(ChildStep(
                 run_id=self.parent_run, at=event.at, child=self.name, child_run=event.run_id, step=event.step,
                 state=event.state, next_state=event.next_state, error=event.error))
+
+    async def on_message_sent(self, *, event: MessageSent) -> None:
+        await self._pass_up(event)
+
+    async def on_message_received(self, *, event: MessageReceived) -> None:
+        await self._pass_up(event)
+
+    async def on_memory_written(self, *, event: MemoryWritten) -> None:
+        await self._pass_up(event)
+
+    async def _pass_up(self, event: MessageSent | MessageReceived | MemoryWritten) -> None:
+        """A team's bus and memory events reach every ancestor's observers (a trace records them)."""
+        if self.parent_observers.listens(type(event)):
+            await self.parent_observers.publish(event)
 
     async def on_child_step(self, *, event: ChildStep) -> None:
         """A grandchild's step: passed up with its path of names (`team/agent`)."""
@@ -87,8 +115,17 @@ class LocalChildren:
                                            observers=[ChildRelay(context, request.name), *request.observers])
         return await note.ended(result)
 
+    async def space(self, context: StateContext, name: str, agents: Iterable[str],
+                    memory: Mapping[str, Any]) -> TeamSpace:
+        return LocalSpace.seeded(f"{context.run_id}:{context.step}:{name}", agents, memory)
+
     async def cancel(self, context: StateContext, name: str) -> None:
         return None
+
+
+def children_of(context: StateContext) -> Children:
+    """How `context`'s run runs its children (in memory when nothing else was set)."""
+    return context.children or LOCAL_CHILDREN
 
 
 LOCAL_CHILDREN = LocalChildren()
@@ -154,13 +191,15 @@ async def _seated(children: Children, context: StateContext, request: ChildReque
 
 
 async def gather(context: StateContext, requests: Iterable[ChildRequest], *, join: Join = "all",
-                 max_concurrency: int | None = None, fail_fast: bool = True) -> dict[str, RunResult]:
+                 max_concurrency: int | None = None, fail_fast: bool = True,
+                 stop: asyncio.Event | None = None) -> dict[str, RunResult]:
     """Run children concurrently (at most `max_concurrency` at once) until `join` is met.
 
     `all`: every child must succeed; with `fail_fast` the first failure cancels the rest and raises (without it,
     every child runs to its end and the failures are in the results). `any` / N: the first (N) successes end the
     group and the others are cancelled; when too many fail for that, the group raises. Cancelled children are
-    recorded as cancelled. Returns the results by name, in the order the children were given.
+    recorded as cancelled. `stop`, once set, ends the group as it stands (the children still running are
+    cancelled). Returns the results of the children that ended, by name, in the order they were given.
     """
     requests = list(requests)
     needed = len(requests) if join == "all" else (1 if join == "any" else int(join))
@@ -176,9 +215,14 @@ async def gather(context: StateContext, requests: Iterable[ChildRequest], *, joi
     succeeded = 0
     failure: StateError | None = None
     pending = set(tasks)
+    stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
     try:
         while pending and failure is None and succeeded < needed:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await asyncio.wait(pending | ({stopping} if stopping else set()),
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if stopping is not None:
+                pending.discard(stopping)
+                done.discard(stopping)
             for task in sorted(done, key=lambda t: _order(t, tasks)):
                 name = tasks[task]
                 result = results[name] = task.result()
@@ -188,7 +232,11 @@ async def gather(context: StateContext, requests: Iterable[ChildRequest], *, joi
                     continue  # collecting: every child runs to its end, failures are in the results
                 elif join == "all" or len(requests) - len(results) + succeeded < needed:
                     failure = failure or child_error(name, result)
+            if stopping is not None and stopping.done():
+                break
     finally:
+        if stopping is not None:
+            stopping.cancel()
         await _cancel(context, children, pending, tasks)
     if failure is not None:
         raise failure

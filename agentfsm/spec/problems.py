@@ -43,6 +43,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "nested-cycle": ("error", "Machine files include each other (directly or through others); the cycle is named."),
     "team-config": ("error", "A team's strategy lacks what it needs (agents, a supervisor, a score or judge) or "
                     "has an option its strategy does not use."),
+    "unknown-agent": ("error", "A `send` of a team's agent names an agent the team does not have."),
     "join-too-many": ("error", "`join: N` of a parallel state asks for more branches than it has."),
     "unknown-target": ("error", "A transition, `next:` or `catch` goes to a state that does not exist."),
     "unknown-llm": ("error", "An `llm` state names an LLM binding not declared under `llms:`."),

@@ -70,6 +70,15 @@ class Transient(StoreError):
     connection lost before it committed): running it again may succeed."""
 
 
+class Refused(Conflict):
+    """A write a caller's own rule refused inside the transaction (a memory key locked by another agent...):
+    `reason` is what the caller raised."""
+
+    def __init__(self, reason: Exception) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
 class Damaged(StoreError):
     """A stored value cannot be read (the store's file was edited or damaged); the message names the file."""
 
@@ -198,6 +207,63 @@ class TraceWrite:
 
 
 @dataclass(slots=True)
+class MessageRow:
+    """A message on a team's bus, addressed to one agent (a message to `all` is one row per recipient)."""
+
+    id: int
+    team: str
+    sender: str
+    recipient: str
+    topic: str | None
+    content: Any
+    writer: str
+    """The step that sent it (`run:branch:step`): a step taken again after a crash sends nothing twice."""
+    created_at: float
+    taken_by: str | None = None
+    """The step that took it (`run:branch:step`); None while nobody has."""
+
+
+@dataclass(slots=True)
+class MemoryRow:
+    """One key of a team's shared memory: its value, version (0: never written) and lock."""
+
+    key: str
+    value: Any = None
+    version: int = 0
+    lock_owner: str | None = None
+    lock_expires: float | None = None
+    updated_at: float = 0.0
+
+
+@dataclass(slots=True)
+class WriteRow:
+    """A write to a team's shared memory by one step (`writer`), kept so the step taken again finds it done."""
+
+    writer: str
+    key: str
+    op: str
+    value: Any
+    version: int
+    at: float
+    agent: str = ""
+
+
+class TeamRows(Protocol):
+    """The rows of teams' message buses and shared memories, inside one transaction (no rules: the store's)."""
+
+    async def messages(self, team: str, *, recipient: str | None = None, untaken: bool = False,
+                       writer: str | None = None, taker: str | None = None) -> list[MessageRow]:
+        """A team's messages matching every given filter, oldest first."""
+        ...
+    async def insert_message(self, run_id: str, message: MessageRow) -> int: ...
+    async def take_message(self, team: str, message_id: int, taker: str) -> bool: ...
+    async def memory(self, team: str, key: str | None = None) -> list[MemoryRow]: ...
+    async def put_memory(self, run_id: str, team: str, row: MemoryRow) -> None: ...
+    async def writes(self, team: str, *, writer: str | None = None, key: str | None = None) -> list[WriteRow]: ...
+    async def insert_write(self, run_id: str, team: str, row: WriteRow) -> None: ...
+
+
+@dataclass(slots=True)
 class RunFilter:
     """Which runs `list_runs` and `prune` look at; every set field must match."""
 
@@ -314,6 +380,9 @@ class Transaction(Protocol):
     async def insert_event(self, run_id: str, name: str, data: Any, now: float) -> int: ...
     async def insert_trace(self, run_id: str, write: TraceWrite) -> None:
         """Insert trace rows and the payloads not kept yet (a payload is kept once per run and digest)."""
+        ...
+    def teams(self) -> TeamRows:
+        """The team bus and memory rows in this transaction."""
         ...
     async def delete_runs(self, run_ids: list[str]) -> None:
         """Delete runs with everything they own (their trace and payloads too), and the sources no run uses any

@@ -76,6 +76,11 @@ class Store:
 
         await self._batch.submit(create)
 
+    async def transact(self, write: Callable[[Transaction], Awaitable[Any]]) -> Any:
+        """Run `write(tx)` in the next write transaction (with whatever else is ready); a refusal it raises
+        (`Conflict`, such as `Refused`) fails it alone and changes nothing."""
+        return await self._batch.submit(write)
+
     async def get_run(self, run_id: str) -> RunRow:
         """The run with this id, or the one run whose id starts or ends with it (at least 4 characters: tables
         show the tail of an id, which tells runs apart). Raises RunNotFound."""

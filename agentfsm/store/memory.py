@@ -32,6 +32,7 @@ from agentfsm.store.base import (
     lease_live,
 )
 from agentfsm.store import rules
+from agentfsm.store.memory_teams import MemoryTeamRows, TeamRowsKept
 
 _SHARED: dict[str, MemoryBackend] = {}
 
@@ -92,6 +93,8 @@ class MemoryBackend:
         self.sources: dict[str, str] = {}
         self.workers: dict[str, WorkerRow] = {}
         self.next_event = 1
+        self.teams: dict[str, TeamRowsKept] = {}
+        self.next_message = [0]
 
     async def close(self) -> None:
         """Nothing to release: the rows stay for the next store opened on this name."""
@@ -405,7 +408,11 @@ class MemoryTransaction:
             kept.trace_seqs.add(row.seq)
             self.journal.append(partial(_unappend, kept, row.seq))
 
+    def teams(self) -> MemoryTeamRows:
+        return MemoryTeamRows(self.backend.teams, self.backend.next_message, self.journal)
+
     async def delete_runs(self, run_ids: list[str]) -> None:
+        self.teams().delete_runs(set(run_ids))
         for run_id in run_ids:
             self._drop(self.backend.runs, run_id)
         used = {run.row.digest for run in self.backend.runs.values()}

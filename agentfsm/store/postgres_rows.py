@@ -24,6 +24,7 @@ from agentfsm.store.base import (
     TraceWrite,
     WorkerRow,
 )
+from agentfsm.store.team_rows import TABLE_NAMES, SQLTeamRows
 from agentfsm.store.sqlite_rows import (
     INSERT_RUN,
     INSERT_STEP,
@@ -351,8 +352,18 @@ class PostgresTransaction:
         await self._wake_workers()
         return int(row[0])
 
+    def teams(self) -> SQLTeamRows:
+        db = self.db
+
+        async def fetch(query: str, params: tuple[Any, ...]) -> list[Any]:
+            cursor = await db.execute(query.replace("?", "%s"), params)  # type: ignore[arg-type]
+            return await cursor.fetchall() if cursor.description is not None else []
+
+        return SQLTeamRows(fetch)
+
     async def delete_runs(self, run_ids: list[str]) -> None:
-        for table in ("steps", "branches", "checkpoints", "events", "run_inputs", "trace", "payloads"):
+        for table in (*sorted(TABLE_NAMES), "steps", "branches", "checkpoints", "events", "run_inputs", "trace",
+                      "payloads"):
             await self.db.execute(f"DELETE FROM {table} WHERE run_id = ANY(%s)", (run_ids,))
         await self.db.execute("DELETE FROM runs WHERE id = ANY(%s)", (run_ids,))
         await self.db.execute("DELETE FROM sources WHERE NOT EXISTS "

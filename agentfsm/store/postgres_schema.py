@@ -11,6 +11,8 @@ Ids compare in the "C" collation, so a prefix is a range of the index, ordered b
 
 from __future__ import annotations
 
+from agentfsm.store.team_rows import TABLE_NAMES, postgres_tables
+
 Migration = tuple[str, ...]
 
 _V1: Migration = (
@@ -128,9 +130,11 @@ _V3: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+_V4: Migration = postgres_tables()  # teams' message buses and shared memories
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 """The newest schema this code writes and reads."""
 
 OUR_TABLES: frozenset[str] = frozenset({"meta", "sources", "runs", "branches", "steps", "checkpoints", "events",
-                                        "run_inputs", "workers", "trace", "payloads"})
+                                        "run_inputs", "workers", "trace", "payloads"}) | TABLE_NAMES

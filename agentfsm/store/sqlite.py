@@ -50,6 +50,7 @@ from agentfsm.store.sqlite_rows import (
     step_from_row,
     step_params,
 )
+from agentfsm.store.team_rows import DELETE_BY_RUN, SQLTeamRows
 from agentfsm.store.sqlite_schema import MIGRATIONS, OUR_TABLES, SCHEMA_VERSION
 
 SYNCHRONOUS = ("NORMAL", "FULL")
@@ -561,8 +562,18 @@ class SQLiteTransaction:
         self.db.executemany(query, [(run_id, row.seq, row.last, row.branch, row.step, row.entries)
                                     for row in write.rows])
 
+    def teams(self) -> SQLTeamRows:
+        db = self.db
+
+        async def fetch(query: str, params: tuple[Any, ...]) -> list[Any]:
+            return db.execute(query, params).fetchall()
+
+        return SQLTeamRows(fetch)
+
     async def delete_runs(self, run_ids: list[str]) -> None:
         ids = [(run_id,) for run_id in run_ids]
+        for statement in DELETE_BY_RUN:
+            self.db.executemany(statement, ids)
         for table in ("steps", "branches", "checkpoints", "events", "run_inputs", "trace", "payloads"):
             self.db.executemany(f"DELETE FROM {table} WHERE run_id = ?", ids)
         self.db.executemany("DELETE FROM runs WHERE id = ?", ids)

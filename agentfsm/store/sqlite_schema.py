@@ -8,6 +8,8 @@ migration: append a new one and bump `SCHEMA_VERSION`.
 
 from __future__ import annotations
 
+from agentfsm.store.team_rows import SQLITE_TABLES, TABLE_NAMES
+
 Migration = tuple[str, ...]
 
 _V1: Migration = (
@@ -140,9 +142,11 @@ _V4: Migration = (
     )""",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+_V5: Migration = SQLITE_TABLES  # teams' message buses and shared memories
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
-"""The newest schema this code writes and reads (4)."""
+"""The newest schema this code writes and reads (5)."""
 
 OUR_TABLES: frozenset[str] = frozenset({"meta", "sources", "runs", "branches", "steps", "checkpoints", "events",
-                                        "run_inputs", "workers", "trace", "payloads"})
+                                        "run_inputs", "workers", "trace", "payloads"}) | TABLE_NAMES
