@@ -245,6 +245,8 @@ def runs(
                                                 help="Only runs of this machine (its name).")] = None,
     limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="At most this many runs, newest first.")
                      ] = 20,
+    tree: Annotated[bool, typer.Option("--tree", help="Show child runs (nested machines, branches, agents) "
+                                                      "indented under their parent.")] = False,
     as_json: JsonOption = False,
     store: StoreOption = None,
 ) -> None:
@@ -253,7 +255,7 @@ def runs(
     from agentfsm.cli.run_commands import runs_command
 
     with guarded(_options["debug"]):
-        code = runs_command(store, status=status, machine=machine, limit=limit, as_json=as_json)
+        code = runs_command(store, status=status, machine=machine, limit=limit, as_json=as_json, tree=tree)
     raise typer.Exit(code)
 
 

@@ -53,8 +53,11 @@ def _check_status(status: str | None) -> None:
         raise InputError(f"--status: '{status}' is not a status ({', '.join(STATUSES)})")
 
 
-def runs_command(store: str | None, *, status: str | None, machine: str | None, limit: int, as_json: bool) -> int:
+def runs_command(store: str | None, *, status: str | None, machine: str | None, limit: int, as_json: bool,
+                 tree: bool = False) -> int:
     _check_status(status)
+    if tree:
+        return _runs_tree(store, status=status, machine=machine, limit=limit, as_json=as_json)
     found = asyncio.run(operations.list_runs(store, status=status, machine=machine, limit=limit))
     now = time.time()
     if as_json:
@@ -63,6 +66,21 @@ def runs_command(store: str | None, *, status: str | None, machine: str | None, 
         note("no runs yet")
     else:
         _runs_table(found, now)
+    return exit_codes.SUCCESS
+
+
+def _runs_tree(store: str | None, *, status: str | None, machine: str | None, limit: int, as_json: bool) -> int:
+    found = asyncio.run(operations.run_tree(store, status=status, machine=machine, limit=limit))
+    now = time.time()
+    if as_json:
+        print_json(views.run_tree_json(found, now))
+    elif not found:
+        note("no runs yet")
+    else:
+        table(["run", "name", "machine", "status", "steps", "updated"],
+              [[views.short_id(run.id), "  " * depth + (run.child_name or "") if depth else run.machine,
+                run.machine, views.status_label(run, now), str(run.steps), when(run.updated_at)]
+               for depth, run in found])
     return exit_codes.SUCCESS
 
 
@@ -104,6 +122,10 @@ HISTORY_PAGE = 1000
 def _history_cells(row: StepRow) -> list[str]:
     error = "" if row.error is None else f"{row.error.get('type')}: {row.error.get('message')}"
     retried = f" ({row.retries} {'retry' if row.retries == 1 else 'retries'})" if row.retries else ""
+    children = views.step_children(row)
+    if children:  # the child runs the step started, by name and id (read them with `history CHILD`)
+        listed = ", ".join(f"{child['name']} {child['run_id']} ({child['status']})" for child in children)
+        error = f"{error}  children: {listed}" if error else f"children: {listed}"
     return [str(row.step), row.state or "", row.event or "", row.next_state or "(end)",
             f"{row.duration * 1000:.1f} ms{retried}", error]
 

@@ -58,6 +58,7 @@ class Screen:
         self._stretch_began = 0.0
         self._written_in_stretch = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._live_height = 1
 
     def style(self, text: str, style: str) -> str:
         return f"\x1b[{_STYLES[style]}m{text}\x1b[0m" if self.color else text
@@ -89,10 +90,14 @@ class Screen:
             self._timer.cancel()
             self._timer = None
         live = self.live
-        text = "".join(f"{_CLEAR_LINE if live else ''}{line}\n" for line in self._pending)
+        # a live area of several lines (the agents' table) is cleared from its first line down
+        text = f"\x1b[{self._live_height - 1}A\r\x1b[J" if live is not None and self._live_height > 1 else ""
+        text += "".join(f"{_CLEAR_LINE if live else ''}{line}\n" for line in self._pending)
         self._pending.clear()
         if live is not None:
-            text += _CLEAR_LINE + ("\x1b[?25h" if last else live())  # the cursor hidden under the spinner is back
+            drawn = "\x1b[?25h" if last else live()  # the cursor hidden under the spinner is back
+            self._live_height = drawn.count("\n") + 1
+            text += _CLEAR_LINE + drawn
         if text:
             self.out.write(text)
             self.out.flush()
@@ -157,6 +162,8 @@ class LiveLine:
         self.screen = screen
         self.label = "starting"
         self.tail = ""
+        self.below: Callable[[], list[str]] | None = None
+        """More lines under the live line (the agents' table), or None."""
         self._frame = 0
         self._columns = _columns(screen.out)
         self._spinning: asyncio.Task[None] | None = None
@@ -186,7 +193,9 @@ class LiveLine:
         if self.tail:
             shown = visible(redact(" ".join(self.tail.split())))  # a streamed reply may echo a key
             text += "  " + self.screen.style(shown[-STREAM_TAIL:], "dim")
-        return f"{SPINNER[self._frame % len(SPINNER)]} {_fit(text, self._columns - 2)}"
+        line = f"{SPINNER[self._frame % len(SPINNER)]} {_fit(text, self._columns - 2)}"
+        rows = self.below() if self.below is not None else []
+        return "\n".join([line, *(_fit(row, self._columns - 1) for row in rows)])
 
     async def _spin(self) -> None:
         while True:
@@ -220,12 +229,18 @@ def progress_display(stream: TextIO, *, stream_replies: bool = True) -> list[obj
     onto it unless `stream_replies` is off; colour on a terminal unless $NO_COLOR."""
     terminal = _is_terminal(stream)
     screen = Screen(stream, color=terminal and "NO_COLOR" not in os.environ)
+    from agentfsm.observability.agents import AgentLines, AgentTable
+
     observers: list[object] = [ProgressReporter(screen)]
     if terminal:
         line = LiveLine(screen)
-        observers.append(line)
+        table = AgentTable(screen)
+        line.below = table.lines
+        observers += [line, table]
         if stream_replies:
             observers.append(StreamedReply(line))
+    else:
+        observers.append(AgentLines(screen))
     return observers
 
 

@@ -29,6 +29,15 @@ from agentfsm.seed.agent_states import (
 )
 from agentfsm.history.persistence import StatePersistence
 from agentfsm.seed.autosave import AutoSaveStateMachine
+from agentfsm.seed.coordination import (
+    AgentMessage,
+    CoordinatedAgent,
+    CoordinationStrategy,
+    MessageBus,
+    MultiAgentCoordinator,
+    SharedMemory,
+    SharedResource,
+)
 from agentfsm.seed.diffs import DiffTracker
 from agentfsm.seed.snapshots import StateHistory, StateSnapshot
 from agentfsm.seed.versioned import VersionedStateMachine
@@ -36,6 +45,13 @@ from agentfsm.seed.versioned import VersionedStateMachine
 __all__ = [
     "ActingState",
     "Agent",
+    "AgentMessage",
+    "CoordinatedAgent",
+    "CoordinationStrategy",
+    "MessageBus",
+    "MultiAgentCoordinator",
+    "SharedMemory",
+    "SharedResource",
     "AgentState",
     "AutoSaveStateMachine",
     "DiffTracker",

@@ -20,7 +20,7 @@ from agentfsm.service.stores import open_runs, store_exists
 from agentfsm.store.base import NoStore, RunRow
 from agentfsm.store.queue import WorkerView, live_workers
 
-__all__ = ["EventRecorded", "list_runs", "list_workers", "new_run_id", "resume_run", "rollback_run", "send_event",
+__all__ = ["EventRecorded", "list_runs", "run_tree", "list_workers", "new_run_id", "resume_run", "rollback_run", "send_event",
            "start_run", "stored_run", "submit_runs"]
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,18 @@ async def list_runs(store: str | None, *, status: str | None, machine: str | Non
         async with open_runs(store, create=False) as runs:
             return await runs.list(status=status, machine=machine, limit=limit)
     except NoStore:  # a server's schema nobody recorded a run in yet
+        return []
+
+
+async def run_tree(store: str | None, *, status: str | None, machine: str | None, limit: int
+                   ) -> list[tuple[int, RunRow]]:
+    """Top-level runs with their child runs under them, as (depth, run); none when nothing was recorded."""
+    if not store_exists(store):
+        return []
+    try:
+        async with open_runs(store, create=False) as runs:
+            return await runs.tree(status=status, machine=machine, limit=limit)
+    except NoStore:
         return []
 
 

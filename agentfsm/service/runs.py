@@ -213,6 +213,22 @@ class Runs:
         """Runs, newest first; with `parent`, that run's child runs."""
         return await self.store.list_runs(RunFilter((status,) if status else (), machine, None, limit, parent))
 
+    async def tree(self, *, status: str | None = None, machine: str | None = None, limit: int | None = None
+                   ) -> list[tuple[int, RunRow]]:
+        """Top-level runs, newest first, each followed by its child runs (and theirs), as (depth, run)."""
+        found: list[tuple[int, RunRow]] = []
+
+        async def add(run: RunRow, depth: int) -> None:
+            found.append((depth, run))
+            children = await self.store.list_runs(RunFilter(parent_run=run.id))
+            for child in sorted(children, key=lambda row: (row.parent_step or 0, row.created_at)):
+                await add(child, depth + 1)
+
+        top = RunFilter((status,) if status else (), machine, None, limit, None, True)
+        for run in await self.store.list_runs(top):
+            await add(run, 0)
+        return found
+
     async def inputs(self, run_id: str) -> dict[str, Any]:
         return await self.store.inputs((await self.store.get_run(run_id)).id)
 

@@ -73,10 +73,32 @@ def run_json(run: RunRow, now: float) -> dict[str, Any]:
 
 
 def step_json(row: StepRow) -> dict[str, Any]:
-    """A recorded step, as `history --json` lists it."""
-    return {"step": row.step, "branch": row.branch, "state": row.state, "event": row.event,
-            "next_state": row.next_state, "started_at": row.started_at, "duration": row.duration,
-            "retries": row.retries, "error": row.error}
+    """A recorded step, as `history --json` lists it (with the child runs it started, if any)."""
+    shown = {"step": row.step, "branch": row.branch, "state": row.state, "event": row.event,
+             "next_state": row.next_state, "started_at": row.started_at, "duration": row.duration,
+             "retries": row.retries, "error": row.error}
+    children = step_children(row)
+    if children:
+        shown["children"] = children
+    return shown
+
+
+def step_children(row: StepRow) -> list[dict[str, Any]]:
+    """The child runs a step started or found (a nested machine, branches, agents): name, run id, status."""
+    return [{"name": call.get("name"), "run_id": call.get("run_id"), "status": call.get("status")}
+            for call in row.calls or () if isinstance(call, dict) and call.get("kind") == "child"]
+
+
+def run_tree_json(found: list[tuple[int, RunRow]], now: float) -> list[dict[str, Any]]:
+    """`runs --tree --json`: top-level runs, each with `children` (the same shape, nested)."""
+    roots: list[dict[str, Any]] = []
+    path: list[dict[str, Any]] = []
+    for depth, run in found:
+        shown = {**run_json(run, now), "parent_step": run.parent_step, "children": []}
+        del path[depth:]
+        (path[-1]["children"] if path else roots).append(shown)
+        path.append(shown)
+    return roots
 
 
 def checkpoint_json(checkpoint: CheckpointRow) -> dict[str, Any]:
