@@ -157,3 +157,25 @@ def test_message_bus_and_shared_memory_in_the_missions_words() -> None:
         assert await memory.get("plan") == "v2"
 
     asyncio.run(scenario())
+
+
+def test_diagrams_draw_nested_machines_branches_and_agents_as_composite_states() -> None:
+    from agentfsm.observability.diagram import mermaid_from_spec
+    from agentfsm.spec.loader import load_spec
+    from tests.mermaid import parse_mermaid_many
+
+    paths = sorted((ROOT / "machines" / "teams").glob("*.yaml"))
+    paths = [p for p in paths if not p.name.endswith(".test.yaml")]
+    paths.append(ROOT / "tests" / "machines" / "composition" / "crash_team.yaml")
+    texts = [mermaid_from_spec(load_spec(path).spec) for path in paths]
+    parsed = dict(zip([p.name for p in paths], parse_mermaid_many(texts), strict=True))
+    assert all(result["ok"] for result in parsed.values()), parsed
+    chat = parsed["group_chat.yaml"]
+    labels = set(chat["states"].values())
+    assert {"chat", "writer", "critic", "draft", "review", "approve"} <= labels
+    inside = {state for state, parent in chat["parents"].items()}
+    assert any(chat["states"].get(state) == "draft" for state in inside)  # the agents' states are inside the team
+    math = texts[[p.name for p in paths].index("parallel_math.yaml")]
+    assert [line.strip() for line in math.splitlines()].count("--") == 2  # three agents side by side
+    crash = parsed["crash_team.yaml"]
+    assert {"a: worker.yaml", "e: worker.yaml"} <= set(crash["states"].values())  # branches from files

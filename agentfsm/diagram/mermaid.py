@@ -63,20 +63,42 @@ _CLASS_STYLES = {
 }
 
 
-def render(graph: DiagramGraph, *, visited: Iterable[str] = (), current: str | None = None) -> str:
-    ids = state_ids(graph.kinds)
-    lines = ["stateDiagram-v2"]
-    for name in graph.kinds:
-        lines.append(f'    state "{escape_label(name)}" as {ids[name]}')
+def _body(graph: DiagramGraph, prefix: str, indent: str) -> tuple[list[str], dict[str, str]]:
+    """The lines drawing `graph`'s states (composite ones with their regions inside) and arrows."""
+    ids = {name: prefix + found for name, found in state_ids(graph.kinds).items()}
+    lines = [f'{indent}state "{escape_label(name)}" as {ids[name]}' for name in graph.kinds]
+    for name, regions in graph.regions.items():
+        if name not in ids or not regions:
+            continue
+        lines.append(f"{indent}state {ids[name]} {{")
+        for index, (label, inner) in enumerate(regions):
+            if index:
+                lines.append(f"{indent}    --")
+            region_id = f"{ids[name]}__{index}"
+            if not label:  # a machine file: one state naming it
+                lines.extend(_body(inner, region_id + "_", indent + "    ")[0])
+                continue
+            # an inline machine: a composite state named after the branch or agent, its states inside
+            lines.append(f'{indent}    state "{escape_label(label)}" as {region_id}')
+            lines.append(f"{indent}    state {region_id} {{")
+            lines.extend(_body(inner, region_id + "_", indent + "        ")[0])
+            lines.append(f"{indent}    }}")
+        lines.append(f"{indent}}}")
     if graph.initial in ids:
-        lines.append(f"    [*] --> {ids[graph.initial]}")
+        lines.append(f"{indent}[*] --> {ids[graph.initial]}")
     for edge in graph.edges:
         if edge.source in ids and edge.target in ids:
             label = escape_label(edge.label)
             suffix = f" : {label}" if label else ""
-            lines.append(f"    {ids[edge.source]} --> {ids[edge.target]}{suffix}")
+            lines.append(f"{indent}{ids[edge.source]} --> {ids[edge.target]}{suffix}")
     for name in graph.terminals:
-        lines.append(f"    {ids[name]} --> [*]")
+        lines.append(f"{indent}{ids[name]} --> [*]")
+    return lines, ids
+
+
+def render(graph: DiagramGraph, *, visited: Iterable[str] = (), current: str | None = None) -> str:
+    body, ids = _body(graph, "", "    ")
+    lines = ["stateDiagram-v2", *body]
     classes: dict[str, list[str]] = {}
     for name, kind in graph.kinds.items():
         if kind in ("final", "fail", "error"):

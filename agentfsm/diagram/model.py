@@ -21,3 +21,6 @@ class DiagramGraph:
     kinds: dict[str, str] = field(default_factory=dict)
     edges: list[DiagramEdge] = field(default_factory=list)
     terminals: list[str] = field(default_factory=list)
+    regions: dict[str, list[tuple[str, DiagramGraph]]] = field(default_factory=dict)
+    """Composite states: state name -> its regions (a nested machine, parallel branches, team agents), each a
+    label and the graph drawn inside it (regions side by side are separated by `--`)."""

@@ -7,22 +7,44 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from agentfsm.diagram import DiagramEdge, DiagramGraph, render, state_ids
+
 from agentfsm.runtime.diagram import graph_from_machine
 from agentfsm.spec.models import MachineSpec
+from agentfsm.spec.nesting import NestedMachine, inline_document
 
 __all__ = ["graph_from_machine", "graph_from_spec", "mermaid_from_spec", "state_ids"]
 
 
 def graph_from_spec(spec: MachineSpec) -> DiagramGraph:
-    """States with their kinds and every way out of each (`next`, rules, catches) as an arrow."""
+    """States with their kinds and every way out of each (`next`, rules, catches) as an arrow; a state running
+    machines (a nested machine, parallel branches, team agents) is a composite state holding them."""
     graph = DiagramGraph(spec.initial)
     for name, state in spec.states.items():
         graph.kinds[name] = getattr(state, "type", "state")
         if state.is_terminal:
             graph.terminals.append(name)
         graph.edges.extend(DiagramEdge(name, e.target, e.label, e.is_error) for e in state.edges())
+        nested = getattr(state, "nested", None)
+        if nested is not None:
+            graph.regions[name] = [_region(where, ref) for where, ref, _ in nested()]
     return graph
+
+
+def _region(where: tuple[str | int, ...], ref: NestedMachine) -> tuple[str, DiagramGraph]:
+    """One nested machine as a region: its own states when written inline, else one state naming its file."""
+    label = str(where[-1]) if where else ""
+    if ref.states is not None and ref.initial is not None:
+        try:
+            inner = MachineSpec.model_validate(inline_document(ref, label or "inline", {}, ref.inputs))
+        except ValidationError:
+            inner = None
+        if inner is not None:
+            return label, graph_from_spec(inner)
+    shown = f"{label}: {ref.machine}" if ref.machine else label
+    return "", DiagramGraph(shown, {shown: "machine"})
 
 
 def mermaid_from_spec(spec: MachineSpec, **options: Any) -> str:
