@@ -1,4 +1,4 @@
-"""Kill -9 the process running a five-agent parallel group at a seeded moment, resume, compare with the expected
+"""Kill -9 the process running a five-agent parallel team at a seeded moment, resume, compare with the expected
 result: shared by tests/test_children_crash.py (a few points) and tests/stress/children_crash_stress.py (many)."""
 
 from __future__ import annotations

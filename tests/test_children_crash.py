@@ -1,4 +1,4 @@
-"""SIGKILL the process running five agents at once, at seeded moments; `resume` finishes every agent exactly once.
+"""SIGKILL the process running a parallel team of five agents, at seeded moments; `resume` finishes every agent exactly once.
 
 More points: python tests/stress/children_crash_stress.py --points 40.
 """
