@@ -342,3 +342,31 @@ def test_children_steps_reach_the_parents_observers(folder: Path) -> None:
     asyncio.run(machine.run(observers=[Watch()]))
     for name in ("one", "two"):
         assert [s for c, s in seen if c == name] == ["one", "two", "three", "done", "succeeded"]
+
+
+def test_a_child_waiting_for_an_event_makes_its_parent_wait_and_gets_the_event_sent_to_the_parent(
+        folder: Path) -> None:
+    path = parent(folder, """\
+        start:
+          type: machine
+          initial: ask
+          states:
+            ask: {type: wait, event: approve, save: said, next: end}
+            end: {type: final, output: "approved by {{ said.who }}"}
+          save: verdict
+          next: done
+        done: {type: final, output: "{{ verdict }}"}
+        """)
+
+    async def scenario() -> None:
+        async with Runs(f"sqlite:///{folder / 'runs.db'}") as runs:
+            first = await runs.start(path)
+            assert first.status == "waiting" and first.waiting is not None
+            assert first.waiting["events"] == ["approve"]
+            [child] = await runs.list(parent=first.run_id)
+            assert child.status == "waiting"
+            done = await runs.send(first.run_id, "approve", {"who": "ada"})
+            assert done is not None and done.output == "approved by ada"
+            assert (await runs.get(child.id)).status == "succeeded"
+
+    asyncio.run(scenario())

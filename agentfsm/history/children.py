@@ -56,9 +56,19 @@ class StoredChildren:
         elif row.status in FINISHED:
             return await note.ended(stored_result(row), row.updated_at)
         else:
+            row = await self._forward(context, row)
             result = await advance.resume(self.store, row, request.machine, observers=relay,
                                           recording=self.recording)
         return await note.ended(result)
+
+    async def _forward(self, context: StateContext, row: RunRow) -> RunRow:
+        """A child waiting for an event the parent was sent (the parent waits with it): hand the event on."""
+        waits_for = (row.waiting or {}).get("events") or ()
+        delivery = context.mailbox.take(waits_for) if row.status == "waiting" else None
+        if delivery is None:
+            return row
+        await self.store.add_event(row.id, delivery.name, delivery.data, now=self.recording.clock())
+        return await self.store.get_run(row.id)
 
     async def space(self, context: StateContext, name: str, agents: Iterable[str],
                     memory: Mapping[str, Any]) -> TeamSpace:
