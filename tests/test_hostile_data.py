@@ -252,3 +252,27 @@ def test_a_text_file_given_as_the_store_is_refused_by_run_and_worker(tmp_path: P
         assert done.returncode == 2, done.stderr
         assert done.stderr == f"error: {notes} is not an agentfsm store (file is not a database)\n"
     assert notes.read_text(encoding="utf-8") == "my notes\n"
+
+
+def test_the_web_api_refuses_hostile_event_data_with_a_400(tmp_path: Path) -> None:
+    """`agentfsm ui` sends through the same service; deep or non-Unicode data is refused before any run starts."""
+    import httpx
+
+    from agentfsm.web.app import create_app
+
+    async def go() -> None:
+        async with Runs(f"sqlite:///{tmp_path / 'runs.db'}") as runs:
+            waiting = await runs.start(write(tmp_path, WAITING))
+            app = create_app(runs, root=tmp_path, token=None, loopback_only=True)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8321") as client:
+                for body, message in ((f'{{"event": "go", "data": {DEEP}}}', "nested more than"),
+                                      ('{"event": "go", "data": "\\ud800"}', "lone surrogate")):
+                    sent = await client.post(f"/api/runs/{waiting.run_id}/send", content=body,
+                                             headers={"X-Agentfsm-Token": "", "Content-Type": "application/json"})
+                    assert sent.status_code == 400, sent.text
+                    assert message in sent.json()["error"]
+            await app.app.state.ui.driver.close()
+            assert (await runs.get(waiting.run_id)).status == "waiting"
+
+    asyncio.run(go())

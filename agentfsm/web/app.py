@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 from agentfsm.service import browse, views
 from agentfsm.service.driving import Driver
 from agentfsm.service.errors import USER_ERRORS, InputError, MachineFileError, RunNotFound
+from agentfsm.service.inputs import checked_data
 from agentfsm.service.runs import Runs
 from agentfsm.web import live
 from agentfsm.web.diagrams import machine_diagram, run_diagram
@@ -90,8 +91,11 @@ def _int(request: Request, name: str) -> int | None:
 async def _body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"{}", parse_constant=_refuse_constant)
+    except RecursionError:
+        raise InputError("the request's body is nested too deeply") from None
     except ValueError as exc:
         raise InputError(f"the request's body is not JSON: {exc}") from None
+    checked_data(body, "the request's body")  # refused here, with a 400, not later in the run's background task
     if not isinstance(body, dict):
         raise InputError("the request's body must be a JSON object")
     return body
