@@ -122,3 +122,21 @@ def test_pytest_collects_test_files_one_item_per_case(folder: Path) -> None:
     assert "1 failed, 1 passed" in result.stdout
     assert "FAILED mixed.test.yaml::wrong" in result.stdout
     assert '-"391"' in result.stdout and '+"390"' in result.stdout
+
+
+def test_update_rewrites_failed_expectations_only_when_confirmed(folder: Path) -> None:
+    text = CASES + "  # this comment stays\n"
+    path = folder / "update.test.yaml"
+    path.write_text(text, encoding="utf-8")
+    refused = agentfsm("test", "update.test.yaml", "--update", cwd=folder)  # stdin is no terminal: nobody to ask
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == ("error: --update rewrites test files and asks first on a terminal; "
+                                               "add --yes to skip asking")
+    assert path.read_text(encoding="utf-8") == text
+    done = agentfsm("test", "update.test.yaml", "--update", "--yes", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    rewritten = path.read_text(encoding="utf-8")
+    assert rewritten.startswith(CASES.split("  - name: wrong")[0])  # the passing case is untouched
+    assert "    expect:\n      output: '390'\n      visits: {acting: 1}\n" in rewritten
+    assert rewritten.endswith("  # this comment stays\n")
+    assert agentfsm("test", "update.test.yaml", cwd=folder).returncode == 0

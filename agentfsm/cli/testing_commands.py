@@ -42,12 +42,18 @@ def test_machines(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report instead of text.")] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, metavar="N", help="Cases running at once.")] = 32,
+    update: Annotated[
+        bool, typer.Option("--update", help="Rewrite the expectations of failed cases from what their runs did "
+                                            "(asks first, on a terminal).")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="With --update: do not ask.")] = False,
 ) -> None:
     """Run machine tests (*.test.yaml): exit 0 when every case passes, 1 when one fails, 2 for a bad file."""
     from agentfsm.cli.commands import guarded
 
     with guarded(_options["debug"]):
-        code = test_command(paths or [Path(".")], junit=junit, coverage=coverage, as_json=as_json, jobs=jobs)
+        code = test_command(paths or [Path(".")], junit=junit, coverage=coverage, as_json=as_json, jobs=jobs,
+                            update=update, yes=yes)
     raise typer.Exit(code)
 
 
@@ -60,7 +66,8 @@ def _write(path: Path, data: bytes) -> None:
         raise InputError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def test_command(paths: list[Path], *, junit: Path | None, coverage: Path | None, as_json: bool, jobs: int) -> int:
+def test_command(paths: list[Path], *, junit: Path | None, coverage: Path | None, as_json: bool, jobs: int,
+                 update: bool = False, yes: bool = False) -> int:
     from agentfsm.service.errors import InputError
     from agentfsm.service.tests import run_tests
 
@@ -82,7 +89,31 @@ def test_command(paths: list[Path], *, junit: Path | None, coverage: Path | None
         note(f"wrote {coverage}")
     if any(result.problems for result in run.results):
         return exit_codes.BAD_INPUT
+    if update and not run.ok:
+        return _update(run, yes=yes)
     return exit_codes.SUCCESS if run.ok else exit_codes.RUN_FAILED
+
+
+def _update(run: object, *, yes: bool) -> int:
+    """Rewrite failed cases' expectations, once the person at the terminal agrees (or gave --yes)."""
+    from agentfsm.service.errors import InputError
+    from agentfsm.service.tests import write_updates
+
+    updates = run.updates()  # type: ignore[attr-defined]
+    for planned in updates:
+        note(f"{planned.path}: would rewrite the expectations of {len(planned.cases)} case(s): "
+             + ", ".join(planned.cases))
+        for name in planned.kept_guards:
+            note(f"  {name}: its output_when guard is kept as written (a guard is not computed from a value)")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("--update rewrites test files and asks first on a terminal; add --yes to skip asking")
+        if not typer.confirm("Rewrite them?", default=False, err=True):
+            note("nothing rewritten")
+            return exit_codes.RUN_FAILED
+    write_updates(updates)
+    note(f"rewrote {len(updates)} file(s); run agentfsm test again to check them")
+    return exit_codes.SUCCESS
 
 
 @command()

@@ -37,6 +37,12 @@ class TestRun:
     def as_json(self) -> dict[str, Any]:
         return report.as_json(self.results, self.seconds)
 
+    def updates(self) -> list[Any]:
+        """What `--update` would write: a `testing.update.FileUpdate` per file with failed cases."""
+        from agentfsm.testing.update import plan_update
+
+        return [update for result in self.results if (update := plan_update(result)) is not None]
+
     def coverage(self) -> dict[str, Any]:
         return coverage_module.coverage_report(coverage_module.collect(self.results))
 
@@ -75,3 +81,11 @@ def machine_coverage(report: Path, machine: Path) -> dict[str, Any]:
             return entry
     raise InputError(f"{report}: no coverage of {machine} in the report (it covers "
                      f"{', '.join(str(m.get('machine')) for m in entries) or 'nothing'})")
+
+
+def write_updates(updates: list[Any]) -> None:
+    """Rewrite the files `TestRun.updates()` planned."""
+    from agentfsm.testing.update import apply_update
+
+    for update in updates:
+        apply_update(update)
