@@ -139,4 +139,4 @@ def test_update_rewrites_failed_expectations_only_when_confirmed(folder: Path) -
     assert rewritten.startswith(CASES.split("  - name: wrong")[0])  # the passing case is untouched
     assert "    expect:\n      output: '390'\n      visits: {acting: 1}\n" in rewritten
     assert rewritten.endswith("  # this comment stays\n")
-    assert agentfsm("test", "update.test.yaml", cwd=folder).returncode == 0
+    assert asyncio.run(run_tests([path])).ok

@@ -18,6 +18,7 @@ import pytest
 
 from agentfsm.service.errors import USER_ERRORS
 from agentfsm.service.replays import replay
+from agentfsm.service.tests import run_tests
 
 from tests.helpers import environment_without_proxies
 from tests.llm_server import serve
@@ -70,11 +71,10 @@ def test_a_live_binding_calls_its_server_while_the_tools_replay(recorded: tuple[
     folder, run_id = recorded
     with serve() as server:
         server.script(openai_reply(ACTION), openai_reply(ANSWER))
-        replayed = agentfsm("replay", run_id, "--live", "brain", "--llm", f"brain=openai:test-model@{server.url}/v1",
-                            "--json", "--store", "sqlite:///runs.db", cwd=folder)
+        replayed = asyncio.run(replay(f"sqlite:///{folder / 'runs.db'}", run_id, live=["brain"],
+                                      llms={"brain": f"openai:test-model@{server.url}/v1"}))
         requests = list(server.requests)
-    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-    result = json.loads(replayed.stdout)
+    result = replayed.as_dict()
     assert (result["identical"], result["served"], result["live"]) == (True, {"llm": 0, "tool": 1}, 1)
     assert len(requests) == 2
 
@@ -93,10 +93,8 @@ def test_an_edited_prompt_diverges_at_its_state_with_the_request_diff(recorded: 
     assert '-      "content": "Task: What is 17 * 23?\\nNo observations yet.\\n\\n",' in lines
     assert '+      "content": "The task: What is 17 * 23?\\nNo observations yet.\\n\\n",' in lines
     # a later start replays only what follows: the edit in `thinking` first shows at its second visit
-    later = agentfsm("replay", run_id, "--machine", edited, "--from", "3", "--json", "--store", "sqlite:///runs.db",
-                     cwd=folder)
-    assert later.returncode == 1
-    assert json.loads(later.stdout)["divergence"]["step"] == 6
+    later = asyncio.run(replay(f"sqlite:///{folder / 'runs.db'}", run_id, machine_file=edited, from_point="3"))
+    assert later.divergence is not None and (later.divergence.step, later.divergence.state) == (6, "thinking")
 
 
 def test_fork_at_step_3_calls_the_server_only_for_the_steps_after(recorded: tuple[Path, str]) -> None:
@@ -119,9 +117,8 @@ def test_record_turns_the_run_into_a_passing_test_case(recorded: tuple[Path, str
     made = agentfsm("record", run_id, "-o", "machines/recorded.test.yaml", "--store", "sqlite:///runs.db",
                     cwd=folder)
     assert made.returncode == 0, made.stderr
-    tested = agentfsm("test", "machines/recorded.test.yaml", cwd=folder)
-    assert tested.returncode == 0, tested.stdout
-    assert tested.stdout.startswith("machines/recorded.test.yaml .\n1 passed")
+    tested = asyncio.run(run_tests([folder / "machines" / "recorded.test.yaml"]))
+    assert tested.ok and [case.name for case in tested.results[0].cases] == [f"run {run_id}"], tested.text()
 
 
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(recorded: tuple[Path, str]) -> None:
