@@ -74,8 +74,12 @@ class Place:
         return opened
 
 
-@pytest_asyncio.fixture(params=BACKENDS)
-async def place(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Place]:
+SHARED_BACKENDS = tuple(name for name in BACKENDS if name != "memory")
+"""The backends another process can open too (where a run can be taken over from outside)."""
+
+
+@asynccontextmanager
+async def _place_of(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Place]:
     kept = Place(request.param, tmp_path)
     if request.param == "postgres":  # the session's server, started on first use
         kept.url = request.getfixturevalue("postgres_server").fresh_url()
@@ -84,10 +88,23 @@ async def place(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await opened.close()
 
 
+@pytest_asyncio.fixture(params=BACKENDS)
+async def place(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Place]:
+    async with _place_of(request, tmp_path) as kept:
+        yield kept
+
+
 @pytest_asyncio.fixture
 async def store(place: Place) -> Store:
     """A fresh, empty store of the backend under test."""
     return place.store()
+
+
+@pytest_asyncio.fixture(params=SHARED_BACKENDS)
+async def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh, empty store of a backend that other processes can open too."""
+    async with _place_of(request, tmp_path) as kept:
+        yield kept.store()
 
 
 # -- rows the tests write ---------------------------------------------------------------------------
