@@ -213,8 +213,8 @@ def test_screenshots_of_the_runs_page_and_a_run_page(page: Any, served: Served, 
     page.wait_for_selector("#runs tr[data-run]")
     page.screenshot(path=str(where / "ui-runs.png"))
     open_run(page, served, run_id)
-    page.click('#timeline tr[data-step="2"]')
-    page.wait_for_selector('#step[data-step="2"] #context')
+    page.click('#timeline tr[data-step="3"]')
+    page.wait_for_selector('#step[data-step="3"] #context')
     page.screenshot(path=str(where / "ui-run.png"))
     for name in ("ui-runs.png", "ui-run.png"):
         assert (where / name).read_bytes().startswith(b"\x89PNG")
