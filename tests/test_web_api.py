@@ -259,6 +259,10 @@ def test_the_command_serves_off_loopback_only_with_a_token_and_streams_steps_liv
         port, token = found.groups()
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{base}/api/runs", timeout=10).status_code == 401
+        taken = subprocess.run([sys.executable, "-m", "agentfsm", "ui", "--host", "0.0.0.0", "--port", port, "--store",
+                                store], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert taken.returncode == 2 and taken.stderr.startswith(f"error: cannot serve on 0.0.0.0:{port}: "), \
+            taken.stderr
         headers = {"X-Agentfsm-Token": token}
         run = httpx.get(f"{base}/api/runs", headers=headers, timeout=10).json()["runs"][0]
         with httpx.stream("GET", f"{base}/api/live/runs/{run['run_id']}", params={"steps": run["steps"]},

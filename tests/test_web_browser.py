@@ -210,7 +210,9 @@ def test_screenshots_of_the_runs_page_and_a_run_page(page: Any, served: Served, 
     run_id = served.start("machines/approval.yaml", {"topic": "the web UI"})
     served.agentfsm("send", run_id, "rejected", "--data", '{"comment": "say it works offline"}')
     page.goto(f"{served.url}#/runs")
-    page.wait_for_selector("#runs tr[data-run]")
+    page.wait_for_selector("#live.on")
+    newest = served.start("machines/approval.yaml", {"topic": "screenshots"})  # appears without a reload
+    page.wait_for_selector(f'#runs tr[data-run="{newest}"]', timeout=3000)
     page.screenshot(path=str(where / "ui-runs.png"))
     open_run(page, served, run_id)
     page.click('#timeline tr[data-step="3"]')
