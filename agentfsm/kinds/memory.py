@@ -60,8 +60,8 @@ class MemoryState(State):
         cell = await place.space.memory(place.agent, self.op, key, value, expect, self.ttl, writer_of(context))
         if self.op != "get" and context.observers.listens(MemoryWritten):
             await context.observers.publish(MemoryWritten(
-                run_id=context.run_id, at=time.time(), team_run=place.space.team, agent=place.agent, op=self.op,
-                key=key, value=cell.value, version=cell.version))
+                run_id=context.run_id, at=time.time(), step=context.step, team_run=place.space.team,
+                agent=place.agent, op=self.op, key=key, value=cell.value, version=cell.version))
         view = cell.view()
         if self.save is not None:
             context.data[self.save] = view

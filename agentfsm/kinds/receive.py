@@ -46,9 +46,9 @@ class ReceiveState(State):
         if message is None:
             return Event(RECEIVE_TIMEOUT_EVENT)
         if context.observers.listens(MessageReceived):
-            await context.observers.publish(MessageReceived(run_id=context.run_id, at=time.time(),
-                                                            team_run=place.space.team, agent=place.agent,
-                                                            message_id=message.id))
+            await context.observers.publish(MessageReceived(
+                run_id=context.run_id, at=time.time(), step=context.step, team_run=place.space.team,
+                agent=place.agent, message_id=message.id))
         view: dict[str, Any] = message.view()
         if self.save is not None:
             context.data[self.save] = view

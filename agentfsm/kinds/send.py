@@ -44,8 +44,9 @@ class SendState(State):
         ids = await place.space.send(place.agent, to, self.topic, content, writer_of(context))
         if context.observers.listens(MessageSent):
             await context.observers.publish(MessageSent(
-                run_id=context.run_id, at=time.time(), team_run=place.space.team, sender=place.agent,
-                recipient=None if to == "all" else to, topic=self.topic, content=content, message_id=ids[0] if ids else 0))
+                run_id=context.run_id, at=time.time(), step=context.step, team_run=place.space.team,
+                sender=place.agent, recipient=None if to == "all" else to, topic=self.topic, content=content,
+                message_id=ids[0] if ids else 0))
         return Event("done", result={"to": to, "topic": self.topic, "content": content})
 
 

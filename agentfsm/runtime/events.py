@@ -242,8 +242,9 @@ class ChildStep(RunEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageSent(RunEvent):
-    """An agent of a team sent a message on the team's bus (`run_id`: the sending agent's run)."""
+    """An agent of a team sent a message on the team's bus (`run_id`: the sending agent's run, `step` its step)."""
 
+    step: int
     team_run: str
     sender: str
     recipient: str | None
@@ -255,8 +256,9 @@ class MessageSent(RunEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageReceived(RunEvent):
-    """An agent took a message from the team's bus."""
+    """An agent took a message from the team's bus (`run_id`: the agent's run, `step` its step)."""
 
+    step: int
     team_run: str
     agent: str
     message_id: int
@@ -264,8 +266,10 @@ class MessageReceived(RunEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MemoryWritten(RunEvent):
-    """An agent wrote the team's shared memory: `op` set, cas, lock or unlock; `version` after the write."""
+    """An agent wrote the team's shared memory (`run_id`, `step`: the agent's): `op` set, cas, lock or unlock;
+    `version` after the write."""
 
+    step: int
     team_run: str
     agent: str
     op: str
