@@ -106,6 +106,9 @@ states:
   end: {type: final}
 """)
     assert codes(lines) == ["5:3 warning wait-without-timeout"]
+    # an agent's receive waits for another agent alike
+    received = found(tmp_path, "initial: get\nstates:\n  get: {type: receive, next: end}\n  end: {type: final}\n")
+    assert codes(received) == ["5:3 warning wait-without-timeout"]
 
 
 def test_a_key_missing_on_one_path_names_that_path(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -21,6 +21,8 @@ RECEIVE_TIMEOUT_EVENT = "timeout"
 class ReceiveStateSpec(RoutedStateSpec):
     """Take the oldest message addressed to this agent (waiting for one, without polling); `timeout` when none
     comes in time."""
+
+    suspends: ClassVar[bool] = True  # it waits for another agent: validate warns when it has no timeout
 
     type: Literal["receive"]
     from_: str | None = Field(None, alias="from", description="Only messages from this agent.")
