@@ -97,6 +97,9 @@ def test_child_runs_are_folded_under_their_parent(db: Path) -> None:
         page = (await client.get("/api/runs")).json()["runs"]
         assert [run["run_id"] for run in page] == [parent]
         assert [(child["run_id"], child["child_name"]) for child in page[0]["children"]] == [(kid, "greeter")]
+        opened = (await client.get(f"/api/runs/{parent}")).json()
+        assert [child["run_id"] for child in opened["children"]] == [kid]
+        assert (await client.get(f"/api/runs/{kid}")).json()["run"]["parent_run"] == parent
 
     check(test, db)
 

@@ -79,6 +79,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     (root / "machines").mkdir()
     (root / "machines" / "approval.yaml").write_text((ROOT / "machines/approval.yaml").read_text())
     (root / "xss.yaml").write_text(XSS)
+    (root / "loop.yaml").write_text((ROOT / "benchmarks/loop.yaml").read_text())
     store = f"sqlite:///{root / 'runs.db'}"
     Served("", store, root).start("machines/approval.yaml")  # the store exists before the server opens it
     server = subprocess.Popen([sys.executable, "-m", "agentfsm", "ui", "--port", "0", "--store", store],
@@ -175,6 +176,17 @@ def test_rolling_back_from_the_timeline_shows_the_new_branch(page: Any, served: 
     assert page.locator("#branches a").all_text_contents() == ["main", "try-again"]
     assert page.locator("#diagram svg g.node.current").get_attribute("data-state") == "review"
     assert page.locator("#timeline tr[data-step]").count() == 1
+
+
+def test_a_long_run_is_read_a_page_of_steps_at_a_time(page: Any, served: Served) -> None:
+    run_id = served.start("loop.yaml", {"limit": 150})  # 301 steps
+    open_run(page, served, run_id)
+    assert page.eval_on_selector_all("#timeline tr[data-step]", "rows => rows.map(r => +r.dataset.step)") \
+        == list(range(202, 302))
+    page.fill("#goto-step", "41")  # an `inc` step: it changes n
+    page.press("#goto-step", "Enter")
+    page.wait_for_selector('#step[data-step="41"] #context tr.diff-changed[data-key="n"]')
+    assert page.locator("#timeline tr[data-step]").first.get_attribute("data-step") == "41"
 
 
 @pytest.mark.without_csp

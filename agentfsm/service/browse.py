@@ -91,6 +91,8 @@ class RunView:
     visits: dict[str, int]
     spec: MachineSpec | None
     """The machine the run started with (None for one built in Python)."""
+    children: list[RunRow] = field(default_factory=list)
+    """The runs it started (a nested machine, parallel branches, a team's agents), newest first."""
 
 
 _SPECS: dict[str, LoadedSpec] = {}
@@ -121,8 +123,9 @@ async def run_view(runs: Runs, run_id: str, branch: str | None = None) -> RunVie
     if shown == run.head and run.status == "waiting" and run.waiting:
         current = run.waiting.get("state", current)
     loaded = await stored_spec(runs, run)
+    children = await runs.store.list_runs(RunFilter(parent_run=run.id, limit=MOST))
     return RunView(run, shown, branches, await runs.store.checkpoints(run.id), newest.step, current, where.visits,
-                   loaded.spec if loaded is not None else None)
+                   loaded.spec if loaded is not None else None, children)
 
 
 @dataclass(slots=True)

@@ -162,7 +162,8 @@ def run_view_json(view: RunView, now: float) -> dict[str, Any]:
             "branches": [{"name": b.name, "parent": b.parent, "fork": b.fork, "created_at": b.created_at}
                          for b in view.branches],
             "checkpoints": [checkpoint_json(checkpoint) for checkpoint in view.checkpoints],
-            "states": list(view.spec.states) if view.spec is not None else []}
+            "states": list(view.spec.states) if view.spec is not None else [],
+            "children": [listed_run_json(kid, now) for kid in view.children]}
 
 
 def steps_window_json(window: StepsWindow) -> dict[str, Any]:

@@ -386,8 +386,19 @@ function checkpointsCard(view) {
   const branches = el("table", { id: "branches" }, el("tbody", {}, view.branches.map((known) => el("tr", {},
     el("td", {}, el("a", { href: `#/runs/${enc(view.run.run_id)}?branch=${enc(known.name)}` }, known.name)),
     el("td", { class: "muted" }, known.parent ? `from ${known.parent} at step ${known.fork}` : "")))));
+  const family = [];
+  if (view.run.parent_run) {
+    family.push(el("h2", { style: "margin-top:12px" }, "Parent run"), el("a", { id: "parent-run",
+      href: `#/runs/${enc(view.run.parent_run)}` }, view.run.parent_run), ` (as ${view.run.child_name || "?"})`);
+  }
+  if (view.children.length) {
+    family.push(el("h2", { style: "margin-top:12px" }, "Child runs"), el("table", { id: "children" },
+      el("tbody", {}, view.children.map((kid) => el("tr", {},
+        el("td", {}, el("a", { href: `#/runs/${enc(kid.run_id)}` }, kid.child_name || short(kid.run_id))),
+        el("td", {}, kid.machine), el("td", {}, badge(kid.status)), el("td", { class: "num" }, kid.steps))))));
+  }
   return el("div", { class: "card" }, el("h2", {}, "Branches"), branches, el("h2", { style: "margin-top:12px" },
-    "Checkpoints"), view.checkpoints.length ? list : el("span", { class: "muted" }, "none"));
+    "Checkpoints"), view.checkpoints.length ? list : el("span", { class: "muted" }, "none"), family);
 }
 
 async function rollback(runId, to, resume, branchName) {
@@ -427,9 +438,24 @@ async function stepsList(page, timeline, pager, detail, first) {
       Math.max(1, window.first - size)) }, "← earlier") : null,
     el("span", { class: "muted" }, window.steps.length ? `steps ${window.first}–${end} of ${last}` : "no steps yet"),
     end < last ? el("button", { onclick: () => stepsList(page, timeline, pager, detail, end + 1) }, "later →")
-      : null);
+      : null,
+    last > size ? jump(last, async (number) => {
+      await stepsList(page, timeline, pager, detail, number);
+      timeline.querySelector(`tr[data-step="${number}"]`)?.click();
+    }) : null);
   const live = end >= last;
   return { add: (step) => { if (live) { add(step); timeline.scrollTop = timeline.scrollHeight; } last = step.step; } };
+}
+
+function jump(last, go) {
+  // a long run's steps are read 100 at a time: go straight to one of them
+  const box = el("input", { type: "number", id: "goto-step", min: 1, max: last, placeholder: "step", style: "width: 90px" });
+  const submit = () => {
+    const number = Number(box.value);
+    if (Number.isInteger(number) && number >= 1 && number <= last) go(number);
+  };
+  box.addEventListener("keydown", (event) => { if (event.key === "Enter") submit(); });
+  return el("span", { class: "grow" }, " ", box, " ", el("button", { class: "small", onclick: submit }, "go"));
 }
 
 async function showStep(page, number, detail) {
