@@ -117,3 +117,36 @@ def test_a_server_too_old_and_a_store_too_new_are_refused(postgres_server: Clust
     monkeypatch.setattr(postgres, "OLDEST_SERVER", 990000)
     with pytest.raises(StoreError, match=r"PostgreSQL 15\.\S+ is too old; agentfsm needs PostgreSQL 13 or newer"):
         asyncio.run(listing())
+
+
+def test_store_copy_moves_every_run_to_postgresql_and_back(postgres_server: Cluster, tmp_path: Path) -> None:
+    from agentfsm import Runs
+    from agentfsm.store.copy import dump_run
+
+    first, back = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'back.db'}"
+    server = postgres_server.fresh_url()
+
+    async def seed() -> list[str]:
+        async with Runs(first) as runs:
+            flow = (await runs.start(APPROVAL, {"topic": "copies"})).run_id
+            await runs.send(flow, "rejected", {"comment": "shorter"})  # an event taken by step 2
+            await runs.rollback(flow, "review")  # a second branch, the head now
+            return [flow, (await runs.submit(ROOT / "tests" / "machines" / "counter.yaml", {"limit": 2})).id]
+
+    async def dumps(url: str, ids: list[str]) -> list[dict[str, object]]:
+        store = open_store(url)
+        try:
+            return [await dump_run(store, run_id) for run_id in ids]
+        finally:
+            await store.close()
+
+    ids = asyncio.run(seed())
+    there = cli("store", "copy", first, server, "--json", store=first)
+    assert json.loads(there.stdout) == {"runs": 2, "steps": 5, "events": 1, "verified": True}, show(there)
+    home = cli("store", "copy", server, back, store=first)
+    assert home.returncode == 0 and home.stderr.startswith("copied 2 run(s), 5 step(s), 1 event(s) from "
+                                                           "postgresql://agentfsm:***@"), show(home)
+    assert asyncio.run(dumps(first, ids)) == asyncio.run(dumps(server, ids)) == asyncio.run(dumps(back, ids))
+    again = one_error_line(cli("store", "copy", first, server, store=first))
+    assert "already has 2 of the 2 runs to copy" in again and "nothing copied" in again
+    assert postgres_server.password not in there.stderr + home.stderr + again

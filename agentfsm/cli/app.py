@@ -461,6 +461,28 @@ def ui(
     raise typer.Exit(code)
 
 
+store_commands = typer.Typer(cls=usage.PlainGroup, no_args_is_help=True, add_completion=False,
+                              rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(store_commands, name="store", help="Move runs between stores.")
+
+
+@store_commands.command("copy", cls=usage.PlainCommand)
+def store_copy(
+    source: Annotated[str, typer.Argument(metavar="SRC", help="The store to copy from (a URL or a path).",
+                                          show_default=False)],
+    target: Annotated[str, typer.Argument(metavar="DST", help="The store to copy into (made if needed).",
+                                          show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print {runs, steps, events, verified}.")] = False,
+) -> None:
+    """Copy every run (steps, branches, checkpoints, events) from SRC to DST, then check both read back the same."""
+    from agentfsm.cli.commands import guarded
+    from agentfsm.cli.queue_commands import store_copy_command
+
+    with guarded(_options["debug"]):
+        code = store_copy_command(source, target, as_json=as_json)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     sys.exit(usage.run(app))
 

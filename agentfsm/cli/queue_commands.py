@@ -1,4 +1,5 @@
-"""The run queue's commands: `submit` (record runs as queued), `worker` (claim and advance them), `workers`."""
+"""The commands of many processes and stores: `submit` (queue runs), `worker` (claim and advance them), `workers`,
+`store copy` (move runs between stores)."""
 
 from __future__ import annotations
 
@@ -103,6 +104,18 @@ def workers_command(store: str | None, *, as_json: bool) -> int:
     table(["host", "pid", "runs held", "concurrency", "machine", "started", "last heartbeat"],
           [[view.row.host, str(view.row.pid), str(view.held), str(view.row.concurrency), view.row.machine or "*",
             when(view.row.started_at), f"{max(0.0, now - view.row.heartbeat_at):.0f}s ago"] for view in found])
+    return exit_codes.SUCCESS
+
+
+def store_copy_command(source: str, target: str, *, as_json: bool) -> int:
+    from agentfsm.service.urls import mask_url
+
+    report = asyncio.run(operations.copy_runs(source, target))
+    if as_json:
+        print_json({"runs": report.runs, "steps": report.steps, "events": report.events, "verified": report.verified})
+    else:
+        note(f"copied {report.runs} run(s), {report.steps} step(s), {report.events} event(s) from {mask_url(source)} "
+             f"to {mask_url(target)}; both stores read back the same")
     return exit_codes.SUCCESS
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentfsm.history.rewrite import Rollback
 from agentfsm.runtime.ids import new_run_id
@@ -20,7 +20,10 @@ from agentfsm.service.stores import open_runs, store_exists
 from agentfsm.store.base import NoStore, RunRow
 from agentfsm.store.queue import WorkerView, live_workers
 
-__all__ = ["EventRecorded", "list_runs", "run_tree", "list_workers", "new_run_id", "resume_run", "rollback_run", "send_event",
+if TYPE_CHECKING:
+    from agentfsm.store.copy import CopyReport
+
+__all__ = ["EventRecorded", "copy_runs", "list_runs", "run_tree", "list_workers", "new_run_id", "resume_run", "rollback_run", "send_event",
            "start_run", "stored_run", "submit_runs"]
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,14 @@ async def submit_runs(store: str | None, machine: StateMachine, batch: list[dict
     """Record one `queued` run per inputs of `batch` (each checked already); their ids, in order."""
     async with open_runs(store, create=True) as runs:
         return [(await runs.submit(machine, inputs, llms=llms)).id for inputs in batch]
+
+
+async def copy_runs(source: str, target: str) -> CopyReport:
+    """Copy every run of the store at `source` (which must exist) into `target` (made if needed), verified."""
+    from agentfsm.store.copy import copy_store
+
+    async with open_runs(source, create=False) as origin, open_runs(target, create=True) as destination:
+        return await copy_store(origin.store, destination.store)
 
 
 async def list_workers(store: str | None, *, within: float) -> list[WorkerView]:

@@ -346,6 +346,9 @@ class Transaction(Protocol):
         """Trace rows of one step of one branch (those written with it, and any written apart for it), in order."""
         ...
     async def payloads(self, run_id: str, digests: list[str]) -> dict[str, str]: ...
+    async def events(self, run_id: str) -> list[EventRow]:
+        """Every event of the run, taken or not, oldest first."""
+        ...
     async def due_candidates(self, now: float, limit: int, *, machine: str | None = None) -> list[DueCandidate]:
         """Runs nobody holds a live lease on (or claimed) at `now`: `waiting` ones with a pending event or a
         timer due by `now`, `running` ones (their process died) and `queued` ones, oldest first (only runs of

@@ -247,6 +247,10 @@ class MemoryTransaction:
         return [] if found is None else [replace(e, data=_thawed(_frozen(e.data)))
                                          for e in found.events if e.taken_step is None]
 
+    async def events(self, run_id: str) -> list[EventRow]:
+        found = self._run(run_id)
+        return [] if found is None else [replace(e, data=_thawed(_frozen(e.data))) for e in found.events]
+
     async def pending_event_ids(self, run_id: str) -> set[int]:
         found = self._run(run_id)
         return set() if found is None else {event.id for event in found.events if event.taken_step is None}

@@ -199,6 +199,13 @@ class PostgresTransaction:
         return [EventRow(row[0], row[1], load(row[2]), row[3], row[4], row[5])
                 for row in await self._all(query, (run_id,))]
 
+    @_loading
+    async def events(self, run_id: str) -> list[EventRow]:
+        query = ("SELECT id, name, data, created_at, taken_branch, taken_step FROM events WHERE run_id = %s "
+                 "ORDER BY id")
+        return [EventRow(row[0], row[1], load(row[2]), row[3], row[4], row[5])
+                for row in await self._all(query, (run_id,))]
+
     async def pending_event_ids(self, run_id: str) -> set[int]:
         query = "SELECT id FROM events WHERE run_id = %s AND taken_step IS NULL"
         return {event_id for (event_id,) in await self._all(query, (run_id,))}

@@ -1,0 +1,107 @@
+"""`agentfsm store copy SRC DST`: every run of one store into another (SQLite to PostgreSQL and back).
+
+Each run is read whole from the source (its row, inputs, machine source, branches, the steps of
+each branch, checkpoints and every event, taken or not) and written in one transaction of the
+target, so a copy interrupted half-way leaves whole runs only. Then both stores are read back
+through the same interface (`dump_run`) and compared: the copy is verified, not assumed.
+Event ids are each store's own (they are numbered per store); everything else is kept as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from agentfsm.store.base import Conflict, EventRow, RunFilter, RunRow, StepRow, StoreError, Transaction
+from agentfsm.store.core import Store
+
+
+@dataclass(slots=True)
+class CopyReport:
+    runs: int = 0
+    steps: int = 0
+    events: int = 0
+    verified: bool = False
+
+
+@dataclass(slots=True)
+class _Whole:
+    """One run as read from the source."""
+
+    run: RunRow
+    inputs: dict[str, Any]
+    source: str | None
+    steps: list[StepRow]
+    events: list[EventRow]
+
+
+async def dump_run(store: Store, run_id: str) -> dict[str, Any]:
+    """Everything a store keeps of one run, as plain values (event ids left out: they are per store)."""
+    run = await store.get_run(run_id)
+    branches = await store.branches(run_id)
+    async with store.backend.reading() as tx:
+        events = await tx.events(run_id)
+    return {
+        "run": asdict(run),
+        "inputs": await store.inputs(run_id),
+        "source": await store.source(run.digest) if run.digest else None,
+        "branches": [asdict(branch) for branch in branches],
+        "steps": {branch.name: [asdict(row) async for row in store.stream_steps(run_id, branch.name)]
+                  for branch in branches},
+        "checkpoints": [asdict(checkpoint) for checkpoint in await store.checkpoints(run_id)],
+        "events": [{**asdict(event), "id": None} for event in events],
+    }
+
+
+async def _read(store: Store, run: RunRow) -> _Whole:
+    branches = await store.branches(run.id)
+    steps = [row for branch in branches async for row in store.stream_steps(run.id, branch.name)]
+    async with store.backend.reading() as tx:
+        events = await tx.events(run.id)
+    source = await store.source(run.digest) if run.digest else None
+    return _Whole(run, await store.inputs(run.id), source, steps, events)
+
+
+async def _write(target: Store, whole: _Whole, source: Store) -> None:
+    branches = await source.branches(whole.run.id)
+    checkpoints = await source.checkpoints(whole.run.id)
+    run_id = whole.run.id
+
+    async def write(tx: Transaction) -> None:
+        await tx.insert_run(whole.run, whole.inputs, whole.source)
+        for branch in branches:
+            await tx.insert_branch(run_id, branch)
+        for row in whole.steps:
+            await tx.insert_step(run_id, row)
+        for checkpoint in checkpoints:
+            await tx.insert_checkpoint(run_id, checkpoint)
+        for event in whole.events:
+            new_id = await tx.insert_event(run_id, event.name, event.data, event.created_at)
+            if event.taken_step is not None:
+                await tx.take_event(run_id, new_id, event.taken_branch or whole.run.head, event.taken_step)
+
+    await target.write(write)
+
+
+async def copy_store(source: Store, target: Store) -> CopyReport:
+    """Copy every run of `source` into `target`, oldest first, then check both read back the same.
+
+    Refused (Conflict, nothing copied) when `target` already has a run of the same id."""
+    runs = list(reversed(await source.list_runs(RunFilter())))
+    taken = [run.id for run in runs if await target.find_run(run.id) is not None]
+    if taken:
+        shown = ", ".join(taken[:3]) + ("..." if len(taken) > 3 else "")
+        raise Conflict(f"{target.url} already has {len(taken)} of the {len(runs)} runs to copy ({shown}); "
+                       "nothing copied")
+    report = CopyReport()
+    for run in runs:
+        whole = await _read(source, run)
+        await _write(target, whole, source)
+        report.runs += 1
+        report.steps += len(whole.steps)
+        report.events += len(whole.events)
+    for run in runs:
+        if await dump_run(source, run.id) != await dump_run(target, run.id):
+            raise StoreError(f"the copy of run {run.id} in {target.url} differs from the original in {source.url}")
+    report.verified = True
+    return report
