@@ -146,7 +146,9 @@ def test_store_copy_moves_every_run_to_postgresql_and_back(postgres_server: Clus
     home = cli("store", "copy", server, back, store=first)
     assert home.returncode == 0 and home.stderr.startswith("copied 2 run(s), 5 step(s), 1 event(s) from "
                                                            "postgresql://agentfsm:***@"), show(home)
-    assert asyncio.run(dumps(first, ids)) == asyncio.run(dumps(server, ids)) == asyncio.run(dumps(back, ids))
+    original = asyncio.run(dumps(first, ids))
+    assert original[0]["trace"] and original[0]["events"], "the flow has a trace and an event to copy"
+    assert original == asyncio.run(dumps(server, ids)) == asyncio.run(dumps(back, ids))
     again = one_error_line(cli("store", "copy", first, server, store=first))
     assert "already has 2 of the 2 runs to copy" in again and "nothing copied" in again
     assert postgres_server.password not in there.stderr + home.stderr + again

@@ -1,7 +1,7 @@
 """`agentfsm store copy SRC DST`: every run of one store into another (SQLite to PostgreSQL and back).
 
 Each run is read whole from the source (its row, inputs, machine source, branches, the steps of
-each branch, checkpoints and every event, taken or not) and written in one transaction of the
+each branch, checkpoints, every event, taken or not, and its trace with the payloads it refers to) and written in one transaction of the
 target, so a copy interrupted half-way leaves whole runs only. Then both stores are read back
 through the same interface (`dump_run`) and compared: the copy is verified, not assumed.
 Event ids are each store's own (they are numbered per store); everything else is kept as it is.
@@ -9,10 +9,21 @@ Event ids are each store's own (they are numbered per store); everything else is
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agentfsm.store.base import Conflict, EventRow, RunFilter, RunRow, StepRow, StoreError, Transaction
+from agentfsm.store.base import (
+    Conflict,
+    EventRow,
+    RunFilter,
+    RunRow,
+    StepRow,
+    StoreError,
+    TraceRow,
+    TraceWrite,
+    Transaction,
+)
 from agentfsm.store.core import Store
 
 
@@ -33,6 +44,28 @@ class _Whole:
     source: str | None
     steps: list[StepRow]
     events: list[EventRow]
+    trace: TraceWrite = field(default_factory=TraceWrite)
+
+
+def _refs(value: Any, found: set[str]) -> set[str]:
+    """The payload digests a trace entry refers to (`{"$ref": DIGEST}` anywhere inside it)."""
+    if isinstance(value, dict):
+        if set(value) == {"$ref"} and isinstance(value["$ref"], str):
+            found.add(value["$ref"])
+        for item in value.values():
+            _refs(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _refs(item, found)
+    return found
+
+
+async def _trace(tx: Transaction, run_id: str) -> TraceWrite:
+    rows: list[TraceRow] = await tx.trace_rows(run_id, 0, None)
+    digests: set[str] = set()
+    for row in rows:
+        _refs(json.loads(row.entries), digests)
+    return TraceWrite(rows, await tx.payloads(run_id, sorted(digests)) if digests else {})
 
 
 async def dump_run(store: Store, run_id: str) -> dict[str, Any]:
@@ -41,7 +74,10 @@ async def dump_run(store: Store, run_id: str) -> dict[str, Any]:
     branches = await store.branches(run_id)
     async with store.backend.reading() as tx:
         events = await tx.events(run_id)
+        trace = await _trace(tx, run_id)
     return {
+        "trace": [asdict(row) for row in trace.rows],
+        "payloads": trace.payloads,
         "run": asdict(run),
         "inputs": await store.inputs(run_id),
         "source": await store.source(run.digest) if run.digest else None,
@@ -58,8 +94,9 @@ async def _read(store: Store, run: RunRow) -> _Whole:
     steps = [row for branch in branches async for row in store.stream_steps(run.id, branch.name)]
     async with store.backend.reading() as tx:
         events = await tx.events(run.id)
+        trace = await _trace(tx, run.id)
     source = await store.source(run.digest) if run.digest else None
-    return _Whole(run, await store.inputs(run.id), source, steps, events)
+    return _Whole(run, await store.inputs(run.id), source, steps, events, trace)
 
 
 async def _write(target: Store, whole: _Whole, source: Store) -> None:
@@ -75,6 +112,8 @@ async def _write(target: Store, whole: _Whole, source: Store) -> None:
             await tx.insert_step(run_id, row)
         for checkpoint in checkpoints:
             await tx.insert_checkpoint(run_id, checkpoint)
+        if whole.trace.rows:  # read back in the same order, whether a row was kept with its step or apart
+            await tx.insert_trace(run_id, whole.trace)
         for event in whole.events:
             new_id = await tx.insert_event(run_id, event.name, event.data, event.created_at)
             if event.taken_step is not None:
