@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from agentfsm.history.errors import RunRefused
 from agentfsm.history.leases import new_owner, owner_is_dead
 from agentfsm.runtime.loop import RunResult
+from agentfsm.runtime.machine import StateMachine
 from agentfsm.service.runs import Runs
 from agentfsm.store.base import LeaseHeld, LeaseLost, RunFilter, RunMoved, RunNotFound, RunRow, StoreError, WorkerRow
 from agentfsm.store.base import lease_live
@@ -46,6 +47,10 @@ class WorkerPass:
 
 RETRY_FIRST = 30.0
 RETRY_MOST = 3600.0
+ORPHAN_SCAN = 1.0
+"""Seconds between two looks for runs whose process died on this host (their leases still live)."""
+MACHINES_KEPT = 64
+"""Compiled machines a worker keeps (by source digest, path and `--llm` overrides)."""
 HEARTBEAT = 5.0
 """Seconds between a worker's heartbeats; `agentfsm workers` lists workers heard from in the last 3."""
 
@@ -74,6 +79,9 @@ class Worker:
         self.owner = new_owner()
         self.failing: dict[str, Failing] = {} if failing is None else failing
         self.active: dict[str, asyncio.Task[None]] = {}
+        self.machines: dict[tuple[str, str, tuple[tuple[str, str], ...]], StateMachine] = {}
+        self.orphans_at = 0.0
+        """When to look for runs of dead processes of this host again."""
         self.done = WorkerPass()
         self.wake = asyncio.Event()
         now = runs.clock()
@@ -101,7 +109,8 @@ class Worker:
         claimed = await claim_due(self.runs.store, self.owner, expires, now=now, limit=limit, machine=self.machine,
                                   skip=await self._skip() | set(self.active))
         ids = [run.id for run in claimed]
-        if len(ids) < limit:
+        if len(ids) < limit and now >= self.orphans_at:  # a scan of every running run: once a second at most
+            self.orphans_at = now + ORPHAN_SCAN
             ids += [run_id for run_id in await self._orphans(limit - len(ids)) if run_id not in ids]
         return ids
 
@@ -115,10 +124,24 @@ class Worker:
 
     # -- advancing --------------------------------------------------------------------------------------
 
+    async def _machine(self, run_id: str) -> StateMachine:
+        """The run's machine, compiled once per source and `--llm` overrides in this worker (a compiled machine
+        keeps no run's state: runs share it, as runs started from one `StateMachine` object do)."""
+        row = await self.runs.store.get_run(run_id)
+        key = (row.digest or row.id, row.path or "", tuple(sorted(row.llms.items())))
+        machine = self.machines.pop(key, None)
+        if machine is None:
+            machine = await self.runs.machine(run_id)
+        self.machines[key] = machine  # the newest last: the oldest goes first when there are too many
+        if len(self.machines) > MACHINES_KEPT:
+            del self.machines[next(iter(self.machines))]
+        return machine
+
     async def advance(self, run_id: str) -> None:
         """Advance one claimed run; a run that cannot go on here is handed back as it was."""
         try:
-            result = await self.runs.resume(run_id, on_interrupt="running", owner=self.owner)
+            machine = await self._machine(run_id)
+            result = await self.runs.resume(run_id, machine=machine, on_interrupt="running", owner=self.owner)
         except (LeaseHeld, RunMoved, RunRefused, RunNotFound) as exc:
             logger.info("worker: skipped run %s: %s", run_id, exc)
             self.done.skipped.append(run_id)
