@@ -10,6 +10,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,34 @@ def test_store_copy_moves_every_run_to_postgresql_and_back(postgres_server: Clus
     again = one_error_line(cli("store", "copy", first, server, store=first))
     assert "already has 2 of the 2 runs to copy" in again and "nothing copied" in again
     assert postgres_server.password not in there.stderr + home.stderr + again
+
+
+def test_a_connection_lost_mid_run_is_made_again_and_no_step_is_lost_or_doubled(postgres_server: Cluster) -> None:
+    """The server drops a running `agentfsm run`'s connection (as a restart or a network cut does): the process
+    says so, connects again, runs the step whose transaction never committed again, and finishes; its history is
+    every step once."""
+    url = postgres_server.fresh_url()
+    env = {**environment_without_proxies(), "AGENTFSM_STORE": url}
+    counter = ROOT / "tests" / "machines" / "counter.yaml"
+    running = subprocess.Popen([sys.executable, "-m", "agentfsm", "run", counter, "-i", "limit=1500", "-q",
+                                "--json"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    schema = url.rpartition("schema=")[2]
+    cut = "0"
+    for _ in range(400):  # once it has recorded a few steps, its connection goes
+        try:
+            steps = int(postgres_server.psql(f"SELECT coalesce(max(steps), 0) FROM {schema}.runs").strip() or 0)
+        except RuntimeError:  # its store is not made yet
+            steps = 0
+        if steps > 20:
+            cut = postgres_server.psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                       "WHERE application_name = 'agentfsm' AND pid <> pg_backend_pid()").strip()
+            break
+        time.sleep(0.05)
+    out, err = running.communicate(timeout=300)
+    assert cut == "1", f"no connection to cut (the run ended first?): {out} {err}"
+    assert running.returncode == 0 and json.loads(out)["output"] == 1500, (out, err)
+    assert "lost the connection to postgresql://agentfsm:***@" in err and "reconnected to" in err, err
+    assert postgres_server.password not in err
+    numbers = postgres_server.psql(f"SELECT step FROM {schema}.steps ORDER BY step").split()
+    assert numbers == [str(step) for step in range(3002)]  # step 0 to the final's, each once
