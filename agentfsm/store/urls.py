@@ -6,6 +6,7 @@ view that names a store shows `store.url`, which backends build with it.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -62,7 +63,8 @@ def parse_postgres(url: str) -> PostgresTarget:
         raise StoreError(f"store URL '{shown}': schema must be lower-case letters, digits and _ (not '{schema}')")
     if not any(key == "connect_timeout" for key, _ in kept):
         kept.append(("connect_timeout", "5"))
-    kept.append(("application_name", "agentfsm"))
+    if not any(key == "application_name" for key, _ in kept):  # which process a server connection is, for admins
+        kept.append(("application_name", f"agentfsm-{os.getpid()}"))
     try:
         port = parts.port
     except ValueError:
