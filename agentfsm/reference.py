@@ -49,6 +49,7 @@ _PARTS: list[tuple[str, type[BaseModel]]] = [
     ("Tool binding: `python`", models.PythonTool),
     ("Tool binding: `command`", models.CommandTool),
     ("Tool binding: `http`", models.HttpTool),
+    ("Tool binding: `unbound`", models.UnboundTool),
 ]
 
 

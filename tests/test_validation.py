@@ -478,6 +478,32 @@ CASES = [
         "wait-duplicate-event", 7, 33,
     ),
     Case(
+        "wait-two-timers",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: wait
+                timeout: 5s
+                until: "2026-01-01T00:00:00Z"
+                next: b
+              b: {type: final}
+            """),
+        "wait-two-timers", 8, 5,
+    ),
+    Case(
+        "wait-without-trigger",
+        machine("""\
+            initial: a
+            states:
+              a:
+                type: wait
+                next: b
+              b: {type: final}
+            """),
+        "wait-without-trigger", 5, 3,
+    ),
+    Case(
         "wait-reserved-event",
         machine("""\
             initial: a
@@ -1190,4 +1216,4 @@ def test_a_tool_of_no_known_kind_names_every_kind(tmp_path: Path) -> None:
     path.write_text(machine("tools:\n  t: {nope: 1}\ninitial: a\nstates:\n  a: {type: final}\n"), encoding="utf-8")
     [found] = agentfsm.validate_file(path).problems
     assert (found.line, found.code) == (4, "invalid-value")
-    assert found.message == "tools.t: a tool needs one of the keys builtin:, python:, command:, http:"
+    assert found.message == "tools.t: a tool needs one of the keys builtin:, python:, command:, http:, unbound:"

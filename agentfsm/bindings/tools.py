@@ -25,7 +25,7 @@ from agentfsm.bindings.calculator import CalculatorError, evaluate
 from agentfsm.bindings.imports import BindingError, import_reference
 from agentfsm.limits import DataRefused, check_data
 from agentfsm.runtime.errors import StateError, describe_exception
-from agentfsm.spec.models import BuiltinTool, CommandTool, HttpTool, PythonTool
+from agentfsm.spec.models import BuiltinTool, CommandTool, HttpTool, PythonTool, UnboundTool
 
 
 class ToolClient(Protocol):
@@ -164,10 +164,28 @@ def checked_result(value: Any, tool: str) -> Any:
     return value
 
 
+class UnboundToolClient:
+    """`unbound:`: a placeholder; every call fails with `tool.unbound` naming what the tool stands for."""
+
+    parameters: dict[str, Any] = {"type": "object"}
+
+    def __init__(self, name: str, binding: UnboundTool) -> None:
+        self.name = name
+        self.resource = binding.unbound
+        self.description = binding.description
+
+    async def call(self, args: Mapping[str, Any]) -> Any:
+        raise StateError("tool.unbound", f"tool '{self.name}' is not bound to an implementation: it stands for "
+                         f"{self.resource}; bind it under tools.{self.name} (python:, http:, command:) or with "
+                         "agentfsm import --bind", detail={"tool": self.name, "resource": self.resource})
+
+
 def make_tool(
-    name: str, binding: BuiltinTool | PythonTool | CommandTool | HttpTool, base_dir: Path | None
+    name: str, binding: BuiltinTool | PythonTool | CommandTool | HttpTool | UnboundTool, base_dir: Path | None
 ) -> ToolClient:
     """The client for one binding, set up at run start; raises BindingError when it cannot be."""
+    if isinstance(binding, UnboundTool):
+        return UnboundToolClient(name, binding)
     if isinstance(binding, BuiltinTool):
         return _builtin(name, binding, base_dir)
     if isinstance(binding, CommandTool):

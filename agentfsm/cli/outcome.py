@@ -40,6 +40,11 @@ def _explain_waiting(result: RunResult, store_option: str | None) -> None:
     events = waiting.get("events") or []
     deadline = waiting.get("deadline")
     timer = f"; its timer is due at {when(deadline)}" if deadline is not None else ""
+    if not events:  # a pure delay: only time moves it on
+        note(f"run {result.run_id} is waiting in state '{waiting.get('state')}' until {when(deadline)}")
+        note(f"it continues when due under: agentfsm worker{store_hint(store_option)} "
+             f"(or agentfsm resume {result.run_id} then)")
+        return
     note(f"run {result.run_id} is waiting in state '{waiting.get('state')}' for: {', '.join(events)}{timer}")
     first = shlex.quote(events[0]) if events else "EVENT"
     note(f"continue with: agentfsm send {result.run_id} {first} --data '{{...}}'{store_hint(store_option)}")

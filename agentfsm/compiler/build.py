@@ -17,7 +17,8 @@ from agentfsm.bindings.llm import LLMClient
 from agentfsm.bindings.llms import make_llm
 from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.env import CompileEnv
-from agentfsm.compiler.scope import compile_assignments, make_scope, rendered
+from agentfsm.compiler.scope import compile_assignments, compile_value, make_scope, rendered
+from agentfsm.runtime.errors import StateError
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import Event, State, StateContext, StateType
 from agentfsm.spec.expressions import compile_guard
@@ -26,7 +27,7 @@ from agentfsm.spec.kinds import kinds
 from agentfsm.spec.loader import LoadedSpec
 from agentfsm.spec.nesting import Including
 from agentfsm.spec.overrides import apply_llm_overrides
-from agentfsm.spec.models import RoutedStateSpec, SetAction, StateSpec, TransitionRule
+from agentfsm.spec.models import ActiveStateSpec, RoutedStateSpec, SetAction, StateSpec, TransitionRule
 
 
 def compile_machine(loaded: LoadedSpec, overrides: Mapping[str, str] | None = None,
@@ -54,10 +55,11 @@ def compile_machine(loaded: LoadedSpec, overrides: Mapping[str, str] | None = No
         tools={name: given_tools[name] if name in given_tools else make_tool(name, config, base_dir)
                for name, config in spec.tools.items()},
         base_dir=base_dir, loaded=loaded, overrides=dict(overrides or {}), used=used,
+        inline_wait=spec.inline_wait,
     )
     machine = StateMachine(spec.name, description=spec.description, max_steps=spec.max_steps)
     machine.initial_data = copy.deepcopy(spec.context)
-    machine.prepare_inputs = functools.partial(check_inputs, spec.inputs)
+    machine.prepare_inputs = functools.partial(check_inputs, spec.inputs, extra=spec.extra_inputs)
     machine.source = loaded
     registry = kinds()
     with Including(loaded.path):  # a nested machine including this file again is refused, not compiled for ever
@@ -75,6 +77,30 @@ def _add_common(state: State, name: str, spec: StateSpec) -> None:
         state.state_type = StateType.CHECKPOINT
     state.enter_action = _actions(spec.on_enter, f"states.{name}.on_enter")
     state.exit_action = _actions(spec.on_exit, f"states.{name}.on_exit")
+    if isinstance(spec, ActiveStateSpec) and spec.output is not None:
+        _replace_context_after(state, compile_value(spec.output), f"states.{name}.output")
+
+
+def _replace_context_after(state: State, render: Any, where: str) -> None:
+    """`output:`: once the state's work is done, the rendered output becomes the whole context.
+
+    It runs inside the state's attempt, so a failing output is retried and caught like the work.
+    """
+    execute = state.execute
+
+    async def execute_then_replace(context: StateContext) -> Any:
+        outcome = await execute(context)
+        result = outcome.result if isinstance(outcome, Event) else None
+        value = rendered(render, make_scope(context, result=result), where)
+        if not isinstance(value, dict):
+            raise StateError("template.error", f"{where}: gives {type(value).__name__}, not an object; the "
+                             "context is an object of named values")
+        value = copy.deepcopy(value)  # plain values: none may stay shared with the context it replaces
+        context.data.clear()
+        context.data.update(value)
+        return outcome
+
+    state.execute = execute_then_replace  # type: ignore[method-assign]
 
 
 def _actions(actions: list[SetAction], where: str) -> Any:

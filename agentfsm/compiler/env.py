@@ -1,4 +1,4 @@
-"""What compiling one state needs: the machine's bindings, its folder, and the options every state has."""
+"""What compiling one state needs: the machine's bindings, its folder, its settings, and the options every state has."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class CompileEnv:
     """`--llm` overrides: they apply to nested machines too, to each binding of that name."""
     used: set[str] = field(default_factory=set)
     """The override names some machine of the run has (one no machine has is refused)."""
+    inline_wait: float = 60.0
+    """A timer due within this many seconds is slept through in the process (the machine's `inline_wait`)."""
 
 
 def state_options(spec: StateSpec) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""What templates see: the context keys, plus `event`, `result` and `run`."""
+"""What templates see: the context keys, plus `event`, `result` and `run` (`run.data` is the whole context)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def make_scope(context: StateContext, event: Event | None = None, result: Any = 
     current = event if event is not None else context.event
     scope["event"] = _NO_EVENT if current is None else {"name": current.name, "data": current.data}
     scope["result"] = result
-    scope["run"] = {"id": context.run_id, "step": context.step, "state": context.state}
+    scope["run"] = {"id": context.run_id, "step": context.step, "state": context.state, "data": context.data}
     return scope
 
 

@@ -31,6 +31,8 @@ ERROR_TYPES: dict[str, str] = {
     "a Python tool's signature and type hints before the call), or a value a builtin refuses (an unknown time zone).",
     "tool.timeout": "A command tool's program ran longer than the binding's `timeout` (its process group was "
     "stopped), or an `http` tool got no complete reply within its `timeout`.",
+    "tool.unbound": "A tool bound to nothing yet (`unbound:`, such as a task `agentfsm import` could not bind) "
+    "was called; the message names what it stands for.",
     "state.error": "A Python `State` raised an exception.",
     "fail": "A `fail` state was reached.",
     "transition.none": "No transition rule matched the state's event.",

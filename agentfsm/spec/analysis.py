@@ -84,7 +84,8 @@ class _Analysis:
 
     def waits(self) -> None:
         for name, state in self.flow.items():
-            if state.spec.suspends and getattr(state.spec, "timeout", None) is None:
+            timers = (getattr(state.spec, "timeout", None), getattr(state.spec, "until", None))
+            if state.spec.suspends and timers == (None, None):
                 self.report(("states", name), "wait-without-timeout",
                             f"states.{name}: waits with no timeout; if the event never comes the run waits for ever "
                             "(add 'timeout:' and a rule for the event 'timeout')", key=True)

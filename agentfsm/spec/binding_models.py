@@ -382,9 +382,19 @@ class HttpTool(LanguageModel):
         return self
 
 
+class UnboundTool(LanguageModel):
+    """A tool that stands for something with no local meaning yet (such as a Step Functions task's `Resource`,
+    written by `agentfsm import`): calling it fails with `tool.unbound`, naming what to bind it to."""
+
+    unbound: Annotated[str, StringConstraints(min_length=1)] = Field(
+        description="What the tool stands for (an ARN, a function name); shown in the `tool.unbound` error."
+    )
+    description: str | None = Field(None, description="What the tool does.")
+
+
 def _tool_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for kind in ("builtin", "python", "command", "http"):
+        for kind in ("builtin", "python", "command", "http", "unbound"):
             if kind in value:
                 return kind
         return None
@@ -393,10 +403,11 @@ def _tool_kind(value: Any) -> str | None:
 
 ToolBinding = Annotated[
     Annotated[BuiltinTool, Tag("builtin")] | Annotated[PythonTool, Tag("python")]
-    | Annotated[CommandTool, Tag("command")] | Annotated[HttpTool, Tag("http")],
+    | Annotated[CommandTool, Tag("command")] | Annotated[HttpTool, Tag("http")]
+    | Annotated[UnboundTool, Tag("unbound")],
     Discriminator(
         _tool_kind,
         custom_error_type="tool_kind",
-        custom_error_message="a tool needs one of the keys builtin:, python:, command:, http:",
+        custom_error_message="a tool needs one of the keys builtin:, python:, command:, http:, unbound:",
     ),
 ]

@@ -34,6 +34,7 @@ from agentfsm.spec.template_budget import (
     emitted,
     step,
 )
+from agentfsm.spec import functions
 
 RESERVED_NAMES = frozenset({"event", "result", "run"})
 """Names every template sees besides the context keys; no input or context key may take them."""
@@ -211,9 +212,12 @@ def _bounded_multiply(left: Any, right: Any) -> Any:
 
 ENVIRONMENT = _LimitedSandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True, optimized=False)
 ENVIRONMENT.filters["format"] = _bounded_format_filter(ENVIRONMENT.filters["format"])
+ENVIRONMENT.filters.update(functions.FILTERS)
 ENVIRONMENT.filters = bounded_filters(ENVIRONMENT.filters)
 ENVIRONMENT.filters[_STEP_FILTER] = lambda _: step()
 ENVIRONMENT.globals["lipsum"] = bounded_lipsum(ENVIRONMENT.globals["lipsum"])
+ENVIRONMENT.globals.update(functions.GLOBALS)
+ENVIRONMENT.tests.update(functions.TESTS)
 GLOBAL_NAMES = frozenset(ENVIRONMENT.globals)
 
 

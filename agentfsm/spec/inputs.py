@@ -24,13 +24,16 @@ _TYPE_CHECKS = {
 }
 
 
-def check_inputs(declared: Mapping[str, InputSpec], given: Mapping[str, Any]) -> dict[str, Any]:
-    """The inputs with defaults filled in; raises InputError on a missing, unknown or ill-typed input."""
+def check_inputs(declared: Mapping[str, InputSpec], given: Mapping[str, Any], extra: bool = False) -> dict[str, Any]:
+    """The inputs with defaults filled in; raises InputError on a missing, unknown or ill-typed input.
+
+    With `extra`, inputs the machine does not declare are kept as given (any JSON object is accepted).
+    """
     unknown = sorted(set(given) - set(declared))
-    if unknown:
+    if unknown and not extra:
         known = ", ".join(declared) if declared else "none"
         raise InputError(f"unknown input '{unknown[0]}' (this machine's inputs: {known})")
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {name: copy.deepcopy(given[name]) for name in unknown} if extra else {}
     for name, spec in declared.items():
         if name in given:
             value = given[name]

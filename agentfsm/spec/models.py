@@ -43,6 +43,7 @@ from agentfsm.spec.binding_models import (  # noqa: F401 - the language's models
     ScriptedToolCall,
     ToolBinding,
     ToolParameters,
+    UnboundTool,
 )
 from agentfsm.spec.fields import (  # noqa: F401
     GUARD,
@@ -234,6 +235,12 @@ class ActiveStateSpec(RoutedStateSpec):
         default_factory=list, description="Retry rules, tried in order.", json_schema_extra=_one_or_many
     )
     catch: list[CatchSpec] = Field(default_factory=list, description="Catch rules, tried in order.")
+    output: Any = Field(
+        None, description="Value template of the state's output (sees `result`, and `run.data`, the whole context): "
+        "after the state's work its value, an object, replaces the whole context (as Amazon States Language's "
+        "`ResultPath`/`OutputPath` do). Omitted: the context is kept, with what the state saved.",
+        json_schema_extra=VALUE_TEMPLATE,
+    )
 
     def check(self, name: str, reporter: Reporter) -> None:
         super().check(name, reporter)
@@ -271,12 +278,20 @@ def _machine_model() -> tuple[Any, type[LanguageModel]]:
         name: Annotated[str, StringConstraints(min_length=1)] = Field(description="The machine's name.")
         description: str | None = Field(None, description="What the machine does.")
         inputs: dict[Identifier, InputSpec] = Field(default_factory=dict, description="Inputs, checked before a run.")
+        extra_inputs: bool = Field(
+            False, description="Accept inputs `inputs:` does not declare (any JSON object, as Step Functions' "
+            "StartExecution does); they enter the context as given, and templates read them through `run.data`.",
+        )
         context: dict[Identifier, Any] = Field(default_factory=dict,
                                                description="Initial data, merged with the inputs.")
         llms: dict[Identifier, LLMBinding] = Field(default_factory=dict, description="LLM bindings by name.")
         tools: dict[Identifier, ToolBinding] = Field(default_factory=dict, description="Tool bindings by name.")
         initial: StateName = Field(description="The state a run starts in.")
         max_steps: int = Field(1000, ge=1, description="Loop guard: the run fails when it takes more steps.")
+        inline_wait: Duration = Field(
+            60.0, description="A `wait` that is only a timer sleeps in the run's process when it is due within "
+            "this long; a longer one suspends the run durably and `agentfsm worker` resumes it when due.",
+        )
         states: dict[StateName, any_state] = Field(  # type: ignore[valid-type]
             min_length=1, description="The states, by name; any text is a valid name."
         )
@@ -307,11 +322,13 @@ if TYPE_CHECKING:
         name: str
         description: str | None
         inputs: dict[str, InputSpec]
+        extra_inputs: bool
         context: dict[str, Any]
         llms: dict[str, LLMBinding]
         tools: dict[str, ToolBinding]
         initial: str
         max_steps: int
+        inline_wait: float
         states: dict[str, StateSpec]
 
     AnyStateSpec = StateSpec

@@ -54,6 +54,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "catch-all-not-last": ("error", "A `retry` or `catch` rule matching `*` is followed by other rules that can never match."),
     "wait-unknown-event": ("error", "A `wait` state's rule routes an event the wait does not list (nor `timeout`)."),
     "wait-duplicate-event": ("error", "A `wait` state lists the same event twice."),
+    "wait-two-timers": ("error", "A `wait` state has both `timeout:` and `until:`; a wait has one timer."),
+    "wait-without-trigger": ("error", "A `wait` state has no `event:` and no timer (`timeout:` or `until:`)."),
     "wait-timeout-without-timer": ("error", "A `wait` state's rule routes `timeout`, but the wait has no `timeout:`."),
     "wait-timeout-unhandled": ("warning", "A `wait` state has a `timeout:` but no rule takes the event `timeout`; "
                                "the run would fail with `transition.none` when the timer runs out."),
