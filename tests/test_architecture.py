@@ -29,7 +29,9 @@ ALLOWED = {
     # machine tests, record and replay: runs of compiled machines with stubbed bindings, read from recorded history
     "testing": {"spec", "runtime", "bindings", "compiler", "store", "history", "limits"},
     "observability": {"spec", "runtime", "bindings", "store", "history", "diagram", "limits"},
-    "service": {"spec", "runtime", "bindings", "compiler", "store", "history", "testing", "limits"},
+    # Amazon States Language in and out: reads and writes the language's documents (spec) only
+    "asl": {"spec", "limits"},
+    "service": {"spec", "runtime", "bindings", "compiler", "store", "history", "testing", "limits", "asl"},
     "api": {"runtime", "service", "limits"},
     "reference": {"spec", "runtime", "testing", "limits"},
     "seed": {"runtime", "store", "history", "service", "limits"},

@@ -379,6 +379,29 @@ def prune(
     raise typer.Exit(code)
 
 
+@command(name="import")
+def import_(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="An Amazon States Language definition (JSON or YAML).",
+                                         show_default=False)],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the machine here (default: stdout).")
+    ] = None,
+    binds: Annotated[
+        list[str] | None, typer.Option("--bind", metavar="RESOURCE=BINDING",
+                                       help="Bind a task's resource (its tool name, Resource or FunctionName) to "
+                                       "python:module:function, builtin:NAME or an http(s):// URL; repeatable.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {imported, written, refusals, unbound, notes}.")] = False,
+) -> None:
+    """Import a Step Functions machine (Amazon States Language) as an agentfsm machine; refused parts are listed."""
+    from agentfsm.cli.asl_commands import import_command
+    from agentfsm.cli.commands import guarded
+
+    with guarded(_options["debug"]):
+        code = import_command(file, output=output, binds=binds or [], as_json=as_json)
+    raise typer.Exit(code)
+
+
 @command()
 def submit(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)],

@@ -187,7 +187,7 @@ class WaitState(State):
         timeout = self.wait_timeout
         if callable(timeout):
             timeout = _seconds(rendered(timeout, make_scope(context), "timeout"))
-        return time.time() + timeout if timeout else None
+        return time.time() + timeout if timeout is not None else None
 
 
 def _seconds(value: Any) -> float:

@@ -9,12 +9,14 @@ read-only). A wrong argument raises ValueError or TypeError, which a render repo
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
 import random
 import re
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -197,10 +199,14 @@ def _walk(value: Any, steps: Sequence[str | int]) -> tuple[bool, Any]:
     return True, value
 
 
-def _compiled(path: str) -> Any:
+@functools.lru_cache(maxsize=256)
+def compiled_path(path: str) -> Any:
+    """A JSON path with wildcards or filters, parsed (raises on a malformed one)."""
     from jsonpath_ng.ext import parse  # only machines with such paths need it
 
-    return parse(path)
+    with warnings.catch_warnings():  # the parser warns about unquoted words, which ASL's samples use
+        warnings.simplefilter("ignore")
+        return parse(path)
 
 
 def jsonpath(value: Any, path: str) -> Any:
@@ -210,7 +216,7 @@ def jsonpath(value: Any, path: str) -> Any:
         found, selected = _walk(value, steps)
         _need(found, f"the path {path} selects nothing")
         return selected
-    return [match.value for match in _compiled(path).find(value)]
+    return [match.value for match in compiled_path(path).find(value)]
 
 
 def has_path(value: Any, path: str) -> bool:
@@ -218,7 +224,7 @@ def has_path(value: Any, path: str) -> bool:
     steps = simple_path(path)
     if steps is not None:
         return _walk(value, steps)[0]
-    return bool(_compiled(path).find(value))
+    return bool(compiled_path(path).find(value))
 
 
 def set_path(document: Any, steps: Sequence[str | int], value: Any) -> Any:
@@ -231,6 +237,12 @@ def set_path(document: Any, steps: Sequence[str | int], value: Any) -> Any:
     _need(isinstance(step, str), "a result path names keys, not array items")
     merged[step] = set_path(merged.get(step, {}), steps[1:], value)
     return merged
+
+
+def omit(value: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """A copy of an object without some keys."""
+    _need(isinstance(value, dict), "omit: the value must be an object")
+    return {key: item for key, item in value.items() if key not in keys}
 
 
 def error_object(error: Any) -> dict[str, Any]:
@@ -284,6 +296,7 @@ GLOBALS: dict[str, Any] = {
     "jsonpath": jsonpath,
     "has_path": has_path,
     "set_path": set_path,
+    "omit": omit,
     "error_object": error_object,
 }
 TESTS: dict[str, Callable[..., bool]] = {"numeric": is_numeric, "timestamp": is_timestamp,
