@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import textwrap
 import uuid
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,9 @@ def test_a_refused_part_is_located_and_nothing_is_written(tmp_path: Path) -> Non
     source = tmp_path / "m.asl.json"
     source.write_text(json.dumps({"StartAt": "A", "States": {
         "A": {"Type": "Pass", "Parameters": {"id.$": "$$.Execution.StartTime"}, "Next": "B"},
-        "B": {"Type": "Wait", "Seconds": 1, "OutputPath": "$.x", "End": True}}}), encoding="utf-8")
+        "B": {"Type": "Choice", "Choices": [{"Variable": "$.x", "IsNull": True, "Next": "C"}], "Default": "C",
+              "OutputPath": "$.x"},
+        "C": {"Type": "Succeed"}}}), encoding="utf-8")
     target = tmp_path / "m.yaml"
     done = agentfsm_cmd("import", source, "-o", target, "--json", cwd=tmp_path)
     assert done.returncode == 2 and not target.exists()
@@ -197,3 +200,127 @@ def test_bad_input_and_a_bind_naming_no_resource_exit_2_on_one_line(tmp_path: Pa
     assert done.stderr.count("\n") == 1 and "--bind Nope: no task of this machine uses that resource" in done.stderr
     missing = agentfsm_cmd("import", tmp_path / "absent.asl.json", cwd=tmp_path)
     assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_parallel_result_is_the_array_of_branch_outputs(tmp_path: Path) -> None:
+    result = run_imported(tmp_path, "parallel", {"zip": "75001", "number": "555"},
+                          [f"AddressFinder=python:{STUBS}:address"])
+    assert result.status == "succeeded", result.error
+    assert result.context.data["found"] == [{"city": "Paris"}, {"phone": "+1-555"}]
+    assert result.output["contact"] == {"city": "Paris", "phone": "+1-555"}
+
+
+def test_map_outputs_come_in_item_order_and_failures_follow_the_tolerance(tmp_path: Path) -> None:
+    binds = [f"ship-val=python:{STUBS}:ship_validate"]
+    parcels = [{"sku": "a"}, {"sku": "b"}, {"sku": "c"}]
+    detail = {"delivery-partner": "UQS", "shipped": parcels}
+    result = run_imported(tmp_path, "map", {"detail": detail}, binds)
+    assert result.status == "succeeded", result.error
+    assert result.output["detail"]["shipped"] == [
+        {"sku": sku, "position": index, "by": "UQS"} for index, sku in enumerate("abc")]
+    one_bad = run_imported(tmp_path, "map", {"detail": {**detail, "shipped": [{"sku": "a"}, {"sku": "bad"}]}}, binds)
+    assert one_bad.status == "succeeded"
+    assert one_bad.output["detail"]["shipped"][1]["error"]["type"] == "InvalidParcel"
+    two_bad = run_imported(tmp_path, "map", {"detail": {**detail, "shipped": [{"sku": "bad"}, {"sku": "bad"}]}},
+                           binds)
+    assert path_of(two_bad)[-1] == "Too many"
+    assert two_bad.error["detail"]["error"] == "TooManyBadParcels"
+    assert two_bad.error["detail"]["cause"].startswith("2 of 2 items failed (tolerated: 1)")
+
+
+HAND_WRITTEN = """\
+    agentfsm: 1
+    name: scoring
+    inputs:
+      name: {type: string, required: true}
+    tools:
+      score: {python: "tests.asl.stubs:score"}
+    initial: greet
+    states:
+      greet:
+        type: set
+        set: {greeting: "Hello {{ name }}", tries: 0}
+        next: rate
+      rate:
+        type: tool
+        tool: score
+        args: {input: {name: "{{ name }}"}}
+        save: rating
+        retry: {errors: [tool.error], max_attempts: 2, interval: 1s}
+        next: judge
+      judge:
+        type: choice
+        transitions:
+          - {when: "rating.points >= 50 and greeting is string", to: good}
+          - {when: "rating.points < 0", to: broken}
+          - {to: fine}
+      good: {type: final, output: "{{ rating }}"}
+      fine: {type: final, output: {verdict: fine, greeting: "{{ greeting }}"}}
+      broken: {type: fail, error: "negative score", detail: {error: Negative, cause: "negative score"}}
+"""
+
+
+@pytest.mark.parametrize("name", ["Ada", "Grace"])
+def test_an_exported_machine_runs_the_same_once_imported_again(tmp_path: Path, name: str) -> None:
+    original = tmp_path / "scoring.yaml"
+    original.write_text(textwrap.dedent(HAND_WRITTEN), encoding="utf-8")
+    exported = tmp_path / "scoring.asl.json"
+    done = agentfsm_cmd("export", original, "-o", exported, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    definition = json.loads(exported.read_text(encoding="utf-8"))
+    rate = definition["States"]["rate"]
+    assert rate["Resource"] == "arn:aws:states:::lambda:invoke" and rate["Parameters"]["FunctionName"] == "score"
+    assert rate["Retry"] == [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 1, "MaxAttempts": 2}]
+    assert definition["States"]["judge"]["Choices"][0] == {
+        "And": [{"Variable": "$.rating.points", "NumericGreaterThanEquals": 50},
+                {"Variable": "$.greeting", "IsString": True}], "Next": "good"}
+    assert definition["States"]["broken"] == {"Type": "Fail", "Error": "Negative", "Cause": "negative score"}
+    back = tmp_path / "back.yaml"
+    assert import_file(exported, binds=[f"score=python:{STUBS}:score"], output=back).imported
+    first = asyncio.run(agentfsm.load_machine(original).run({"name": name}))
+    second = asyncio.run(agentfsm.load_machine(back).run({"name": name}))
+    assert first.status == second.status == "succeeded"
+    assert second.output == first.output
+
+
+def test_export_refuses_what_has_no_asl_form_with_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(textwrap.dedent("""\
+        agentfsm: 1
+        name: m
+        llms: {brain: {provider: scripted, replies: [hi]}}
+        initial: ask
+        states:
+          ask: {type: llm, llm: brain, prompt: hi, save: reply, next: done}
+          done: {type: final}
+        """), encoding="utf-8")
+    done = agentfsm_cmd("export", path, "--json", cwd=tmp_path)
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["refusals"] == [
+        {"pointer": "/states/ask/type", "message": "a llm state has no Amazon States Language form here"}]
+
+
+SAGA = Path(__file__).resolve().parent / "asl" / "corpus" / "step-functions-workflows-collection" / \
+    "saga-pattern-sam__statemachine.asl.json"
+SAGA_BINDS = [f"{name}=python:{STUBS}:travel_step" for name in (
+    "reserveFlightFunction", "reserveCarRentalFunction", "confirmFlightFunction", "confirmCarRentalFunction",
+    "refundPaymentFunction", "cancelCarRentalFunction", "cancelFlightFunction")] + [
+    f"processPaymentFunction=python:{STUBS}:travel_payment", f"sns_publish=python:{STUBS}:publish"]
+
+
+def test_a_sample_of_the_corpus_runs_its_saga_both_ways(tmp_path: Path) -> None:
+    """AWS's saga sample: every step's result merged at its ResultPath; a failed payment caught with its error
+    written at `$.ProcessPaymentError`, then the compensations in order and the Fail state's error name."""
+    target = tmp_path / "saga.yaml"
+    assert import_file(SAGA, binds=SAGA_BINDS, output=target).imported
+    machine = agentfsm.load_machine(target)
+    booked = asyncio.run(machine.run({"trip_id": "t1", "run_type": "success"}))
+    assert booked.status == "succeeded", booked.error
+    assert path_of(booked) == ["ReserveFlight", "ReserveCarRental", "ProcessPayment", "ConfirmFlight",
+                               "ConfirmCarRental", "SendingSMSSuccess", "Reservation Successful!"]
+    assert booked.output == {"MessageId": "m-1", "Message": "Your Travel Reservation is Successful"}
+    failed = asyncio.run(machine.run({"trip_id": "t2", "run_type": "failPayment"}))
+    assert path_of(failed) == ["ReserveFlight", "ReserveCarRental", "ProcessPayment", "ProcessPayment (caught 1)",
+                               "RefundPayment", "CancelRentalReservation", "CancelFlightReservation",
+                               "SendingSMSFailure", "Reservation Failed"]
+    assert failed.error["detail"]["error"] == "Job Failed"

@@ -1009,7 +1009,7 @@ def test_an_unknown_state_type_hides_no_other_problem(tmp_path: Path) -> None:
     )
     assert printed == [
         "m.yaml:7:13: error unknown-state-type states.a.type: unknown state type 'llmm' (did you mean 'llm'?) "
-        "(one of: set, choice, llm, tool, python, wait, final, fail, machine, parallel, team, send, receive, memory)",
+        "(one of: set, choice, llm, tool, python, wait, final, fail, machine, parallel, team, send, receive, memory, map)",
         "m.yaml:7:27: error template-syntax states.a.prompt: template syntax error: unexpected 'end of print "
         "statement'",
         "m.yaml:7:69: error unknown-target states.a.next: no state named 'bb' (did you mean 'b'?)",

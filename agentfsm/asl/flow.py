@@ -15,7 +15,8 @@ from agentfsm.spec.expressions import RESERVED_NAMES
 from agentfsm.spec.fields import IDENTIFIER_PATTERN
 
 ERROR_NAMES = {"States.ALL": "*", "States.Timeout": "timeout", "States.HeartbeatTimeout": "timeout",
-               "States.TaskFailed": "tool.error", "States.Runtime": "template.error"}
+               "States.TaskFailed": "tool.error", "States.Runtime": "template.error",
+               "States.ExceedToleratedFailureThreshold": "map.failed"}
 """ASL's error names onto our taxonomy; any other name is kept (a tool raising that type matches it)."""
 
 
@@ -67,7 +68,7 @@ def output_of(state: dict[str, Any], value: Value, where: Pointer) -> Value:
 
 def place(fields: dict[str, Any], state: dict[str, Any], value: Value, where: Pointer, *, saves: str) -> None:
     """Write the state's output into `fields`: a plain `save:`/`set:` of one key when ASL's paths amount to it,
-    else `output:` (the whole context replaced)."""
+    else `output:` (the whole context replaced, by any JSON value)."""
     steps = result_steps(state, where)
     simple = (steps is not None and len(steps) == 1 and "OutputPath" not in state
               and re.fullmatch(IDENTIFIER_PATTERN, steps[0]) is not None and steps[0] not in RESERVED_NAMES)
@@ -80,10 +81,6 @@ def place(fields: dict[str, Any], state: dict[str, Any], value: Value, where: Po
     out = output_of(state, value, where)
     if out == DOCUMENT:
         return
-    if isinstance(out, Lit) and not isinstance(out.value, dict):
-        raise Refused((*where, "ResultPath" if "OutputPath" not in state else "OutputPath"),
-                      f"the state's output would be {json.dumps(out.value)[:40]}, not an object; an agentfsm "
-                      "context is an object of named values")
     fields["output"] = template(out)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from agentfsm.asl.problems import AslInputError, Refusal
+from agentfsm.asl import composite  # noqa: F401 - registers Parallel and Map
 from agentfsm.asl.states import Converter
 from agentfsm.asl.tasks import Tools
 
@@ -76,7 +77,8 @@ def import_definition(text: str, *, name: str, source: str, binds: Mapping[str, 
     document = read_definition(text)
     refusals: list[Refusal] = []
     if document.get("QueryLanguage", "JSONPath") != "JSONPath":
-        refusals.append(Refusal(("QueryLanguage",), "JSONata machines are not imported (only JSONPath)"))
+        refused = Refusal(("QueryLanguage",), "JSONata machines are not imported (only JSONPath)")
+        return Imported(None, None, [refused], [], [])
     start = document["StartAt"]
     if not isinstance(start, str) or start not in document["States"]:
         raise AslInputError(("StartAt",), f"StartAt names no state: {json.dumps(start)}")

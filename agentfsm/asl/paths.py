@@ -15,6 +15,7 @@ CONTEXT_PATHS = {
     "$$.Execution.Name": Code("run.id"),
     "$$.State.Name": Code("run.state"),
     "$$.Task.Token": Code('run.id ~ "/" ~ run.state'),
+    "$$.State.EnteredTime": Code("now_timestamp()"),
 }
 """The context object's fields with a meaning in a local run (a task token names the run and state: the task's
 tool gives the callback's answer itself)."""

@@ -193,8 +193,6 @@ def _choice(self: Converter, name: str, state: dict[str, Any], where: Pointer) -
 
 
 def _wait(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> dict[str, Any]:
-    if "OutputPath" in state:
-        raise Refused((*where, "OutputPath"), "OutputPath on a Wait is not imported")
     scope = Scope(effective_input(state, where))
     given = [key for key in ("Seconds", "SecondsPath", "Timestamp", "TimestampPath") if key in state]
     if len(given) != 1:
@@ -210,7 +208,14 @@ def _wait(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> 
     else:
         read = template(read_path(value, scope, (*where, key)))
         timer = {"timeout": read} if key == "SecondsPath" else {"until": read}
-    return {"type": "wait", **timer, **self.route(state, where)}
+    route = self.route(state, where)
+    if "OutputPath" in state:  # a wait passes its input on: the selection is a state of its own after it
+        helper = self.fresh(f"{name} (output)")
+        out = output_of({"OutputPath": state["OutputPath"]}, DOCUMENT, where)
+        self.helpers[helper] = {"type": "set", "description": f"The OutputPath of {name}.", "set": {},
+                                "output": template(out), **route}
+        route = {"next": helper}
+    return {"type": "wait", **timer, **route}
 
 
 def _succeed(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> dict[str, Any]:
@@ -240,12 +245,7 @@ def _fail(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> 
     return {"type": "fail", "error": template(message), "detail": detail}
 
 
-def _refused_for_now(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> dict[str, Any]:
-    raise Refused((*where, "Type"), f"{state['Type']} states are not imported yet: agentfsm's "
-                  f"{'parallel' if state['Type'] == 'Parallel' else 'map'} kind has not landed")
-
-
 CONVERTERS: dict[str, Callable[[Converter, str, dict[str, Any], Pointer], dict[str, Any]]] = {
     "Pass": _pass, "Task": _task, "Choice": _choice, "Wait": _wait, "Succeed": _succeed, "Fail": _fail,
-    "Parallel": _refused_for_now, "Map": _refused_for_now,
 }
+"""Parallel and Map register themselves from `agentfsm.asl.composite`."""

@@ -103,7 +103,8 @@ def task(resource: Any, parameters: Value, raw_parameters: Any, tools: Tools, wh
                                   aliases=(tool_name(str(raw_parameters.get("ApiEndpoint"))),), binding=http)
             result = Obj((("ResponseBody", Code("result.output")), ("StatusCode", Code("result.status"))))
             return Task(name, parameters, result)
-    return Task(tools.tool_for(resource), parameters, RESULT)
+    function = resource.split(":function:", 1)[1].split(":", 1)[0] if ":function:" in resource else None
+    return Task(tools.tool_for(resource, aliases=(function,) if function else ()), parameters, RESULT)
 
 
 def _lambda_invoke(resource: str, parameters: Value, raw: Any, tools: Tools) -> Task:

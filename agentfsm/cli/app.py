@@ -432,6 +432,23 @@ def submit(
     raise typer.Exit(code)
 
 
+@command(name="export")
+def export_(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the definition here (default: stdout).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {exported, written, refusals}.")] = False,
+) -> None:
+    """Export a machine as Amazon States Language (Step Functions), for the subset that maps back."""
+    from agentfsm.cli.asl_commands import export_command
+    from agentfsm.cli.commands import guarded
+
+    with guarded(_options["debug"]):
+        code = export_command(file, output=output, as_json=as_json)
+    raise typer.Exit(code)
+
+
 @command()
 def worker(
     once: Annotated[bool, typer.Option("--once", help="One pass over the store, then exit.")] = False,

@@ -36,3 +36,24 @@ def import_command(file: Path, *, output: Path | None, binds: list[str], as_json
         for item in outcome.unbound:
             note(f"  {item['tool']}: {item['resource']}")
     return exit_codes.SUCCESS
+
+
+def export_command(file: Path, *, output: Path | None, as_json: bool) -> int:
+    from agentfsm.service.asl import export_file
+
+    outcome = export_file(file, output=output)
+    if as_json:
+        typer.echo(json.dumps({"source": str(file), "exported": outcome.text is not None,
+                               "written": None if outcome.written is None else str(outcome.written),
+                               "refusals": outcome.refusals}, ensure_ascii=False))
+        return exit_codes.SUCCESS if outcome.text is not None else exit_codes.BAD_INPUT
+    if outcome.text is None:
+        for refusal in outcome.refusals:
+            say_error(f"{file}: {refusal['pointer']}: refused: {refusal['message']}")
+        note(f"{file}: not exported ({len(outcome.refusals)} part(s) refused); nothing written")
+        return exit_codes.BAD_INPUT
+    if outcome.written is None:
+        sys.stdout.write(outcome.text)
+    else:
+        note(f"wrote {outcome.written}")
+    return exit_codes.SUCCESS

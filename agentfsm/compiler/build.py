@@ -17,7 +17,7 @@ from agentfsm.bindings.llm import LLMClient
 from agentfsm.bindings.llms import make_llm
 from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.env import CompileEnv
-from agentfsm.compiler.scope import compile_assignments, compile_value, make_scope, rendered
+from agentfsm.compiler.scope import BOXED, compile_assignments, compile_value, make_scope, rendered
 from agentfsm.runtime.errors import StateError
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import Event, State, StateContext, StateType
@@ -92,10 +92,9 @@ def _replace_context_after(state: State, render: Any, where: str) -> None:
         outcome = await execute(context)
         result = outcome.result if isinstance(outcome, Event) else None
         value = rendered(render, make_scope(context, result=result), where)
-        if not isinstance(value, dict):
-            raise StateError("template.error", f"{where}: gives {type(value).__name__}, not an object; the "
-                             "context is an object of named values")
-        value = copy.deepcopy(value)  # plain values: none may stay shared with the context it replaces
+        # plain values: none may stay shared with the context it replaces; a value that is not an object is
+        # kept as the context's only key `$` (templates see it as `run.data`)
+        value = copy.deepcopy(value) if isinstance(value, dict) else {BOXED: copy.deepcopy(value)}
         context.data.clear()
         context.data.update(value)
         return outcome

@@ -14,6 +14,10 @@ _NO_EVENT = {"name": None, "data": None}
 
 Renderer = Callable[[dict[str, Any]], Any]
 
+BOXED = "$"
+"""The one key of a context whose whole value is not an object (an `output:` gave a list, text, a number):
+`run.data` shows that value itself."""
+
 
 def make_scope(context: StateContext, event: Event | None = None, result: Any = None) -> dict[str, Any]:
     """A fresh scope for one render; `event` defaults to the event that led into the state."""
@@ -22,7 +26,9 @@ def make_scope(context: StateContext, event: Event | None = None, result: Any = 
     current = event if event is not None else context.event
     scope["event"] = _NO_EVENT if current is None else {"name": current.name, "data": current.data}
     scope["result"] = result
-    scope["run"] = {"id": context.run_id, "step": context.step, "state": context.state, "data": context.data}
+    data = context.data
+    whole = data[BOXED] if len(data) == 1 and BOXED in data else data
+    scope["run"] = {"id": context.run_id, "step": context.step, "state": context.state, "data": whole}
     return scope
 
 

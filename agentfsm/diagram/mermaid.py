@@ -66,7 +66,7 @@ _CLASS_STYLES = {
 def _body(graph: DiagramGraph, prefix: str, indent: str) -> tuple[list[str], dict[str, str]]:
     """The lines drawing `graph`'s states (composite ones with their regions inside) and arrows."""
     ids = {name: prefix + found for name, found in state_ids(graph.kinds).items()}
-    lines = [f'{indent}state "{escape_label(name)}" as {ids[name]}' for name in graph.kinds]
+    lines = [f'{indent}state "{escape_label(graph.labels.get(name, name))}" as {ids[name]}' for name in graph.kinds]
     for name, regions in graph.regions.items():
         if name not in ids or not regions:
             continue

@@ -24,3 +24,5 @@ class DiagramGraph:
     regions: dict[str, list[tuple[str, DiagramGraph]]] = field(default_factory=dict)
     """Composite states: state name -> its regions (a nested machine, parallel branches, team agents), each a
     label and the graph drawn inside it (regions side by side are separated by `--`)."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """A state's shown text when it is not its name (a map's, with its concurrency)."""

@@ -24,6 +24,9 @@ def graph_from_spec(spec: MachineSpec) -> DiagramGraph:
     graph = DiagramGraph(spec.initial)
     for name, state in spec.states.items():
         graph.kinds[name] = getattr(state, "type", "state")
+        label = getattr(state, "diagram_label", None)
+        if label is not None:  # a composite state showing more than its name (a map, with its concurrency)
+            graph.labels[name] = label(name)
         if state.is_terminal:
             graph.terminals.append(name)
         graph.edges.extend(DiagramEdge(name, e.target, e.label, e.is_error) for e in state.edges())

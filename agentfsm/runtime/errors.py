@@ -33,6 +33,8 @@ ERROR_TYPES: dict[str, str] = {
     "stopped), or an `http` tool got no complete reply within its `timeout`.",
     "tool.unbound": "A tool bound to nothing yet (`unbound:`, such as a task `agentfsm import` could not bind) "
     "was called; the message names what it stands for.",
+    "map.failed": "More items of a `map` state failed than its `tolerated_failures` allows; the items still "
+    "running were cancelled (`detail`: the failed items' indexes and the first error).",
     "state.error": "A Python `State` raised an exception.",
     "fail": "A `fail` state was reached.",
     "transition.none": "No transition rule matched the state's event.",

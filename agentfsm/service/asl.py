@@ -93,3 +93,38 @@ def import_view(outcome: ImportOutcome) -> dict[str, Any]:
     return {"source": str(outcome.source), "imported": outcome.imported,
             "written": None if outcome.written is None else str(outcome.written), "refusals": outcome.refusals,
             "unbound": outcome.unbound, "notes": outcome.notes}
+
+
+@dataclass(slots=True)
+class ExportOutcome:
+    """What `agentfsm export` did: the ASL definition's text (None when refused), and the refusals."""
+
+    source: Path
+    text: str | None
+    written: Path | None
+    refusals: list[dict[str, str]] = field(default_factory=list)
+
+
+def export_file(path: Path, *, output: Path | None = None) -> ExportOutcome:
+    """Export a machine file as an ASL definition; a machine that does not validate is bad input."""
+    import json
+
+    import yaml
+
+    from agentfsm.asl.exporter import export_machine
+    from agentfsm.spec.loader import load_spec
+
+    load_spec(path)  # raises MachineFileError (every problem, located) for a machine that does not validate
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    definition, refusals = export_machine(document)
+    if definition is None:
+        return ExportOutcome(path, None, None, [refusal.as_json() for refusal in refusals])
+    text = json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
+    outcome = ExportOutcome(path, text, None)
+    if output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{output}: cannot write: {exc.strerror or exc}") from None
+        outcome.written = output
+    return outcome

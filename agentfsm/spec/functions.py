@@ -17,6 +17,7 @@ import random
 import re
 import uuid
 import warnings
+from datetime import datetime, timezone
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -166,7 +167,7 @@ def _same(left: Any, right: Any) -> bool:
 
 # -- JSON paths -------------------------------------------------------------------------------------
 
-_SIMPLE_STEP = re.compile(r"\.([A-Za-z_$][A-Za-z0-9_$-]*)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]|\[\"((?:[^\"\\]|\\.)*)\"\]")
+_SIMPLE_STEP = re.compile(r"\.([A-Za-z_$][A-Za-z0-9_${}-]*)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]|\[\"((?:[^\"\\]|\\.)*)\"\]")
 
 
 def simple_path(path: str) -> list[str | int] | None:
@@ -206,7 +207,7 @@ def compiled_path(path: str) -> Any:
 
     with warnings.catch_warnings():  # the parser warns about unquoted words, which ASL's samples use
         warnings.simplefilter("ignore")
-        return parse(path)
+        return parse(re.sub(r"\.\[", "[", path))  # `$.[0]` is Step Functions' `$[0]`
 
 
 def jsonpath(value: Any, path: str) -> Any:
@@ -237,6 +238,13 @@ def set_path(document: Any, steps: Sequence[str | int], value: Any) -> Any:
     _need(isinstance(step, str), "a result path names keys, not array items")
     merged[step] = set_path(merged.get(step, {}), steps[1:], value)
     return merged
+
+
+def now_timestamp() -> str:
+    """The current time as ISO 8601 in UTC with milliseconds (`2026-03-14T01:59:00.123Z`), as Step Functions
+    writes `$$.State.EnteredTime`."""
+    moment = datetime.now(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def omit(value: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -297,6 +305,7 @@ GLOBALS: dict[str, Any] = {
     "has_path": has_path,
     "set_path": set_path,
     "omit": omit,
+    "now_timestamp": now_timestamp,
     "error_object": error_object,
 }
 TESTS: dict[str, Callable[..., bool]] = {"numeric": is_numeric, "timestamp": is_timestamp,

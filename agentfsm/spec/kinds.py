@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from agentfsm.spec.models import StateSpec
 
 BUILTIN_KINDS: tuple[str, ...] = ("set", "choice", "llm", "tool", "python", "wait", "final", "fail", "machine",
-                                  "parallel", "team", "send", "receive", "memory")
+                                  "parallel", "team", "send", "receive", "memory", "map")
 """The kinds agentfsm ships, in the order the docs and the schema list them."""
 KIND_MODULE = "agentfsm.kinds.{}"
 

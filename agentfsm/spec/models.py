@@ -237,8 +237,9 @@ class ActiveStateSpec(RoutedStateSpec):
     catch: list[CatchSpec] = Field(default_factory=list, description="Catch rules, tried in order.")
     output: Any = Field(
         None, description="Value template of the state's output (sees `result`, and `run.data`, the whole context): "
-        "after the state's work its value, an object, replaces the whole context (as Amazon States Language's "
-        "`ResultPath`/`OutputPath` do). Omitted: the context is kept, with what the state saved.",
+        "after the state's work its value replaces the whole context (as Amazon States Language's "
+        "`ResultPath`/`OutputPath` do); a value that is not an object is kept as the key `$`, and `run.data` "
+        "shows it. Omitted: the context is kept, with what the state saved.",
         json_schema_extra=VALUE_TEMPLATE,
     )
 

@@ -28,3 +28,32 @@ def charge(input: dict[str, Any]) -> dict[str, Any]:
     if input["amount"] > card["limit"]:
         raise StateError("CardDeclined", f"{input['amount']} is over the limit")
     return {"charged": input["amount"], "attempts": CALLS[card["number"]]}
+
+
+def address(input: dict[str, Any]) -> dict[str, Any]:
+    return {"city": {"75": "Paris"}.get(str(input["zip"])[:2], "elsewhere")}
+
+
+def ship_validate(input: dict[str, Any]) -> dict[str, Any]:
+    if input["parcel"]["sku"] == "bad":
+        raise StateError("InvalidParcel", f"parcel {input['position']} has no valid sku")
+    return {"sku": input["parcel"]["sku"], "position": input["position"], "by": input["partner"]}
+
+
+def score(input: dict[str, Any]) -> dict[str, Any]:
+    return {"points": len(input["name"]) * 10}
+
+
+def travel_step(input: dict[str, Any]) -> dict[str, Any]:
+    """Each of the saga's functions: succeeds, except the payment when the input asks it to fail."""
+    return {"status": "ok", "trip": input.get("trip_id")}
+
+
+def travel_payment(input: dict[str, Any]) -> dict[str, Any]:
+    if input.get("run_type") == "failPayment":
+        raise StateError("PaymentDeclined", "the card was declined")
+    return {"status": "paid", "trip": input.get("trip_id")}
+
+
+def publish(input: dict[str, Any]) -> dict[str, Any]:
+    return {"MessageId": "m-1", "Message": input["Message"]}
