@@ -3,7 +3,6 @@ and Retry/Catch, written as the fields of an agentfsm state."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentfsm.asl.exprs import Arr, Code, Lit, Obj, Value, expression, literal
+from agentfsm.asl.exprs import Arr, Lit, Obj, Value, expression, literal
 from agentfsm.asl.paths import Scope, check_path, intrinsic, is_intrinsic, read_path
 from agentfsm.asl.problems import AslInputError, Pointer, Refused
 from agentfsm.spec.timestamps import is_rfc3339
