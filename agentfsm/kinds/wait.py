@@ -16,6 +16,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from agentfsm.compiler.env import CompileEnv, state_options
 from agentfsm.compiler.scope import compile_value, make_scope, rendered
+from agentfsm.limits import MAX_DURATION_SECONDS
 from agentfsm.runtime.errors import StateError
 from agentfsm.runtime.model import Event, State, StateContext, StateType
 from agentfsm.runtime.waiting import WaitForEvent
@@ -35,17 +36,21 @@ def _timer(value: Any) -> Any:
     """A timer is a duration, or a template (rendered when the wait is entered) giving one."""
     if isinstance(value, str) and is_template(value):
         return value
-    return parse_positive_duration(value)
+    seconds = parse_positive_duration(value)
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration can be at most {MAX_DURATION_SECONDS // 86400}d (one year)")
+    return seconds
 
 
 Timer = Annotated[
     float | str,
     BeforeValidator(_timer),
     WithJsonSchema({
-        "anyOf": [{"type": "number", "exclusiveMinimum": 0},
+        "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_SECONDS},
                   {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
                   {"type": "string", "pattern": r"\{\{"}],
-        "description": "Seconds (more than 0) as a number, text such as 30s, 5m, 24h, or a template giving one.",
+        "description": "Seconds (more than 0) as a number, text such as 30s, 5m, 24h, or a template giving one. "
+                       "At most 366d.",
     }),
 ]
 
