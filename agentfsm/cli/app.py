@@ -89,6 +89,16 @@ StoreOption = Annotated[
                       "postgresql://USER@HOST:PORT/DB[?schema=NAME]."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+MachineFileArgument = Annotated[
+    Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)
+]
+InputPairsOption = Annotated[
+    list[str] | None,
+    typer.Option("-i", "--input", metavar="KEY=VALUE", help="An input; the value is JSON when it parses."),
+]
+InputsFileOption = Annotated[
+    Path | None, typer.Option("--inputs", metavar="FILE", help="Inputs from a JSON or YAML mapping.")
+]
 RunArgument = Annotated[str, typer.Argument(metavar="RUN", help="A run id, or a unique start or end of one (at least 4 characters).",
                                             show_default=False)]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
@@ -107,14 +117,9 @@ def _quiet(quiet: bool) -> bool:
 
 @command()
 def run(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)],
-    input_pairs: Annotated[
-        list[str] | None,
-        typer.Option("-i", "--input", metavar="KEY=VALUE", help="An input; the value is JSON when it parses."),
-    ] = None,
-    inputs_file: Annotated[
-        Path | None, typer.Option("--inputs", metavar="FILE", help="Inputs from a JSON or YAML mapping.")
-    ] = None,
+    file: MachineFileArgument,
+    input_pairs: InputPairsOption = None,
+    inputs_file: InputsFileOption = None,
     llm_options: Annotated[
         list[str] | None,
         typer.Option(
@@ -163,7 +168,7 @@ def validate(
 
 @command()
 def diagram(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)],
+    file: MachineFileArgument,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", metavar="FILE",
                                   help="Write to this file; a .md file gets a mermaid block.")
@@ -404,14 +409,9 @@ def import_(
 
 @command()
 def submit(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)],
-    input_pairs: Annotated[
-        list[str] | None,
-        typer.Option("-i", "--input", metavar="KEY=VALUE", help="An input; the value is JSON when it parses."),
-    ] = None,
-    inputs_file: Annotated[
-        Path | None, typer.Option("--inputs", metavar="FILE", help="Inputs from a JSON or YAML mapping.")
-    ] = None,
+    file: MachineFileArgument,
+    input_pairs: InputPairsOption = None,
+    inputs_file: InputsFileOption = None,
     batch_file: Annotated[
         Path | None, typer.Option("--batch", metavar="FILE.jsonl",
                                   help="One run per line: a JSON object of inputs (over -i and --inputs).")
@@ -434,7 +434,7 @@ def submit(
 
 @command(name="export")
 def export_(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="The machine file (YAML).", show_default=False)],
+    file: MachineFileArgument,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", metavar="FILE", help="Write the definition here (default: stdout).")
     ] = None,
