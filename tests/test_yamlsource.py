@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from agentfsm.spec import yamlsource
+from agentfsm.spec import yamlnodes, yamlsource
 from agentfsm.spec.problems import Problem
 from agentfsm.spec.yamlsource import MAX_FILE_BYTES, Mark, YamlDocument, load_yaml_file, parse_yaml, read_text
 
@@ -38,7 +38,7 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     if request.param == "libyaml" and not yaml.__with_libyaml__:
         pytest.skip("libyaml is not installed")
     if request.param == "python":
-        monkeypatch.setattr(yamlsource, "_EventParser", yamlsource._PyEventParser)
+        monkeypatch.setattr(yamlsource, "EventParser", yamlnodes.PyEventParser)
     yield request.param
 
 

@@ -1,34 +1,53 @@
 """Safe YAML reading for machine files, remembering where every node is.
 
-PyYAML (libyaml when it is available) turns the text into events. This module builds
-its own small node tree from those events and then plain JSON-like values, so that it
-controls every step: only the JSON tags are accepted (nothing is ever instantiated from
-a tag), the line and column of every node and alias are kept for error messages, and
-nesting depth and alias expansion are bounded.
+PyYAML (libyaml when it is available) turns the text into events, and
+agentfsm.spec.yamlnodes builds a small node tree from them. This module makes plain
+JSON-like values of that tree, so that it controls every step: only the JSON tags are
+accepted (nothing is ever instantiated from a tag), the line and column of every node and
+alias are kept for error messages, and nesting depth and alias expansion are bounded.
 """
 
 from __future__ import annotations
 
 import pathlib
-import re
 import stat
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import yaml
-from yaml.events import (
-    AliasEvent,
-    MappingEndEvent,
-    ScalarEvent,
-    SequenceEndEvent,
-    SequenceStartEvent,
-    StreamEndEvent,
-)
-from yaml.parser import Parser
 from yaml.reader import Reader
-from yaml.scanner import Scanner
 
 from agentfsm.spec.problems import Problem, problem
+from agentfsm.spec.yamlnodes import (
+    AliasNode,
+    BOOL_TAG,
+    BOOL_TEXT,
+    Composer,
+    DOCUMENT_START,
+    EventParser,
+    FLOAT_TAG,
+    INT_TAG,
+    KEY_TAGS,
+    MAP_TAG,
+    MAX_ALIASED_NODES,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MERGE_TAG,
+    MappingNode,
+    Mark,
+    NULL_TAG,
+    Node,
+    NodePath,
+    SEQ_TAG,
+    STR_TAG,
+    ScalarNode,
+    SequenceNode,
+    YamlFatal,
+    core_float,
+    core_int,
+    tag_name,
+    yaml_mark_of,
+)
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -42,245 +61,6 @@ __all__ = [
 ]
 
 
-class _PyEventParser(Reader, Scanner, Parser):
-    """PyYAML's pure-Python event parser, used when libyaml is not available."""
-
-    def __init__(self, stream: str) -> None:
-        Reader.__init__(self, stream)
-        Scanner.__init__(self)
-        Parser.__init__(self)
-
-
-_EventParser: Any
-if yaml.__with_libyaml__:
-    from yaml.cyaml import CParser
-
-    _EventParser = CParser
-else:
-    _EventParser = _PyEventParser
-
-
-MAX_FILE_BYTES = 5 * 1024 * 1024
-# Nodes built through aliases before the document is taken for a "billion laughs" bomb.
-_MAX_ALIASED_NODES = 100_000
-# Machine files nest a dozen levels at most; the bound keeps construction far from
-# Python's recursion limit.
-_MAX_DEPTH = 100
-
-NodePath = tuple[str | int, ...]
-
-_TAG_PREFIX = "tag:yaml.org,2002:"
-_STR_TAG = _TAG_PREFIX + "str"
-_INT_TAG = _TAG_PREFIX + "int"
-_FLOAT_TAG = _TAG_PREFIX + "float"
-_BOOL_TAG = _TAG_PREFIX + "bool"
-_NULL_TAG = _TAG_PREFIX + "null"
-_MAP_TAG = _TAG_PREFIX + "map"
-_SEQ_TAG = _TAG_PREFIX + "seq"
-_MERGE_TAG = _TAG_PREFIX + "merge"
-
-# Plain scalars are typed by the YAML 1.2 core schema, as modern YAML tools do: only
-# true/false are booleans (`no`, `on`, `yes` stay text), `017` is 17, `1:20` is text and
-# `1e3` a number. Timestamps are not typed at all: data is JSON.
-_CORE_RESOLVERS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
-    (_NULL_TAG, "~nN", re.compile(r"^(?:~|null|Null|NULL)$")),
-    (_BOOL_TAG, "tTfF", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")),
-    (_INT_TAG, "-+0123456789", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$")),
-    (
-        _FLOAT_TAG,
-        "-+.0123456789",
-        re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
-    ),
-    (_MERGE_TAG, "<", re.compile(r"^<<$")),
-)
-# Keyed by the scalar's first character, so most text is typed without a regex.
-_IMPLICIT_RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
-for _tag, _firsts, _pattern in _CORE_RESOLVERS:
-    for _first in _firsts:
-        _IMPLICIT_RESOLVERS.setdefault(_first, []).append((_tag, _pattern))
-
-
-def _core_int(text: str) -> int:
-    if text.startswith("0o"):
-        return int(text[2:], 8)
-    if text.startswith("0x"):
-        return int(text[2:], 16)
-    return int(text, 10)
-
-
-def _core_float(text: str) -> float:
-    lowered = text.lower()
-    if lowered.endswith(".inf"):
-        return float("-inf") if text.startswith("-") else float("inf")
-    if lowered == ".nan":
-        return float("nan")
-    return float(text)
-
-
-_BOOL_TEXT = {"true": True, "false": False}
-
-# Tags a mapping key may carry; whatever it says, the key is its text.
-_KEY_TAGS = {_STR_TAG, _INT_TAG, _FLOAT_TAG, _BOOL_TAG, _NULL_TAG}
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """A position in the file, 1-based as editors show it."""
-
-    line: int
-    column: int
-
-
-_DOCUMENT_START = Mark(1, 1)
-
-
-# --- node tree ------------------------------------------------------------------------
-# Plain slotted classes rather than dataclasses: they are created per node and the CLI
-# imports this module on every run.
-
-
-class _Scalar:
-    __slots__ = ("tag", "value", "mark", "style")
-
-    def __init__(self, tag: str, value: str, mark: Mark, style: str) -> None:
-        self.tag = tag
-        self.value = value
-        self.mark = mark
-        self.style = style  # "|" literal block, ">" folded block, "'" or '"' quoted, "" plain
-
-
-class _Sequence:
-    __slots__ = ("tag", "items", "mark")
-
-    def __init__(self, tag: str, items: list[_Node], mark: Mark) -> None:
-        self.tag = tag
-        self.items = items
-        self.mark = mark
-
-
-class _Mapping:
-    __slots__ = ("tag", "flat", "mark")
-
-    def __init__(self, tag: str, flat: list[_Node], mark: Mark) -> None:
-        self.tag = tag
-        self.flat = flat  # key, value, key, value ... in source order
-        self.mark = mark
-
-
-class _Alias:
-    __slots__ = ("name", "target", "mark")
-
-    def __init__(self, name: str, target: _Node, mark: Mark) -> None:
-        self.name = name
-        self.target = target
-        self.mark = mark
-
-
-_Node = _Scalar | _Sequence | _Mapping | _Alias
-
-
-class _Fatal(Exception):
-    """A problem after which no document can be returned."""
-
-    def __init__(self, mark: Mark, code: str, message: str) -> None:
-        super().__init__(message)
-        self.mark = mark
-        self.code = code
-        self.message = message
-
-
-def _mark(yaml_mark: Any) -> Mark:
-    return Mark(yaml_mark.line + 1, yaml_mark.column + 1)
-
-
-def _tag_name(tag: str) -> str:
-    return "!!" + tag[len(_TAG_PREFIX) :] if tag.startswith(_TAG_PREFIX) else tag
-
-
-def _resolve_scalar(value: str, plain: bool) -> str:
-    if not plain:
-        return _STR_TAG
-    if not value:
-        return _NULL_TAG
-    for tag, regexp in _IMPLICIT_RESOLVERS.get(value[0], ()):
-        if regexp.match(value):
-            return tag
-    return _STR_TAG
-
-
-class _Composer:
-    """Builds the node tree of the first document from parser events, without recursion."""
-
-    def __init__(self, parser: Any) -> None:
-        self._parser = parser
-        self._anchors: dict[str, _Node] = {}
-
-    def compose(self) -> tuple[_Node | None, Mark | None]:
-        """Return the first document's root (None for an empty stream) and where a second document starts."""
-        parser = self._parser
-        parser.get_event()  # StreamStart
-        if parser.check_event(StreamEndEvent):
-            return None, None
-        parser.get_event()  # DocumentStart
-        root = self._compose_root()
-        parser.get_event()  # DocumentEnd
-        nxt = parser.peek_event()
-        return root, None if isinstance(nxt, StreamEndEvent) else _mark(nxt.start_mark)
-
-    def _compose_root(self) -> _Node:
-        stack: list[_Sequence | _Mapping] = []
-        while True:
-            event = self._parser.get_event()
-            kind = type(event)
-            if kind is SequenceEndEvent or kind is MappingEndEvent:
-                done = stack.pop()
-                if not stack:
-                    return done
-                continue
-            node = self._node(event, kind)
-            if stack:
-                parent = stack[-1]
-                (parent.items if type(parent) is _Sequence else parent.flat).append(node)
-            if type(node) is _Sequence or type(node) is _Mapping:
-                stack.append(node)
-                if len(stack) > _MAX_DEPTH:
-                    raise _Fatal(node.mark, "yaml-syntax", f"the document nests more than {_MAX_DEPTH} levels deep")
-            elif not stack:
-                return node
-
-    def _node(self, event: Any, kind: type) -> _Node:
-        mark = _mark(event.start_mark)
-        if kind is AliasEvent:
-            target = self._anchors.get(event.anchor)
-            if target is None:
-                raise _Fatal(mark, "yaml-syntax", f"alias *{event.anchor} names no anchor defined before it")
-            return _Alias(event.anchor, target, mark)
-        tag = event.tag
-        node: _Node
-        if kind is ScalarEvent:
-            if tag is None or tag == "!":
-                tag = _resolve_scalar(event.value, event.implicit[0])
-            node = _Scalar(tag, event.value, mark, event.style or "")
-        elif kind is SequenceStartEvent:
-            node = _Sequence(_SEQ_TAG if tag is None or tag == "!" else tag, [], mark)
-        else:  # MappingStartEvent
-            node = _Mapping(_MAP_TAG if tag is None or tag == "!" else tag, [], mark)
-        if event.anchor is not None:
-            self._add_anchor(event.anchor, node)
-        return node
-
-    def _add_anchor(self, name: str, node: _Node) -> None:
-        first = self._anchors.get(name)
-        if first is not None:
-            raise _Fatal(node.mark, "yaml-syntax", f"anchor &{name} is defined twice (first at line {first.mark.line})")
-        # Registered before the children are composed, as PyYAML does, so an alias inside
-        # its own anchor points back at it; construction reports that as recursion.
-        self._anchors[name] = node
-
-
-# --- construction ---------------------------------------------------------------------
-
-
 class _Spot(NamedTuple):
     value: Mark
     key: Mark | None
@@ -290,17 +70,17 @@ class _Spot(NamedTuple):
 class _Entry(NamedTuple):
     key: str
     key_mark: Mark
-    value: _Node
-    via: _Alias | None  # the merge alias it came through, if any
+    value: Node
+    via: AliasNode | None  # the merge alias it came through, if any
 
 
-def _describe(node: _Node) -> str:
-    return {_Scalar: "a scalar", _Sequence: "a list", _Mapping: "a mapping"}[type(node)]
+def _describe(node: Node) -> str:
+    return {ScalarNode: "a scalar", SequenceNode: "a list", MappingNode: "a mapping"}[type(node)]
 
 
-def _tag_message(node: _Scalar | _Sequence | _Mapping) -> str:
-    name = _tag_name(node.tag)
-    if node.tag in _KEY_TAGS or node.tag in (_MAP_TAG, _SEQ_TAG):
+def _tag_message(node: ScalarNode | SequenceNode | MappingNode) -> str:
+    name = tag_name(node.tag)
+    if node.tag in KEY_TAGS or node.tag in (MAP_TAG, SEQ_TAG):
         return f"tag {name} cannot be used on {_describe(node)}"
     return (
         f"tag {name} is not allowed; machine files hold plain data "
@@ -323,22 +103,22 @@ class _Builder:
     def report(self, mark: Mark, code: str, message: str) -> None:
         self.problems.append(problem(self.filename, mark.line, mark.column, code, message))
 
-    def build(self, node: _Node, path: NodePath, key_mark: Mark | None, depth: int, via: _Alias | None) -> Any:
-        if type(node) is _Alias:
+    def build(self, node: Node, path: NodePath, key_mark: Mark | None, depth: int, via: AliasNode | None) -> Any:
+        if type(node) is AliasNode:
             via = via or node
             node = self._deref(node)
         if via is not None:
             self._count_aliased(via)
-        self.spots[path] = _Spot(node.mark, key_mark, node.style if type(node) is _Scalar else "")
-        if type(node) is _Scalar:
+        self.spots[path] = _Spot(node.mark, key_mark, node.style if type(node) is ScalarNode else "")
+        if type(node) is ScalarNode:
             return self._scalar(node)
-        if depth >= _MAX_DEPTH:
-            raise _Fatal(node.mark, "yaml-syntax", f"the document nests more than {_MAX_DEPTH} levels deep")
+        if depth >= MAX_DEPTH:
+            raise YamlFatal(node.mark, "yaml-syntax", f"the document nests more than {MAX_DEPTH} levels deep")
         if not self._tag_fits(node):
             return None
         self._active.add(id(node))
         try:
-            if type(node) is _Sequence:
+            if type(node) is SequenceNode:
                 return [self.build(item, (*path, i), item.mark, depth + 1, via) for i, item in enumerate(node.items)]
             return {
                 e.key: self.build(e.value, (*path, e.key), e.key_mark, depth + 1, via or e.via)
@@ -347,60 +127,60 @@ class _Builder:
         finally:
             self._active.discard(id(node))
 
-    def _deref(self, alias: _Alias) -> _Node:
+    def _deref(self, alias: AliasNode) -> Node:
         if id(alias.target) in self._active:
-            raise _Fatal(
+            raise YamlFatal(
                 alias.mark,
                 "yaml-alias-bomb",
                 f"alias *{alias.name} is used inside its own anchor &{alias.name}, which makes an endless structure",
             )
         return alias.target
 
-    def _count_aliased(self, via: _Alias) -> None:
+    def _count_aliased(self, via: AliasNode) -> None:
         self._aliased += 1
-        if self._aliased > _MAX_ALIASED_NODES:
-            raise _Fatal(
+        if self._aliased > MAX_ALIASED_NODES:
+            raise YamlFatal(
                 via.mark,
                 "yaml-alias-bomb",
-                f"aliases expand to more than {_MAX_ALIASED_NODES:,} nodes (starting with *{via.name} here); "
+                f"aliases expand to more than {MAX_ALIASED_NODES:,} nodes (starting with *{via.name} here); "
                 "this looks like a 'billion laughs' document",
             )
 
-    def _tag_fits(self, node: _Sequence | _Mapping) -> bool:
-        expected = _SEQ_TAG if type(node) is _Sequence else _MAP_TAG
+    def _tag_fits(self, node: SequenceNode | MappingNode) -> bool:
+        expected = SEQ_TAG if type(node) is SequenceNode else MAP_TAG
         if node.tag == expected:
             return True
         self.refuse_tag(node)
         return False
 
-    def refuse_tag(self, node: _Scalar | _Sequence | _Mapping) -> None:
+    def refuse_tag(self, node: ScalarNode | SequenceNode | MappingNode) -> None:
         self.report(node.mark, "yaml-tag", _tag_message(node))
 
-    def _scalar(self, node: _Scalar) -> Any:
+    def _scalar(self, node: ScalarNode) -> Any:
         tag = node.tag
-        if tag == _STR_TAG or tag == _MERGE_TAG:  # `<<` outside a key is just text
+        if tag == STR_TAG or tag == MERGE_TAG:  # `<<` outside a key is just text
             return node.value
-        if tag == _NULL_TAG:
+        if tag == NULL_TAG:
             return None
         try:
-            if tag == _BOOL_TAG:
-                return _BOOL_TEXT[node.value.lower()]
-            if tag == _INT_TAG:
-                return _core_int(node.value)
-            if tag == _FLOAT_TAG:
-                return _core_float(node.value)
+            if tag == BOOL_TAG:
+                return BOOL_TEXT[node.value.lower()]
+            if tag == INT_TAG:
+                return core_int(node.value)
+            if tag == FLOAT_TAG:
+                return core_float(node.value)
         except (ValueError, KeyError, IndexError):
             # An explicit tag on the wrong text (`!!int abc`), or an int Python refuses to
             # convert (more than 4300 digits).
             shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
-            self.report(node.mark, "invalid-value", f"{shown!r} is not a valid {_tag_name(tag)}")
+            self.report(node.mark, "invalid-value", f"{shown!r} is not a valid {tag_name(tag)}")
             return None
         self.refuse_tag(node)
         return None
 
     # mappings: keys, duplicates and merge keys
 
-    def entries(self, node: _Mapping) -> list[_Entry]:
+    def entries(self, node: MappingNode) -> list[_Entry]:
         """The mapping's entries in source order, merges flattened, first definitions kept."""
         cached = self._entries_cache.get(id(node))
         if cached is None:
@@ -408,8 +188,8 @@ class _Builder:
             added = id(node) not in self._active
             self._active.add(id(node))
             self._merge_depth += 1
-            if self._merge_depth > _MAX_DEPTH:
-                raise _Fatal(node.mark, "yaml-syntax", f"merge keys nest more than {_MAX_DEPTH} levels deep")
+            if self._merge_depth > MAX_DEPTH:
+                raise YamlFatal(node.mark, "yaml-syntax", f"merge keys nest more than {MAX_DEPTH} levels deep")
             try:
                 cached = self._flatten(node)
             finally:
@@ -419,11 +199,11 @@ class _Builder:
             self._entries_cache[id(node)] = cached
         return cached
 
-    def _flatten(self, node: _Mapping) -> list[_Entry]:
+    def _flatten(self, node: MappingNode) -> list[_Entry]:
         # Pass 1: explicit keys (they win over merged ones wherever `<<` stands).
         explicit: dict[str, Mark] = {}
         merge_mark: Mark | None = None
-        items: list[_Entry | list[tuple[_Mapping, _Alias | None]]] = []
+        items: list[_Entry | list[tuple[MappingNode, AliasNode | None]]] = []
         flat = node.flat
         for i in range(0, len(flat), 2):
             key_node, value_node = flat[i], flat[i + 1]
@@ -460,30 +240,30 @@ class _Builder:
                     result.append(entry._replace(via=via))
         return result
 
-    def _key_text(self, key_node: _Node) -> str | None:
-        node = self._deref(key_node) if type(key_node) is _Alias else key_node
-        if type(node) is not _Scalar:
+    def _key_text(self, key_node: Node) -> str | None:
+        node = self._deref(key_node) if type(key_node) is AliasNode else key_node
+        if type(node) is not ScalarNode:
             self.report(key_node.mark, "invalid-value", f"a key must be text, not {_describe(node)}")
             return None
-        if node.tag not in _KEY_TAGS and node.tag != _MERGE_TAG:
+        if node.tag not in KEY_TAGS and node.tag != MERGE_TAG:
             self.refuse_tag(node)
             return None
         # The text as written: `on`, `1`, `null` stay the strings "on", "1", "null".
         return node.value
 
     @staticmethod
-    def _is_merge_key(key_node: _Node) -> bool:
-        return type(key_node) is _Scalar and key_node.tag == _MERGE_TAG
+    def _is_merge_key(key_node: Node) -> bool:
+        return type(key_node) is ScalarNode and key_node.tag == MERGE_TAG
 
-    def _merge_sources(self, value_node: _Node) -> list[tuple[_Mapping, _Alias | None]]:
+    def _merge_sources(self, value_node: Node) -> list[tuple[MappingNode, AliasNode | None]]:
         target, alias = self._merge_target(value_node)
-        if type(target) is _Mapping:
+        if type(target) is MappingNode:
             return [(target, alias)]
-        if type(target) is _Sequence and target.tag == _SEQ_TAG:
+        if type(target) is SequenceNode and target.tag == SEQ_TAG:
             sources = []
             for item in target.items:
                 source, item_alias = self._merge_target(item)
-                if type(source) is _Mapping:
+                if type(source) is MappingNode:
                     sources.append((source, item_alias or alias))
                 else:
                     self._bad_merge(item)
@@ -491,12 +271,12 @@ class _Builder:
         self._bad_merge(value_node)
         return []
 
-    def _merge_target(self, node: _Node) -> tuple[_Node, _Alias | None]:
-        if type(node) is _Alias:
+    def _merge_target(self, node: Node) -> tuple[Node, AliasNode | None]:
+        if type(node) is AliasNode:
             return self._deref(node), node
         return node, None
 
-    def _bad_merge(self, node: _Node) -> None:
+    def _bad_merge(self, node: Node) -> None:
         message = "a merge key << takes a mapping or a list of mappings, like <<: *defaults"
         self.report(node.mark, "invalid-value", message)
 
@@ -529,7 +309,7 @@ class SourceMap:
             spot = self._spots.get(path[:end])
             if spot is not None:
                 return spot.value
-        return _DOCUMENT_START
+        return DOCUMENT_START
 
     def mark(self, path: NodePath, *, key: bool = False) -> Mark:
         """Where to point a problem about `path`: its key or value, else the nearest place that exists."""
@@ -612,7 +392,7 @@ def parse_yaml(text: str, filename: str, *, mapping_root: bool = True) -> tuple[
     builder = _Builder(filename)
     try:
         data = _parse(text, builder, mapping_root)
-    except _Fatal as fatal:
+    except YamlFatal as fatal:
         builder.report(fatal.mark, fatal.code, fatal.message)
         return None, _sorted(builder.problems)
     except yaml.MarkedYAMLError as err:
@@ -620,40 +400,40 @@ def parse_yaml(text: str, filename: str, *, mapping_root: bool = True) -> tuple[
         builder.report(mark, "yaml-syntax", message)
         return None, _sorted(builder.problems)
     except yaml.YAMLError as err:  # unmarked (a reader error the character check missed)
-        builder.report(_DOCUMENT_START, "yaml-syntax", " ".join(str(err).split()))
+        builder.report(DOCUMENT_START, "yaml-syntax", " ".join(str(err).split()))
         return None, _sorted(builder.problems)
     return YamlDocument(data, SourceMap(builder.spots)), _sorted(builder.problems)
 
 
 def _parse(text: str, builder: _Builder, mapping_root: bool = True) -> Any:
     _check_characters(text)
-    root, second = _Composer(_EventParser(text)).compose()
+    root, second = Composer(EventParser(text)).compose()
     if second is not None:
-        raise _Fatal(second, "yaml-multiple-documents", "the file holds more than one YAML document; keep one per file")
-    if root is None or (type(root) is _Scalar and root.tag == _NULL_TAG and root.value == ""):
-        raise _Fatal(_DOCUMENT_START, "yaml-empty", "the file holds no YAML document (it is empty or only comments)")
-    if mapping_root and (type(root) is not _Mapping or root.tag != _MAP_TAG):
+        raise YamlFatal(second, "yaml-multiple-documents", "the file holds more than one YAML document; keep one per file")
+    if root is None or (type(root) is ScalarNode and root.tag == NULL_TAG and root.value == ""):
+        raise YamlFatal(DOCUMENT_START, "yaml-empty", "the file holds no YAML document (it is empty or only comments)")
+    if mapping_root and (type(root) is not MappingNode or root.tag != MAP_TAG):
         raise _root_problem(root)
     return builder.build(root, (), None, 0, None)
 
 
 _ROOT_KINDS = {
-    _STR_TAG: "a string",
-    _INT_TAG: "a number",
-    _FLOAT_TAG: "a number",
-    _BOOL_TAG: "true/false",
-    _NULL_TAG: "null",
+    STR_TAG: "a string",
+    INT_TAG: "a number",
+    FLOAT_TAG: "a number",
+    BOOL_TAG: "true/false",
+    NULL_TAG: "null",
 }
 
 
-def _root_problem(root: _Scalar | _Sequence | _Mapping) -> _Fatal:
-    if type(root) is _Scalar and root.tag in _ROOT_KINDS:
+def _root_problem(root: ScalarNode | SequenceNode | MappingNode) -> YamlFatal:
+    if type(root) is ScalarNode and root.tag in _ROOT_KINDS:
         kind = _ROOT_KINDS[root.tag]
-    elif type(root) is _Sequence and root.tag == _SEQ_TAG:
+    elif type(root) is SequenceNode and root.tag == SEQ_TAG:
         kind = "a list"
     else:  # a tagged root such as `!!python/object/apply:...`
-        return _Fatal(root.mark, "yaml-tag", _tag_message(root))
-    return _Fatal(
+        return YamlFatal(root.mark, "yaml-tag", _tag_message(root))
+    return YamlFatal(
         root.mark, "not-a-mapping", f"the file must hold a mapping (keys like agentfsm:, name:, states:), not {kind}"
     )
 
@@ -666,7 +446,7 @@ def _check_characters(text: str) -> None:
     start = bad.start()
     line = text.count("\n", 0, start) + 1
     column = start - (text.rfind("\n", 0, start) + 1) + 1
-    raise _Fatal(
+    raise YamlFatal(
         Mark(line, column),
         "yaml-syntax",
         f"the character U+{ord(bad.group()):04X} is not allowed in YAML "
@@ -676,12 +456,12 @@ def _check_characters(text: str) -> None:
 
 def _syntax_problem(err: yaml.MarkedYAMLError, text: str) -> tuple[Mark, str]:
     where = err.problem_mark or err.context_mark
-    mark = _mark(where) if where is not None else _DOCUMENT_START
+    mark = yaml_mark_of(where) if where is not None else DOCUMENT_START
     message = err.problem or err.context or "invalid YAML"
     if err.problem and err.context:
         context = err.context
-        if err.context_mark is not None and _mark(err.context_mark) != mark:
-            start = _mark(err.context_mark)
+        if err.context_mark is not None and yaml_mark_of(err.context_mark) != mark:
+            start = yaml_mark_of(err.context_mark)
             context += f" started at line {start.line}, column {start.column}"
         message = f"{message} ({context})"
     if _char_at(text, mark) == "\t":
