@@ -15,9 +15,11 @@ from typing import Any
 
 from agentfsm.bindings.llm import LLMClient
 from agentfsm.bindings.llms import make_llm
+from agentfsm.bindings.prices import binding_pricer
 from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.env import CompileEnv
 from agentfsm.compiler.scope import BOXED, compile_assignments, compile_value, make_scope, rendered
+from agentfsm.runtime.budget import Budget
 from agentfsm.runtime.errors import StateError
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import Event, State, StateContext, StateType
@@ -61,6 +63,9 @@ def compile_machine(loaded: LoadedSpec, overrides: Mapping[str, str] | None = No
     machine.initial_data = copy.deepcopy(spec.context)
     machine.prepare_inputs = functools.partial(check_inputs, spec.inputs, extra=spec.extra_inputs)
     machine.source = loaded
+    machine.pricer = binding_pricer(spec.llms)
+    if spec.budget is not None:
+        machine.budget = Budget(spec.budget.tokens, spec.budget.cost, spec.budget.llm_calls, f"machine '{spec.name}'")
     registry = kinds()
     with Including(loaded.path):  # a nested machine including this file again is refused, not compiled for ever
         for name, state_spec in spec.states.items():

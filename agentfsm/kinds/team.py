@@ -15,10 +15,12 @@ from pydantic import Field
 from agentfsm.compiler.env import CompileEnv, state_options
 from agentfsm.compiler.nested import compile_nested
 from agentfsm.kinds.machine import inputs_renderer
+from agentfsm.runtime.budget import Budget, budget_scope
 from agentfsm.runtime.children import ChildRequest
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import Event, State, StateContext
 from agentfsm.runtime.teams import Seat
+from agentfsm.spec.budget import BudgetSpec
 from agentfsm.spec.expressions import compile_guard
 from agentfsm.spec.fields import GUARD, TEMPLATE_KEY, VALUE_TEMPLATE
 from agentfsm.spec.kinds import Kind, register
@@ -74,6 +76,9 @@ class TeamStateSpec(ActiveStateSpec):
     memory: dict[str, Any] = Field(default_factory=dict, description="The shared memory's first values "
                                                                      "(key -> value, each at version 1).")
     save: Identifier | None = Field(None, description="Context key the team's result is saved under.")
+    budget: BudgetSpec | None = Field(None, description="Limits on what the agents spend together (tokens, cost, "
+                                      "llm_calls); an agent's LLM call after one is reached fails, and the team state "
+                                      "with it, with `limit.budget` (catchable here).")
 
     def members(self) -> Iterator[tuple[str, tuple[str | int, ...], AgentSpec, frozenset[str]]]:
         """(role in the team, where, agent, inputs the strategy gives it) for every agent, supervisor and judge."""
@@ -146,11 +151,15 @@ class TeamState(State):
         self.spec, self.agents, self.supervisor, self.judge = spec, agents, supervisor, judge
         self.score = compile_guard(spec.score) if spec.score is not None else None
         self.until = compile_guard(spec.until) if spec.until is not None else None
+        limits = spec.budget
+        self.budget = None if limits is None else Budget(limits.tokens, limits.cost, limits.llm_calls,
+                                                         f"team state '{name}'")
 
     async def execute(self, context: StateContext) -> Event:
         from agentfsm.kinds.team_strategies import STRATEGIES
 
-        output = await STRATEGIES[self.spec.strategy](self, context)
+        with budget_scope(self.budget, None):
+            output = await STRATEGIES[self.spec.strategy](self, context)
         if self.spec.save is not None:
             context.data[self.spec.save] = output
         return Event("done", result=output)

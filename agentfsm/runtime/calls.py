@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from agentfsm.runtime.budget import charge_call, refuse_if_spent
+
 if TYPE_CHECKING:
     from agentfsm.runtime.model import StateContext
 
@@ -140,6 +142,7 @@ async def llm_call_started(context: StateContext, state: str, binding: str, mode
     """Publish `LLMCallStarted` (built only when some observer listens)."""
     from agentfsm.runtime.events import LLMCallStarted
 
+    refuse_if_spent(state)
     if context.observers.listens(LLMCallStarted):
         await context.observers.publish(LLMCallStarted(run_id=context.run_id, at=time.time(), step=context.step,
                                                        state=state, binding=binding, model=model,
@@ -165,6 +168,7 @@ async def call_ended(context: StateContext, state: str, record: CallRecord, *, r
 
     context.record_call(record)
     if isinstance(record, LLMCallRecord):
+        charge_call(record)
         if context.observers.listens(LLMCallEnded):
             await context.observers.publish(LLMCallEnded(run_id=context.run_id, at=time.time(), step=context.step,
                                                          state=state, record=record, request=request,

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from agentfsm.runtime.budget import charge_usage
 from agentfsm.runtime.calls import ChildCallRecord
 from agentfsm.runtime.errors import UNCATCHABLE, StateError
 from agentfsm.runtime.events import (
@@ -148,6 +149,8 @@ class ChildNote:
         """Record the child's end on the parent's step (its usage rolls up) and tell the parent's observers."""
         context = self.context
         result.context.metadata.setdefault("ended_at", time.time() if ended_at is None else ended_at)
+        if self.reused:  # its calls were charged to the budgets in force by the process that ran it, not this one
+            charge_usage(result.usage)
         context.record_call(ChildCallRecord(name=self.name, run_id=self.run_id, status=result.status,
                                             usage=result.usage, duration=time.perf_counter() - self.started,
                                             reused=self.reused))

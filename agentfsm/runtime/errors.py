@@ -41,6 +41,9 @@ ERROR_TYPES: dict[str, str] = {
     "transition.invalid": "A Python state returned the name of a state that does not exist or cannot be reached from it.",
     "limit.max_steps": "The run took more steps than `max_steps`.",
     "limit.max_visits": "A state was entered more times than its `max_visits`.",
+    "limit.budget": "An LLM call was about to be made after a `budget:` (of the machine, a machine around it, or a "
+    "team state) reached one of its limits (tokens, cost, llm_calls); the call is not made. Catchable: route to a "
+    "path that needs no model (or fewer calls); every later call in that budget fails the same way.",
     "child.fail": "A nested machine, parallel branch or team agent ended at a `fail` state (likewise "
     "`child.transition.none`, `child.limit.max_steps`...: a child's error that ends a run becomes `child.TYPE` in "
     "its parent, where it can be caught; a child's other errors keep their type, such as `llm.error`).",

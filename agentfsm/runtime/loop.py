@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 from agentfsm.limits import deadline
+from agentfsm.runtime.budget import budget_scope
 from agentfsm.runtime.calls import Usage, add_usage
 from agentfsm.runtime.errors import UNCATCHABLE, StateError, as_state_error
 from agentfsm.runtime.events import (
@@ -416,7 +417,8 @@ async def run_machine(
     context.observers = Observers([*machine.observers, *observers])
     drive = _Drive(machine, plan, context)
     try:
-        return await drive.drive()
+        with budget_scope(machine.budget, machine.pricer, context.usage, resumed=context.step > 0):
+            return await drive.drive()
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         drive.paused("interrupted")
         raise

@@ -12,6 +12,7 @@ from agentfsm.runtime.model import Action, Callback, Guard, State, StateContext,
 __all__ = ["MachineDefinitionError", "StateMachine"]
 
 if TYPE_CHECKING:
+    from agentfsm.runtime.budget import Budget, Pricer
     from agentfsm.runtime.loop import RunResult
     from agentfsm.runtime.plan import Plan
 
@@ -40,6 +41,10 @@ class StateMachine:
         """Context data every run starts from (a YAML machine's `context:`); copied per run."""
         self.prepare_inputs: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
         """Checks run inputs and fills defaults (set by the YAML compiler); None accepts any inputs."""
+        self.budget: Budget | None = None
+        """Limits on what a run of this machine spends on LLM calls (see `agentfsm.runtime.budget`)."""
+        self.pricer: Pricer | None = None
+        """What one LLM call of this machine costs in USD (set by the YAML compiler from the price table)."""
         self.source: Any = None
         """What the machine was compiled from (a `LoadedSpec` for a YAML file), for diagrams and the store."""
         self._rules: dict[str, list[Transition]] = {}

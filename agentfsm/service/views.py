@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from agentfsm.history.diff import RunDiff
     from agentfsm.history.rewrite import Rollback
     from agentfsm.runtime.loop import RunResult
+    from agentfsm.service.costs import Cost
     from agentfsm.service.browse import MachineView, RunChange, RunsPage, RunView, StepsWindow, StepView
     from agentfsm.store.base import CheckpointRow, RunRow, StepRow
     from agentfsm.store.queue import WorkerView
@@ -129,6 +130,19 @@ def worker_json(view: WorkerView, now: float) -> dict[str, Any]:
     return {"worker": row.id, "host": row.host, "pid": row.pid, "runs_held": view.held,
             "concurrency": row.concurrency, "machine": row.machine, "started_at": row.started_at,
             "heartbeat_at": row.heartbeat_at, "heartbeat_age": round(max(0.0, now - row.heartbeat_at), 3)}
+
+
+def cost_json(cost: Cost) -> dict[str, Any]:
+    """Tokens and USD per LLM binding and in total (`cost` null where no price is known, never guessed)."""
+    return {"bindings": {one.binding: {"model": one.model, "calls": one.calls, "prompt_tokens": one.prompt_tokens,
+                                       "completion_tokens": one.completion_tokens, "tokens": one.tokens,
+                                       "cost": _usd(one.cost)} for one in cost.bindings},
+            "calls": cost.calls, "prompt_tokens": cost.prompt_tokens, "completion_tokens": cost.completion_tokens,
+            "tokens": cost.tokens, "cost": _usd(cost.cost), "unpriced": cost.unpriced}
+
+
+def _usd(value: float | None) -> float | None:
+    return None if value is None else round(value, 8)
 
 
 # -- the web UI's pages (agentfsm.service.browse) -----------------------------------------------------------

@@ -98,6 +98,18 @@ def _texts(value: Any) -> list[str]:
     return []
 
 
+class PriceSpec(LanguageModel):
+    """What a binding's calls cost, in USD per million tokens (over the shipped price table)."""
+
+    input: float = Field(ge=0, description="USD per million input (prompt) tokens.")
+    output: float = Field(ge=0, description="USD per million output (completion) tokens.")
+
+
+PRICE_HELP = ("USD per million input and output tokens of this binding's calls, over the price table "
+              "(docs/observability.md, Metrics and cost); without it and without a listed model, tokens are shown "
+              "without cost.")
+
+
 class ScriptedLLM(LanguageModel):
     """Deterministic, offline replies: for examples, tests and demos."""
 
@@ -110,6 +122,7 @@ class ScriptedLLM(LanguageModel):
     replies_file: str | None = Field(
         None, description="A YAML or JSON file (relative to the machine file) holding more `replies`."
     )
+    price: PriceSpec | None = Field(None, description=PRICE_HELP)
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -153,6 +166,7 @@ class HostedLLM(LanguageModel):
         2, ge=0, le=10,
         description="Retries of rate-limited (429), unavailable (5xx) or timed-out calls, before the state's `retry`.",
     )
+    price: PriceSpec | None = Field(None, description=PRICE_HELP)
 
 
 class OpenAILLM(HostedLLM):

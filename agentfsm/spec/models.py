@@ -45,6 +45,7 @@ from agentfsm.spec.binding_models import (  # noqa: F401 - the language's models
     ToolParameters,
     UnboundTool,
 )
+from agentfsm.spec.budget import BUDGET_HELP, BudgetSpec
 from agentfsm.spec.fields import (  # noqa: F401
     GUARD,
     IDENTIFIER_PATTERN,
@@ -289,6 +290,7 @@ def _machine_model() -> tuple[Any, type[LanguageModel]]:
         tools: dict[Identifier, ToolBinding] = Field(default_factory=dict, description="Tool bindings by name.")
         initial: StateName = Field(description="The state a run starts in.")
         max_steps: int = Field(1000, ge=1, description="Loop guard: the run fails when it takes more steps.")
+        budget: BudgetSpec | None = Field(None, description=BUDGET_HELP)
         inline_wait: Duration = Field(
             60.0, description="A `wait` that is only a timer sleeps in the run's process when it is due within "
             "this long; a longer one suspends the run durably and `agentfsm worker` resumes it when due.",
@@ -329,6 +331,7 @@ if TYPE_CHECKING:
         tools: dict[str, ToolBinding]
         initial: str
         max_steps: int
+        budget: BudgetSpec | None
         inline_wait: float
         states: dict[str, StateSpec]
 
