@@ -25,8 +25,13 @@ from agentfsm.bindings.llm import reply_json, request_json
 from agentfsm.history.recorder import redacted
 from agentfsm.runtime.events import (
     EVENT_METHODS,
+    ChildEnded,
+    ChildStarted,
     ErrorRaised,
     LLMCallEnded,
+    MemoryWritten,
+    MessageReceived,
+    MessageSent,
     RetryScheduled,
     RunEnded,
     RunEvent,
@@ -115,12 +120,39 @@ def _run_ended(event: RunEnded) -> dict[str, Any]:
             "usage": result.usage, "waiting": result.waiting}
 
 
+def _message_sent(event: MessageSent) -> dict[str, Any]:
+    return {"kind": "message_sent", "team_run": event.team_run, "sender": event.sender,
+            "recipient": event.recipient, "topic": event.topic, "data": event.content,
+            "message_id": event.message_id}
+
+
+def _message_received(event: MessageReceived) -> dict[str, Any]:
+    return {"kind": "message_received", "team_run": event.team_run, "agent": event.agent,
+            "sender": event.sender, "topic": event.topic, "message_id": event.message_id}
+
+
+def _memory_write(event: MemoryWritten) -> dict[str, Any]:
+    return {"kind": "memory_write", "team_run": event.team_run, "agent": event.agent, "op": event.op,
+            "key": event.key, "value": event.value, "version": event.version}
+
+
+def _child_started(event: ChildStarted) -> dict[str, Any]:
+    return {"kind": "child_started", "child": event.child, "child_run": event.child_run, "reused": event.reused}
+
+
+def _child_ended(event: ChildEnded) -> dict[str, Any]:
+    return {"kind": "child_ended", "child": event.child, "child_run": event.child_run, "status": event.status,
+            "error": event.error}
+
+
 BUILDERS: dict[type[RunEvent], Builder] = {
     RunStarted: _run_started, StepStarted: _state_entered, StepEnded: _state_exited, TransitionTaken: _transition,
     ErrorRaised: _error, RetryScheduled: _retry, LLMCallEnded: _llm_call, ToolCallEnded: _tool_call,
-    WaitStarted: _wait, RunPaused: _paused, RunEnded: _run_ended,
+    WaitStarted: _wait, RunPaused: _paused, RunEnded: _run_ended, MessageSent: _message_sent,
+    MessageReceived: _message_received, MemoryWritten: _memory_write, ChildStarted: _child_started,
+    ChildEnded: _child_ended,
 }
-"""How each kind of event becomes a trace entry; `register_entry` adds more (messages, memory writes)."""
+"""How each kind of event becomes a trace entry; `register_entry` adds more."""
 
 
 def register_entry(event_type: type[RunEvent], builder: Builder) -> None:
@@ -299,9 +331,14 @@ class TraceRecorder:
         self.add(trace_entry(event))
 
     def on_other(self, *, event: RunEvent) -> None:
-        """Events of kinds registered with `register_entry` (a team's messages, memory writes)."""
-        self.within(_step_of(event))
-        self.add(trace_entry(event))
+        """Events of kinds registered with `register_entry` (a team's messages, memory writes, child runs)."""
+        entry = trace_entry(event)
+        if entry is None:
+            return
+        if event.run_id != self.context.run_id:  # passed up by a child run (an agent): filed under this run's step
+            entry["from_run"], entry["from_step"], entry["step"] = event.run_id, entry["step"], self.context.step
+        self.within(entry["step"])
+        self.add(entry)
 
     def add(self, entry: dict[str, Any] | None, at: float | None = None, step: int | None = None) -> None:
         """Buffer one entry (`at` and `step` fill in what a builder left out)."""

@@ -50,7 +50,7 @@ class ReceiveState(State):
         if context.observers.listens(MessageReceived):
             await context.observers.publish(MessageReceived(
                 run_id=context.run_id, at=time.time(), step=context.step, team_run=place.space.team,
-                agent=place.agent, message_id=message.id))
+                agent=place.agent, message_id=message.id, sender=message.sender, topic=message.topic))
         view: dict[str, Any] = message.view()
         if self.save is not None:
             context.data[self.save] = view

@@ -262,6 +262,8 @@ class MessageReceived(RunEvent):
     team_run: str
     agent: str
     message_id: int
+    sender: str | None = None
+    topic: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
