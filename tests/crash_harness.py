@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -476,3 +476,27 @@ def summary(outcomes: Sequence[Outcome]) -> str:
     ]
     lines.extend(f"\n{o.report()}" for o in failed)
     return "\n".join(lines)
+
+
+def count_kill_points(points: Sequence[tuple[int, float]], run_one: Callable[[int, float, Path], str], *,
+                      seed: int, prefix: str) -> int:
+    """Run `run_one(index, delay, workdir)` at each kill point, print a one-line tally and the failures;
+    return the exit status (1 if any point failed). The stress scripts of child runs and maps share it."""
+    import collections
+    import tempfile
+
+    outcomes: collections.Counter[str] = collections.Counter()
+    failures = []
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=prefix) as workdir:
+        for index, delay in points:
+            try:
+                outcomes[run_one(index, delay, Path(workdir))] += 1
+            except AssertionError as exc:
+                failures.append(f"point {index} (delay {delay}s): {str(exc)[:2000]}")
+    print(f"{len(points)} kill points (seed {seed}) in {time.monotonic() - started:.1f}s: "
+          + ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+          + f", {len(failures)} failed")
+    for failure in failures:
+        print(failure)
+    return 1 if failures else 0

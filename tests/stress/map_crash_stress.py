@@ -10,12 +10,9 @@ exits 1 if any point failed.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import random
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,23 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     options = parser.parse_args(argv)
     draw = random.Random(options.seed)
-    outcomes: collections.Counter[str] = collections.Counter()
-    failures = []
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="agentfsm-map-crash-") as workdir:
-        for index in range(options.points):
-            delay = round(draw.uniform(0.0, 0.8), 3)
-            try:
-                outcomes[run_point(index, delay, Path(workdir))] += 1
-            except AssertionError as exc:
-                failures.append(f"point {index} (delay {delay}s): {str(exc)[:2000]}")
-    print(f"{options.points} kill points (seed {options.seed}) in {time.monotonic() - started:.1f}s: "
-          + ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
-          + f", {len(failures)} failed")
-    for failure in failures:
-        print(failure)
-    return 1 if failures else 0
-
+    points = [(index, round(draw.uniform(0.0, 0.8), 3)) for index in range(options.points)]
+    return harness.count_kill_points(points, run_point, seed=options.seed, prefix="agentfsm-map-crash-")
 
 if __name__ == "__main__":
     sys.exit(main())
