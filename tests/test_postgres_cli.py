@@ -1,7 +1,8 @@
 """The CLI on a real PostgreSQL server: what works on SQLite works the same, and bad URLs get one line, exit 2.
 
 The store behaviour itself is the conformance suite's (tests/test_store_conformance.py runs on
-PostgreSQL too); these tests drive `python -m agentfsm` as a user does.
+PostgreSQL too); these tests drive the `agentfsm` command as a user does, in this process (tests/cli_inprocess.py)
+where a process of its own adds nothing, in a subprocess where it does (a connection cut under a running command).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentfsm.store import StoreError, open_store
 from agentfsm.store.base import RunFilter
+from tests.cli_inprocess import Cli, Done
 from tests.helpers import environment_without_proxies
 from tests.postgres import Cluster
 
@@ -30,23 +33,20 @@ def cli(*args: object, store: str) -> subprocess.CompletedProcess[str]:
                           text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
 
 
-def show(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+@pytest.fixture
+def inprocess(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(monkeypatch, capsys)
 
 
-def as_json(result: subprocess.CompletedProcess[str], code: int = 0) -> object:
-    assert result.returncode == code, show(result)
-    return json.loads(result.stdout)
-
-
-def test_the_approval_flow_with_rollback_diff_and_prune(postgres_server: Cluster) -> None:
+def test_the_approval_flow_with_rollback_diff_and_prune(postgres_server: Cluster, inprocess: Cli) -> None:
     url = postgres_server.fresh_url()
-    outputs: list[subprocess.CompletedProcess[str]] = []
+    outputs: list[Done] = []
 
-    def step(*args: object, code: int = 0) -> object:
-        result = cli(*args, "--json", store=url)
+    def step(*args: object, code: int = 0) -> Any:
+        result = inprocess(*args, "--json", store=url)
         outputs.append(result)
-        return as_json(result, code)
+        assert result.code == code, result
+        return json.loads(result.out)
 
     started = step("run", APPROVAL, "-i", "topic=the store", "-q", code=3)
     run_id = started["run_id"]
@@ -67,31 +67,31 @@ def test_the_approval_flow_with_rollback_diff_and_prune(postgres_server: Cluster
     assert [run["run_id"] for run in pruned["runs"]] == [run_id]
     assert step("runs") == []
     for result in outputs:  # the URL carries a password: no output shows it
-        assert postgres_server.password not in result.stdout + result.stderr, show(result)
+        assert postgres_server.password not in result.out + result.err, result
 
 
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert "Traceback" not in result.stderr and result.returncode == 2, show(result)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), show(result)
+def one_error_line(result: Done) -> str:
+    assert "Traceback" not in result.err and result.code == 2, result
+    lines = result.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result
     return lines[0]
 
 
-def test_bad_servers_and_urls_get_one_line_and_exit_2(postgres_server: Cluster) -> None:
+def test_bad_servers_and_urls_get_one_line_and_exit_2(postgres_server: Cluster, inprocess: Cli) -> None:
     port = postgres_server.port
-    wrong = one_error_line(cli("runs", store=postgres_server.url(password="wrong-secret")))
+    wrong = one_error_line(inprocess("runs", store=postgres_server.url(password="wrong-secret")))
     assert "cannot log in to postgresql://agentfsm:***@127.0.0.1" in wrong and "password authentication failed" in wrong
     assert "wrong-secret" not in wrong
     missing = postgres_server.url().replace(f"{port}/agentfsm", f"{port}/nosuchdb")
-    assert 'database "nosuchdb" does not exist' in one_error_line(cli("runs", store=missing))
+    assert 'database "nosuchdb" does not exist' in one_error_line(inprocess("runs", store=missing))
     unreachable = postgres_server.url().replace(f":{port}/", ":1/")
-    assert "cannot reach the PostgreSQL server" in one_error_line(cli("runs", store=unreachable))
-    assert "unsupported store URL 'mysql://u:***@db/x'" in one_error_line(cli("runs", store="mysql://u:pw@db/x"))
-    bad_schema = one_error_line(cli("runs", store=postgres_server.url("Bad-Name")))
+    assert "cannot reach the PostgreSQL server" in one_error_line(inprocess("runs", store=unreachable))
+    assert "unsupported store URL 'mysql://u:***@db/x'" in one_error_line(inprocess("runs", store="mysql://u:pw@db/x"))
+    bad_schema = one_error_line(inprocess("runs", store=postgres_server.url("Bad-Name")))
     assert "schema must be lower-case letters, digits and _" in bad_schema
     # a reading command makes no store: the schema is still not there afterwards
     fresh = postgres_server.fresh_url()
-    assert "no store at" in one_error_line(cli("history", "abcd", store=fresh))
+    assert "no store at" in one_error_line(inprocess("history", "abcd", store=fresh))
     schema = fresh.rpartition("schema=")[2]
     assert postgres_server.psql(f"SELECT count(*) FROM pg_namespace WHERE nspname = '{schema}'").strip() == "0"
 
@@ -120,41 +120,6 @@ def test_a_server_too_old_and_a_store_too_new_are_refused(postgres_server: Clust
         asyncio.run(listing())
 
 
-def test_store_copy_moves_every_run_to_postgresql_and_back(postgres_server: Cluster, tmp_path: Path) -> None:
-    from agentfsm import Runs
-    from agentfsm.store.copy import dump_run
-
-    first, back = f"sqlite:///{tmp_path / 'first.db'}", f"sqlite:///{tmp_path / 'back.db'}"
-    server = postgres_server.fresh_url()
-
-    async def seed() -> list[str]:
-        async with Runs(first) as runs:
-            flow = (await runs.start(APPROVAL, {"topic": "copies"})).run_id
-            await runs.send(flow, "rejected", {"comment": "shorter"})  # an event taken by step 2
-            await runs.rollback(flow, "review")  # a second branch, the head now
-            return [flow, (await runs.submit(ROOT / "tests" / "machines" / "counter.yaml", {"limit": 2})).id]
-
-    async def dumps(url: str, ids: list[str]) -> list[dict[str, object]]:
-        store = open_store(url)
-        try:
-            return [await dump_run(store, run_id) for run_id in ids]
-        finally:
-            await store.close()
-
-    ids = asyncio.run(seed())
-    there = cli("store", "copy", first, server, "--json", store=first)
-    assert json.loads(there.stdout) == {"runs": 2, "steps": 5, "events": 1, "verified": True}, show(there)
-    home = cli("store", "copy", server, back, store=first)
-    assert home.returncode == 0 and home.stderr.startswith("copied 2 run(s), 5 step(s), 1 event(s) from "
-                                                           "postgresql://agentfsm:***@"), show(home)
-    original = asyncio.run(dumps(first, ids))
-    assert original[0]["trace"] and original[0]["events"], "the flow has a trace and an event to copy"
-    assert original == asyncio.run(dumps(server, ids)) == asyncio.run(dumps(back, ids))
-    again = one_error_line(cli("store", "copy", first, server, store=first))
-    assert "already has 2 of the 2 runs to copy" in again and "nothing copied" in again
-    assert postgres_server.password not in there.stderr + home.stderr + again
-
-
 def test_a_connection_lost_mid_run_is_made_again_and_no_step_is_lost_or_doubled(postgres_server: Cluster) -> None:
     """The server drops a running `agentfsm run`'s connection (as a restart or a network cut does): the process
     says so, connects again, runs the step whose transaction never committed again, and finishes; its history is
@@ -162,7 +127,7 @@ def test_a_connection_lost_mid_run_is_made_again_and_no_step_is_lost_or_doubled(
     url = postgres_server.fresh_url()
     env = {**environment_without_proxies(), "AGENTFSM_STORE": url}
     counter = ROOT / "tests" / "machines" / "counter.yaml"
-    running = subprocess.Popen([sys.executable, "-m", "agentfsm", "run", counter, "-i", "limit=1500", "-q",
+    running = subprocess.Popen([sys.executable, "-m", "agentfsm", "run", counter, "-i", "limit=500", "-q",
                                 "--json"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     schema = url.rpartition("schema=")[2]
@@ -187,6 +152,6 @@ def test_a_connection_lost_mid_run_is_made_again_and_no_step_is_lost_or_doubled(
         out = cli("resume", run_id, "--json", "-q", store=url).stdout  # resumable, from its last recorded step
     else:
         assert "reconnected to" in err, err
-    assert json.loads(out)["output"] == 1500, (out, err)
+    assert json.loads(out)["output"] == 500, (out, err)
     numbers = postgres_server.psql(f"SELECT step FROM {schema}.steps ORDER BY step").split()
-    assert numbers == [str(step) for step in range(3002)]  # step 0 to the final's, each once
+    assert numbers == [str(step) for step in range(1002)]  # step 0 to the final's, each once

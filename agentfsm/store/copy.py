@@ -4,18 +4,24 @@ Each run is read whole from the source (its row, inputs, machine source, branche
 each branch, checkpoints, every event, taken or not, and its trace with the payloads it refers to) and written in one transaction of the
 target, so a copy interrupted half-way leaves whole runs only. Then both stores are read back
 through the same interface (`dump_run`) and compared: the copy is verified, not assumed.
-Event ids are each store's own (they are numbered per store); everything else is kept as it is.
+Event ids and team message ids are each store's own (they are numbered per store); everything else is kept as
+it is. The rows a run owns beyond its own tables (its teams' messages and memory...) are listed in `OWNED`,
+one line per table: a table a backend adds there is copied, compared and checked for (tests/test_store_copy.py
+fails while a table keyed by run is neither here nor in `CARRIED`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agentfsm.store.base import (
     Conflict,
     EventRow,
+    MemoryRow,
+    MessageRow,
     RunFilter,
     RunRow,
     StepRow,
@@ -23,6 +29,7 @@ from agentfsm.store.base import (
     TraceRow,
     TraceWrite,
     Transaction,
+    WriteRow,
 )
 from agentfsm.store.core import Store
 
@@ -35,6 +42,42 @@ class CopyReport:
     verified: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Owned:
+    """Rows of one table that a run owns, besides those `CARRIED` names: how to read them, write one, show one."""
+
+    table: str
+    read: Callable[[Transaction, str], Awaitable[list[Any]]]
+    write: Callable[[Transaction, str, Any], Awaitable[object]]
+    shown: Callable[[Any], dict[str, Any]]
+    """One row as plain values for the comparison (ids a store numbers itself left out)."""
+
+
+async def _put_message(tx: Transaction, run_id: str, row: MessageRow) -> None:
+    new_id = await tx.teams().insert_message(run_id, row)
+    if row.taken_by is not None:
+        await tx.teams().take_message(row.team, new_id, row.taken_by)
+
+
+def _in_team(pair: tuple[str, MemoryRow | WriteRow]) -> dict[str, Any]:
+    return {"team": pair[0], **asdict(pair[1])}
+
+
+OWNED: tuple[Owned, ...] = (
+    Owned("team_messages", lambda tx, run: tx.teams().run_messages(run), _put_message,
+          lambda row: {**asdict(row), "id": None}),
+    Owned("team_memory", lambda tx, run: tx.teams().run_memory(run),
+          lambda tx, run, pair: tx.teams().put_memory(run, *pair), _in_team),
+    Owned("team_writes", lambda tx, run: tx.teams().run_writes(run),
+          lambda tx, run, pair: tx.teams().insert_write(run, *pair), _in_team),
+)
+"""Tables of rows a run owns that the copy carries through `OWNED`'s functions (a new table: one line here)."""
+
+CARRIED: frozenset[str] = frozenset({"runs", "run_inputs", "sources", "branches", "steps", "checkpoints", "events",
+                                     "trace", "payloads"})
+"""Tables the copy carries by hand (below), as the run's own rows."""
+
+
 @dataclass(slots=True)
 class _Whole:
     """One run as read from the source."""
@@ -45,6 +88,7 @@ class _Whole:
     steps: list[StepRow]
     events: list[EventRow]
     trace: TraceWrite = field(default_factory=TraceWrite)
+    owned: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def _refs(value: Any, found: set[str]) -> set[str]:
@@ -68,14 +112,21 @@ async def _trace(tx: Transaction, run_id: str) -> TraceWrite:
     return TraceWrite(rows, await tx.payloads(run_id, sorted(digests)) if digests else {})
 
 
+async def _owned(tx: Transaction, run_id: str) -> dict[str, list[Any]]:
+    return {owned.table: await owned.read(tx, run_id) for owned in OWNED}
+
+
 async def dump_run(store: Store, run_id: str) -> dict[str, Any]:
-    """Everything a store keeps of one run, as plain values (event ids left out: they are per store)."""
+    """Everything a store keeps of one run, as plain values (event and message ids left out: they are per store)."""
     run = await store.get_run(run_id)
     branches = await store.branches(run_id)
     async with store.backend.reading() as tx:
         events = await tx.events(run_id)
         trace = await _trace(tx, run_id)
+        owned = await _owned(tx, run_id)
     return {
+        **{owned_rows.table: sorted((owned_rows.shown(row) for row in owned[owned_rows.table]), key=_order)
+           for owned_rows in OWNED},
         "trace": [asdict(row) for row in trace.rows],
         "payloads": trace.payloads,
         "run": asdict(run),
@@ -95,8 +146,14 @@ async def _read(store: Store, run: RunRow) -> _Whole:
     async with store.backend.reading() as tx:
         events = await tx.events(run.id)
         trace = await _trace(tx, run.id)
+        owned = await _owned(tx, run.id)
     source = await store.source(run.digest) if run.digest else None
-    return _Whole(run, await store.inputs(run.id), source, steps, events, trace)
+    return _Whole(run, await store.inputs(run.id), source, steps, events, trace, owned)
+
+
+def _order(row: dict[str, Any]) -> str:
+    """Owned rows are compared as sets: backends order text keys by their own collations."""
+    return json.dumps(row, sort_keys=True, default=str)
 
 
 async def _write(target: Store, whole: _Whole, source: Store) -> None:
@@ -118,6 +175,9 @@ async def _write(target: Store, whole: _Whole, source: Store) -> None:
             new_id = await tx.insert_event(run_id, event.name, event.data, event.created_at)
             if event.taken_step is not None:
                 await tx.take_event(run_id, new_id, event.taken_branch or whole.run.head, event.taken_step)
+        for owned in OWNED:
+            for row in whole.owned[owned.table]:
+                await owned.write(tx, run_id, row)
 
     await target.write(write)
 

@@ -86,6 +86,19 @@ class MemoryTeamRows:
         writes[(row.writer, row.key)] = replace(row, value=_kept(row.value))
         self.journal.append(lambda: writes.pop((row.writer, row.key), None))
 
+    def _of_run(self, run_id: str) -> list[tuple[str, TeamRowsKept]]:
+        return sorted(((team, kept) for team, kept in self.teams.items() if kept.run_id == run_id), key=lambda pair: pair[0])
+
+    async def run_messages(self, run_id: str) -> list[MessageRow]:
+        found = [m for _, kept in self._of_run(run_id) for m in kept.messages]
+        return [replace(m, content=_kept(m.content)) for m in sorted(found, key=lambda m: m.id)]
+
+    async def run_memory(self, run_id: str) -> list[tuple[str, MemoryRow]]:
+        return [(team, row) for team, _ in self._of_run(run_id) for row in await self.memory(team)]
+
+    async def run_writes(self, run_id: str) -> list[tuple[str, WriteRow]]:
+        return [(team, row) for team, _ in self._of_run(run_id) for row in await self.writes(team)]
+
     def delete_runs(self, run_ids: set[str]) -> None:
         for team in [team for team, kept in self.teams.items() if kept.run_id in run_ids]:
             kept = self.teams.pop(team)

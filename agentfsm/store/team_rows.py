@@ -63,8 +63,10 @@ def postgres_tables() -> tuple[str, ...]:
 
 
 _MESSAGE = "SELECT id, team, sender, recipient, topic, content, writer, created_at, taken_by FROM team_messages"
-_MEMORY = "SELECT key, value, version, lock_owner, lock_expires, updated_at FROM team_memory"
-_WRITE = "SELECT writer, key, op, value, version, at, agent FROM team_writes"
+_MEMORY_COLUMNS = "key, value, version, lock_owner, lock_expires, updated_at"
+_MEMORY = f"SELECT {_MEMORY_COLUMNS} FROM team_memory"
+_WRITE_COLUMNS = "writer, key, op, value, version, at, agent"
+_WRITE = f"SELECT {_WRITE_COLUMNS} FROM team_writes"
 
 
 class SQLTeamRows:
@@ -128,6 +130,20 @@ class SQLTeamRows:
         await self.fetch("INSERT INTO team_writes (run_id, team, writer, key, op, value, version, at, agent) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (run_id, team, row.writer, row.key, row.op, dump(row.value), row.version, row.at, row.agent))
+
+    async def run_messages(self, run_id: str) -> list[MessageRow]:
+        rows = await self.fetch(f"{_MESSAGE} WHERE run_id = ? ORDER BY id", (run_id,))
+        return [MessageRow(int(r[0]), r[1], r[2], r[3], r[4], load(r[5]), r[6], r[7], r[8]) for r in rows]
+
+    async def run_memory(self, run_id: str) -> list[tuple[str, MemoryRow]]:
+        query = f"SELECT team, {_MEMORY_COLUMNS} FROM team_memory WHERE run_id = ? ORDER BY team, key"
+        rows = await self.fetch(query, (run_id,))
+        return [(r[0], MemoryRow(r[1], load(r[2]), int(r[3]), r[4], r[5], r[6])) for r in rows]
+
+    async def run_writes(self, run_id: str) -> list[tuple[str, WriteRow]]:
+        query = f"SELECT team, {_WRITE_COLUMNS} FROM team_writes WHERE run_id = ? ORDER BY team, at, key"
+        rows = await self.fetch(query, (run_id,))
+        return [(r[0], WriteRow(r[1], r[2], r[3], load(r[4]), int(r[5]), r[6], r[7])) for r in rows]
 
 
 DELETE_BY_RUN: tuple[str, ...] = tuple(f"DELETE FROM {table} WHERE run_id = ?" for table in sorted(TABLE_NAMES))
