@@ -36,7 +36,7 @@ def calls(log: Path) -> list[tuple[str, int]]:
     return [(entry["agent"], entry["step"]) for entry in map(json.loads, log.read_text().splitlines())]
 
 
-def children(store: Path, run_id: str) -> dict[str, tuple[str, str]]:
+def children(store: Path | str, run_id: str) -> dict[str, tuple[str, str]]:
     """Child name -> (run id, status)."""
     from agentfsm import Runs
 
@@ -47,13 +47,15 @@ def children(store: Path, run_id: str) -> dict[str, tuple[str, str]]:
     return asyncio.run(read())
 
 
-def run_point(point: Point, workdir: Path) -> str:
-    """One kill point; returns what happened, raises AssertionError with the evidence when it went wrong."""
+def run_point(point: Point, workdir: Path, store_url: str | None = None) -> str:
+    """One kill point (on a store of its own, or the one at `store_url`); returns what happened, raises
+    AssertionError with the evidence when it went wrong."""
     folder = workdir / f"point-{point.index}"
     folder.mkdir(parents=True)
     for name in ("crash_team.yaml", "worker.yaml", "steps.py"):
         shutil.copy(MACHINES / name, folder / name)
-    store, log = folder / "runs.db", folder / "calls.jsonl"
+    store: Path | str = store_url or folder / "runs.db"
+    log = folder / "calls.jsonl"
     env = harness.environment({"COMPOSITION_LOG": str(log)})
     killed = harness.spawn_and_kill(["run", folder / "crash_team.yaml", "--store", harness.store_url(store),
                                      "--json"], delay=point.delay, anchor="first line", env=env)

@@ -49,8 +49,9 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def store_url(path: Path) -> str:
-    return f"sqlite:///{path}"
+def store_url(store: Path | str) -> str:
+    """A store URL for a SQLite file's path (a URL, a PostgreSQL one, is kept as it is)."""
+    return store if isinstance(store, str) else f"sqlite:///{store}"
 
 
 @dataclass
@@ -159,7 +160,7 @@ def spawn_and_kill(args: Sequence[object], *, delay: float | None, anchor: str =
 
 # -- reading a store ------------------------------------------------------------------------------
 
-def stored_runs(store: Path) -> list[dict[str, Any]]:
+def stored_runs(store: Path | str) -> list[dict[str, Any]]:
     """The runs in a store, as `agentfsm runs --json` lists them (read in this process: it is faster)."""
     from agentfsm import Runs
 
@@ -171,7 +172,7 @@ def stored_runs(store: Path) -> list[dict[str, Any]]:
         asyncio.run(runs.close())
 
 
-def final_context(store: Path, run_id: str) -> dict[str, Any]:
+def final_context(store: Path | str, run_id: str) -> dict[str, Any]:
     """The context at the run's head, rebuilt from the store by the Python API (read only)."""
     from agentfsm import Runs
 
@@ -182,7 +183,7 @@ def final_context(store: Path, run_id: str) -> dict[str, Any]:
         asyncio.run(runs.close())
 
 
-def raw_step_numbers(store: Path, run_id: str) -> dict[str, list[int]]:
+def raw_step_numbers(store: Path | str, run_id: str) -> dict[str, list[int]]:
     """Every step row the store holds for the run, per branch (step 0 included)."""
     from agentfsm import Runs
 

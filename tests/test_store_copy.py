@@ -10,11 +10,13 @@ import asyncio
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agentfsm import Runs
 from agentfsm.store import open_store
+from agentfsm.store.base import RunFilter
 from agentfsm.store.copy import CARRIED, OWNED, dump_run
 from tests.cli_inprocess import Cli
 from tests.postgres import Cluster
@@ -48,18 +50,12 @@ def test_every_table_keyed_by_run_is_carried_by_the_copy(tmp_path: Path, postgre
     assert keyed - copied == set(), "tables keyed by run that `store copy` leaves behind"
 
 
-async def _dumps(url: str) -> dict[str, dict[str, object]]:
+async def _dumps(url: str) -> dict[str, dict[str, Any]]:
     store = open_store(url)
     try:
-        return {run.id: await dump_run(store, run.id) for run in await store.list_runs(_every())}
+        return {run.id: await dump_run(store, run.id) for run in await store.list_runs(RunFilter())}
     finally:
         await store.close()
-
-
-def _every() -> object:
-    from agentfsm.store.base import RunFilter
-
-    return RunFilter()
 
 
 def test_store_copy_moves_runs_teams_and_children_to_postgresql_and_back(postgres_server: Cluster, tmp_path: Path,
@@ -81,9 +77,9 @@ def test_store_copy_moves_runs_teams_and_children_to_postgresql_and_back(postgre
     original = asyncio.run(_dumps(first))
     chat = original[ids["chat"]]
     messages = chat["team_messages"]
-    assert len(messages) == 3 and [bool(m["taken_by"]) for m in messages].count(True) >= 2, messages  # type: ignore
-    assert chat["team_memory"] and len(chat["team_writes"]) >= 5, chat  # type: ignore[arg-type]
-    children = [dump["run"] for dump in original.values() if dump["run"]["parent_run"]]  # type: ignore[index]
+    assert len(messages) == 3 and [bool(m["taken_by"]) for m in messages].count(True) >= 2, messages
+    assert chat["team_memory"] and len(chat["team_writes"]) >= 5, chat
+    children = [dump["run"] for dump in original.values() if dump["run"]["parent_run"]]
     assert len(children) == 4 and len(original) == 8  # writer, critic; the nested machine and its own child
 
     there = cli("store", "copy", first, server, "--json")
