@@ -162,6 +162,10 @@ async def test_list_runs_by_parent_and_top_level(store: Store) -> None:
     assert [r.id for r in await store.list_runs(RunFilter(top_level=True))] == ["parent-2", "parent-1"]
     assert [r.id for r in await store.list_runs(RunFilter(parent_run="parent-2", limit=1))] == ["kid-c"]
     assert await store.list_runs(RunFilter(parent_run="kid-a")) == []
+    # a whole level of the tree in one read: the children of any of several runs, newest first
+    level = await store.list_runs(RunFilter(parents=("parent-1", "parent-2", "kid-a")))
+    assert [r.id for r in level] == ["kid-c", "kid-b", "kid-a"]
+    assert [r.id for r in await store.list_runs(RunFilter(parents=("parent-2",), statuses=("running",)))] == ["kid-c"]
 
 
 async def test_delete_runs_removes_what_they_own_and_unused_sources(store: Store) -> None:

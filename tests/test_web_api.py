@@ -100,6 +100,13 @@ def test_child_runs_are_folded_under_their_parent(db: Path) -> None:
         opened = (await client.get(f"/api/runs/{parent}")).json()
         assert [child["run_id"] for child in opened["children"]] == [kid]
         assert (await client.get(f"/api/runs/{kid}")).json()["run"]["parent_run"] == parent
+        # a child run's own children are folded under it, at every level
+        nested = (await runs.start(ROOT / "tests/machines/nested_twice.yaml")).run_id
+        [top, _] = (await client.get("/api/runs")).json()["runs"]
+        [outer] = top["children"]
+        [inner] = outer["children"]
+        assert (top["run_id"], outer["child_name"], inner["child_name"], inner["children"]) == (
+            nested, "outer", "inner", [])
 
     check(test, db)
 

@@ -80,6 +80,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     (root / "machines" / "approval.yaml").write_text((ROOT / "machines/approval.yaml").read_text())
     (root / "xss.yaml").write_text(XSS)
     (root / "loop.yaml").write_text((ROOT / "benchmarks/loop.yaml").read_text())
+    (root / "nested.yaml").write_text((ROOT / "tests/machines/nested_twice.yaml").read_text())
     store = f"sqlite:///{root / 'runs.db'}"
     Served("", store, root).start("machines/approval.yaml")  # the store exists before the server opens it
     server = subprocess.Popen([sys.executable, "-m", "agentfsm", "ui", "--port", "0", "--store", store],
@@ -176,6 +177,28 @@ def test_rolling_back_from_the_timeline_shows_the_new_branch(page: Any, served: 
     assert page.locator("#branches a").all_text_contents() == ["main", "try-again"]
     assert page.locator("#diagram svg g.node.current").get_attribute("data-state") == "review"
     assert page.locator("#timeline tr[data-step]").count() == 1
+
+
+def test_child_runs_fold_under_their_parent_at_every_level(page: Any, served: Served) -> None:
+    run_id = served.start("nested.yaml")
+    page.goto(f"{served.url}#/runs")
+    parent = page.locator(f'#runs tr[data-run="{run_id}"]')
+    parent.wait_for()
+    rows = page.locator("#runs tr.child")
+    outer, inner = rows.filter(has_text="outer "), rows.filter(has_text="inner ")
+    assert (outer.is_visible(), inner.is_visible()) == (False, False)
+    parent.locator("button.fold").click()
+    assert (outer.is_visible(), inner.is_visible()) == (True, False)
+    assert (outer.get_attribute("data-depth"), inner.get_attribute("data-depth")) == ("1", "2")
+    outer.locator("button.fold").click()
+    assert inner.is_visible()
+    parent.locator("button.fold").click()  # closing a run hides its children's children too
+    assert (outer.is_visible(), inner.is_visible()) == (False, False)
+    parent.locator("button.fold").click()  # and opening it again shows them as they were
+    assert (outer.is_visible(), inner.is_visible()) == (True, True)
+    inner.locator("a").click()
+    page.wait_for_selector("#diagram svg g.node.current")
+    assert page.text_content("#run-id") == page.url.rpartition("/")[2]
 
 
 def test_a_long_run_is_read_a_page_of_steps_at_a_time(page: Any, served: Served) -> None:

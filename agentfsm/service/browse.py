@@ -26,11 +26,14 @@ RUNS_PAGE = 50
 STEPS_PAGE = 100
 MOST = 500
 """The largest page a caller may ask for (runs or steps)."""
+FOLDED = 2000
+"""The most child runs (at every level) a page of runs folds under its runs; a run's own page lists all of its."""
 
 
 @dataclass(slots=True)
 class RunsPage:
-    """Top-level runs, newest first, each with its child runs folded under it; `cursor` reads the next page."""
+    """Top-level runs, newest first, each with its child runs (and theirs) folded under it; `cursor` reads the next
+    page."""
 
     runs: list[RunRow]
     children: dict[str, list[RunRow]]
@@ -68,12 +71,21 @@ async def runs_page(runs: Runs, *, status: str | None = None, machine: str | Non
                       before=parse_cursor(cursor) if cursor else None)
     found = await runs.store.list_runs(where)
     shown = found[:size]
-    children = {}
-    for run in shown:  # one indexed read per run on the page: a page costs the same whatever the store holds
-        kids = await runs.store.list_runs(RunFilter(parent_run=run.id, limit=MOST))
-        if kids:
-            children[run.id] = kids
-    return RunsPage(shown, children, cursor_of(shown[-1]) if len(found) > size else None)
+    return RunsPage(shown, await descendants(runs, [run.id for run in shown]),
+                    cursor_of(shown[-1]) if len(found) > size else None)
+
+
+async def descendants(runs: Runs, run_ids: list[str]) -> dict[str, list[RunRow]]:
+    """The child runs of `run_ids` at every level (parent id -> its children, newest first): one indexed read per
+    level of nesting, at most `FOLDED` runs in all, so a page costs the same whatever the store holds."""
+    children: dict[str, list[RunRow]] = {}
+    level, room = run_ids, FOLDED
+    while level and room > 0:
+        kids = await runs.store.list_runs(RunFilter(parents=tuple(level), limit=room))
+        for kid in kids:
+            children.setdefault(kid.parent_run or "", []).append(kid)
+        level, room = [kid.id for kid in kids], room - len(kids)
+    return children
 
 
 @dataclass(slots=True)

@@ -164,10 +164,10 @@ def listed_run_json(run: RunRow, now: float) -> dict[str, Any]:
 
 
 def runs_page_json(page: RunsPage, now: float) -> dict[str, Any]:
-    return {"runs": [{**listed_run_json(run, now),
-                      "children": [listed_run_json(kid, now) for kid in page.children.get(run.id, [])]}
-                     for run in page.runs],
-            "cursor": page.cursor, "statuses": list(STATUSES)}
+    def folded(run: RunRow) -> dict[str, Any]:  # a child run's children under it, at every level
+        return {**listed_run_json(run, now), "children": [folded(kid) for kid in page.children.get(run.id, [])]}
+
+    return {"runs": [folded(run) for run in page.runs], "cursor": page.cursor, "statuses": list(STATUSES)}
 
 
 def run_view_json(view: RunView, now: float) -> dict[str, Any]:

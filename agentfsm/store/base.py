@@ -287,6 +287,8 @@ class RunFilter:
     before: tuple[float, str] | None = None
     """Only runs listed after this (created_at, id) in newest-first order: the next page of a listing (a keyset
     cursor, so page 200 costs what page 1 does)."""
+    parents: tuple[str, ...] = ()
+    """Only the children of any of these runs (one read for a whole level of a tree of runs)."""
 
 
 @dataclass(slots=True)

@@ -123,6 +123,9 @@ class PostgresTransaction:
         if where.updated_before is not None:
             clauses.append("updated_at < %s")
             params.append(where.updated_before)
+        if where.parents:
+            clauses.append("parent_run = ANY(%s)")
+            params.append(list(where.parents))
         if where.top_level:
             clauses.append("parent_run IS NULL")
         if where.before is not None:

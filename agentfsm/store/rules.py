@@ -129,6 +129,8 @@ def matches(run: RunRow, where: RunFilter) -> bool:
         return False
     if where.parent_run is not None and run.parent_run != where.parent_run:
         return False
+    if where.parents and run.parent_run not in where.parents:
+        return False
     if where.top_level and run.parent_run is not None:
         return False
     if where.before is not None and (run.created_at, run.id) >= where.before:

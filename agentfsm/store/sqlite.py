@@ -348,6 +348,9 @@ class SQLiteTransaction:
         if where.updated_before is not None:
             clauses.append("updated_at < ?")
             params.append(where.updated_before)
+        if where.parents:
+            clauses.append(f"parent_run IN ({', '.join('?' * len(where.parents))})")
+            params.extend(where.parents)
         if where.top_level:
             clauses.append("parent_run IS NULL")
         if where.before is not None:

@@ -189,10 +189,11 @@ function highlight(nodes, visits, current, status) {
 
 // -- the runs page ---------------------------------------------------------------------------------------------
 
-function runRow(run, child) {
-  return el("tr", { class: child ? "child" : "", "data-run": run.run_id },
-    el("td", { class: "mono" }, el("a", { href: `#/runs/${enc(run.run_id)}`, title: run.run_id },
-      child ? `${run.child_name || ""} ${short(run.run_id)}` : short(run.run_id))),
+function runRow(run, depth) {
+  const name = el("td", { class: "mono" }, el("a", { href: `#/runs/${enc(run.run_id)}`, title: run.run_id },
+    depth ? `${run.child_name || ""} ${short(run.run_id)}` : short(run.run_id)));
+  if (depth) name.style.paddingLeft = `${8 + 20 * depth}px`;
+  return el("tr", { class: depth ? "child" : "", "data-run": run.run_id, "data-depth": depth }, name,
     el("td", {}, run.machine),
     el("td", {}, badge(run.status), run.owner_gone ? el("span", { class: "muted" }, " (owner gone)") : null),
     el("td", {}, run.branch),
@@ -202,21 +203,32 @@ function runRow(run, child) {
     el("td", { class: "num" }, run.tokens || ""));
 }
 
-function runsTable(page) {
+// A run's row and its children's, at every level: a toggle shows a run's children; closing it hides them all.
+// `opened` (run ids) survives the table being drawn again by a live update.
+function runRows(run, depth, opened) {
+  const head = runRow(run, depth);
+  const groups = (run.children || []).map((kid) => runRows(kid, depth + 1, opened));
+  const group = { head, rows: [head, ...groups.flatMap((kid) => kid.rows)], show: (shown) => { head.hidden = !shown; } };
+  if (!groups.length) return group;
+  const toggle = el("button", { class: "small fold", title: "show its child runs" });
+  const unfold = (open) => {
+    if (open) opened.add(run.run_id); else opened.delete(run.run_id);
+    toggle.textContent = `${open ? "▾" : "▸"} ${groups.length}`;
+    for (const kid of groups) kid.show(open);
+  };
+  toggle.onclick = () => unfold(!opened.has(run.run_id));
+  group.show = (shown) => {  // a row hidden hides its children too; shown again, they come back as they were
+    head.hidden = !shown;
+    for (const kid of groups) kid.show(shown && opened.has(run.run_id));
+  };
+  head.firstChild.append(" ", toggle);
+  unfold(opened.has(run.run_id));
+  return group;
+}
+
+function runsTable(page, opened) {
   const body = el("tbody", {});
-  for (const run of page.runs) {
-    const row = runRow(run, false);
-    body.append(row);
-    if (run.children.length) {
-      const kids = run.children.map((kid) => { const line = runRow(kid, true); line.hidden = true; return line; });
-      const toggle = el("button", { class: "small", title: "show its child runs", onclick: () => {
-        for (const line of kids) line.hidden = !line.hidden;
-        toggle.textContent = kids[0].hidden ? `▸ ${kids.length}` : `▾ ${kids.length}`;
-      } }, `▸ ${kids.length}`);
-      row.firstChild.append(" ", toggle);
-      body.append(...kids);
-    }
-  }
+  for (const run of page.runs) body.append(...runRows(run, 0, opened).rows);
   if (!page.runs.length) body.append(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "no runs")));
   return el("table", { id: "runs" }, el("thead", {}, el("tr", {}, ["run", "machine", "status", "branch", "started",
     "duration", "steps", "tokens"].map((name, i) => el("th", { class: i >= 5 ? "num" : "" }, name)))), body);
@@ -240,8 +252,9 @@ async function showRuns(query) {
   const pager = el("div", { class: "pager" });
   root.append(el("h1", {}, "Runs"), el("div", { class: "bar" }, statusBox, machineBox), holder, pager);
   const params = new URLSearchParams({ status, machine, cursor });
+  const opened = new Set();
   const render = (page) => {
-    put(holder, runsTable(page));
+    put(holder, runsTable(page, opened));
     put(pager,
       cursor ? el("button", { onclick: () => history.back() }, "← newer") : null,
       page.cursor ? el("button", { id: "older", onclick: () => go({ cursor: page.cursor }) }, "older →") : null);
