@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from agentfsm.spec.problems import InputError
+
 PRICES_ENV = "AGENTFSM_PRICES"
 """Names a user price file (YAML or JSON) read over the shipped table."""
 
@@ -27,8 +29,8 @@ _DATED = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 """A snapshot suffix (`gpt-4o-mini-2024-07-18`, `claude-3-5-haiku-20241022`, `-latest`): priced as its model."""
 
 
-class PriceFileError(ValueError):
-    """A user price file that cannot be read or does not hold prices."""
+class PriceFileError(InputError):
+    """A user price file that cannot be read or does not hold prices (bad input: one line, exit 2)."""
 
 
 @dataclass(frozen=True, slots=True)

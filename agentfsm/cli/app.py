@@ -528,3 +528,4 @@ def main() -> None:
 
 
 from agentfsm.cli import testing_commands  # noqa: E402,F401 - registers test, replay, fork, record (they use the names above)
+from agentfsm.cli import stats_commands  # noqa: E402,F401 - registers stats

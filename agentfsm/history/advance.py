@@ -22,6 +22,7 @@ from agentfsm.history.leases import LEASE_SECONDS, keeper, new_owner, owner_is_d
 from agentfsm.history.lineage import Position, position
 from agentfsm.history.recorder import UNCUT, CheckpointNamer, StoreRecorder, recordable, redacted
 from agentfsm.history.tally import Tally
+from agentfsm.history.memory import MemorySampler
 from agentfsm.history.trace import TraceRecorder
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.loop import RunResult, run_machine
@@ -199,7 +200,10 @@ class _Advance:
         trace = TraceRecorder(context, self.branch, first_trace) if self.recording.trace else None
         recorder = StoreRecorder(store, context, self.owner, self.branch, tracker, namer, lease, trace)
         # the trace only buffers: it goes before the recorder, which writes its entries with each step
-        watching = [trace, recorder, *observers] if trace is not None else [recorder, *observers]
+        # the memory sampler notes into the trace: after it, before the recorder that writes what it notes
+        watching: list[object] = [recorder, *observers]
+        if trace is not None:
+            watching[:0] = [trace, MemorySampler(trace)]
         try:
             return await run_machine(self.machine, context, observers=watching, run_id=run_id)
         except LeaseLost:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from agentfsm.history.rewrite import Rollback
     from agentfsm.runtime.loop import RunResult
     from agentfsm.service.costs import Cost
+    from agentfsm.service.stats import MachineStats, RunStats
     from agentfsm.service.browse import MachineView, RunChange, RunsPage, RunView, StepsWindow, StepView
     from agentfsm.store.base import CheckpointRow, RunRow, StepRow
     from agentfsm.store.queue import WorkerView
@@ -143,6 +144,83 @@ def cost_json(cost: Cost) -> dict[str, Any]:
 
 def _usd(value: float | None) -> float | None:
     return None if value is None else round(value, 8)
+
+
+def stats_json(stats: RunStats) -> dict[str, Any]:
+    """`stats RUN --json`: the run's own figures; with child runs, `children` (each this shape) and `total`."""
+    from agentfsm.service.stats import summarize
+
+    run = stats.run
+    shown = {"run_id": run.id, "machine": run.machine, "status": run.status, "agent": run.child_name,
+             "steps": stats.steps, "duration": stats.duration,
+             "states": {name: {"visits": len(durations), **summarize(durations)}
+                        for name, durations in stats.states.items()},
+             "transitions": [{"source": source, "target": target, "event": event, "count": count}
+                             for (source, target, event), count in stats.transitions.most_common()],
+             "errors": dict(stats.errors.most_common()),
+             "retries": {"total": sum(stats.retries.values()), "by_state": dict(stats.retries)},
+             **_spending_json(stats), "memory": _memory_json(stats.memory)}
+    if stats.children:
+        shown["children"] = [stats_json(child) for child in stats.children]
+        shown["total"] = _total_json([stats, *stats.descendants()])
+    return shown
+
+
+def _spending_json(stats: RunStats) -> dict[str, Any]:
+    from agentfsm.service.stats import summarize
+
+    llm = {binding: {"models": dict(one.models), "calls": one.calls, "failures": one.failures,
+                     "prompt_tokens": one.prompt_tokens, "completion_tokens": one.completion_tokens,
+                     "latency": summarize(one.latencies), "cost": _usd(one.cost)} for binding, one in stats.llm.items()}
+    tools = {tool: {"calls": one.calls, "failures": one.failures, "duration": summarize(one.durations)}
+             for tool, one in stats.tools.items()}
+    return {"llm": llm, "tools": tools, **_usage_totals([stats])}
+
+
+def _usage_totals(every: list[RunStats]) -> dict[str, Any]:
+    calls = [one for stats in every for one in stats.llm.items()]
+    priced = [one.cost for _, one in calls if one.cost is not None]
+    prompt = sum(one.prompt_tokens for _, one in calls)
+    completion = sum(one.completion_tokens for _, one in calls)
+    return {"tokens": {"prompt": prompt, "completion": completion, "total": prompt + completion},
+            "cost": _usd(sum(priced)) if priced else None,
+            "unpriced": sorted({binding for binding, one in calls
+                                if one.cost is None and one.prompt_tokens + one.completion_tokens})}
+
+
+def _memory_json(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    sizes = [sample["rss"] for sample in samples if isinstance(sample.get("rss"), int)]
+    peaks = [sample["peak"] for sample in samples if isinstance(sample.get("peak"), int)]
+    return {"peak": max(peaks + sizes) if peaks or sizes else None, "last": sizes[-1] if sizes else None,
+            "min": min(sizes) if sizes else None, "samples": samples}
+
+
+def _total_json(every: list[RunStats]) -> dict[str, Any]:
+    """A run and its descendants together: steps, LLM and tool calls, tokens, cost, errors, retries."""
+    errors: dict[str, int] = {}
+    for stats in every:
+        for kind, count in stats.errors.items():
+            errors[kind] = errors.get(kind, 0) + count
+    return {"runs": len(every), "steps": sum(stats.steps for stats in every),
+            "llm_calls": sum(one.calls for stats in every for one in stats.llm.values()),
+            "tool_calls": sum(one.calls for stats in every for one in stats.tools.values()),
+            "errors": errors, "retries": sum(sum(stats.retries.values()) for stats in every),
+            **_usage_totals(every),
+            "memory_peak": _memory_json([sample for stats in every for sample in stats.memory])["peak"]}
+
+
+def machine_stats_json(stats: MachineStats) -> dict[str, Any]:
+    """`stats --machine NAME --json`."""
+    from agentfsm.service.stats import summarize
+
+    steps = stats.steps
+    return {"machine": stats.machine, "since": stats.since, "runs": stats.runs, "statuses": dict(stats.statuses),
+            "success_rate": stats.success_rate, "mean_steps": sum(steps) / len(steps) if steps else 0.0,
+            "duration": summarize(stats.durations),
+            "llm_calls": stats.llm_calls,
+            "tokens": {"prompt": stats.prompt_tokens, "completion": stats.completion_tokens,
+                       "total": stats.prompt_tokens + stats.completion_tokens},
+            "cost": _usd(stats.cost), "unpriced": sorted(stats.unpriced)}
 
 
 # -- the web UI's pages (agentfsm.service.browse) -----------------------------------------------------------
