@@ -65,6 +65,8 @@ _EXPORTS = {
     "Conflict": "agentfsm.store.base",
     "RunNotFound": "agentfsm.store.base",
     "Delivery": "agentfsm.runtime.waiting",
+    "StateMetrics": "agentfsm.observability.metrics",
+    "Budget": "agentfsm.runtime.budget",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -129,3 +131,5 @@ if TYPE_CHECKING:
     from agentfsm.store import open_store
     from agentfsm.store.base import Conflict, LeaseHeld, RunMoved, RunNotFound, StoreError
     from agentfsm.store.core import Store
+    from agentfsm.observability.metrics import StateMetrics
+    from agentfsm.runtime.budget import Budget
