@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 import tracemalloc
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,16 @@ def test_stream_lines_split_on_every_line_end_even_across_pieces(server: LLMServ
             return [line async for line in body_lines(response)]
 
     assert asyncio.run(read()) == ["data: a", "", "data: \u2028b", "", "event: end", "data: c"]
+
+
+def test_stream_lines_join_a_line_that_arrives_in_many_pieces() -> None:
+    pieces = [b"data: a\r", b"\nda", b"ta: ", b"b" * 70_000, b"c\r", b"\r\n", b"\xe2\x80", b"\xa8d\n", b"\n", b"e"]
+
+    async def body() -> AsyncIterator[bytes]:
+        for piece in pieces:
+            yield piece
+
+    async def read() -> list[str]:
+        return [line async for line in body_lines(httpx.Response(200, content=body()))]
+
+    assert asyncio.run(read()) == ["data: a", "data: " + "b" * 70_000 + "c", "", "\u2028d", "", "e"]

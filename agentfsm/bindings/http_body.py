@@ -69,21 +69,30 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 async def body_lines(response: httpx.Response, cap: int = MAX_REPLY_BYTES) -> AsyncIterator[str]:
-    """A streamed body's lines (without their ends), given up once the body passes `cap` bytes decoded."""
+    """A streamed body's lines (without their ends), given up once the body passes `cap` bytes decoded.
+
+    Only the newly received text is searched for line ends and a long line is kept in pieces, so a
+    line of many megabytes costs what it holds, not its length times the pieces it came in.
+    """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    total, pending = 0, ""
+    total, carry = 0, ""  # carry: a "\r" held back, perhaps the first half of a CRLF
+    line: list[str] = []  # the pieces of the line being read
     async for piece in decoded_pieces(response):
         total += len(piece)
         if total > cap:
             raise ReplyTooLarge()
-        text = pending + decoder.decode(piece)
-        held = text.endswith("\r")  # perhaps the first half of a CRLF
-        *lines, pending = _LINE_END.split(text[:-1] if held else text)
-        pending += "\r" if held else ""
-        for line in lines:
-            yield line
-    lines = _LINE_END.split(pending + decoder.decode(b"", final=True))
+        text = carry + decoder.decode(piece)
+        carry = "\r" if text.endswith("\r") else ""
+        first, *complete = _LINE_END.split(text[:-1] if carry else text)
+        line.append(first)
+        if complete:
+            yield "".join(line)
+            *middle, last = complete
+            for whole in middle:
+                yield whole
+            line = [last]
+    lines = _LINE_END.split("".join(line) + carry + decoder.decode(b"", final=True))
     if lines[-1] == "":
         lines.pop()
-    for line in lines:
-        yield line
+    for whole in lines:
+        yield whole
