@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import textwrap
 import uuid
 from pathlib import Path
@@ -151,7 +152,7 @@ def test_the_command_writes_the_machine_and_lists_what_to_bind(tmp_path: Path) -
 def test_a_refused_part_is_located_and_nothing_is_written(tmp_path: Path) -> None:
     source = tmp_path / "m.asl.json"
     source.write_text(json.dumps({"StartAt": "A", "States": {
-        "A": {"Type": "Pass", "Parameters": {"id.$": "$$.Execution.StartTime"}, "Next": "B"},
+        "A": {"Type": "Pass", "Parameters": {"id.$": "$$.Execution.RoleArn"}, "Next": "B"},
         "B": {"Type": "Choice", "Choices": [{"Variable": "$.x", "IsNull": True, "Next": "C"}], "Default": "C",
               "OutputPath": "$.x"},
         "C": {"Type": "Succeed"}}}), encoding="utf-8")
@@ -226,6 +227,24 @@ def test_map_outputs_come_in_item_order_and_failures_follow_the_tolerance(tmp_pa
     assert path_of(two_bad)[-1] == "Too many"
     assert two_bad.error["detail"]["error"] == "TooManyBadParcels"
     assert two_bad.error["detail"]["cause"].startswith("2 of 2 items failed (tolerated: 1)")
+
+
+def test_the_context_object_keeps_the_execution_input_apart_from_the_data(tmp_path: Path) -> None:
+    """`$$.Execution.Input` is the input the execution started with, though the first state narrowed the data to
+    the order; an item processor reads it too; `$$` alone is the whole context object."""
+    given = {"order": {"lines": [{"sku": "a"}, {"sku": "b"}], "id": 7}, "currency": "EUR", "customer": {"name": "Ada"}}
+    result = run_imported(tmp_path, "context-object", given)
+    assert result.status == "succeeded", result.error
+    out, run_id = result.output, result.context.run_id
+    assert out["original"] == given
+    assert out["tagged"] == [{"sku": sku, "currency": "EUR", "customer": "Ada", "machine": "context-object"}
+                             for sku in "ab"]
+    assert out["same"] is True
+    assert out["whole"]["Execution"] == {"Id": run_id, "Name": run_id, "Input": given, "StartTime": out["started"]}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", out["started"])
+    assert out["whole"]["StateMachine"] == {"Id": "context-object", "Name": "context-object"}
+    assert out["whole"]["State"]["Name"] == "Stamp" and out["whole"]["Task"] == {"Token": f"{run_id}/Stamp"}
+    assert set(result.context.data) - set(out) == {"$$"}  # kept in the context, never shown as data
 
 
 HAND_WRITTEN = """\

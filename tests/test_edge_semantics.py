@@ -316,3 +316,25 @@ def test_a_problem_inside_a_single_mapping_retry_points_at_the_value(tmp_path: P
         """)
     [problem] = agentfsm.validate_file(path).errors
     assert (problem.code, problem.line, problem.column) == ("invalid-value", 8, 42)
+
+
+def test_a_set_of_the_whole_context_saves_a_snapshot_and_the_context_object_stays_apart(tmp_path: Path) -> None:
+    """`set: {snap: "{{ run.data }}"}` saves the context as it was (not the context inside itself); the key `$$`
+    is kept by an `output:` and never shown by `run.data`."""
+    path = write(tmp_path, """\
+        agentfsm: 1
+        name: snap
+        extra_inputs: true
+        initial: keep
+        states:
+          keep:
+            type: set
+            set: {snap: "{{ run.data }}", $$: {started_with: "{{ run.data }}"}}
+            next: narrow
+          narrow: {type: set, set: {}, output: "{{ [snap.a, run.data.snap.a] }}", next: done}
+          done: {type: final, output: {data: "{{ run.data }}", kept: '{{ run["$$"].started_with }}'}}
+        """)
+    result = run(path, {"a": 5})
+    assert result.status == "succeeded", result.error
+    assert result.output == {"data": [5, 5], "kept": {"a": 5}}
+    assert result.context.data == {"$": [5, 5], "$$": {"started_with": {"a": 5}}}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agentfsm.asl import context_object
 from agentfsm.asl.exprs import Arr, Code, Lit, Value, template
 from agentfsm.asl.flow import effective_input, parameters, place, selected
 from agentfsm.asl.paths import Scope, read_path
@@ -36,7 +37,11 @@ def inline_machine(self: Converter, definition: Any, where: Pointer, given: Valu
     self.refusals.extend(inner.refusals)
     self.notes.extend(inner.notes)
     states = {entry: inner.states.pop(entry), **inner.states}
-    return {"inputs": {"input": template(given)}, "initial": entry, "states": states}
+    inputs = {"input": template(given)}
+    if context_object.used(states):  # the same execution: the parent's context object, kept apart again
+        inputs[context_object.PASSED] = "{{ " + context_object.READ.text + " }}"
+        states[entry]["set"] = {context_object.KEY: "{{ run.data." + context_object.PASSED + " }}"}
+    return {"inputs": inputs, "initial": entry, "states": states}
 
 
 def _parallel(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentfsm.asl.context_object import KEY, PASSED
 from agentfsm.asl.placement import (
     DOC,
     TASK,
@@ -39,6 +40,7 @@ class Exporter:
     skipped: set[str] = field(default_factory=set)
 
     def export(self) -> dict[str, Any]:
+        start = self.start()
         for name, state in self.machine["states"].items():
             if name in self.skipped:
                 continue
@@ -51,9 +53,18 @@ class Exporter:
         definition: dict[str, Any] = {}
         if self.machine.get("description"):
             definition["Comment"] = self.machine["description"]
-        definition["StartAt"] = self.machine["initial"]
+        definition["StartAt"] = start
         definition["States"] = self.states
         return definition
+
+    def start(self) -> str:
+        """The first state; the state that keeps the context object (`agentfsm import` writes it) is ASL's own."""
+        initial = self.machine["initial"]
+        entry = self.machine["states"].get(initial, {})
+        if entry.get("type") == "set" and set(entry.get("set") or {}) == {KEY} and entry.get("output") is None:
+            self.skipped.add(initial)
+            return str(entry["next"])
+        return str(initial)
 
     def state(self, name: str, state: dict[str, Any], where: Pointer) -> dict[str, dict[str, Any]]:
         kind = state["type"]
@@ -157,11 +168,12 @@ class Exporter:
             parameters["Payload"] = payload_of(payload, DOC, (*where, "args"))
         task: dict[str, Any] = {"Type": "Task", "Resource": LAMBDA, "Parameters": parameters}
         out: dict[str, dict[str, Any]] = {}
-        raw = [state["save"]] if state.get("save") else raw_result_steps(state.get("output"))
+        raw = ([state["save"]], None) if state.get("save") else raw_result_steps(state.get("output"))
         if raw is not None:  # the function's answer itself at a path: its Payload, unwrapped by a Pass
-            unwrap, at = f"{name} (payload)", steps_path(raw)
+            unwrap, at = f"{name} (payload)", steps_path(raw[0])
             task["ResultPath"] = at
-            out[unwrap] = {"Type": "Pass", "InputPath": steps_path([*raw, "Payload"]), "ResultPath": at, **route}
+            out[unwrap] = {"Type": "Pass", "InputPath": steps_path([*raw[0], "Payload"]), "ResultPath": at,
+                           **({"OutputPath": raw[1]} if raw[1] else {}), **route}
             route = {"Next": unwrap}
         elif state.get("output") is not None:
             task.update(placed(state["output"], TASK, (*where, "output"), task=True))
@@ -219,14 +231,18 @@ class Exporter:
             raise Refused((*where, "machine"), "only an inline machine has an Amazon States Language form here")
         states, start = dict(ref["states"]), ref["initial"]
         entry = states.get(start, {})
-        if entry.get("type") == "set" and entry.get("output") == "{{ run.data.input }}" and not entry.get("set"):
+        inputs = dict(ref.get("inputs") or {})
+        if entry.get("type") == "set" and entry.get("output") == "{{ run.data.input }}" and entry.get("set") in (
+                None, {}, {KEY: "{{ run.data." + PASSED + " }}"}):
             states.pop(start)  # the state `agentfsm import` writes to take the input: ASL gives it directly
             start = entry["next"]
+            if entry.get("set"):  # and the context object, which ASL gives every state
+                inputs.pop(PASSED, None)
         inner = Exporter({"initial": start, "states": states})
         definition = inner.export()
         for refusal in inner.refusals:
             self.refusals.append(Refusal((*where, *refusal.pointer), refusal.message))
-        payload = payload_of(ref.get("inputs") or {}, roots, (*where, "inputs"))
+        payload = payload_of(inputs, roots, (*where, "inputs"))
         return {"StartAt": definition["StartAt"], "States": definition["States"]}, payload
 
     def choice(self, name: str, state: dict[str, Any], where: Pointer) -> dict[str, dict[str, Any]]:

@@ -111,7 +111,7 @@ def member(base: Value, steps: list[str | int]) -> Value:
     if isinstance(base, Lit):
         return Code(f"({literal(base.value)})" + _accessors(steps))
     text = expression(base)
-    if not isinstance(base, Code) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.\[\]\"']*", text):
+    if not isinstance(base, Code) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.$\[\]\"']*", text):
         text = f"({text})"
     return Code(text + _accessors(steps))
 

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from agentfsm.asl.problems import AslInputError, Refusal
-from agentfsm.asl import composite  # noqa: F401 - registers Parallel and Map
+from agentfsm.asl import composite, context_object  # noqa: F401 - composite registers Parallel and Map
 from agentfsm.asl.states import Converter
 from agentfsm.asl.tasks import Tools
 
@@ -111,6 +111,10 @@ def _machine(document: dict[str, Any], name: str, tools: Tools, converter: Conve
         machine["tools"] = tools.bindings
     machine["initial"] = document["StartAt"]
     machine["states"] = converter.states
+    if context_object.used(converter.states):
+        entry = converter.fresh(context_object.ENTRY)
+        machine["initial"] = entry
+        machine["states"] = {entry: context_object.entry_state(name, document["StartAt"]), **converter.states}
     return machine
 
 

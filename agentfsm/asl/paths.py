@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from agentfsm.asl import context_object
 from agentfsm.asl.exprs import Code, Lit, Value, expression, member
 from agentfsm.asl.problems import AslInputError, Pointer, Refused
 from agentfsm.spec.functions import HASHES, compiled_path, simple_path
@@ -75,8 +76,13 @@ def context_path(text: str, scope: Scope, where: Pointer) -> Value:
             return member(value, steps)
     if text in CONTEXT_PATHS:
         return CONTEXT_PATHS[text]
-    raise Refused(where, f"the context object's {text} has no meaning in a local run (known: "
-                  f"{', '.join(sorted(CONTEXT_PATHS))}, $$.Map.Item.Value, $$.Map.Item.Index)")
+    if text == "$$":
+        return context_object.whole(CONTEXT_PATHS["$$.State.Name"], CONTEXT_PATHS["$$.State.EnteredTime"],
+                                    CONTEXT_PATHS["$$.Task.Token"], scope.map_item, scope.map_index)
+    steps = simple_path("$" + text[2:])
+    if not steps:
+        raise Refused(where, f"{text}: only plain keys and indexes are read in the context object")
+    return context_object.kept_part(steps, text, where)
 
 
 def reference_steps(path: object, where: Pointer) -> list[str] | None:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from jinja2 import nodes
@@ -65,6 +66,9 @@ def placed_group(state: dict[str, Any], names: list[str] | None, where: Pointer)
     if expression == raw:
         return {}
     node = parse(expression, where) if expression is not None else None
+    if (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "jsonpath"
+            and len(node.args) == 2 and _source(node.args[0]) == raw and isinstance(node.args[1], nodes.Const)):
+        return {"ResultSelector": {"value.$": node.args[1].value}, "OutputPath": "$.value"}
     if (isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name) and node.node.name == "set_path"
             and len(node.args) == 3 and path_of(node.args[0], DOC) == "$"):
         ok, steps = literal_of(node.args[1])
@@ -122,13 +126,22 @@ def assignment(name: str, key: str, value: Any, where: Pointer) -> list[tuple[st
     return [(name, {"Type": "Pass", **pass_value(value, DOC, where), "ResultPath": at})]
 
 
-def raw_result_steps(output: Any) -> list[str] | None:
-    """The keys of `{{ set_path(run.data, [KEYS], result) }}`: a task's answer placed as it is."""
+def raw_result_steps(output: Any) -> tuple[list[str], str | None] | None:
+    """The keys of `{{ set_path(run.data, [KEYS], result) }}` (a task's answer placed as it is), and the
+    OutputPath of `{{ (set_path(...)).a.b }}` when one follows."""
     expression = single_expression(output) if isinstance(output, str) else None
-    if expression is None or not expression.startswith("set_path(run.data, ") or not expression.endswith(", result)"):
+    if expression is None:
+        return None
+    out_path = None
+    selected = re.fullmatch(r"\((set_path\(run\.data, .*, result\))\)((?:\.[A-Za-z_][A-Za-z0-9_]*)+)", expression)
+    if selected is not None:
+        expression, out_path = selected.group(1), "$" + selected.group(2)
+    if not expression.startswith("set_path(run.data, ") or not expression.endswith(", result)"):
         return None
     ok, steps = literal_of(parse(expression[len("set_path(run.data, "):-len(", result)")], ()))
-    return steps if ok and isinstance(steps, list) and steps and all(isinstance(s, str) for s in steps) else None
+    if ok and isinstance(steps, list) and steps and all(isinstance(s, str) for s in steps):
+        return steps, out_path
+    return None
 
 
 def pass_value(value: Any, roots: Roots, where: Pointer) -> dict[str, Any]:
@@ -182,8 +195,8 @@ def placed(output: Any, roots: Roots, where: Pointer, *, task: bool) -> dict[str
             fields = {"OutputPath": path} if path != "$" else {}
         else:
             fields = _value_node(node, roots, where, task)
-    if out_path is not None:
-        fields["OutputPath"] = out_path
+    if out_path is not None:  # after the value's own OutputPath, if it has one
+        fields["OutputPath"] = fields.get("OutputPath", "$") + out_path[1:]
     return fields
 
 
@@ -205,9 +218,9 @@ def _value_node(node: nodes.Node, roots: Roots, where: Pointer, task: bool) -> d
     path = path_of(node, roots)
     if path is not None and not task:
         return {"InputPath": path}
-    if task:  # a computed answer that is not an object: select it into an object, then take it out
-        return {"ResultSelector": {"value.$": intrinsic_of(node, roots, where)}, "OutputPath": "$.value"}
-    raise Refused(where, "this value has no Amazon States Language form (a literal, an object or a path)")
+    # a computed value that is not an object: select it into an object, then take it out
+    return {"ResultSelector" if task else "Parameters": {"value.$": intrinsic_of(node, roots, where)},
+            "OutputPath": "$.value"}
 
 
 def _pair(key: str, node: nodes.Node, roots: Roots, where: Pointer) -> dict[str, Any]:

@@ -89,6 +89,8 @@ def path_of(node: nodes.Node, roots: Roots) -> str | None:
         return None
     if node.name == "run" and steps[:1] == ["data"]:
         base, steps = "$", steps[1:]
+    elif node.name == "run" and steps[:1] == ["$$"] and steps[1:2] != []:
+        base, steps = "$$", steps[1:]
     elif node.name == "run" and steps in (["id"],):
         return "$$.Execution.Id"
     elif node.name == "run" and steps == ["state"]:

@@ -18,7 +18,7 @@ from agentfsm.bindings.llms import make_llm
 from agentfsm.bindings.prices import binding_pricer
 from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.env import CompileEnv
-from agentfsm.compiler.scope import BOXED, compile_assignments, compile_value, make_scope, rendered
+from agentfsm.compiler.scope import BOXED, CONTEXT_OBJECT, compile_assignments, compile_value, make_scope, rendered
 from agentfsm.runtime.budget import Budget
 from agentfsm.runtime.errors import StateError
 from agentfsm.runtime.machine import StateMachine
@@ -100,6 +100,8 @@ def _replace_context_after(state: State, render: Any, where: str) -> None:
         # plain values: none may stay shared with the context it replaces; a value that is not an object is
         # kept as the context's only key `$` (templates see it as `run.data`)
         value = copy.deepcopy(value) if isinstance(value, dict) else {BOXED: copy.deepcopy(value)}
+        if CONTEXT_OBJECT in context.data:  # kept apart from the data the output replaces
+            value[CONTEXT_OBJECT] = context.data[CONTEXT_OBJECT]
         context.data.clear()
         context.data.update(value)
         return outcome

@@ -17,6 +17,10 @@ Renderer = Callable[[dict[str, Any]], Any]
 BOXED = "$"
 """The one key of a context whose whole value is not an object (an `output:` gave a list, text, a number):
 `run.data` shows that value itself."""
+CONTEXT_OBJECT = "$$"
+"""A context key kept apart from the data: `run.data` never shows it and an `output:` keeps it. An imported Step
+Functions machine keeps its context object there (the execution's input and start time, the machine's name);
+templates read it as `run["$$"]`."""
 
 
 def make_scope(context: StateContext, event: Event | None = None, result: Any = None) -> dict[str, Any]:
@@ -27,8 +31,13 @@ def make_scope(context: StateContext, event: Event | None = None, result: Any = 
     scope["event"] = _NO_EVENT if current is None else {"name": current.name, "data": current.data}
     scope["result"] = result
     data = context.data
+    kept = data.get(CONTEXT_OBJECT)
+    if kept is not None:
+        data = {key: value for key, value in data.items() if key != CONTEXT_OBJECT}
     whole = data[BOXED] if len(data) == 1 and BOXED in data else data
     scope["run"] = {"id": context.run_id, "step": context.step, "state": context.state, "data": whole}
+    if kept is not None:
+        scope["run"][CONTEXT_OBJECT] = kept
     return scope
 
 

@@ -60,6 +60,10 @@ class MapStateSpec(ActiveStateSpec):
     def nested(self) -> Iterator[NestedRef]:
         yield (), self.ref(), frozenset({self.item_as, "index"})
 
+    def names_seen_by(self, field: str) -> frozenset[str]:
+        """The names a field's templates see besides the machine's: `inputs` see the item and `index`."""
+        return frozenset({self.item_as, "index"}) if field == "inputs" else frozenset()
+
     def diagram_label(self, name: str) -> str:
         """How a diagram names the state: with its concurrency (its machine is drawn inside it)."""
         limit = "all at once" if self.max_concurrency == 0 else f"at most {self.max_concurrency} at once"

@@ -28,6 +28,8 @@ GUARD = {TEMPLATE_KEY: "guard"}
 IDENTIFIER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 """A name templates can use: context keys, inputs, `save`, `set` keys, `as`."""
+SetKey = Annotated[str, StringConstraints(pattern=r"^([A-Za-z_][A-Za-z0-9_]*|\$\$)$")]
+"""A `set:` key: a name, or `$$`, the context object kept apart from the data (`run["$$"]`)."""
 
 PYTHON_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 PythonRef = Annotated[str, StringConstraints(pattern=PYTHON_REF_PATTERN)]

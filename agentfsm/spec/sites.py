@@ -67,6 +67,7 @@ def template_sites(node: Any, path: NodePath = ()) -> Iterator[TemplateSite]:
         if kind is not None and value is not None:
             sees = frozenset(info.json_schema_extra.get(SEES_KEY, ())) if info is not None and isinstance(
                 info.json_schema_extra, dict) else frozenset()
+            sees |= getattr(node, "names_seen_by", lambda field: frozenset())(key)
             if kind == "value":
                 yield from _value_sites(value, (*path, key), sees)
             elif isinstance(value, str):
