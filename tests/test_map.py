@@ -155,3 +155,40 @@ def test_validate_checks_the_inner_machine_in_its_own_file_and_the_diagram_shows
     assert parsed["states"]["s_each"] == "each (map, all at once)"
     inside = {parsed["states"][child] for child, parent in parsed["parents"].items() if parent == "s_each"}
     assert inside == {"shout", "done"}  # the inline machine drawn inside the map
+
+
+READER = """\
+    agentfsm: 1
+    name: reader
+    inputs:
+      words: {type: array, required: true}
+    tools:
+      read: {builtin: json_query}
+    initial: each
+    states:
+      each:
+        type: map
+        tool: read
+        args: {data: {list: "{{ words }}"}, path: list}
+        batch_size: 3
+        batch_bytes: 12
+        initial: join
+        states:
+          join: {type: final, output: "{{ item | join('+') }}"}
+        save: joined
+        next: end
+      end: {type: final, output: "{{ joined }}"}
+"""
+
+
+@pytest.mark.parametrize(("words", "expected"), [
+    (["a", "b", "c", "d"], ["a+b+c", "d"]),  # three at most
+    (["abcd", "efgh", "i", "jklmnopqrstu"], ["abcd+efgh", "i", "jklmnopqrstu"]),  # 12 bytes at most, or one alone
+])
+def test_a_tool_gives_the_items_and_batches_group_them(tmp_path: Path, words: list[str],
+                                                        expected: list[str]) -> None:
+    path = tmp_path / "reader.yaml"
+    path.write_text(textwrap.dedent(READER), encoding="utf-8")
+    result = asyncio.run(agentfsm.load_machine(path).run({"words": words}))
+    assert result.status == "succeeded", result.error
+    assert result.output == expected

@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentfsm.asl import context_object
+from agentfsm.asl import context_object, reading
 from agentfsm.asl.exprs import Arr, Code, Lit, Value, template
 from agentfsm.asl.flow import effective_input, parameters, place, selected
 from agentfsm.asl.paths import Scope, read_path
 from agentfsm.asl.problems import AslInputError, Pointer, Refused
 from agentfsm.asl.states import CONVERTERS, Converter
 
-UNSUPPORTED_MAP = {"ItemReader": "reading items from S3", "ItemBatcher": "batching items",
-                   "ResultWriter": "writing results to S3", "MaxConcurrencyPath": "a concurrency read from the input",
+UNSUPPORTED_MAP = {"ResultWriter": "writing results to S3", "MaxConcurrencyPath": "a concurrency read from the input",
                    "ToleratedFailureCountPath": "a tolerance read from the input",
                    "ToleratedFailurePercentagePath": "a tolerance read from the input"}
 
@@ -64,9 +63,22 @@ def _map(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> d
         if key in state:
             raise Refused((*where, key), f"{key} ({what}) has no local meaning")
     scope = Scope(effective_input(state, where), map_item=Code("item"), map_index=Code("index"))
-    items = _items(state, scope, where)
     selector = "ItemSelector" if "ItemSelector" in state else "Parameters"
     given = parameters(state, selector, scope, where) if selector in state else Code("item")
+    source: dict[str, Any] = {}
+    if "ItemReader" in state:
+        source = reading.reader(state["ItemReader"], Scope(scope.input), self.tools, (*where, "ItemReader"))
+        if "ItemsPath" in state:
+            self.notes.append(f"{'/'.join(map(str, where))}: ignored: ItemsPath beside ItemReader (the reader's "
+                              "list is the items)")
+    else:
+        source = {"items": template(_items(state, scope, where))}
+    if "ItemBatcher" in state:
+        if selector in state:
+            raise Refused((*where, selector), f"{selector} beside an ItemBatcher (each item selected before "
+                          "batching) is not imported")
+        batch, given = reading.batcher(state["ItemBatcher"], Scope(scope.input), (*where, "ItemBatcher"))
+        source.update(batch)
     processor = state.get("ItemProcessor", state.get("Iterator"))
     key = "ItemProcessor" if "ItemProcessor" in state else "Iterator"
     config = processor.get("ProcessorConfig") if isinstance(processor, dict) else None
@@ -74,7 +86,7 @@ def _map(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> d
         self.notes.append(f"{'/'.join(map(str, where))}: a distributed map runs as an inline one (child runs here)")
     machine = inline_machine(self, {k: v for k, v in (processor or {}).items() if k != "ProcessorConfig"},
                              (*where, key), given)
-    fields: dict[str, Any] = {"items": template(items), **machine,
+    fields: dict[str, Any] = {**source, **machine,
                               "max_concurrency": _count(state, "MaxConcurrency", where, 0)}
     tolerated = _tolerated(state, where)
     if tolerated is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentfsm.asl.context_object import KEY, PASSED
+from agentfsm.asl.map_source import item_batcher, item_source
 from agentfsm.asl.placement import (
     DOC,
     TASK,
@@ -204,16 +205,15 @@ class Exporter:
         item = state.get("item_as", "item")
         roots = Roots(names=((item, "$$.Map.Item.Value"), ("index", "$$.Map.Item.Index")))
         definition, payload = self.inline(where, state, roots)
-        items = state.get("items")
-        kind, found = dynamic_of(items, DOC, (*where, "items")) if isinstance(items, str) else ("literal", items)
-        if kind not in ("path", "literal") or (kind == "literal" and not isinstance(found, list)):
-            raise Refused((*where, "items"), "the items must be a path or a literal list")
-        out: dict[str, Any] = {"Type": "Map", **({"ItemsPath": found} if kind == "path" else {"Items": found}),
-                               "ItemSelector": unwrapped(payload) if "input" in (state.get("inputs") or {})
-                               else {f"{item}.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index",
-                                     **(payload or {})},
-                               "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, **definition},
-                               "MaxConcurrency": state.get("max_concurrency", 10)}
+        selector = (unwrapped(payload) if "input" in (state.get("inputs") or {})
+                    else {f"{item}.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index", **(payload or {})})
+        out: dict[str, Any] = {"Type": "Map", **item_source(self.machine, state, where)}
+        if state.get("batch_size") or state.get("batch_bytes"):
+            out["ItemBatcher"] = item_batcher(state, selector, (*where, "inputs"))
+        else:
+            out["ItemSelector"] = selector
+        out.update({"ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, **definition},
+                    "MaxConcurrency": state.get("max_concurrency", 10)})
         tolerated = state.get("tolerated_failures", 0)
         if isinstance(tolerated, str):
             out["ToleratedFailurePercentage"] = float(tolerated.strip().rstrip("%"))

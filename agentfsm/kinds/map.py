@@ -9,9 +9,10 @@ run that crashed resumes only its unfinished items.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -19,6 +20,7 @@ from agentfsm.compiler.env import CompileEnv, state_options
 from agentfsm.compiler.nested import compile_nested
 from agentfsm.compiler.scope import compile_value, make_scope, rendered
 from agentfsm.kinds.machine import inputs_renderer
+from agentfsm.kinds.tool import call_tool
 from agentfsm.runtime.children import LOCAL_CHILDREN, ChildRequest, Children
 from agentfsm.runtime.errors import StateError
 from agentfsm.runtime.loop import RunResult
@@ -28,6 +30,9 @@ from agentfsm.spec.kinds import Kind, register
 from agentfsm.spec.models import VALUE_TEMPLATE, ActiveStateSpec, Identifier, Reporter, StateName
 from agentfsm.spec.nesting import NestedMachine, NestedRef
 
+if TYPE_CHECKING:
+    from agentfsm.bindings.tools import ToolClient
+
 Percentage = Annotated[str, StringConstraints(pattern=r"^\s*\d+(\.\d+)?\s*%\s*$")]
 
 
@@ -35,7 +40,16 @@ class MapStateSpec(ActiveStateSpec):
     """Run a machine once per item of a list (each a child run), with bounded concurrency; save the outputs."""
 
     type: Literal["map"]
-    items: Any = Field(description="Value template giving the list to map over.", json_schema_extra=VALUE_TEMPLATE)
+    items: Any = Field(None, description="Value template giving the list to map over.",
+                       json_schema_extra=VALUE_TEMPLATE)
+    tool: str | None = Field(None, description="Instead of `items:`, a tool binding whose result is the list (Step "
+                             "Functions' ItemReader); called with `args` each time the state starts.")
+    args: dict[str, Any] = Field(default_factory=dict, description="The `tool`'s arguments: name -> value template.",
+                                 json_schema_extra=VALUE_TEMPLATE)
+    batch_size: int | None = Field(None, ge=1, description="Group the items into lists of at most this many; each "
+                                   "run gets one list as its item (Step Functions' ItemBatcher).")
+    batch_bytes: int | None = Field(None, ge=1, description="Group the items into lists of at most this many bytes "
+                                    "of JSON (an item larger than that is a list of its own).")
     machine: str | None = Field(None, description="The machine file run per item, relative to this file's folder.")
     initial: StateName | None = Field(None, description="Inline machine: its first state.")
     states: dict[str, Any] | None = Field(
@@ -71,6 +85,9 @@ class MapStateSpec(ActiveStateSpec):
 
     def check(self, name: str, reporter: Reporter) -> None:
         super().check(name, reporter)
+        if (self.items is None) == (self.tool is None):
+            reporter.report(("states", name), "missing-field" if self.items is None else "invalid-value",
+                            f"states.{name}: a map takes its list from `items:` or from a `tool:`, one of them")
         if self.item_as == "index" or self.item_as in self.inputs or "index" in self.inputs:
             reporter.report(("states", name, "item_as"), "invalid-name",
                             f"states.{name}: the item's name, 'index' and the inputs' names must differ")
@@ -86,17 +103,28 @@ def allowed_failures(tolerated: int | str, count: int) -> int:
 class MapState(State):
     """Render the items, run one child per item (found again when the parent resumes), save outputs in order."""
 
-    def __init__(self, name: str, machine: StateMachine, spec: MapStateSpec, **options: Any) -> None:
+    def __init__(self, name: str, machine: StateMachine, spec: MapStateSpec, reader: ToolClient | None,
+                 **options: Any) -> None:
         super().__init__(name, **options)
         self.machine, self.item_as, self.save = machine, spec.item_as, spec.save
         self.items = compile_value(spec.items)
+        self.reader, self.args = reader, compile_value(spec.args)
+        self.batch = (spec.batch_size, spec.batch_bytes) if spec.batch_size or spec.batch_bytes else None
         self.inputs = inputs_renderer(spec.inputs, "inputs")
         self.max_concurrency, self.tolerated = spec.max_concurrency, spec.tolerated_failures
 
     async def execute(self, context: StateContext) -> Event:
-        items = rendered(self.items, make_scope(context), "items")
-        if not isinstance(items, list):
-            raise StateError("template.error", f"items: gives {type(items).__name__}, not a list")
+        if self.reader is not None:
+            items = await call_tool(context, self.name, self.reader, rendered(self.args, make_scope(context), "args"))
+            if not isinstance(items, list):
+                raise StateError("tool.error", f"tool {self.reader.name} gives {type(items).__name__}, not a list "
+                                 "of items")
+        else:
+            items = rendered(self.items, make_scope(context), "items")
+            if not isinstance(items, list):
+                raise StateError("template.error", f"items: gives {type(items).__name__}, not a list")
+        if self.batch is not None:
+            items = batches(items, *self.batch)
         requests = [self.request(context, index, item) for index, item in enumerate(items)]
         allowed = allowed_failures(self.tolerated, len(items))
         results = await run_items(context, requests, self.max_concurrency or len(items) or 1, allowed)
@@ -109,6 +137,20 @@ class MapState(State):
     def request(self, context: StateContext, index: int, item: Any) -> ChildRequest:
         given = {self.item_as: item, "index": index}
         return ChildRequest(f"{self.name}[{index}]", self.machine, {**self.inputs(context, given), **given})
+
+
+def batches(items: list[Any], size: int | None, limit: int | None) -> list[list[Any]]:
+    """The items in order, as lists of at most `size` items and `limit` bytes of JSON each."""
+    groups: list[list[Any]] = []
+    used = 0
+    for item in items:
+        weight = len(json.dumps(item, separators=(",", ":")).encode()) if limit else 0
+        if not groups or (size and len(groups[-1]) >= size) or (limit and groups[-1] and used + weight > limit):
+            groups.append([])
+            used = 0
+        groups[-1].append(item)
+        used += weight
+    return groups
 
 
 async def run_items(context: StateContext, requests: list[ChildRequest], limit: int, allowed: int) -> list[RunResult]:
@@ -163,7 +205,7 @@ async def _cancel_unfinished(context: StateContext, children: Children, requests
 
 def compile_map(name: str, spec: MapStateSpec, env: CompileEnv) -> State:
     child = compile_nested(spec.ref(), name, env, (spec.item_as, "index"))
-    return MapState(name, child, spec, **state_options(spec))
+    return MapState(name, child, spec, env.tools[spec.tool] if spec.tool else None, **state_options(spec))
 
 
 KIND = register(Kind("map", MapStateSpec, compile_map))

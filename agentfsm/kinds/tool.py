@@ -47,17 +47,23 @@ class ToolState(State):
 
     async def execute(self, context: StateContext) -> Event:
         args = rendered(self.args, make_scope(context), "args")
-        await tool_call_started(context, self.name, self.client.name, args)
-        started = time.perf_counter()
-        try:
-            result = redact_value(await self.client.call(args))  # a tool may echo a key: out before anyone sees it
-        except StateError as exc:
-            await call_ended(context, self.name, ToolCallRecord(
-                binding=self.client.name, args=args, error=exc.as_dict(), duration=time.perf_counter() - started))
-            raise
-        await call_ended(context, self.name, ToolCallRecord(
-            binding=self.client.name, args=args, result=result, duration=time.perf_counter() - started))
+        result = await call_tool(context, self.name, self.client, args)
         return finish_step(context, result, self.save, self.emit)
+
+
+async def call_tool(context: StateContext, state: str, client: ToolClient, args: dict[str, Any]) -> Any:
+    """Call a tool binding for a state, the call observed and recorded like every tool call."""
+    await tool_call_started(context, state, client.name, args)
+    started = time.perf_counter()
+    try:
+        result = redact_value(await client.call(args))  # a tool may echo a key: out before anyone sees it
+    except StateError as exc:
+        await call_ended(context, state, ToolCallRecord(
+            binding=client.name, args=args, error=exc.as_dict(), duration=time.perf_counter() - started))
+        raise
+    await call_ended(context, state, ToolCallRecord(
+        binding=client.name, args=args, result=result, duration=time.perf_counter() - started))
+    return result
 
 
 def compile_tool(name: str, spec: ToolStateSpec, env: CompileEnv) -> State:

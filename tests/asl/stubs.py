@@ -57,3 +57,17 @@ def travel_payment(input: dict[str, Any]) -> dict[str, Any]:
 
 def publish(input: dict[str, Any]) -> dict[str, Any]:
     return {"MessageId": "m-1", "Message": input["Message"]}
+
+
+ROWS = "name,qty\na,1\nb,2\nc,3\nd,4\ne,5\n"
+
+
+def read_csv(input: dict[str, Any]) -> list[dict[str, str]]:
+    """What an S3 getObject ItemReader gives for a CSV file whose first row names the columns: rows of text."""
+    assert input["Key"] == "rows.csv" and input["ReaderConfig"]["CSVHeaderLocation"] == "FIRST_ROW", input
+    header, *lines = ROWS.splitlines()
+    return [dict(zip(header.split(","), line.split(","), strict=True)) for line in lines]
+
+
+def sum_batch(input: dict[str, Any]) -> dict[str, Any]:
+    return {"total": sum(int(row["qty"]) for row in input["Items"]), "unit": input["BatchInput"]["unit"]}
