@@ -130,6 +130,23 @@ def test_waits_read_seconds_and_timestamps(tmp_path: Path) -> None:
     assert path_of(result) == ["Brief", "Past", "Literal", "Done"]
 
 
+@pytest.mark.parametrize(("status", "path"), [("RUNNING", ["Check", "Check (output to Again)", "Again"]),
+                                               ("DONE", ["Check", "Check (output to Done)", "Done"])])
+def test_a_choice_output_path_selects_on_every_way_out(tmp_path: Path, status: str, path: list[str]) -> None:
+    source = tmp_path / "check.asl.json"
+    source.write_text(json.dumps({"StartAt": "Check", "States": {
+        "Check": {"Type": "Choice", "OutputPath": "$.operation", "Default": "Done",
+                  "Choices": [{"Variable": "$.operation.Status", "StringEquals": "RUNNING", "Next": "Again"}]},
+        "Again": {"Type": "Pass", "Result": "again", "ResultPath": "$.next", "End": True},
+        "Done": {"Type": "Succeed"}}}), encoding="utf-8")
+    assert import_file(source, output=tmp_path / "check.yaml").imported
+    result = asyncio.run(agentfsm.load_machine(tmp_path / "check.yaml").run(
+        {"operation": {"Status": status, "Id": 7}, "other": 1}))
+    assert result.status == "succeeded", result.error
+    assert path_of(result)[:3] == path
+    assert result.output == {"Status": status, "Id": 7, **({"next": "again"} if status == "RUNNING" else {})}
+
+
 def test_a_choice_without_default_fails_with_no_choice_matched(tmp_path: Path) -> None:
     assert run_imported(tmp_path, "no-default", {"x": 1}).status == "succeeded"
     failed = run_imported(tmp_path, "no-default", {"x": 2})
@@ -154,13 +171,13 @@ def test_a_refused_part_is_located_and_nothing_is_written(tmp_path: Path) -> Non
     source.write_text(json.dumps({"StartAt": "A", "States": {
         "A": {"Type": "Pass", "Parameters": {"id.$": "$$.Execution.RoleArn"}, "Next": "B"},
         "B": {"Type": "Choice", "Choices": [{"Variable": "$.x", "IsNull": True, "Next": "C"}], "Default": "C",
-              "OutputPath": "$.x"},
+              "Assign": {"seen": True}},
         "C": {"Type": "Succeed"}}}), encoding="utf-8")
     target = tmp_path / "m.yaml"
     done = agentfsm_cmd("import", source, "-o", target, "--json", cwd=tmp_path)
     assert done.returncode == 2 and not target.exists()
     assert [r["pointer"] for r in json.loads(done.stdout)["refusals"]] == ["/States/A/Parameters/id.$",
-                                                                           "/States/B/OutputPath"]
+                                                                           "/States/B/Assign"]
 
 
 BAD = {

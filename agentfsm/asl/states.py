@@ -119,6 +119,15 @@ class Converter:
                                            "machine leads.", "output": "{{ run.data }}"}
         self.states.update(self.helpers)
 
+    def output_step(self, name: str, state: dict[str, Any], where: Pointer, route: dict[str, Any],
+                    base: str) -> str:
+        """A state after one that passes its input on (a Wait, a Choice) applying its `OutputPath`."""
+        helper = self.fresh(base)
+        out = output_of({"OutputPath": state["OutputPath"]}, DOCUMENT, where)
+        self.helpers[helper] = {"type": "set", "description": f"The OutputPath of {name}.", "set": {},
+                                "output": template(out), **route}
+        return helper
+
     def policies(self, name: str, state: dict[str, Any], where: Pointer) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         if "TimeoutSecondsPath" in state:
@@ -169,8 +178,6 @@ def _task(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> 
 
 
 def _choice(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> dict[str, Any]:
-    if "OutputPath" in state:
-        raise Refused((*where, "OutputPath"), "OutputPath on a Choice is not imported")
     scope = Scope(effective_input(state, where))
     choices = state.get("Choices")
     if not isinstance(choices, list) or not choices:
@@ -189,6 +196,13 @@ def _choice(self: Converter, name: str, state: dict[str, Any], where: Pointer) -
                                "detail": {"error": "States.NoChoiceMatched",
                                           "cause": f"no choice of {name} matched"}}
         rules.append({"to": helper})
+    if "OutputPath" in state:  # a choice passes its input on: the selection is a state of its own on each way out
+        shaped: dict[str, str] = {}
+        for rule in rules:
+            if rule["to"] in self.states_doc and rule["to"] not in shaped:
+                shaped[rule["to"]] = self.output_step(name, state, where, {"next": rule["to"]},
+                                                      f"{name} (output to {rule['to']})")
+            rule["to"] = shaped.get(rule["to"], rule["to"])
     return {"type": "choice", "transitions": rules}
 
 
@@ -210,11 +224,7 @@ def _wait(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> 
         timer = {"timeout": read} if key == "SecondsPath" else {"until": read}
     route = self.route(state, where)
     if "OutputPath" in state:  # a wait passes its input on: the selection is a state of its own after it
-        helper = self.fresh(f"{name} (output)")
-        out = output_of({"OutputPath": state["OutputPath"]}, DOCUMENT, where)
-        self.helpers[helper] = {"type": "set", "description": f"The OutputPath of {name}.", "set": {},
-                                "output": template(out), **route}
-        route = {"next": helper}
+        route = {"next": self.output_step(name, state, where, route, f"{name} (output)")}
     return {"type": "wait", **timer, **route}
 
 
