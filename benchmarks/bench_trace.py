@@ -10,11 +10,14 @@ What it measures
    increment), each committed to a fresh SQLite store (synchronous=NORMAL) before the next:
    recorded with the trace (the default) and without it (`Runs(trace=False)`), alternating,
    median of `--repeats` runs after one warm-up each. Budget: tracing costs at most 15%.
-2. An `llm` step whose prompt holds a `--prompt-kb` document, as a recorded run of 200 such steps
-   (the round number leads the prompt, so every prompt is new and its 50 KB are stored each time),
+2. An `llm` step whose prompt holds a `--prompt-kb` document, as a recorded run of 200 such steps,
    with and without the trace; once with the offline scripted model (no network: the floor of an
    LLM step) and once with the OpenAI provider against a real HTTP server on 127.0.0.1
-   (tests/llm_server.py, answering at once). Budget: at most 20%.
+   (tests/llm_server.py, answering at once). Budget: at most 20%. The round number leads the
+   prompt, so every prompt is a new text: the trace keeps the first whole and each later one as
+   what changed (a few bytes). A third, worst case changes the prompt throughout at every round
+   (`replace` puts the round number in every word), so nothing is shared and all of it is stored
+   every time: what tracing costs when a step's 50 KB are new.
 3. Reading back a `--steps` run: `Runs.trace` (every entry) and `trace --json` and `stats --json`
    through the CLI, in a fresh process each (the figure includes starting Python). Target: under 1 s.
 """
@@ -53,7 +56,7 @@ states:
   ask:
     type: llm
     llm: brain
-    prompt: "Round {{ n }}: summarise {{ document }}"
+    prompt: PROMPT
     save: answer
     next: count
   count:
@@ -65,6 +68,10 @@ states:
   done:
     type: final
 """
+
+
+SHARED = '"Round {{ n }}: summarise {{ document }}"'
+NEW = '"Round {{ n }}: summarise {{ document | replace(\'lorem\', \'lorem\' ~ n) }}"'
 
 
 async def timed_run(folder: Path, machine: Path, inputs: dict[str, object], trace: bool) -> tuple[float, str]:
@@ -121,9 +128,11 @@ def main() -> None:
         brains = {"scripted model (offline)": '{provider: scripted, replies: [{reply: "ok"}]}',
                   "openai provider, HTTP on 127.0.0.1": "{provider: openai, model: gpt-bench, base_url: '"
                   + server.url + "/v1', api_key_env: BENCH_KEY, max_retries: 0}"}
-        for name, brain in brains.items():
+        cases = [(name, brain, SHARED) for name, brain in brains.items()]
+        cases.append(("scripted, every prompt new throughout (worst case)", brains["scripted model (offline)"], NEW))
+        for name, brain, prompt in cases:
             machine = Path(folder) / "long_prompt.yaml"
-            machine.write_text(PROMPT_YAML.replace("BRAIN", brain), encoding="utf-8")
+            machine.write_text(PROMPT_YAML.replace("BRAIN", brain).replace("PROMPT", prompt), encoding="utf-8")
             plain, traced = compare(machine, {"rounds": 200, "document": document}, options.repeats)
             print(f"llm step with a {options.prompt_kb} KB prompt, {name}: untraced {plain / 200 * 1e6:.0f} us, "
                   f"traced {traced / 200 * 1e6:.0f} us per llm step: +{(traced / plain - 1) * 100:.1f}% (budget 20%)")

@@ -194,44 +194,126 @@ def dumps(value: Any) -> str:
 
 
 class Payloads:
-    """Large strings moved out of entries, each kept once under the sha256 of its (redacted) JSON text."""
+    """Large strings moved out of entries, each kept once under the sha256 of its (redacted) JSON text.
 
-    __slots__ = ("known", "pending")
+    A string that shares most of its text with one kept whole before in the same place (a prompt
+    that embeds the same document with a new question, a conversation rendered into one prompt
+    that grew) is kept as a change of it: what differs, between the shared start and end (see
+    `TraceWrite`). Storing what changed, not the whole text again, is what keeps an always-on trace
+    of long prompts cheap. A change always refers to a whole payload, so reading one takes at most
+    one more look-up.
+    """
+
+    __slots__ = ("known", "pending", "bases")
 
     def __init__(self) -> None:
         self.known: dict[str, str] = {}
         """Text -> digest for every string this run stored (Python caches a string's hash: a repeat is cheap)."""
         self.pending: dict[str, str] = {}
         """Digest -> JSON text not written yet."""
+        self.bases: dict[str, tuple[str, str]] = {}
+        """Where a string sits in an entry -> the last string kept whole there, and its digest."""
 
-    def shrink(self, value: Any, depth: int = 0) -> Any:
+    def shrink(self, value: Any, depth: int = 0, slot: str = "") -> Any:
         """`value` with its long strings replaced by `{"$ref": DIGEST}`."""
         if isinstance(value, str):
-            return value if len(value) <= LARGE else {"$ref": self.ref(value)}
+            return value if len(value) <= LARGE else {"$ref": self.ref(value, slot)}
         if value is None or isinstance(value, bool | int | float) or depth > 60:
             return value
+        # `slot` is where a string sits (`request.messages.0.content`): a change is sought of what was there before
         if isinstance(value, dict):
-            return {key: self.shrink(item, depth + 1) for key, item in value.items()}
+            return {key: self.shrink(item, depth + 1, f"{slot}.{key}") for key, item in value.items()}
         if isinstance(value, list | tuple):
-            return [self.shrink(item, depth + 1) for item in value]
+            return [self.shrink(item, depth + 1, f"{slot}.{index}") for index, item in enumerate(value)]
         return value
 
-    def ref(self, text: str) -> str:
+    def ref(self, text: str, slot: str = "") -> str:
         digest = self.known.get(text)
         if digest is None:
             if len(self.known) >= KNOWN_TEXTS:  # a bound on what a long run holds: a repeat is then digested again
                 self.known.clear()
-            data = dumps(text)
-            if known_secrets():
+            secrets = known_secrets()
+            # a text holding a secret is kept whole (redacted): a change must not split a secret across its base
+            clean = not secrets or not any(secret in text for secret in secrets)
+            data = self.change(text, slot) if clean else None
+            whole = data is None
+            if whole:
+                data = dumps(text)
+            if secrets:
                 data = redacted(data)
             digest = "sha256:" + hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
+            if whole and clean:
+                self.bases[slot] = (text, digest)
             self.known[text] = digest
             self.pending[digest] = data
         return digest
 
+    def change(self, text: str, slot: str) -> str | None:
+        """`text` as a change of the last whole string kept in `slot` (JSON), or None when it shares too little."""
+        base = self.bases.get(slot)
+        if base is None:
+            return None
+        old, digest = base
+        start = _common_start(old, text, min(len(old), len(text)))
+        end = _common_end(old, text, min(len(old), len(text)) - start)
+        if (start + end) * 2 < len(text):  # less than half of it is shared: keep it whole, as the next base
+            return None
+        middle = text[start:len(text) - end]
+        return dumps({"$base": digest, "start": start, "end": end, "middle": middle})
+
     def take(self) -> dict[str, str]:
         taken, self.pending = self.pending, {}
         return taken
+
+
+def _common_start(a: str, b: str, limit: int) -> int:
+    """How many first characters `a` and `b` share (at most `limit`); `startswith` compares without copying `b`."""
+    if b.startswith(a[:limit]):
+        return limit
+    low, high = 0, limit  # a[:low] == b[:low] and a[:high] != b[:high]: halve until they are neighbours
+    while high - low > 1:
+        middle = (low + high) // 2
+        if b.startswith(a[low:middle], low):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _common_end(a: str, b: str, limit: int) -> int:
+    """How many last characters `a` and `b` share (at most `limit`)."""
+    size_a, size_b = len(a), len(b)
+    if b.endswith(a[size_a - limit:]):
+        return limit
+    low, high = 0, limit
+    while high - low > 1:
+        middle = (low + high) // 2
+        if b.startswith(a[size_a - middle:size_a - low], size_b - middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def restore(payloads: dict[str, Any], bases: dict[str, Any]) -> dict[str, Any]:
+    """Decoded payloads (digest -> value) with every change put together from its base (`bases`: the whole
+    payloads they refer to, decoded, that `payloads` lacks)."""
+    restored = {}
+    for digest, value in payloads.items():
+        if isinstance(value, dict) and "$base" in value:
+            base = payloads.get(value["$base"], bases.get(value["$base"]))
+            if not isinstance(base, str):
+                continue  # its base is missing: the entry keeps its `$ref`, as for any missing payload
+            end = value.get("end", 0)
+            value = base[:value.get("start", 0)] + value.get("middle", "") + (base[len(base) - end:] if end else "")
+        restored[digest] = value
+    return restored
+
+
+def change_bases(payloads: dict[str, Any]) -> set[str]:
+    """The digests of the bases that the decoded `payloads` refer to and do not hold."""
+    return {value["$base"] for value in payloads.values()
+            if isinstance(value, dict) and isinstance(value.get("$base"), str)} - payloads.keys()
 
 
 _SHRUNK = ("result", "arguments", "request", "reply", "output", "event_data", "value", "data", "error")
@@ -283,9 +365,9 @@ class TraceRecorder:
         extra = None
         if event.result is not None or event.error is not None or event.event_data is not None:
             shrink = self.payloads.shrink
-            extra = {"result": shrink(event.result), "error": shrink(event.error)}
+            extra = {"result": shrink(event.result, 0, "result"), "error": shrink(event.error, 0, "error")}
             if event.event_data is not None:
-                extra["event_data"] = shrink(event.event_data)
+                extra["event_data"] = shrink(event.event_data, 0, "event_data")
         # positional (STEP_FIELDS): a list encodes in a third of the time a dict takes, on every step
         self.entries.append([entered, event.started_at, event.step, event.state, event.visit, event.event,
                              event.next_state, event.duration, event.retries, transition, event.rule, event.label,
@@ -353,7 +435,7 @@ class TraceRecorder:
         for key in _SHRUNK:
             value = entry.get(key)
             if value is not None and not isinstance(value, int | float | bool):
-                entry[key] = self.payloads.shrink(value)
+                entry[key] = self.payloads.shrink(value, 0, key)
         self.entries.append(entry)
 
     def note(self, kind: str, **fields: Any) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agentfsm.history.trace import expand
+from agentfsm.history.trace import change_bases, expand, restore
 from agentfsm.store.base import Damaged, TraceRow
 from agentfsm.store.core import Store
 
@@ -60,12 +60,19 @@ async def resolve(store: Store, run_id: str, entries: list[dict[str, Any]]) -> l
         _refs(entry, wanted)
     if not wanted:
         return entries
-    texts = await store.payloads(run_id, sorted(wanted))
+    payloads = _decoded(run_id, await store.payloads(run_id, sorted(wanted)))
+    if any(isinstance(value, dict) for value in payloads.values()):  # kept as a change of another (TraceWrite)
+        missing = change_bases(payloads)
+        bases = _decoded(run_id, await store.payloads(run_id, sorted(missing))) if missing else {}
+        payloads = restore(payloads, bases)
+    return [_put_back(entry, payloads) for entry in entries]
+
+
+def _decoded(run_id: str, texts: dict[str, str]) -> dict[str, Any]:
     try:
-        payloads = {digest: json.loads(text) for digest, text in texts.items()}
+        return {digest: json.loads(text) for digest, text in texts.items()}
     except ValueError as exc:
         raise Damaged(f"a trace payload of run {run_id} is damaged ({exc})") from None
-    return [_put_back(entry, payloads) for entry in entries]
 
 
 async def iter_trace(store: Store, run_id: str, *, after: int = 0, resolved: bool = True

@@ -200,10 +200,26 @@ class TraceRow:
 
 @dataclass(slots=True)
 class TraceWrite:
-    """Trace rows to write with a step (or alone), and the payloads they refer to (digest -> JSON text)."""
+    """Trace rows to write with a step (or alone), and the payloads they refer to (digest -> JSON text).
+
+    A payload's JSON text is a string, or a change of another payload of the run (its base, a whole
+    string): `{"$base": DIGEST, "start": N, "end": M, "middle": TEXT}` stands for the base's first N
+    characters, then TEXT, then the base's last M characters. The base is written in the same or an
+    earlier write, and is never a change itself.
+    """
 
     rows: list[TraceRow] = field(default_factory=list)
     payloads: dict[str, str] = field(default_factory=dict)
+
+
+def payload_base(data: str) -> str | None:
+    """The digest of the payload `data` (a stored payload's JSON text) is a change of, or None for a whole one."""
+    if not data.startswith('{"$base":'):
+        return None
+    import json
+
+    base = json.loads(data).get("$base")
+    return base if isinstance(base, str) else None
 
 
 @dataclass(slots=True)

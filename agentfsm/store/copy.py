@@ -30,6 +30,7 @@ from agentfsm.store.base import (
     TraceWrite,
     Transaction,
     WriteRow,
+    payload_base,
 )
 from agentfsm.store.core import Store
 
@@ -109,7 +110,11 @@ async def _trace(tx: Transaction, run_id: str) -> TraceWrite:
     digests: set[str] = set()
     for row in rows:
         _refs(json.loads(row.entries), digests)
-    return TraceWrite(rows, await tx.payloads(run_id, sorted(digests)) if digests else {})
+    payloads = await tx.payloads(run_id, sorted(digests)) if digests else {}
+    bases = {base for data in payloads.values() if (base := payload_base(data)) is not None} - payloads.keys()
+    if bases:  # a payload kept as a change of another: its base comes along
+        payloads.update(await tx.payloads(run_id, sorted(bases)))
+    return TraceWrite(rows, payloads)
 
 
 async def _owned(tx: Transaction, run_id: str) -> dict[str, list[Any]]:
