@@ -92,7 +92,8 @@ async def converse(context: StateContext, state: str, client: LLMClient, request
 async def _call(context: StateContext, state: str, client: LLMClient, request: LLMRequest) -> LLMReply:
     model = getattr(client, "model", None)
     await llm_call_started(context, state, client.name, model, len(request.history) + 1,
-                           tuple(tool.name for tool in request.tools))
+                           tuple(tool.name for tool in request.tools),
+                           getattr(client, "provider", None))
     started = time.perf_counter()
     try:
         reply = redacted_reply(await client.complete(request))

@@ -85,6 +85,7 @@ class HttpLLMClient:
         self.name = name
         self.model = config.model
         self.config = config
+        self.provider: str = getattr(config, "provider", "")  # the subclass of HostedLLM names it
         self.base_url = config.base_url or self.DEFAULT_BASE_URL
         self.url = self.base_url + self.PATH
         api_key = self._read_api_key(f"llms.{name}")

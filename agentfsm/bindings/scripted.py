@@ -59,6 +59,8 @@ class _RunCursor:
 class ScriptedClient:
     """Replays scripted replies; each run has its own position in the script, kept in the request's session."""
 
+    provider = "scripted"
+
     def __init__(self, name: str, config: ScriptedLLM, base_dir: Path | None) -> None:
         self.name = name
         self.model = config.model

@@ -57,10 +57,12 @@ def _global_options(
         LogFormat, typer.Option("--log-format", metavar="FORMAT",
                                 help="Logs as text (the default), or json: one JSON object per line (no progress).")
     ] = LogFormat.text,
+    otel: Annotated[bool, typer.Option("--otel", help="Export OpenTelemetry spans of the runs a command "
+                                       "advances (OTLP/HTTP; the OTEL_* variables configure it).")] = False,
 ) -> None:
     """Declarative YAML state machines for LLM agents: run, check and draw them; read and act on stored runs.
 
-    Global options (--debug, -v, --log-format) go before or after the command:
+    Global options (--debug, -v, --log-format, --otel) go before or after the command:
     agentfsm --debug runs is agentfsm runs --debug.
 
     \b
@@ -74,6 +76,10 @@ def _global_options(
     """
     _options["debug"] = debug
     _logging.update(verbose=verbose, format=log_format.value)
+    if otel:
+        from agentfsm.observability import otel as telemetry
+
+        telemetry.request()
     from agentfsm.observability import logging as logs  # here, not at the top: `--help` stays fast
 
     if verbose or log_format is not LogFormat.text:

@@ -62,8 +62,14 @@ def interruptible(store: str | None, run_id: str, *, as_json: bool) -> Iterator[
 
 def progress_observers(*, quiet: bool, log_steps: bool, stream: bool,
                        warnings: tuple[object, ...] = ()) -> list[object]:
-    """The observers a command adds to a run it drives: step logs (`-v`) and live progress (unless `quiet`)."""
-    observers: list[object] = []
+    """The observers a command adds to a run it drives: step logs (`-v`), live progress (unless `quiet`), and
+    OpenTelemetry spans (`--otel` or the OTEL_* variables)."""
+    from agentfsm.observability import otel
+
+    try:
+        observers: list[object] = otel.cli_observers()
+    except otel.TelemetryUnavailable as exc:
+        raise InputError(str(exc)) from None
     if log_steps:
         import logging
 

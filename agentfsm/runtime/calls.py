@@ -138,7 +138,7 @@ def merge_usage(into: Usage, more: Mapping[str, Mapping[str, int]]) -> None:
 
 
 async def llm_call_started(context: StateContext, state: str, binding: str, model: str | None, messages: int,
-                           tools: tuple[str, ...] = ()) -> None:
+                           tools: tuple[str, ...] = (), provider: str | None = None) -> None:
     """Publish `LLMCallStarted` (built only when some observer listens)."""
     from agentfsm.runtime.events import LLMCallStarted
 
@@ -146,7 +146,7 @@ async def llm_call_started(context: StateContext, state: str, binding: str, mode
     if context.observers.listens(LLMCallStarted):
         await context.observers.publish(LLMCallStarted(run_id=context.run_id, at=time.time(), step=context.step,
                                                        state=state, binding=binding, model=model,
-                                                       messages=messages, tools=tools))
+                                                       messages=messages, tools=tools, provider=provider))
 
 
 async def tool_call_started(context: StateContext, state: str, tool: str, arguments: Any, via: str | None = None,

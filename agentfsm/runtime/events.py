@@ -129,6 +129,8 @@ class LLMCallStarted(RunEvent):
     model: str | None
     messages: int
     tools: tuple[str, ...] = ()
+    provider: str | None = None
+    """The binding's provider (`openai`, `anthropic`, `scripted`...)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
