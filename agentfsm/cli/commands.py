@@ -66,8 +66,10 @@ def progress_observers(*, quiet: bool, log_steps: bool, stream: bool,
     OpenTelemetry spans (`--otel` or the OTEL_* variables)."""
     from agentfsm.observability import otel
 
+    from agentfsm.observability.logging import LogContext
+
     try:
-        observers: list[object] = otel.cli_observers()
+        observers: list[object] = [LogContext(), *otel.cli_observers()]  # LogContext first: every line has the step
     except otel.TelemetryUnavailable as exc:
         raise InputError(str(exc)) from None
     if log_steps:

@@ -11,6 +11,11 @@ rendered line is checked once more, and a stdlib filter does the same for plain 
 LLM or tool call record (`llm.call`, `tool.call`). It logs names, counts and timings,
 never arguments, results, request bodies or headers.
 
+`LogContext` keeps the run id, step and state of the run being advanced (a context variable,
+so concurrent runs keep theirs apart), and every line logged meanwhile carries them: ours,
+the HTTP library's, an observer's failure. Lines go to stderr through `SharedStream`, so on
+a terminal they are written whole above the live progress line, never into it.
+
 Light on purpose: no pydantic, no runtime import, so the CLI can import it before a command runs.
 """
 
@@ -19,14 +24,15 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from agentfsm.observability.terminal import json_visible
 from agentfsm.bindings.known_secrets import known_secrets, redact
+from agentfsm.observability.terminal import SharedStream, json_visible
 
 if TYPE_CHECKING:
     from agentfsm.runtime.calls import CallRecord
-    from agentfsm.runtime.events import RunEnded, RunStarted, StepEnded
+    from agentfsm.runtime.events import RunEnded, RunStarted, StepEnded, StepStarted
 
 LogFormat = Literal["text", "json"]
 LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
@@ -89,15 +95,51 @@ class SecretFilter(logging.Filter):
         return True
 
 
+# -- the run a line is about ----------------------------------------------------------------------
+
+RUN_CONTEXT: ContextVar[tuple[str, int, str | None] | None] = ContextVar("agentfsm_log_run", default=None)
+"""(run id, step, state) of the run the current task advances, as `LogContext` last saw it."""
+
+
+class LogContext:
+    """An observer keeping `RUN_CONTEXT` up to date: the run, the step it is at, the state it is in."""
+
+    def on_run_started(self, *, event: RunStarted) -> None:
+        RUN_CONTEXT.set((event.run_id, event.step, event.state))
+
+    def on_step_started(self, *, event: StepStarted) -> None:
+        RUN_CONTEXT.set((event.run_id, event.step, event.state))
+
+
+def add_run_context(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A structlog processor: the run id, step and state of the run being advanced, unless the event has them."""
+    where = RUN_CONTEXT.get()
+    if where is not None:
+        event_dict.setdefault("run_id", where[0])
+        event_dict.setdefault("step", where[1])
+        event_dict.setdefault("state", where[2])
+    return event_dict
+
+
+class RunContextFilter(logging.Filter):
+    """A stdlib filter for plain lines: `%(where)s` is ` (run ID, step N, state S)` while a run is advanced."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        where = RUN_CONTEXT.get()
+        record.where = "" if where is None else f" (run {where[0]}, step {where[1]}, state {where[2]})"
+        return True
+
+
 # -- setup -----------------------------------------------------------------------------------
 
 
 def configure_plain_logging(stream: IO[str] | None = None) -> None:
     """The default (no -v, text): warnings only, as plain redacted lines, without importing structlog."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(SharedStream(stream if stream is not None else sys.stderr))
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s%(where)s"))
     handler.addFilter(SecretFilter())
+    handler.addFilter(RunContextFilter())
     _install(handler, logging.WARNING)
 
 
@@ -115,6 +157,7 @@ def configure_logging(verbosity: int = 0, fmt: LogFormat = "text", stream: IO[st
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_run_context,
     ]
     if fmt == "json":
         json_renderer = structlog.processors.JSONRenderer(ensure_ascii=False, default=str)
@@ -142,7 +185,7 @@ def configure_logging(verbosity: int = 0, fmt: LogFormat = "text", stream: IO[st
             RedactingRenderer(renderer),
         ],
     )
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(SharedStream(stream))
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
     handler.addFilter(SecretFilter())
@@ -176,7 +219,7 @@ class LoggingObserver:
         self.log = logger if logger is not None else structlog.stdlib.get_logger("agentfsm")
 
     def on_run_started(self, *, event: RunStarted) -> None:
-        self.log.info("run.start", run_id=event.run_id)
+        self.log.info("run.start", run_id=event.run_id, step=event.step, state=event.state)
 
     def on_step_ended(self, *, event: StepEnded) -> None:
         # a log event's `event` is its name ("step"), so the state's event is `state_event`
@@ -213,7 +256,9 @@ class LoggingObserver:
 
     def on_run_ended(self, *, event: RunEnded) -> None:
         result = event.result
-        fields: dict[str, Any] = {"run_id": event.run_id, "status": result.status, "steps": result.steps}
+        fields: dict[str, Any] = {"run_id": event.run_id, "step": result.steps,
+                                  "state": getattr(result.context, "state", None), "status": result.status,
+                                  "steps": result.steps}
         if result.error:
             fields["error_type"] = result.error.get("type")
             fields["error_message"] = result.error.get("message")

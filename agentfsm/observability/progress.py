@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TextIO
 
 from agentfsm.bindings.known_secrets import redact
-from agentfsm.observability.terminal import visible
+from agentfsm.observability.terminal import set_live_writer, visible
 from agentfsm.runtime.events import (
     RunEnded,
     RunPaused,
@@ -59,6 +60,7 @@ class Screen:
         self._written_in_stretch = 0
         self._timer: asyncio.TimerHandle | None = None
         self._live_height = 1
+        self._lock = threading.Lock()  # log lines may come from other threads (an exporter's)
 
     def style(self, text: str, style: str) -> str:
         return f"\x1b[{_STYLES[style]}m{text}\x1b[0m" if self.color else text
@@ -69,7 +71,8 @@ class Screen:
 
     def line(self, text: str) -> None:
         """A permanent line (on a terminal it goes above the live line)."""
-        self._pending.append(text.replace("\n", " "))
+        with self._lock:
+            self._pending.append(text.replace("\n", " "))
         now = time.perf_counter()
         if now - self._stretch_began >= GATHER_FOR:
             self._stretch_began, self._written_in_stretch = now, 0
@@ -89,6 +92,20 @@ class Screen:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        with self._lock:
+            self._write(last=last)
+        if last:
+            self.live = None
+            set_live_writer(self.out, None)
+
+    def above(self, text: str) -> None:
+        """Text from elsewhere (a log record, from any thread): written whole with the gathered lines, above the
+        live line, which is drawn again below it."""
+        with self._lock:
+            self._pending.append(text[:-1] if text.endswith("\n") else text)
+            self._write(last=False)
+
+    def _write(self, *, last: bool) -> None:
         live = self.live
         # a live area of several lines (the agents' table) is cleared from its first line down
         text = f"\x1b[{self._live_height - 1}A\r\x1b[J" if live is not None and self._live_height > 1 else ""
@@ -101,8 +118,6 @@ class Screen:
         if text:
             self.out.write(text)
             self.out.flush()
-        if last:
-            self.live = None
 
     def close(self) -> None:
         """Write what is gathered and leave no live line behind."""
@@ -171,6 +186,7 @@ class LiveLine:
     def on_run_started(self, *, event: RunStarted) -> None:
         self.screen.out.write("\x1b[?25l")  # no cursor blinking over the spinner
         self.screen.live = self.text
+        set_live_writer(self.screen.out, self.screen.above)  # log lines go above the live line, whole
         self.screen.flush()
         with contextlib.suppress(RuntimeError):  # no running loop: the line is redrawn with the steps only
             self._spinning = asyncio.get_running_loop().create_task(self._spin())

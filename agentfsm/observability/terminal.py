@@ -43,3 +43,39 @@ def json_visible(text: str) -> str:
 
 def has_controls(text: str) -> bool:
     return text != text.translate(_LINES)
+
+
+# -- one terminal, two writers ------------------------------------------------------------------------
+
+_LIVE: dict[int, object] = {}
+"""id(stream) -> the function writing text above the live progress line drawn on that stream."""
+
+
+def set_live_writer(stream: object, writer: object | None) -> None:
+    """While a progress display keeps a live line on `stream`, other text (log lines) goes through `writer`."""
+    if writer is None:
+        _LIVE.pop(id(stream), None)
+    else:
+        _LIVE[id(stream)] = writer
+
+
+class SharedStream:
+    """A text stream (stderr) that a progress display may be drawing a live line on: what is written goes
+    above that line, whole (so a log line never tears it), or straight to the stream when there is none."""
+
+    def __init__(self, stream: object) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        writer = _LIVE.get(id(self.stream))
+        if writer is not None:
+            writer(text)  # type: ignore[operator]
+        else:
+            self.stream.write(text)  # type: ignore[attr-defined]
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()  # type: ignore[attr-defined]
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
