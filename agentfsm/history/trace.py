@@ -50,7 +50,7 @@ LARGE = 1024
 """Strings longer than this many characters are kept as payloads, once per run and digest."""
 
 KNOWN_TEXTS = 512
-"""How many stored strings a run remembers (to skip digesting a repeat) before it starts over."""
+"""How many stored strings a run remembers (to find a repeat by identity) before it starts over."""
 
 Builder = Callable[[Any], dict[str, Any]]
 """Makes an entry's own fields (its `kind` included) from an event."""
@@ -207,88 +207,120 @@ class Payloads:
     __slots__ = ("known", "pending", "bases")
 
     def __init__(self) -> None:
-        self.known: dict[str, str] = {}
-        """Text -> digest for every string this run stored (Python caches a string's hash: a repeat is cheap)."""
+        self.known: dict[int, tuple[str, str]] = {}
+        """id(text) -> (text, digest) for the strings this run stored: a conversation sends the same message
+        objects again at every call, and finding them by identity costs nothing, where hashing 50 KB does not.
+        Holding the text keeps its id from being reused."""
         self.pending: dict[str, str] = {}
         """Digest -> JSON text not written yet."""
         self.bases: dict[str, tuple[str, str]] = {}
         """Where a string sits in an entry -> the last string kept whole there, and its digest."""
 
     def shrink(self, value: Any, depth: int = 0, slot: str = "") -> Any:
-        """`value` with its long strings replaced by `{"$ref": DIGEST}`."""
+        """`value` with its long strings replaced by `{"$ref": DIGEST}`.
+
+        `slot` is where a string sits (`request.messages.0.content`): a change is sought of what was there
+        before. Leaves that stay as they are (short strings, numbers) are passed over without a call: every
+        LLM call's request and reply go through here."""
         if isinstance(value, str):
             return value if len(value) <= LARGE else {"$ref": self.ref(value, slot)}
         if value is None or isinstance(value, bool | int | float) or depth > 60:
             return value
-        # `slot` is where a string sits (`request.messages.0.content`): a change is sought of what was there before
         if isinstance(value, dict):
-            return {key: self.shrink(item, depth + 1, f"{slot}.{key}") for key, item in value.items()}
+            found = {}
+            for key, item in value.items():
+                kind = type(item)
+                if item is None or kind in _SCALARS or (kind is str and len(item) <= LARGE):
+                    found[key] = item
+                else:
+                    found[key] = self.shrink(item, depth + 1, f"{slot}.{key}")
+            return found
         if isinstance(value, list | tuple):
             return [self.shrink(item, depth + 1, f"{slot}.{index}") for index, item in enumerate(value)]
         return value
 
     def ref(self, text: str, slot: str = "") -> str:
-        digest = self.known.get(text)
-        if digest is None:
-            if len(self.known) >= KNOWN_TEXTS:  # a bound on what a long run holds: a repeat is then digested again
-                self.known.clear()
-            secrets = known_secrets()
-            # a text holding a secret is kept whole (redacted): a change must not split a secret across its base
-            clean = not secrets or not any(secret in text for secret in secrets)
-            data = self.change(text, slot) if clean else None
-            whole = data is None
-            if whole:
-                data = dumps(text)
-            if secrets:
-                data = redacted(data)
-            digest = "sha256:" + hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
-            if whole and clean:
-                self.bases[slot] = (text, digest)
-            self.known[text] = digest
-            self.pending[digest] = data
+        """The digest `text` is stored under (stored now if it is new: whole, or as a change of the slot's base)."""
+        known = self.known.get(id(text))
+        if known is not None and known[0] is text:
+            return known[1]
+        base = self.bases.get(slot)
+        if base is not None and base[0] == text:  # the same text again (a memcmp, no digest)
+            return base[1]
+        if len(self.known) >= KNOWN_TEXTS:  # a bound on what a long run holds
+            self.known.clear()
+        secrets = known_secrets()
+        # a text holding a secret is kept whole (redacted): a change must not split a secret across its base
+        clean = not secrets or not any(secret in text for secret in secrets)
+        data = self.change(text, base) if clean and base is not None else None
+        whole = data is None
+        if whole:
+            data = dumps(text)
+        if secrets:
+            data = redacted(data)
+        digest = "sha256:" + hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
+        if whole and clean:
+            self.bases[slot] = (text, digest)
+        self.known[id(text)] = (text, digest)
+        self.pending[digest] = data
         return digest
 
-    def change(self, text: str, slot: str) -> str | None:
-        """`text` as a change of the last whole string kept in `slot` (JSON), or None when it shares too little."""
-        base = self.bases.get(slot)
-        if base is None:
-            return None
+    @staticmethod
+    def change(text: str, base: tuple[str, str]) -> str | None:
+        """`text` as a change of `base` (JSON), or None when they share less than half of `text`."""
         old, digest = base
         start = _common_start(old, text, min(len(old), len(text)))
         end = _common_end(old, text, min(len(old), len(text)) - start)
         if (start + end) * 2 < len(text):  # less than half of it is shared: keep it whole, as the next base
             return None
-        middle = text[start:len(text) - end]
-        return dumps({"$base": digest, "start": start, "end": end, "middle": middle})
+        middle = dumps(text[start:len(text) - end])  # the JSON text of the change, written out: it is made often
+        return f'{{"$base":"{digest}","start":{start},"end":{end},"middle":{middle}}}'
 
     def take(self) -> dict[str, str]:
         taken, self.pending = self.pending, {}
         return taken
 
 
+_SCALARS = frozenset({bool, int, float})
+
+_PROBE = 64
+"""Characters compared first at each side of the shared part: where two prompts part is mostly near one side."""
+
+
 def _common_start(a: str, b: str, limit: int) -> int:
-    """How many first characters `a` and `b` share (at most `limit`); `startswith` compares without copying `b`."""
-    if b.startswith(a[:limit]):
-        return limit
-    low, high = 0, limit  # a[:low] == b[:low] and a[:high] != b[:high]: halve until they are neighbours
-    while high - low > 1:
-        middle = (low + high) // 2
-        if b.startswith(a[low:middle], low):
-            low = middle
-        else:
-            high = middle
-    return low
+    """How many first characters `a` and `b` share (at most `limit`)."""
+    def same(low: int, high: int) -> bool:  # `b.startswith(slice, at)` compares without copying `b`
+        return b.startswith(a[low:high], low)
+
+    return _shared(same, limit)
 
 
 def _common_end(a: str, b: str, limit: int) -> int:
     """How many last characters `a` and `b` share (at most `limit`)."""
     size_a, size_b = len(a), len(b)
-    if b.endswith(a[size_a - limit:]):
-        return limit
-    low, high = 0, limit
-    while high - low > 1:
+
+    def same(low: int, high: int) -> bool:  # the characters `low` to `high` from the end
+        return b.startswith(a[size_a - high:size_a - low], size_b - high)
+
+    return _shared(same, limit)
+
+
+def _shared(same: Callable[[int, int], bool], limit: int) -> int:
+    """The length of the longest shared run from one side, `same(low, high)` telling whether positions `low`
+    to `high` (counted from that side) hold the same characters in both texts. Looks near the side, then at
+    the middle in one comparison, then near the far end, and halves the part where they differ."""
+    near = min(_PROBE, limit)
+    low, high = 0, near
+    if same(0, near):
+        far = max(limit - _PROBE, near)
+        low, high = near, far
+        if same(near, far):
+            low, high = far, limit
+            if same(far, limit):
+                return limit
+    while high - low > 1:  # [0, low) is shared, [low, high) is not: halve until they are neighbours
         middle = (low + high) // 2
-        if b.startswith(a[size_a - middle:size_a - low], size_b - middle):
+        if same(low, middle):
             low = middle
         else:
             high = middle
