@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agentfsm.bindings.known_secrets import forget_secrets, register_secret
-from agentfsm.history.trace import Payloads, change_bases, restore
+from agentfsm.history.payloads import Payloads, change_bases, restore
 from agentfsm.service.operations import copy_runs
 from agentfsm.service.runs import Runs
 

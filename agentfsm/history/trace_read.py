@@ -6,7 +6,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agentfsm.history.trace import change_bases, expand, restore
+from agentfsm.history.payloads import change_bases, restore
+from agentfsm.history.trace import expand
 from agentfsm.store.base import Damaged, TraceRow
 from agentfsm.store.core import Store
 
