@@ -264,3 +264,16 @@ def test_help_and_a_plain_run_never_import_opentelemetry(machine: Path, tmp_path
     done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.stdout.strip().splitlines()[-1] == "False", done.stderr
+
+
+def test_a_worker_exports_the_spans_of_the_runs_it_advances(collector: Collector, machine: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "AGENTFSM_STORE": f"sqlite:///{tmp_path / 'runs.db'}"}
+    queued = agentfsm("submit", str(machine), "-i", "question=1 + 2?", env=env, cwd=tmp_path)
+    assert queued.returncode == 0, queued.stderr
+    run_id = queued.stdout.strip()
+    done = agentfsm("worker", "--once", "--otel", env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url},
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    runs = [span for _, span in collector.spans() if span.name == "invoke_workflow helper"]
+    assert [_attributes(span)["agentfsm.run.id"] for span in runs] == [run_id]
+    assert sum(span.name.startswith("chat ") for _, span in collector.spans()) == 2

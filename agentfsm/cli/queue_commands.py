@@ -63,6 +63,9 @@ def worker_command(store: str | None, *, once: bool, interval: float, concurrenc
 
     if concurrency < 1 or interval <= 0:
         raise InputError("--concurrency must be 1 or more and --interval more than 0")
+    from agentfsm.cli.commands import progress_observers
+
+    watching = progress_observers(quiet=True, log_steps=False, stream=False)  # the logs' run context, --otel
 
     async def go() -> Any:
         async with open_runs(store, create=True) as runs:
@@ -74,10 +77,11 @@ def worker_command(store: str | None, *, once: bool, interval: float, concurrenc
                          f"polling every {interval:g}s (Ctrl-C or SIGTERM stops it)")
 
             if once:
-                passing = work_once(runs, concurrency=concurrency, on_result=report, machine=machine)
+                passing = work_once(runs, concurrency=concurrency, on_result=report, machine=machine,
+                                    observers=watching)
             else:
                 passing = work(runs, interval=interval, concurrency=concurrency, on_result=report, machine=machine,
-                               on_store_error=store_down)
+                               on_store_error=store_down, observers=watching)
             return await _until_stopped(passing, announce)
 
     try:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from agentfsm.history.errors import RunRefused
@@ -74,8 +74,10 @@ class Worker:
 
     def __init__(self, runs: Runs, *, concurrency: int = 16, machine: str | None = None,
                  on_result: Callable[[RunResult], None] | None = None,
-                 failing: dict[str, Failing] | None = None) -> None:
+                 failing: dict[str, Failing] | None = None, observers: Iterable[object] = ()) -> None:
         self.runs, self.concurrency, self.machine, self.on_result = runs, concurrency, machine, on_result
+        self.observers = tuple(observers)
+        """Watch every run this worker advances (OpenTelemetry spans, the logs' run context)."""
         self.owner = new_owner()
         self.failing: dict[str, Failing] = {} if failing is None else failing
         self.active: dict[str, asyncio.Task[None]] = {}
@@ -141,7 +143,8 @@ class Worker:
         """Advance one claimed run; a run that cannot go on here is handed back as it was."""
         try:
             machine = await self._machine(run_id)
-            result = await self.runs.resume(run_id, machine=machine, on_interrupt="running", owner=self.owner)
+            result = await self.runs.resume(run_id, machine=machine, on_interrupt="running", owner=self.owner,
+                                            observers=self.observers)
         except (LeaseHeld, RunMoved, RunRefused, RunNotFound) as exc:
             logger.info("worker: skipped run %s: %s", run_id, exc)
             self.done.skipped.append(run_id)
@@ -273,20 +276,22 @@ async def _listen(runs: Runs, wake: asyncio.Event) -> asyncio.Task[None] | None:
 
 async def work_once(runs: Runs, *, concurrency: int = 4, limit: int = 100,
                     on_result: Callable[[RunResult], None] | None = None,
-                    failing: dict[str, Failing] | None = None, machine: str | None = None) -> WorkerPass:
+                    failing: dict[str, Failing] | None = None, machine: str | None = None,
+                    observers: Iterable[object] = ()) -> WorkerPass:
     """Claim each run that is due now and advance it, `concurrency` at a time.
 
     `failing` remembers the runs that could not be resumed, so they are not tried (and reported) on
     every pass: each is tried again once it changed (a rollback, `resume --machine`...) or after a
     delay that doubles from 30 s to an hour (a module reinstalled, a server back up).
     """
-    worker = Worker(runs, concurrency=concurrency, machine=machine, on_result=on_result, failing=failing)
+    worker = Worker(runs, concurrency=concurrency, machine=machine, on_result=on_result, failing=failing,
+                    observers=observers)
     return await worker.once(limit)
 
 
 async def work(runs: Runs, *, interval: float = 1.0, concurrency: int = 16, stop: asyncio.Event | None = None,
                on_result: Callable[[RunResult], None] | None = None, machine: str | None = None,
-               on_store_error: Callable[[str], None] | None = None) -> None:
+               on_store_error: Callable[[str], None] | None = None, observers: Iterable[object] = ()) -> None:
     """Claim and advance runs until `stop` is set; idle, wait for a wake-up or `interval` seconds."""
-    worker = Worker(runs, concurrency=concurrency, machine=machine, on_result=on_result)
+    worker = Worker(runs, concurrency=concurrency, machine=machine, on_result=on_result, observers=observers)
     await worker.serve(interval=interval, stop=stop, on_store_error=on_store_error)
