@@ -16,6 +16,7 @@ from agentfsm.history.diff import compare_data
 from agentfsm.history.lineage import context_after, last_step, lineage, stream_branch
 from agentfsm.history.points import Point
 from agentfsm.history.trace_read import entries_of, resolve
+from agentfsm.service.costs import Cost, Pricings, run_usage, usage_cost
 from agentfsm.service.runs import Runs
 from agentfsm.spec.loader import LoadedSpec, load_spec_text, validate_file
 from agentfsm.spec.models import InputSpec, MachineSpec
@@ -38,6 +39,8 @@ class RunsPage:
     runs: list[RunRow]
     children: dict[str, list[RunRow]]
     cursor: str | None
+    costs: dict[str, Cost] = field(default_factory=dict)
+    """Run id -> what its LLM calls cost (the runs and children listed)."""
 
 
 def page_size(limit: int | None, default: int) -> int:
@@ -71,8 +74,11 @@ async def runs_page(runs: Runs, *, status: str | None = None, machine: str | Non
                       before=parse_cursor(cursor) if cursor else None)
     found = await runs.store.list_runs(where)
     shown = found[:size]
-    return RunsPage(shown, await descendants(runs, [run.id for run in shown]),
-                    cursor_of(shown[-1]) if len(found) > size else None)
+    children = await descendants(runs, [run.id for run in shown])
+    pricings = Pricings(runs.store)
+    costs = {run.id: usage_cost(await run_usage(runs.store, run), await pricings.of(run))
+             for run in [*shown, *(kid for kids in children.values() for kid in kids)]}
+    return RunsPage(shown, children, cursor_of(shown[-1]) if len(found) > size else None, costs)
 
 
 async def descendants(runs: Runs, run_ids: list[str]) -> dict[str, list[RunRow]]:

@@ -243,7 +243,10 @@ def listed_run_json(run: RunRow, now: float) -> dict[str, Any]:
 
 def runs_page_json(page: RunsPage, now: float) -> dict[str, Any]:
     def folded(run: RunRow) -> dict[str, Any]:  # a child run's children under it, at every level
-        return {**listed_run_json(run, now), "children": [folded(kid) for kid in page.children.get(run.id, [])]}
+        cost = page.costs.get(run.id)
+        return {**listed_run_json(run, now), "cost": None if cost is None else _usd(cost.cost),
+                "unpriced": [] if cost is None else cost.unpriced,
+                "children": [folded(kid) for kid in page.children.get(run.id, [])]}
 
     return {"runs": [folded(run) for run in page.runs], "cursor": page.cursor, "statuses": list(STATUSES)}
 

@@ -200,7 +200,17 @@ function runRow(run, depth) {
     el("td", {}, when(run.created_at)),
     el("td", { class: "num" }, duration(run.duration)),
     el("td", { class: "num" }, run.steps),
-    el("td", { class: "num" }, run.tokens || ""));
+    el("td", { class: "num" }, run.tokens || ""),
+    el("td", { class: "num", title: run.unpriced && run.unpriced.length ? `no price for: ${run.unpriced.join(", ")}` : "" },
+      usd(run.cost, run.unpriced)));
+}
+
+// USD for a person: two significant digits of a small amount; "?" for calls of a model without a price.
+function usd(cost, unpriced) {
+  const unknown = unpriced && unpriced.length ? "?" : "";
+  if (cost === null || cost === undefined) return unknown;
+  const shown = cost === 0 ? "0" : cost < 0.01 ? cost.toPrecision(2) : cost.toFixed(cost < 100 ? 4 : 2);
+  return `$${shown}${unknown ? " + ?" : ""}`;
 }
 
 // A run's row and its children's, at every level: a toggle shows a run's children; closing it hides them all.
@@ -229,9 +239,9 @@ function runRows(run, depth, opened) {
 function runsTable(page, opened) {
   const body = el("tbody", {});
   for (const run of page.runs) body.append(...runRows(run, 0, opened).rows);
-  if (!page.runs.length) body.append(el("tr", {}, el("td", { colspan: 8, class: "muted" }, "no runs")));
+  if (!page.runs.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "muted" }, "no runs")));
   return el("table", { id: "runs" }, el("thead", {}, el("tr", {}, ["run", "machine", "status", "branch", "started",
-    "duration", "steps", "tokens"].map((name, i) => el("th", { class: i >= 5 ? "num" : "" }, name)))), body);
+    "duration", "steps", "tokens", "cost"].map((name, i) => el("th", { class: i >= 5 ? "num" : "" }, name)))), body);
 }
 
 async function showRuns(query) {
