@@ -134,9 +134,8 @@ def binding_pricer(llms: Mapping[str, Any], table: PriceTable | None = None) -> 
     """What a call of one of these LLM bindings (the spec's `llms:`) costs: the binding's own `price:`, else the
     table's price of the model the call names (else of the binding's configured model)."""
     table = price_table() if table is None else table
-    own = {name: Price(config.price.input, config.price.output) for name, config in llms.items()
-           if getattr(config, "price", None) is not None}
-    configured = {name: getattr(config, "model", None) for name, config in llms.items()}
+    own = {name: price for name, config in llms.items() if (price := _own_price(config)) is not None}
+    configured = {name: configured_model(config) for name, config in llms.items()}
 
     def cost(binding: str, model: str | None, prompt_tokens: int, completion_tokens: int) -> float | None:
         price = own.get(binding) or table.price(model) or table.price(configured.get(binding))
@@ -145,6 +144,14 @@ def binding_pricer(llms: Mapping[str, Any], table: PriceTable | None = None) -> 
     return cost
 
 
-def model_pricer(table: PriceTable | None = None) -> CallPricer:
-    """Prices by model name only (a machine built in Python, whose bindings have no `price:`)."""
-    return binding_pricer({}, table)
+def configured_model(config: Any) -> str | None:
+    """A binding's model: from its spec model, or from the mapping a machine file holds."""
+    model = config.get("model") if isinstance(config, Mapping) else getattr(config, "model", None)
+    return model if isinstance(model, str) else None
+
+
+def _own_price(config: Any) -> Price | None:
+    price = config.get("price") if isinstance(config, Mapping) else getattr(config, "price", None)
+    if isinstance(price, Mapping):
+        return Price(float(price["input"]), float(price["output"]))
+    return None if price is None else Price(price.input, price.output)

@@ -36,9 +36,11 @@ def stats(
 
 def stats_command(store: str | None, run_id: str | None, *, machine: str | None, since: str | None,
                   as_json: bool) -> int:
+    import asyncio
+
     from agentfsm.cli.render import print_json
-    from agentfsm.cli.run_commands import reading
     from agentfsm.service import views
+    from agentfsm.service.stores import open_runs
     from agentfsm.service.errors import InputError
     from agentfsm.service.inputs import parse_age
     from agentfsm.service.stats import machine_stats, run_stats
@@ -49,12 +51,13 @@ def stats_command(store: str | None, run_id: str | None, *, machine: str | None,
         raise InputError("--since goes with --machine NAME")
     age = parse_age(since, "--since")
 
-    async def work(runs: Any) -> dict[str, Any]:
-        if machine is not None:
-            return views.machine_stats_json(await machine_stats(runs.store, machine, since=age))
-        return views.stats_json(await run_stats(runs.store, run_id))
+    async def work() -> dict[str, Any]:
+        async with open_runs(store, create=False) as runs:  # a store that is not there is refused, never made
+            if machine is not None:
+                return views.machine_stats_json(await machine_stats(runs.store, machine, since=age))
+            return views.stats_json(await run_stats(runs.store, run_id))
 
-    shown = reading(store, work)
+    shown = asyncio.run(work())
     if as_json:
         print_json(shown)
     elif machine is not None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfsm.bindings.prices import CallPricer, binding_pricer, model_pricer, price_table
+from agentfsm.bindings.prices import CallPricer, binding_pricer, configured_model, price_table
 from agentfsm.store.base import RunRow
 from agentfsm.store.core import Store
 
@@ -103,22 +103,32 @@ def usage_cost(usage: Mapping[str, Mapping[str, Any]] | None, pricing: Pricing) 
     return cost
 
 
-def machine_pricing(source: str | None, path: str, llms: Mapping[str, str] | None = None) -> Pricing:
-    """The pricing of a machine from its source text (None or unreadable: prices by model name only)."""
+def machine_pricing(source: str | None, llms: Mapping[str, str] | None = None) -> Pricing:
+    """The pricing of a machine from its source text, with `--llm` overrides (NAME -> PROVIDER:MODEL[@URL]).
+
+    The source a run keeps was validated when the run started: only its `llms:` are read (plain YAML, no
+    validation, so pricing a run costs no compile). None or unreadable: prices by model name only."""
     table = price_table()
+    bindings = _llms_of(source)
+    for name, text in (llms or {}).items():
+        if name in bindings:  # an override replaces the binding, its `price:` with it
+            bindings[name] = {"model": text.partition(":")[2].partition("@")[0].strip()}
+    return Pricing({name: configured_model(config) for name, config in bindings.items()},
+                   binding_pricer(bindings, table))
+
+
+def _llms_of(source: str | None) -> dict[str, Any]:
     if source is None:
-        return Pricing({}, model_pricer(table))
-    from agentfsm.spec.loader import load_spec_text
-    from agentfsm.spec.overrides import apply_llm_overrides
+        return {}
+    import yaml
 
     try:
-        spec = load_spec_text(source, path).spec
-        known = {name: text for name, text in (llms or {}).items() if name in spec.llms}
-        spec = apply_llm_overrides(spec, known)
-    except Exception:  # noqa: BLE001 - a source this release no longer reads: its bindings' models are unknown
-        return Pricing({}, model_pricer(table))
-    return Pricing({name: getattr(config, "model", None) for name, config in spec.llms.items()},
-                   binding_pricer(spec.llms, table))
+        document = yaml.safe_load(source)
+    except yaml.YAMLError:
+        return {}
+    llms = document.get("llms") if isinstance(document, dict) else None
+    return {str(name): config for name, config in llms.items() if isinstance(config, dict)} \
+        if isinstance(llms, dict) else {}
 
 
 class Pricings:
@@ -133,7 +143,7 @@ class Pricings:
         found = self.known.get(key)
         if found is None:
             source = await self.store.source(run.digest) if run.digest else None
-            found = self.known[key] = machine_pricing(source, run.path or f"{run.machine}.yaml", run.llms)
+            found = self.known[key] = machine_pricing(source, run.llms)
         return found
 
 

@@ -59,7 +59,15 @@ class LLMStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latencies: list[float] = field(default_factory=list)
+    tokens_by_model: dict[str | None, list[int]] = field(default_factory=dict)
+    """Model the call named -> [prompt, completion] tokens (what is priced, once the trace is read)."""
     cost: float | None = None
+
+    def price(self, binding: str, pricing: Pricing) -> None:
+        for model, (prompt, completion) in self.tokens_by_model.items():
+            cost = pricing.price(binding, model, prompt, completion)
+            if cost is not None:
+                self.cost = (self.cost or 0.0) + cost
 
 
 @dataclass(slots=True)
@@ -126,27 +134,27 @@ def _add_step(stats: RunStats, record: list[Any]) -> None:
     stats.seen(record[_ENDED] if len(record) > _ENDED else None)
 
 
-def _add_llm(stats: RunStats, entry: dict[str, Any], pricing: Pricing) -> None:
+def _add_llm(stats: RunStats, entry: dict[str, Any]) -> None:
     binding = str(entry.get("binding") or "?")
     found = stats.llm.setdefault(binding, LLMStats())
     model = entry.get("model")
     prompt, completion = int(entry.get("prompt_tokens") or 0), int(entry.get("completion_tokens") or 0)
-    found.models[str(model or pricing.models.get(binding) or "?")] += 1
+    found.models[str(model or "?")] += 1
     found.calls += 1
     found.failures += entry.get("error") is not None
     found.prompt_tokens += prompt
     found.completion_tokens += completion
     found.latencies.append(float(entry.get("duration") or 0.0))
-    cost = pricing.price(binding, model, prompt, completion)
-    if cost is not None:
-        found.cost = (found.cost or 0.0) + cost
+    tokens = found.tokens_by_model.setdefault(model if isinstance(model, str) else None, [0, 0])
+    tokens[0] += prompt
+    tokens[1] += completion
 
 
-def _add_entry(stats: RunStats, entry: dict[str, Any], pricing: Pricing) -> None:
+def _add_entry(stats: RunStats, entry: dict[str, Any]) -> None:
     kind = entry.get("kind")
     stats.seen(entry.get("at"))
     if kind == "llm_call":
-        _add_llm(stats, entry, pricing)
+        _add_llm(stats, entry)
     elif kind == "tool_call":
         tool = stats.tools.setdefault(str(entry.get("tool") or "?"), ToolStats())
         tool.calls += 1
@@ -165,7 +173,7 @@ def _add_entry(stats: RunStats, entry: dict[str, Any], pricing: Pricing) -> None
         stats.transitions[(str(entry.get("source")), str(entry.get("target")), str(entry.get("event") or ""))] += 1
 
 
-async def _own_stats(store: Store, run: RunRow, pricing: Pricing) -> RunStats:
+async def _own_stats(store: Store, run: RunRow) -> RunStats:
     stats = RunStats(run)
     after = 0
     while True:
@@ -179,7 +187,7 @@ async def _own_stats(store: Store, run: RunRow, pricing: Pricing) -> RunStats:
                 if isinstance(item, list):
                     _add_step(stats, item)
                 elif isinstance(item, dict):
-                    _add_entry(stats, item, pricing)
+                    _add_entry(stats, item)
         if len(rows) < PAGE:
             return stats
         after = rows[-1].last
@@ -189,7 +197,11 @@ async def run_stats(store: Store, run_id: str, pricings: Pricings | None = None)
     """A run's stats from its trace, with each of its child runs' (and theirs) as `children`."""
     pricings = pricings or Pricings(store)
     run = await store.get_run(run_id)
-    stats = await _own_stats(store, run, await pricings.of(run))
+    stats = await _own_stats(store, run)
+    if stats.llm:  # a run without LLM calls needs no prices (nor its machine's source)
+        pricing = await pricings.of(run)
+        for binding, one in stats.llm.items():
+            one.price(binding, pricing)
     kids = await store.list_runs(RunFilter(parent_run=run.id))
     for child in sorted(kids, key=lambda row: (row.parent_step or 0, row.created_at)):
         stats.children.append(await run_stats(store, child.id, pricings))
@@ -244,7 +256,10 @@ async def machine_stats(store: Store, machine: str, *, since: float | None = Non
         stats.steps.append(run.steps)
         if run.status in FINISHED:
             stats.durations.append(max(0.0, run.updated_at - run.created_at))
-        cost = usage_cost(await run_usage(store, run), await pricings.of(run))
+        usage = await run_usage(store, run)
+        if not usage:
+            continue
+        cost = usage_cost(usage, await pricings.of(run))
         stats.prompt_tokens += cost.prompt_tokens
         stats.completion_tokens += cost.completion_tokens
         stats.llm_calls += cost.calls
