@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from agentfsm import Runs
 from agentfsm.store.base import RunRow
 from agentfsm.web.app import create_app
 from tests.helpers import environment_without_proxies
+from tests.postgres import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 ACT = {"X-Agentfsm-Token": ""}
@@ -290,6 +292,74 @@ def test_the_command_serves_off_loopback_only_with_a_token_and_streams_steps_liv
         server.terminate()
         server.wait(timeout=20)
     assert server.returncode == 0
+
+
+BROWSER = """\
+#!{python}
+# A browser for `agentfsm ui --open`: it notes the address it was given, then stays open until the test ends
+import pathlib, sys, time
+pathlib.Path({opened!r}).write_text(sys.argv[1])
+for _ in range(600):
+    if pathlib.Path({closed!r}).exists():
+        break
+    time.sleep(0.1)
+"""
+
+
+def test_on_postgresql_open_opens_the_page_and_a_step_of_another_process_is_streamed_as_notified(
+        postgres_server: Cluster, tmp_path: Path) -> None:
+    """`--open` hands the address to the user's browser ($BROWSER) without waiting for it; the server listens
+    for changed runs (LISTEN/NOTIFY) and streams a step recorded by another process at once: it reads the store
+    only once a minute otherwise (AGENTFSM_UI_POLL), so nothing but the notification can bring it in time."""
+    url = postgres_server.fresh_url()
+    schema = url.rpartition("schema=")[2]
+    opened, closed, browser = tmp_path / "opened", tmp_path / "closed", tmp_path / "browser"
+    browser.write_text(BROWSER.format(python=sys.executable, opened=str(opened), closed=str(closed)))
+    browser.chmod(0o755)
+
+    async def waiting() -> str:
+        async with Runs(url) as runs:
+            return (await runs.start(ROOT / "machines/approval.yaml")).run_id
+
+    run_id = asyncio.run(waiting())
+    env = {**environment_without_proxies(), "BROWSER": str(browser), "AGENTFSM_UI_POLL": "60"}
+    server = subprocess.Popen([sys.executable, "-m", "agentfsm", "ui", "--port", "0", "--open", "--store", url],
+                              env=env, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert server.stderr is not None
+        lines = [server.stderr.readline(), server.stderr.readline()]
+        found = re.search(r"open (http://127\.0\.0\.1:\d+/) ", lines[1])
+        assert found, lines
+        base = found.group(1)
+        for _ in range(200):  # the browser is started half a second after the server
+            if opened.exists() and opened.read_text():
+                break
+            time.sleep(0.05)
+        assert opened.read_text() == base
+        with httpx.stream("GET", f"{base}api/live/runs/{run_id}", params={"steps": 2}, timeout=30) as stream:
+            lines_in = stream.iter_lines()  # the browser is still open: the server serves all the same
+            assert _event(lines_in)["run"]["status"] == "waiting"
+            watching = f"SELECT query FROM pg_stat_activity WHERE application_name = 'agentfsm-watch-{schema}'"
+            for _ in range(200):
+                if postgres_server.psql(watching).strip() == f"LISTEN agentfsm_runs_{schema}":
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the server does not listen for changed runs")
+            sent = subprocess.run([sys.executable, "-m", "agentfsm", "send", run_id, "approved", "-q", "--store",
+                                   url], env=environment_without_proxies(), capture_output=True, text=True,
+                                  timeout=60)
+            assert sent.returncode == 0, sent.stderr
+            change = _event(lines_in)
+            while change["run"]["status"] != "succeeded":
+                change = _event(lines_in)
+            assert [step["state"] for step in change["steps"]][-1] == "published"
+    finally:
+        closed.touch()
+        server.terminate()
+        server.wait(timeout=20)
+    assert server.returncode == 0
+    assert postgres_server.password not in "".join(lines)
 
 
 def _event(lines: Any) -> dict[str, Any]:

@@ -432,6 +432,17 @@ class Listener(Protocol):
         ...
 
 
+class Watcher(Protocol):
+    """Which runs change, as they do, for readers showing runs live (the web UI): PostgreSQL's LISTEN/NOTIFY.
+
+    A backend that can offer one has `watcher() -> Watcher`; without it such readers poll."""
+
+    async def run(self, changed: Callable[[str | None], None], lost: Callable[[], None]) -> None:
+        """Until cancelled: `changed(RUN_ID)` when a run's row changed; `changed(None)` when listening starts (what
+        changed before is not told: read everything); `lost()` when listening stops (it starts again by itself)."""
+        ...
+
+
 class Heartbeat(Protocol):
     """Lease renewals from a thread of their own, on a connection of their own: they go on while the event loop
     is blocked (a state calling `time.sleep`), so a live process never loses its runs to a takeover.

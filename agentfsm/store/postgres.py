@@ -14,7 +14,6 @@ psycopg 3 is an optional dependency (`pip install 'agentfsm[postgres]'`), import
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from typing import Any
 from agentfsm.store.base import Conflict, NoStore, StepRow, StoreError, Transient
 from agentfsm.store.postgres_rows import PostgresTransaction
 from agentfsm.store.postgres_schema import MIGRATIONS, OUR_TABLES, SCHEMA_VERSION
+from agentfsm.store.postgres_watch import PostgresWatcher, Watched, listen
 from agentfsm.store.urls import parse_postgres
 
 try:
@@ -52,6 +52,8 @@ class PostgresBackend:
         self.create = create
         self.channel = f"agentfsm_{self.schema}"
         """The LISTEN/NOTIFY channel on which this store's workers are woken."""
+        self.watched = Watched(self.schema)
+        """What this process's writers know of the readers watching runs change (the web UI)."""
         self._db: psycopg.AsyncConnection[Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
@@ -72,10 +74,12 @@ class PostgresBackend:
 
     # -- connecting ---------------------------------------------------------------------------------------
 
-    async def connect(self, *, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
+    async def connect(self, *, autocommit: bool = True, application_name: str | None = None
+                      ) -> psycopg.AsyncConnection[Any]:
         """A new connection with this store's schema as its search_path (its schema checked on first use)."""
+        named = {"application_name": application_name} if application_name else {}
         try:
-            db = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=autocommit)
+            db = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=autocommit, **named)
         except psycopg.Error as exc:
             raise StoreError(connect_error(self.url, exc)) from None
         try:
@@ -171,7 +175,7 @@ class PostgresBackend:
             committing = False
             try:
                 await db.execute(begin)
-                yield PostgresTransaction(db, self.url, locking=locking, channel=self.channel)
+                yield PostgresTransaction(db, self.url, locking=locking, channel=self.channel, watched=self.watched)
                 committing = True
                 await db.execute("COMMIT")
             except BaseException as exc:
@@ -209,6 +213,10 @@ class PostgresBackend:
     def listener(self) -> PostgresListener:
         return PostgresListener(self)
 
+    def watcher(self) -> PostgresWatcher:
+        """Which runs change, as they do (`store.base.Watcher`): what the web UI's live pages wait on."""
+        return PostgresWatcher(self)
+
     def reading(self) -> Any:
         return self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", locking=False)
 
@@ -233,26 +241,7 @@ class PostgresListener:
         self.backend = backend
 
     async def run(self, wake: Callable[[], None]) -> None:
-        pause = 0.1
-        while True:
-            try:
-                db = await self.backend.connect()
-            except StoreError as exc:
-                logger.debug("worker wake-ups: %s", exc)  # the worker's own claims say the store is down
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 2.0)
-                continue
-            pause = 0.1
-            try:
-                await db.execute(f"LISTEN {self.backend.channel}")
-                wake()  # notifications sent while nobody listened are lost: look once now
-                async for _notice in db.notifies():
-                    wake()
-            except psycopg.Error as exc:
-                logger.debug("worker wake-ups: connection lost (%s); listening again", first_line(exc))
-            finally:
-                with contextlib.suppress(psycopg.Error, asyncio.CancelledError):
-                    await asyncio.shield(db.close())
+        await listen(self.backend, self.backend.channel, lambda _payload: wake(), wake, lambda: None)
 
 
 def first_line(exc: BaseException) -> str:

@@ -44,6 +44,8 @@ from agentfsm.store.sqlite_rows import (
 if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
+    from agentfsm.store.postgres_watch import Watched
+
 _INSERT_RUN = INSERT_RUN.replace("?", "%s")
 _INSERT_STEP = INSERT_STEP.replace("?", "%s")
 _UPDATES: dict[tuple[tuple[str, ...], bool], str] = {}
@@ -74,10 +76,10 @@ def _events_decide(run: RunRow, now: float) -> bool:
 class PostgresTransaction:
     """Row operations on one connection inside one transaction; `locking` in a write transaction."""
 
-    __slots__ = ("db", "url", "locking", "channel")
+    __slots__ = ("db", "url", "locking", "channel", "watched")
 
-    def __init__(self, db: AsyncConnection[Any], url: str, *, locking: bool, channel: str) -> None:
-        self.db, self.url, self.locking, self.channel = db, url, locking, channel
+    def __init__(self, db: AsyncConnection[Any], url: str, *, locking: bool, channel: str, watched: Watched) -> None:
+        self.db, self.url, self.locking, self.channel, self.watched = db, url, locking, channel, watched
 
     async def _one(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
         cursor = await self.db.execute(query, params)
@@ -300,6 +302,7 @@ class PostgresTransaction:
         if source is not None and run.digest is not None:
             await self.add_source(run.digest, source)
         await self.db.execute(_INSERT_RUN, run_params(run))
+        await self.watched.changed(self.db, run.id)
         if run.status == "queued":
             await self._wake_workers()
         await self.db.execute("INSERT INTO run_inputs (run_id, inputs) VALUES (%s, %s)", (run.id, dump(dict(inputs))))
@@ -339,6 +342,8 @@ class PostgresTransaction:
         if owner is not None:
             params.append(owner)
         written = (await self.db.execute(query, params)).rowcount > 0
+        if written:
+            await self.watched.changed(self.db, run_id)
         if written and values.get("status") == "running" and "lease_owner" in values and values["lease_owner"] is None:
             await self._wake_workers()  # a run handed back (a worker stopped): the next worker takes it at once
         return written

@@ -41,6 +41,7 @@ class UI:
         self.driver = Driver(runs)
         self.root = root
         self.poll = poll
+        self.changes = live.Changes(runs.store.backend, poll)
 
 
 def _json(value: Any, status: int = 200) -> JSONResponse:
@@ -237,6 +238,7 @@ def create_app(runs: Runs, *, root: Path, token: str | None = None, loopback_onl
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        await ui.changes.close()
         await ui.driver.close()
 
     app = Starlette(routes=[

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
+import os
 import signal
 import secrets
 import socket
+import threading
 import webbrowser
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +19,7 @@ import uvicorn
 
 from agentfsm.service.errors import InputError
 from agentfsm.service.stores import open_runs
+from agentfsm.web import live
 from agentfsm.web.app import create_app
 from agentfsm.web.security import is_loopback
 
@@ -41,21 +45,23 @@ def serve(store: str | None, *, host: str, port: int, token: str | None, open_br
         raise InputError("--token must not be empty")
     if token is None and not is_loopback(host):
         token = secrets.token_urlsafe(24)
+    poll = _poll()
     sock = bind(host, port)
     shown_host = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
     url = f"http://{shown_host}:{sock.getsockname()[1]}/" + (f"?token={token}" if token else "")
 
     async def main() -> None:
         async with open_runs(store, create=True) as runs:
-            app = create_app(runs, root=root, token=token, loopback_only=is_loopback(host))
+            app = create_app(runs, root=root, token=token, loopback_only=is_loopback(host), poll=poll)
             config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on",
                                     access_log=False)
             server = uvicorn.Server(config)
             server.capture_signals = functools.partial(_stopping_on_signals, server)  # type: ignore[method-assign]
             say(f"agentfsm ui: runs of {runs.store.url}, machines in {root}")
             say(f"open {url}  (Ctrl-C stops it)")
-            if open_browser:
-                asyncio.get_running_loop().call_later(0.5, webbrowser.open, url)
+            if open_browser:  # in a thread: a browser started from $BROWSER is waited for until it exits
+                opening = threading.Thread(target=webbrowser.open, args=(url,), name="agentfsm-ui-open", daemon=True)
+                asyncio.get_running_loop().call_later(0.5, opening.start)
             await server.serve(sockets=[sock])
 
     try:
@@ -63,6 +69,20 @@ def serve(store: str | None, *, host: str, port: int, token: str | None, open_br
     finally:
         sock.close()
     say("agentfsm ui stopped")
+
+
+def _poll() -> float:
+    """AGENTFSM_UI_POLL: seconds between a live stream's reads of a store that does not say what changed."""
+    text = os.environ.get("AGENTFSM_UI_POLL", "").strip()
+    if not text:
+        return live.POLL
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0.05 <= seconds <= 3600:  # NaN too
+        raise InputError(f"AGENTFSM_UI_POLL: '{text}' is not a number of seconds between 0.05 and 3600")
+    return seconds
 
 
 @contextlib.contextmanager
