@@ -147,6 +147,20 @@ def test_a_choice_output_path_selects_on_every_way_out(tmp_path: Path, status: s
     assert result.output == {"Status": status, "Id": 7, **({"next": "again"} if status == "RUNNING" else {})}
 
 
+@pytest.mark.parametrize(("limit", "path"), [(5, ["Work", "end"]), (0.05, ["Work", "Late"])])
+def test_a_timeout_read_from_the_input_bounds_the_task(tmp_path: Path, limit: float, path: list[str]) -> None:
+    source = tmp_path / "late.asl.json"
+    source.write_text(json.dumps({"StartAt": "Work", "States": {
+        "Work": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:slow", "TimeoutSecondsPath": "$.limit",
+                 "ResultPath": "$.done", "End": True,
+                 "Catch": [{"ErrorEquals": ["States.Timeout"], "ResultPath": None, "Next": "Late"}]},
+        "Late": {"Type": "Fail", "Error": "TooSlow"}}}), encoding="utf-8")
+    assert import_file(source, binds=[f"slow=python:{STUBS}:slow"], output=tmp_path / "late.yaml").imported
+    result = asyncio.run(agentfsm.load_machine(tmp_path / "late.yaml").run({"limit": limit, "sleep": 0.3}))
+    assert path_of(result) == path
+    assert result.status == ("succeeded" if limit == 5 else "failed")
+
+
 def test_a_choice_without_default_fails_with_no_choice_matched(tmp_path: Path) -> None:
     assert run_imported(tmp_path, "no-default", {"x": 1}).status == "succeeded"
     failed = run_imported(tmp_path, "no-default", {"x": 2})

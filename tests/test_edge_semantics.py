@@ -338,3 +338,20 @@ def test_a_set_of_the_whole_context_saves_a_snapshot_and_the_context_object_stay
     assert result.status == "succeeded", result.error
     assert result.output == {"data": [5, 5], "kept": {"a": 5}}
     assert result.context.data == {"$": [5, 5], "$$": {"started_with": {"a": 5}}}
+
+
+@pytest.mark.parametrize(("limit", "expected"), [("2s", "succeeded"), (0.05, "timeout"), ("soon", "template.error")])
+def test_a_timeout_template_is_rendered_when_the_state_starts(tmp_path: Path, limit: Any, expected: str) -> None:
+    path = write(tmp_path, """\
+        agentfsm: 1
+        name: bounded
+        inputs: {limit: {type: any}}
+        tools:
+          slow: {python: "tests.asl.stubs:slow"}
+        initial: work
+        states:
+          work: {type: tool, tool: slow, args: {input: {sleep: 0.2}}, timeout: "{{ limit }}", save: done, next: end}
+          end: {type: final, output: "{{ done }}"}
+        """)
+    result = run(path, {"limit": limit})
+    assert (result.status if expected == "succeeded" else result.error["type"]) == expected

@@ -112,8 +112,14 @@ class Exporter:
 
     def policies(self, state: dict[str, Any], where: Pointer) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if state.get("timeout") is not None:
-            out["TimeoutSeconds"] = max(1, seconds(state["timeout"]))
+        timeout = state.get("timeout")
+        if isinstance(timeout, str) and is_template(timeout):
+            kind, found = dynamic_of(timeout, DOC, (*where, "timeout"))
+            if kind != "path":
+                raise Refused((*where, "timeout"), "a timeout template has an ASL form only as a path")
+            out["TimeoutSecondsPath"] = found
+        elif timeout is not None:
+            out["TimeoutSeconds"] = max(1, seconds(timeout))
         retries = state.get("retry") or []
         if isinstance(retries, dict):
             retries = [retries]

@@ -131,8 +131,11 @@ class Converter:
     def policies(self, name: str, state: dict[str, Any], where: Pointer) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         if "TimeoutSecondsPath" in state:
-            raise Refused((*where, "TimeoutSecondsPath"), "a timeout read from the input is not imported (a state's "
-                          "timeout is fixed)")
+            if "TimeoutSeconds" in state:
+                raise AslInputError((*where, "TimeoutSecondsPath"), "has both TimeoutSeconds and TimeoutSecondsPath")
+            read = read_path(state["TimeoutSecondsPath"], Scope(effective_input(state, where)),
+                             (*where, "TimeoutSecondsPath"))
+            fields["timeout"] = template(read)
         if "TimeoutSeconds" in state:
             seconds = state["TimeoutSeconds"]
             if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:

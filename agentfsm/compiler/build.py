@@ -21,8 +21,10 @@ from agentfsm.compiler.env import CompileEnv
 from agentfsm.compiler.scope import BOXED, CONTEXT_OBJECT, compile_assignments, compile_value, make_scope, rendered
 from agentfsm.runtime.budget import Budget
 from agentfsm.runtime.errors import StateError
+from agentfsm.runtime.loop import before_deadline
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.model import Event, State, StateContext, StateType
+from agentfsm.spec.durations import parse_positive_duration
 from agentfsm.spec.expressions import compile_guard
 from agentfsm.spec.inputs import check_inputs
 from agentfsm.spec.kinds import kinds
@@ -84,6 +86,24 @@ def _add_common(state: State, name: str, spec: StateSpec) -> None:
     state.exit_action = _actions(spec.on_exit, f"states.{name}.on_exit")
     if isinstance(spec, ActiveStateSpec) and spec.output is not None:
         _replace_context_after(state, compile_value(spec.output), f"states.{name}.output")
+    if isinstance(spec, ActiveStateSpec) and isinstance(spec.timeout, str):
+        _timeout_rendered(state, compile_value(spec.timeout), f"states.{name}.timeout")
+
+
+def _timeout_rendered(state: State, render: Any, where: str) -> None:
+    """A `timeout:` template: rendered at each attempt, the attempt's work (and output) fails with `timeout`
+    after that long, as a fixed timeout does."""
+    execute = state.execute
+
+    async def execute_before_rendered_deadline(context: StateContext) -> Any:
+        value = rendered(render, make_scope(context), where)
+        try:
+            seconds = parse_positive_duration(value)
+        except ValueError as exc:
+            raise StateError("template.error", f"{where}: {exc}") from None
+        return await before_deadline(execute, state.name, context, seconds)
+
+    state.execute = execute_before_rendered_deadline  # type: ignore[method-assign]
 
 
 def _replace_context_after(state: State, render: Any, where: str) -> None:

@@ -37,7 +37,7 @@ def state_options(spec: StateSpec) -> dict[str, Any]:
     options: dict[str, Any] = {"description": spec.description, "max_visits": spec.max_visits,
                                "checkpoint": spec.checkpoint}
     if isinstance(spec, ActiveStateSpec):
-        options["timeout"] = spec.timeout
+        options["timeout"] = spec.timeout if not isinstance(spec.timeout, str) else None  # a template: build.py
         options["retry"] = [
             RetryRule(tuple(r.errors), r.interval, r.max_attempts, r.backoff_rate, r.max_delay, r.jitter)
             for r in spec.retry

@@ -23,36 +23,13 @@ from agentfsm.runtime.waiting import WaitForEvent
 from agentfsm.spec.diagnostics import did_you_mean
 from agentfsm.spec.durations import parse_duration, parse_positive_duration
 from agentfsm.spec.expressions import is_template
-from agentfsm.spec.fields import TEMPLATE_KEY
+from agentfsm.spec.fields import TEMPLATE_KEY, Timer
 from agentfsm.spec.kinds import Kind, register
 from agentfsm.spec.models import EventNames, Identifier, Reporter, RoutedStateSpec
 from agentfsm.spec.timestamps import parse_timestamp
 
 WAIT_TIMEOUT_EVENT = "timeout"
 """The event a `wait` state produces when its timer runs out; no listed event may take this name."""
-
-
-def _timer(value: Any) -> Any:
-    """A timer is a duration, or a template (rendered when the wait is entered) giving one."""
-    if isinstance(value, str) and is_template(value):
-        return value
-    seconds = parse_positive_duration(value)
-    if seconds > MAX_DURATION_SECONDS:
-        raise ValueError(f"a duration can be at most {MAX_DURATION_SECONDS // 86400}d (one year)")
-    return seconds
-
-
-Timer = Annotated[
-    float | str,
-    BeforeValidator(_timer),
-    WithJsonSchema({
-        "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_SECONDS},
-                  {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
-                  {"type": "string", "pattern": r"\{\{"}],
-        "description": "Seconds (more than 0) as a number, text such as 30s, 5m, 24h, or a template giving one. "
-                       "At most 366d.",
-    }),
-]
 
 
 class WaitStateSpec(RoutedStateSpec):

@@ -11,7 +11,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -97,15 +97,21 @@ async def _attempt(state: State, context: StateContext) -> str | Event | None:
 
 
 async def _execute_before_deadline(state: State, context: StateContext, seconds: float) -> str | Event | None:
+    return await before_deadline(state.execute, state.name, context, seconds)
+
+
+async def before_deadline(execute: Callable[[StateContext], Awaitable[Any]], name: str, context: StateContext,
+                          seconds: float) -> Any:
+    """A state's work, failed with `timeout` after `seconds`."""
     try:
         async with asyncio.timeout(seconds):
             try:
                 with deadline(seconds):  # renders cannot be interrupted by asyncio: they watch this instead
-                    return await state.execute(context)
+                    return await execute(context)
             except TimeoutError as exc:  # the state's own TimeoutError, not our deadline
-                raise as_state_error(exc, state.name) from None
+                raise as_state_error(exc, name) from None
     except TimeoutError:
-        raise StateError("timeout", f"took longer than {seconds:g}s", state=state.name) from None
+        raise StateError("timeout", f"took longer than {seconds:g}s", state=name) from None
 
 
 @dataclass(slots=True)

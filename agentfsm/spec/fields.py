@@ -15,6 +15,7 @@ from pydantic import (
 
 from agentfsm.limits import MAX_DURATION_SECONDS
 from agentfsm.spec.durations import parse_duration, parse_positive_duration
+from agentfsm.spec.expressions import is_template
 
 LANGUAGE_VERSION = 1
 
@@ -90,3 +91,26 @@ class LanguageModel(BaseModel):
     """Base of every model of the language: unknown keys are errors, values are immutable once loaded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
+
+
+def _timer(value: Any) -> Any:
+    """A timer is a duration, or a template (rendered when the state is entered) giving one."""
+    if isinstance(value, str) and is_template(value):
+        return value
+    seconds = parse_positive_duration(value)
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"a duration can be at most {MAX_DURATION_SECONDS // 86400}d (one year)")
+    return seconds
+
+
+Timer = Annotated[
+    float | str,
+    BeforeValidator(_timer),
+    WithJsonSchema({
+        "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_SECONDS},
+                  {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d)\s*$"},
+                  {"type": "string", "pattern": r"\{\{"}],
+        "description": "Seconds (more than 0) as a number, text such as 30s, 5m, 24h, or a template giving one. "
+                       "At most 366d.",
+    }),
+]

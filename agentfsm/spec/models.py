@@ -61,6 +61,7 @@ from agentfsm.spec.fields import (  # noqa: F401
     PositiveDuration,
     PythonRef,
     StateName,
+    Timer,
     as_list,
 )
 
@@ -229,8 +230,9 @@ class RoutedStateSpec(StateSpec):
 class ActiveStateSpec(RoutedStateSpec):
     """Fields of states that do work and then move on."""
 
-    timeout: PositiveDuration | None = Field(
-        None, description="Cancel the state's work after this long (error `timeout`)."
+    timeout: Timer | None = Field(
+        None, description="Cancel the state's work after this long (error `timeout`); a template is rendered when "
+        "the state starts and gives seconds or a duration text.", json_schema_extra={TEMPLATE_KEY: "value"},
     )
     retry: RetryList = Field(
         default_factory=list, description="Retry rules, tried in order.", json_schema_extra=_one_or_many

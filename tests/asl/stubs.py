@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from agentfsm import StateError
@@ -71,3 +72,8 @@ def read_csv(input: dict[str, Any]) -> list[dict[str, str]]:
 
 def sum_batch(input: dict[str, Any]) -> dict[str, Any]:
     return {"total": sum(int(row["qty"]) for row in input["Items"]), "unit": input["BatchInput"]["unit"]}
+
+
+async def slow(input: dict[str, Any]) -> dict[str, Any]:
+    await asyncio.sleep(input["sleep"])
+    return {"slept": input["sleep"]}
