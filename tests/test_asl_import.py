@@ -353,13 +353,16 @@ def test_export_refuses_what_has_no_asl_form_with_its_place(tmp_path: Path) -> N
         llms: {brain: {provider: scripted, replies: [hi]}}
         initial: ask
         states:
-          ask: {type: llm, llm: brain, prompt: hi, save: reply, next: done}
+          ask: {type: llm, llm: brain, prompt: hi, save: reply, next: keep}
+          keep: {type: set, set: {$$: {at: "{{ run.id }}"}}, next: done}
           done: {type: final}
         """), encoding="utf-8")
     done = agentfsm_cmd("export", path, "--json", cwd=tmp_path)
     assert done.returncode == 2
     assert json.loads(done.stdout)["refusals"] == [
-        {"pointer": "/states/ask/type", "message": "a llm state has no Amazon States Language form here"}]
+        {"pointer": "/states/ask/type", "message": "a llm state has no Amazon States Language form here"},
+        {"pointer": "/states/keep/set/$$", "message": "setting the context object $$ has no Amazon States Language "
+         "form"}]
 
 
 SAGA = Path(__file__).resolve().parent / "asl" / "corpus" / "step-functions-workflows-collection" / \

@@ -146,6 +146,8 @@ class Exporter:
     def set_state(self, name: str, state: dict[str, Any], where: Pointer) -> dict[str, dict[str, Any]]:
         route, extra = self.route(name, state, where)
         values = state.get("set") or {}
+        if KEY in values:  # ASL's context object is the service's: only the state import writes to keep it maps
+            raise Refused((*where, "set", KEY), "setting the context object $$ has no Amazon States Language form")
         if state.get("output") is not None:
             if values:
                 raise Refused((*where, "set"), "set: beside output: has no Amazon States Language form")
