@@ -16,7 +16,7 @@ import pytest
 
 import agentfsm
 from agentfsm.runtime.loop import RunResult
-from agentfsm.service.asl import import_file
+from agentfsm.service.asl import export_file, import_file
 from agentfsm.spec.problems import InputError
 from tests.test_cli import agentfsm_cmd
 
@@ -342,6 +342,19 @@ def test_an_exported_machine_runs_the_same_once_imported_again(tmp_path: Path, n
     first = asyncio.run(agentfsm.load_machine(original).run({"name": name}))
     second = asyncio.run(agentfsm.load_machine(back).run({"name": name}))
     assert first.status == second.status == "succeeded"
+    assert second.output == first.output
+
+
+def test_an_imported_machine_exported_and_imported_again_gives_the_same_output(tmp_path: Path) -> None:
+    """A Parallel's InputPath goes back as InputPath (not a wrapped Parameters), a Map's item as the item."""
+    given = {"q": 9, "a": {"xs": [1, 2]}}
+    first = run_imported(tmp_path, "branch-input", given)
+    assert first.status == "succeeded", first.error
+    assert first.output["both"] == [{"q": 9, "a": {"xs": [1, 2]}}, [{"x": 1, "q": 9}, {"x": 2, "q": 9}]]
+    exported = export_file(tmp_path / "branch-input.yaml", output=tmp_path / "back.asl.json")
+    assert exported.text is not None, exported.refusals
+    assert import_file(tmp_path / "back.asl.json", output=tmp_path / "back.yaml").imported
+    second = asyncio.run(agentfsm.load_machine(tmp_path / "back.yaml").run(given))
     assert second.output == first.output
 
 

@@ -203,7 +203,7 @@ class Exporter:
             given = payload
         out: dict[str, Any] = {"Type": "Parallel", "Branches": branches}
         if given not in (None, {"input.$": "$"}):
-            out["Parameters"] = unwrapped(given)
+            out.update(_branch_input(given, (*where, "branches")))
         names = [f"result.{branch}" for branch in state["branches"]]
         out.update(placed_group(state, names, (*where, "output")))
         return {name: {**out, **self.policies(state, where), **route}, **extra}
@@ -218,6 +218,10 @@ class Exporter:
         out: dict[str, Any] = {"Type": "Map", **item_source(self.machine, state, where)}
         if state.get("batch_size") or state.get("batch_bytes"):
             out["ItemBatcher"] = item_batcher(state, selector, (*where, "inputs"))
+        elif isinstance(selector, dict) and set(selector) == {"input.$"}:  # each run's input is a value itself
+            if selector["input.$"] != "$$.Map.Item.Value":
+                raise Refused((*where, "inputs", "input"), "an item's input that is not an object or the item "
+                              "itself has no Amazon States Language form")
         else:
             out["ItemSelector"] = selector
         out.update({"ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, **definition},
@@ -301,6 +305,18 @@ class Exporter:
             elif value is not None:
                 out[key] = value
         return {name: out}
+
+
+def _branch_input(given: Any, where: Pointer) -> dict[str, Any]:
+    """What a Parallel gives its branches: an object (`Parameters`), or a value at a path (`InputPath`)."""
+    payload = unwrapped(given)
+    if not (isinstance(payload, dict) and set(payload) == {"input.$"}):
+        return {"Parameters": payload}
+    path = payload["input.$"]
+    if not path.startswith("$") or path.startswith("$$"):
+        raise Refused(where, "a branch input that is not an object or a path of the state's input has no Amazon "
+                      "States Language form")
+    return {"InputPath": path}
 
 
 def _names(errors: Any) -> list[str]:
