@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agentfsm.bindings.known_secrets import forget_secrets, register_secret
-from agentfsm.history.payloads import Payloads, change_bases, restore
+from agentfsm.history.payloads import Payloads, change_bases, changed, inline_base, restore
 from agentfsm.service.operations import copy_runs
 from agentfsm.service.runs import Runs
 
@@ -63,9 +63,12 @@ def test_a_long_prompt_that_changes_a_little_is_stored_once_and_read_back_whole(
     assert result.status == "succeeded", result.error
     expected = [f"Round {n}: summarise {document} Then stop." for n in range(12)]
     assert prompts(asyncio.run(runs.trace(result.run_id))) == expected
-    kept = stored(db, result.run_id)
-    assert sum(len(data) for _, data in kept) < len(document) + 12 * 200  # the document once, then a few bytes
-    assert sum(data.startswith('{"$base":') for _, data in kept) == 11
+    [(_, data)] = stored(db, result.run_id)  # the document once; each later prompt's change sits in its entry
+    assert len(document) < len(data) < len(document) + 100
+    raw = [entry for entry in asyncio.run(runs.trace(result.run_id, resolved=False)) if entry["kind"] == "llm_call"]
+    changes = [entry["request"]["messages"][0]["content"] for entry in raw[1:]]
+    assert [(change["start"], change["middle"]) for change in changes[:3]] == [(6, "1"), (6, "2"), (6, "3")]
+    assert all(len(change["middle"]) <= 2 for change in changes)
 
     copy = tmp_path / "copy.db"
     asyncio.run(copy_runs(f"sqlite:///{db}", f"sqlite:///{copy}"))  # a change's base comes along
@@ -91,18 +94,24 @@ def _texts(seed: int) -> list[str]:
     return texts
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_every_text_kept_as_a_change_restores_exactly(seed: int) -> None:
+def read_back(stand_ins: list[dict[str, Any]], written: dict[str, str]) -> list[str]:
+    """What a reader makes of the stand-ins: a payload (whole, or a change of a whole one), or a change in place."""
     import json
 
+    payloads = {digest: json.loads(data) for digest, data in written.items()}
+    assert change_bases(payloads) == set()  # every base is written with (or before) its changes
+    restored = restore(payloads, {})
+    return [restored[one["$ref"]] if "$ref" in one else changed(restored[inline_base(one)], one) for one in stand_ins]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_text_kept_as_a_change_restores_exactly(seed: int) -> None:
     payloads = Payloads()
     texts = _texts(seed)
-    digests = [payloads.ref(text, "content") for text in texts]
-    written = {digest: json.loads(data) for digest, data in payloads.take().items()}
-    assert change_bases(written) == set()  # every base is written with (or before) its change
-    restored = restore(written, {})
-    assert [restored[digest] for digest in digests] == texts
-    assert any(isinstance(value, dict) for value in written.values())  # some were kept as changes
+    stand_ins = [payloads.stand_in(text, "content") for text in texts]
+    assert read_back(stand_ins, payloads.take()) == texts
+    assert any(inline_base(one) for one in stand_ins)  # small changes are kept in the entry...
+    assert any("$ref" in one for one in stand_ins[1:])  # ...large ones (and new texts) as payloads
 
 
 def test_a_text_holding_a_secret_is_never_kept_as_a_change_of_a_clean_one() -> None:
@@ -114,10 +123,10 @@ def test_a_text_holding_a_secret_is_never_kept_as_a_change_of_a_clean_one() -> N
         payloads = Payloads()
         clean = "x" * 5000 + "sk-trace-"
         with_secret = clean + "secret-0123456789" + "y" * 10
-        payloads.ref(clean, "content")
-        digest = payloads.ref(with_secret, "content")
+        payloads.stand_in(clean, "content")
+        stand_in = payloads.stand_in(with_secret, "content")
         written = payloads.take()
     finally:
         forget_secrets()
     assert all(secret not in data for data in written.values())
-    assert json.loads(written[digest]) == "x" * 5000 + "[redacted]" + "y" * 10
+    assert json.loads(written[stand_in["$ref"]]) == "x" * 5000 + "[redacted]" + "y" * 10

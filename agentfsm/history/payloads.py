@@ -53,8 +53,8 @@ class Payloads:
     __slots__ = ("known", "pending", "bases")
 
     def __init__(self) -> None:
-        self.known: dict[int, tuple[str, str]] = {}
-        """id(text) -> (text, digest) for the strings this run stored: a conversation sends the same message
+        self.known: dict[int, tuple[str, dict[str, Any]]] = {}
+        """id(text) -> (text, its stand-in) for the strings this run stored: a conversation sends the same message
         objects again at every call, and finding them by identity costs nothing, where hashing 50 KB does not.
         Holding the text keeps its id from being reused."""
         self.pending: dict[str, str] = {}
@@ -63,13 +63,13 @@ class Payloads:
         """Where a string sits in an entry -> the last string kept whole there, and its digest."""
 
     def shrink(self, value: Any, depth: int = 0, slot: str = "") -> Any:
-        """`value` with its long strings replaced by `{"$ref": DIGEST}`.
+        """`value` with its long strings replaced by their stand-ins (`stand_in`).
 
         `slot` is where a string sits (`request.messages.0.content`): a change is sought of what was there
         before. Leaves that stay as they are (short strings, numbers) are passed over without a call: every
         LLM call's request and reply go through here."""
         if isinstance(value, str):
-            return value if len(value) <= LARGE else {"$ref": self.ref(value, slot)}
+            return value if len(value) <= LARGE else self.stand_in(value, slot)
         if value is None or isinstance(value, bool | int | float) or depth > 60:
             return value
         if isinstance(value, dict):
@@ -85,42 +85,36 @@ class Payloads:
             return [self.shrink(item, depth + 1, f"{slot}.{index}") for index, item in enumerate(value)]
         return value
 
-    def ref(self, text: str, slot: str = "") -> str:
-        """The digest `text` is stored under (stored now if it is new: whole, or as a change of the slot's base)."""
+    def stand_in(self, text: str, slot: str = "") -> dict[str, Any]:
+        """What an entry holds instead of the long string `text`: `{"$ref": DIGEST}` of a payload (stored now
+        if it is new: whole, or as a change of the slot's base), or, when the change is small, the change
+        itself, in the entry (no payload row: a step that changes a few words of a long prompt writes those)."""
         known = self.known.get(id(text))
         if known is not None and known[0] is text:
             return known[1]
         base = self.bases.get(slot)
         if base is not None and base[0] == text:  # the same text again (a memcmp, no digest)
-            return base[1]
+            return {"$ref": base[1]}
         if len(self.known) >= KNOWN_TEXTS:  # a bound on what a long run holds
             self.known.clear()
         secrets = known_secrets()
         # a text holding a secret is kept whole (redacted): a change must not split a secret across its base
         clean = not secrets or not any(secret in text for secret in secrets)
-        data = self.change(text, base) if clean and base is not None else None
-        whole = data is None
-        if whole:
-            data = dumps(text)
-        if secrets:
-            data = redacted(data)
-        digest = "sha256:" + hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
-        if whole and clean:
-            self.bases[slot] = (text, digest)
-        self.known[id(text)] = (text, digest)
-        self.pending[digest] = data
-        return digest
-
-    @staticmethod
-    def change(text: str, base: tuple[str, str]) -> str | None:
-        """`text` as a change of `base` (JSON), or None when they share less than half of `text`."""
-        old, digest = base
-        start = _common_start(old, text, min(len(old), len(text)))
-        end = _common_end(old, text, min(len(old), len(text)) - start)
-        if (start + end) * 2 < len(text):  # less than half of it is shared: keep it whole, as the next base
-            return None
-        middle = dumps(text[start:len(text) - end])  # the JSON text of the change, written out: it is made often
-        return f'{{"$base":"{digest}","start":{start},"end":{end},"middle":{middle}}}'
+        change = _change(text, base) if clean and base is not None else None
+        found: dict[str, Any]
+        if change is not None and len(change["middle"]) <= LARGE:
+            found = change
+        else:
+            data = dumps(text if change is None else change)
+            if secrets:
+                data = redacted(data)
+            digest = "sha256:" + hashlib.sha256(data.encode("utf-8", "surrogatepass")).hexdigest()
+            if change is None and clean:
+                self.bases[slot] = (text, digest)
+            self.pending[digest] = data
+            found = {"$ref": digest}
+        self.known[id(text)] = (text, found)
+        return found
 
     def take(self) -> dict[str, str]:
         taken, self.pending = self.pending, {}
@@ -173,6 +167,28 @@ def _shared(same: Callable[[int, int], bool], limit: int) -> int:
     return low
 
 
+def _change(text: str, base: tuple[str, str]) -> dict[str, Any] | None:
+    """`text` as a change of `base` (text, digest), or None when they share less than half of `text`."""
+    old, digest = base
+    start = _common_start(old, text, min(len(old), len(text)))
+    end = _common_end(old, text, min(len(old), len(text)) - start)
+    if (start + end) * 2 < len(text):  # less than half of it is shared: keep it whole, as the next base
+        return None
+    return {"$base": digest, "start": start, "end": end, "middle": text[start:len(text) - end]}
+
+
+def inline_base(value: dict[str, Any]) -> str | None:
+    """The base's digest when `value` (a dict in an entry) is a change kept in the entry itself, else None."""
+    base = value.get("$base")
+    return base if isinstance(base, str) and len(value) == 4 and "middle" in value else None
+
+
+def changed(base: str, change: dict[str, Any]) -> str:
+    """The text a change stands for: the base's first `start` characters, `middle`, its last `end`."""
+    end = change.get("end", 0)
+    return base[:change.get("start", 0)] + change.get("middle", "") + (base[len(base) - end:] if end else "")
+
+
 def restore(payloads: dict[str, Any], bases: dict[str, Any]) -> dict[str, Any]:
     """Decoded payloads (digest -> value) with every change put together from its base (`bases`: the whole
     payloads they refer to, decoded, that `payloads` lacks)."""
@@ -182,8 +198,7 @@ def restore(payloads: dict[str, Any], bases: dict[str, Any]) -> dict[str, Any]:
             base = payloads.get(value["$base"], bases.get(value["$base"]))
             if not isinstance(base, str):
                 continue  # its base is missing: the entry keeps its `$ref`, as for any missing payload
-            end = value.get("end", 0)
-            value = base[:value.get("start", 0)] + value.get("middle", "") + (base[len(base) - end:] if end else "")
+            value = changed(base, value)
         restored[digest] = value
     return restored
 

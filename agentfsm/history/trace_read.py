@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agentfsm.history.payloads import change_bases, restore
+from agentfsm.history.payloads import change_bases, changed, inline_base, restore
 from agentfsm.history.trace import expand
 from agentfsm.store.base import Damaged, TraceRow
 from agentfsm.store.core import Store
@@ -36,6 +36,10 @@ def _refs(value: Any, into: set[str]) -> None:
         if isinstance(ref, str) and len(value) == 1:
             into.add(ref)
             return
+        base = inline_base(value)  # a small change kept in the entry: its base is a payload
+        if base is not None:
+            into.add(base)
+            return
         for item in value.values():
             _refs(item, into)
     elif isinstance(value, list):
@@ -48,6 +52,9 @@ def _put_back(value: Any, payloads: dict[str, Any]) -> Any:
         ref = value.get("$ref")
         if isinstance(ref, str) and len(value) == 1 and ref in payloads:
             return payloads[ref]
+        base = inline_base(value)
+        if base is not None and isinstance(payloads.get(base), str):
+            return changed(payloads[base], value)
         return {key: _put_back(item, payloads) for key, item in value.items()}
     if isinstance(value, list):
         return [_put_back(item, payloads) for item in value]

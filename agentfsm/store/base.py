@@ -205,7 +205,8 @@ class TraceWrite:
     A payload's JSON text is a string, or a change of another payload of the run (its base, a whole
     string): `{"$base": DIGEST, "start": N, "end": M, "middle": TEXT}` stands for the base's first N
     characters, then TEXT, then the base's last M characters. The base is written in the same or an
-    earlier write, and is never a change itself.
+    earlier write, and is never a change itself. A small change is kept in the entry instead (the same
+    object in place of `{"$ref": ...}`), its base a payload.
     """
 
     rows: list[TraceRow] = field(default_factory=list)
