@@ -4,8 +4,8 @@ A string longer than `LARGE` characters leaves its trace entry for the run's `pa
 entry holds `{"$ref": DIGEST}`. A string that shares most of its text with the last one kept whole
 at the same place of an entry (a prompt that embeds the same document with a new question, a
 conversation rendered into one prompt that grew) is kept as a change of it (`TraceWrite` describes
-the form): storing what changed, not the whole text again, is what keeps an always-on trace of
-long prompts cheap. Secrets this process has read are redacted before anything is digested or stored.
+the form), and a small change sits in the entry itself: storing what changed, not the whole text
+again, is what keeps an always-on trace of long prompts cheap. Secrets this process has read are redacted before anything is digested or stored.
 """
 
 from __future__ import annotations
