@@ -4,6 +4,7 @@ a Python start-up per command. For commands whose behaviour does not depend on b
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pytest
@@ -20,18 +21,26 @@ class Done:
 
 
 class Cli:
-    """`cli("runs", "--json", store=URL)`: one command, with AGENTFSM_STORE set to `store` when given."""
+    """`cli("runs", "--json", store=URL)`: one command, with AGENTFSM_STORE set to `store` when given.
+
+    A test module offers it as a fixture: `cli = tests.cli_inprocess.cli_fixture`."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
         self.monkeypatch, self.capsys = monkeypatch, capsys
 
-    def __call__(self, *args: object, store: str | None = None) -> Done:
+    def __call__(self, *args: object, store: str | None = None, env: Mapping[str, str] | None = None) -> Done:
+        """With `env`, these variables are set (for this command and the rest of the test)."""
         from agentfsm.cli import usage
         from agentfsm.cli.app import app
 
-        if store is not None:
-            self.monkeypatch.setenv("AGENTFSM_STORE", store)
+        for name, value in {**(env or {}), **({"AGENTFSM_STORE": store} if store is not None else {})}.items():
+            self.monkeypatch.setenv(name, value)
         self.capsys.readouterr()  # what came before is not this command's
         code = usage.run(app, [str(arg) for arg in args])
         out, err = self.capsys.readouterr()
         return Done(code, out, err)
+
+
+@pytest.fixture
+def cli_fixture(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(monkeypatch, capsys)

@@ -19,23 +19,19 @@ import pytest
 
 from agentfsm.store import StoreError, open_store
 from agentfsm.store.base import RunFilter
-from tests.cli_inprocess import Cli, Done
+from tests.cli_inprocess import Cli, Done, cli_fixture
 from tests.helpers import environment_without_proxies
 from tests.postgres import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 APPROVAL = ROOT / "machines" / "approval.yaml"
+inprocess = cli_fixture
 
 
 def cli(*args: object, store: str) -> subprocess.CompletedProcess[str]:
     env = {**environment_without_proxies(), "AGENTFSM_STORE": store}
     return subprocess.run([sys.executable, "-m", "agentfsm", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, env=env, timeout=120, stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture
-def inprocess(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(monkeypatch, capsys)
 
 
 def test_the_approval_flow_with_rollback_diff_and_prune(postgres_server: Cluster, inprocess: Cli) -> None:

@@ -12,16 +12,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agentfsm import Runs
 from agentfsm.store import open_store
 from agentfsm.store.base import RunFilter
 from agentfsm.store.copy import CARRIED, OWNED, dump_run
-from tests.cli_inprocess import Cli
+from tests.cli_inprocess import Cli, cli_fixture
 from tests.postgres import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
+cli = cli_fixture
 APPROVAL = ROOT / "machines" / "approval.yaml"
 GROUP_CHAT = ROOT / "machines" / "teams" / "group_chat.yaml"
 NESTED = ROOT / "tests" / "machines" / "nested_twice.yaml"
@@ -101,8 +100,3 @@ def test_store_copy_moves_runs_teams_and_children_to_postgresql_and_back(postgre
             assert done.status == "succeeded"
 
     asyncio.run(resume_the_copy())
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(monkeypatch, capsys)
