@@ -521,8 +521,9 @@ async def test_tally_row_is_the_newest_tally_in_the_range(store: Store) -> None:
 async def test_stream_steps_reads_a_long_history_page_by_page(store: Store) -> None:
     await start(store)
     count = 1_207  # more than two pages of any backend that pages by a few hundred rows
-    for number in range(1, count + 1):
-        await store.commit_step("run-0001", "w1", LEASE, step(number), [], None)
+    # submitted at once, in order: they share a few transactions
+    await asyncio.gather(*(store.commit_step("run-0001", "w1", LEASE, step(number), [], None)
+                           for number in range(1, count + 1)))
     streamed = [row async for row in store.stream_steps("run-0001", "main")]
     assert [row.step for row in streamed] == list(range(count + 1))
     assert streamed[700] == step(700)
@@ -714,13 +715,15 @@ async def test_due_runs(store: Store) -> None:
 
 async def test_a_due_run_is_found_behind_any_number_of_runs_that_are_not(store: Store) -> None:
     """Older waiting runs holding events they no longer wait for are looked at and passed over, however many."""
-    for number in range(60):
+    async def stale(number: int) -> None:
         run_id = f"stale-{number:02d}"
         await start(store, run_id, created_at=number)
         await make_waiting(store, run_id, ["go"])
         await store.add_event(run_id, "go", None, now=NOW)
         await store.acquire(run_id, "w1", LEASE, now=NOW)
         await make_waiting(store, run_id, ["other"])  # waits again, for something else: not due
+
+    await asyncio.gather(*(stale(number) for number in range(60)))  # side by side: they share transactions
     await start(store, "timer", created_at=100)
     await make_waiting(store, "timer", ["go"], deadline=NOW - 1)
     await start(store, "evt", created_at=101)

@@ -42,10 +42,9 @@ def spied(place: Place, *, slow_commit: bool = False) -> tuple[Store, Spy]:
 
 
 async def started(store: Store, count: int) -> list[str]:
-    """`count` runs leased to w1, each at its step 0."""
+    """`count` runs leased to w1, each at its step 0 (made at once: they share few transactions)."""
     run_ids = [f"run-{number:04d}" for number in range(count)]
-    for run_id in run_ids:
-        await start(store, run_id)
+    await asyncio.gather(*(start(store, run_id) for run_id in run_ids))
     return run_ids
 
 

@@ -346,10 +346,7 @@ def test_on_postgresql_open_opens_the_page_and_a_step_of_another_process_is_stre
                 time.sleep(0.05)
             else:
                 raise AssertionError("the server does not listen for changed runs")
-            sent = subprocess.run([sys.executable, "-m", "agentfsm", "send", run_id, "approved", "-q", "--store",
-                                   url], env=environment_without_proxies(), capture_output=True, text=True,
-                                  timeout=60)
-            assert sent.returncode == 0, sent.stderr
+            asyncio.run(approve(url, run_id))  # this process is the other one: it records the steps
             change = _event(lines_in)
             while change["run"]["status"] != "succeeded":
                 change = _event(lines_in)
@@ -360,6 +357,11 @@ def test_on_postgresql_open_opens_the_page_and_a_step_of_another_process_is_stre
         server.wait(timeout=20)
     assert server.returncode == 0
     assert postgres_server.password not in "".join(lines)
+
+
+async def approve(url: str, run_id: str) -> None:
+    async with Runs(url) as runs:
+        assert (await runs.send(run_id, "approved")).status == "succeeded"
 
 
 def _event(lines: Any) -> dict[str, Any]:
