@@ -279,13 +279,15 @@ def test_the_context_object_keeps_the_execution_input_apart_from_the_data(tmp_pa
 
 
 def test_an_item_reader_is_a_bound_tool_and_a_batcher_gives_each_run_a_list(tmp_path: Path) -> None:
-    """ItemReader: the S3 read is a tool the user binds, given the reader's Parameters and ReaderConfig; its list
-    is batched two by two, each run getting `{Items, BatchInput}`; the outputs come back in order."""
+    """ItemReader: the S3 read is a tool the user binds, given the reader's Parameters and ReaderConfig; each row
+    is selected (with its index), then batched two by two, each run getting `{Items, BatchInput}`; the outputs
+    come back in order."""
     binds = [f"arn:aws:states:::s3:getObject=python:{STUBS}:read_csv", f"sum-batch=python:{STUBS}:sum_batch"]
     result = run_imported(tmp_path, "reader", {"bucket": "b", "unit": "kg"}, binds)
     assert result.status == "succeeded", result.error
     assert result.output == {"bucket": "b", "unit": "kg", "totals": [
-        {"total": 3, "unit": "kg"}, {"total": 7, "unit": "kg"}, {"total": 5, "unit": "kg"}]}
+        {"total": 3, "unit": "kg", "rows": [0, 1]}, {"total": 7, "unit": "kg", "rows": [2, 3]},
+        {"total": 5, "unit": "kg", "rows": [4]}]}
     unbound = import_file(EXAMPLES / "reader.asl.json")
     assert {"tool": "s3_getObject", "resource": "arn:aws:states:::s3:getObject"} in unbound.unbound
 

@@ -170,6 +170,7 @@ READER = """\
         type: map
         tool: read
         args: {data: {list: "{{ words }}"}, path: list}
+        select: "{{ item ~ index }}"
         batch_size: 3
         batch_bytes: 12
         initial: join
@@ -182,10 +183,10 @@ READER = """\
 
 
 @pytest.mark.parametrize(("words", "expected"), [
-    (["a", "b", "c", "d"], ["a+b+c", "d"]),  # three at most
-    (["abcd", "efgh", "i", "jklmnopqrstu"], ["abcd+efgh", "i", "jklmnopqrstu"]),  # 12 bytes at most, or one alone
+    (["a", "b", "c", "d"], ["a0+b1+c2", "d3"]),  # each selected, then three at most
+    (["abcd", "efgh", "i", "jklmnopqrstu"], ["abcd0", "efgh1+i2", "jklmnopqrstu3"]),  # 12 bytes at most, or alone
 ])
-def test_a_tool_gives_the_items_and_batches_group_them(tmp_path: Path, words: list[str],
+def test_a_tool_gives_the_items_select_shapes_them_and_batches_group_them(tmp_path: Path, words: list[str],
                                                         expected: list[str]) -> None:
     path = tmp_path / "reader.yaml"
     path.write_text(textwrap.dedent(READER), encoding="utf-8")

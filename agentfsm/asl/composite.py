@@ -74,9 +74,8 @@ def _map(self: Converter, name: str, state: dict[str, Any], where: Pointer) -> d
     else:
         source = {"items": template(_items(state, scope, where))}
     if "ItemBatcher" in state:
-        if selector in state:
-            raise Refused((*where, selector), f"{selector} beside an ItemBatcher (each item selected before "
-                          "batching) is not imported")
+        if selector in state:  # each item is selected, then the selections are batched
+            source["select"] = template(given)
         batch, given = reading.batcher(state["ItemBatcher"], Scope(scope.input), (*where, "ItemBatcher"))
         source.update(batch)
     processor = state.get("ItemProcessor", state.get("Iterator"))

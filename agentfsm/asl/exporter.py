@@ -217,6 +217,8 @@ class Exporter:
                     else {f"{item}.$": "$$.Map.Item.Value", "index.$": "$$.Map.Item.Index", **(payload or {})})
         out: dict[str, Any] = {"Type": "Map", **item_source(self.machine, state, where)}
         if state.get("batch_size") or state.get("batch_bytes"):
+            if state.get("select") is not None:  # each item selected before batching
+                out["ItemSelector"] = payload_of(state["select"], roots, (*where, "select"))
             out["ItemBatcher"] = item_batcher(state, selector, (*where, "inputs"))
         elif isinstance(selector, dict) and set(selector) == {"input.$"}:  # each run's input is a value itself
             if selector["input.$"] != "$$.Map.Item.Value":

@@ -46,6 +46,9 @@ class MapStateSpec(ActiveStateSpec):
                              "Functions' ItemReader); called with `args` each time the state starts.")
     args: dict[str, Any] = Field(default_factory=dict, description="The `tool`'s arguments: name -> value template.",
                                  json_schema_extra=VALUE_TEMPLATE)
+    select: Any = Field(None, description="With `batch_size`/`batch_bytes`: a value template applied to each item "
+                        "before the items are grouped (it sees the item and `index`; Step Functions' ItemSelector "
+                        "beside an ItemBatcher).", json_schema_extra=VALUE_TEMPLATE)
     batch_size: int | None = Field(None, ge=1, description="Group the items into lists of at most this many; each "
                                    "run gets one list as its item (Step Functions' ItemBatcher).")
     batch_bytes: int | None = Field(None, ge=1, description="Group the items into lists of at most this many bytes "
@@ -75,8 +78,8 @@ class MapStateSpec(ActiveStateSpec):
         yield (), self.ref(), frozenset({self.item_as, "index"})
 
     def names_seen_by(self, field: str) -> frozenset[str]:
-        """The names a field's templates see besides the machine's: `inputs` see the item and `index`."""
-        return frozenset({self.item_as, "index"}) if field == "inputs" else frozenset()
+        """The names a field's templates see besides the machine's: `inputs` and `select` see the item and `index`."""
+        return frozenset({self.item_as, "index"}) if field in ("inputs", "select") else frozenset()
 
     def diagram_label(self, name: str) -> str:
         """How a diagram names the state: with its concurrency (its machine is drawn inside it)."""
@@ -85,6 +88,9 @@ class MapStateSpec(ActiveStateSpec):
 
     def check(self, name: str, reporter: Reporter) -> None:
         super().check(name, reporter)
+        if self.select is not None and not (self.batch_size or self.batch_bytes):
+            reporter.report(("states", name, "select"), "invalid-value", f"states.{name}.select: applies to items "
+                            "before they are batched; without batch_size or batch_bytes use inputs:")
         if (self.items is None) == (self.tool is None):
             reporter.report(("states", name), "missing-field" if self.items is None else "invalid-value",
                             f"states.{name}: a map takes its list from `items:` or from a `tool:`, one of them")
@@ -109,6 +115,7 @@ class MapState(State):
         self.machine, self.item_as, self.save = machine, spec.item_as, spec.save
         self.items = compile_value(spec.items)
         self.reader, self.args = reader, compile_value(spec.args)
+        self.select = compile_value(spec.select) if spec.select is not None else None
         self.batch = (spec.batch_size, spec.batch_bytes) if spec.batch_size or spec.batch_bytes else None
         self.inputs = inputs_renderer(spec.inputs, "inputs")
         self.max_concurrency, self.tolerated = spec.max_concurrency, spec.tolerated_failures
@@ -124,6 +131,10 @@ class MapState(State):
             if not isinstance(items, list):
                 raise StateError("template.error", f"items: gives {type(items).__name__}, not a list")
         if self.batch is not None:
+            if self.select is not None:
+                scope = make_scope(context)
+                items = [rendered(self.select, {**scope, self.item_as: item, "index": index}, "select")
+                         for index, item in enumerate(items)]
             items = batches(items, *self.batch)
         requests = [self.request(context, index, item) for index, item in enumerate(items)]
         allowed = allowed_failures(self.tolerated, len(items))

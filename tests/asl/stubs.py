@@ -71,7 +71,8 @@ def read_csv(input: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def sum_batch(input: dict[str, Any]) -> dict[str, Any]:
-    return {"total": sum(int(row["qty"]) for row in input["Items"]), "unit": input["BatchInput"]["unit"]}
+    return {"total": sum(int(row["qty"]) for row in input["Items"]), "unit": input["BatchInput"]["unit"],
+            "rows": [row["at"] for row in input["Items"]]}
 
 
 async def slow(input: dict[str, Any]) -> dict[str, Any]:
