@@ -459,6 +459,22 @@ async def test_set_machine_points_the_run_at_another_text(store: Store) -> None:
     assert await store.source("d3") is None
 
 
+async def test_breakpoints_are_kept_with_a_run_whoever_holds_it(store: Store, place: Place) -> None:
+    await start(store, breakpoints=["ask"])
+    assert (await store.get_run("run-0001")).breakpoints == ["ask"]
+    place.clock.now = NOW + 3
+    # set by any process (`agentfsm break`) while another holds the lease: the holder reads them at its steps
+    changed = await store.set_breakpoints("run-0001", ["ask", "act:tries > 2"], now=NOW + 3)
+    run = await store.get_run("run-0001")
+    assert run == changed
+    assert (run.breakpoints, run.lease_owner, run.updated_at) == (["ask", "act:tries > 2"], "w1", NOW + 3)
+    await store.set_breakpoints("run-0001", [], now=NOW + 4)
+    assert (await store.get_run("run-0001")).breakpoints == []
+    async with unchanged(store):
+        with pytest.raises(RunNotFound):
+            await store.set_breakpoints("run-9999", ["ask"], now=NOW)
+
+
 async def test_end_run_sets_the_outcome_and_releases(store: Store, place: Place) -> None:
     await start(store)
     place.clock.now = NOW + 7

@@ -86,7 +86,7 @@ async def test_a_fresh_store_is_created_with_its_folders_in_wal_mode(tmp_path: P
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert SCHEMA_VERSION == 5
+    assert SCHEMA_VERSION == 6
 
 
 OPEN_WHEN_TOLD = """\
@@ -438,8 +438,8 @@ async def test_a_store_of_the_released_version_is_upgraded_in_place(v1: Path) ->
     # the inputs moved to run_inputs: the row every step rewrites no longer carries them
     assert table(v1, "run_inputs") == [{"run_id": run["id"], "inputs": run["inputs"]} for run in before["runs"]]
     assert [run["inputs"] for run in after["runs"]] == [None, None]
-    assert without(after["runs"], "inputs", *CHILD_COLUMNS) == without(before["runs"], "inputs")
-    assert {run[column] for run in after["runs"] for column in CHILD_COLUMNS} == {None}
+    assert without(after["runs"], "inputs", "breakpoints", *CHILD_COLUMNS) == without(before["runs"], "inputs")
+    assert {run[column] for run in after["runs"] for column in (*CHILD_COLUMNS, "breakpoints")} == {None}
     assert without(after["steps"], "tally", "trace_seq", "trace_last", "trace") == before["steps"]
     assert {row[column] for row in after["steps"] for column in ("tally", "trace_seq", "trace_last", "trace")} == {None}
     for name in ("sources", "branches", "checkpoints", "events"):

@@ -230,6 +230,8 @@ CASES = [
     ),
     # --- references and graph ---------------------------------------------------------
     Case("unknown-initial", machine("initial: c\nstates:\n  b: {type: final}\n"), "unknown-initial", 3, 10),
+    Case("unknown-breakpoint", machine("breakpoints: [a, 'bb:x > 1']\ninitial: a\nstates:\n  a: {type: final}\n"),
+         "unknown-breakpoint", 3, 18),
     Case(
         "unknown-target-next",
         machine("initial: a\nstates:\n  a: {type: set, set: {x: 1}, next: bb}\n  b: {type: final}\n"),

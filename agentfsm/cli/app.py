@@ -16,6 +16,7 @@ import typer
 
 from agentfsm import __version__
 from agentfsm.cli import usage
+from agentfsm.cli.debug_options import BreakOption
 
 app = typer.Typer(
     name="agentfsm",
@@ -70,7 +71,7 @@ def _global_options(
       0    success
       1    the run failed (a fail state or an unhandled error) or was cancelled
       2    bad input or usage
-      3    the run is paused: it waits for an event or a timer
+      3    the run is paused: it waits for an event or a timer, or stopped at a breakpoint
       70   an internal error (a bug in agentfsm: rerun with --debug)
       130  interrupted by Ctrl-C; a run being advanced is paused (agentfsm resume RUN)
     """
@@ -137,13 +138,14 @@ def run(
     quiet: QuietOption = False,
     no_stream: NoStreamOption = False,
     store: StoreOption = None,
+    breaks: BreakOption = None,
 ) -> None:
     """Run a machine, recording every step in the store; print the run id, then its result."""
     from agentfsm.cli.commands import guarded, run_command
 
     with guarded(_options["debug"]):
         code = run_command(file, input_pairs or [], inputs_file, llm_options or [], as_json=as_json,
-                           quiet=_quiet(quiet), stream=not no_stream, store=store, **_driving())
+                           quiet=_quiet(quiet), stream=not no_stream, store=store, breaks=breaks or [], **_driving())
     raise typer.Exit(code)
 
 
@@ -216,14 +218,15 @@ def resume(
     quiet: QuietOption = False,
     no_stream: NoStreamOption = False,
     store: StoreOption = None,
+    breaks: BreakOption = None,
 ) -> None:
-    """Continue a run from its head (after a crash, a wait, a pause or a rollback)."""
+    """Continue a run from its head (after a crash, a wait, a pause, a breakpoint or a rollback)."""
     from agentfsm.cli.commands import guarded
     from agentfsm.cli.run_commands import resume_command
 
     with guarded(_options["debug"]):
         code = resume_command(store, run_id, machine_file=machine, llm_options=llm_options or [], as_json=as_json,
-                              quiet=_quiet(quiet), stream=not no_stream, **_driving())
+                              quiet=_quiet(quiet), stream=not no_stream, breaks=breaks or [], **_driving())
     raise typer.Exit(code)
 
 
@@ -535,3 +538,4 @@ def main() -> None:
 
 from agentfsm.cli import testing_commands  # noqa: E402,F401 - registers test, replay, fork, record (they use the names above)
 from agentfsm.cli import stats_commands  # noqa: E402,F401 - registers stats
+from agentfsm.cli import debug_commands  # noqa: E402,F401 - registers break

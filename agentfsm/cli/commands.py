@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -91,13 +91,14 @@ def progress_observers(*, quiet: bool, log_steps: bool, stream: bool,
 
 def run_command(
     file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], *, as_json: bool,
-    quiet: bool, log_steps: bool = False, stream: bool = True, store: str | None = None,
+    quiet: bool, log_steps: bool = False, stream: bool = True, store: str | None = None, breaks: Sequence[str] = (),
 ) -> int:
     """`log_steps` adds step logs (`-v`); progress is off when `quiet` (which `--log-format json` implies).
 
     The run id is shown by the progress's first line, `run ID  MACHINE`, printed when the run starts: after the
     store recorded it, so a run refused by the store (locked, damaged) never shows an id."""
     from agentfsm.cli.process import drive
+    from agentfsm.service.debugging import read_breakpoints
     from agentfsm.service.inputs import collect_inputs, parse_llm_options
     from agentfsm.service.machines import load_machine, loaded_source
     from agentfsm.service.operations import new_run_id, start_run
@@ -112,9 +113,11 @@ def run_command(
             for warning in warnings:
                 note(str(warning))
         given = collect_inputs(machine, input_pairs, inputs_file)  # refused before the store is opened
+        read_breakpoints(breaks, machine)  # so are breakpoints naming no state
         observers = progress_observers(quiet=quiet, log_steps=log_steps, stream=stream,
                                        warnings=warnings)
-        result = drive(start_run(store, machine, given, llms=overrides, observers=observers, run_id=run_id))
+        result = drive(start_run(store, machine, given, llms=overrides, observers=observers, run_id=run_id,
+                                 breakpoints=breaks))
     return finish(result, as_json=as_json, store_option=store)
 
 

@@ -6,7 +6,8 @@ RUN_FAILED = 1
 BAD_INPUT = 2
 """Bad input or usage: an invalid machine file, a bad -i value, a missing file, unknown options."""
 PAUSED = 3
-"""The run is paused: it waits for an event or a timer (`agentfsm send` or `resume` continues it)."""
+"""The run is paused: it waits for an event or a timer (`agentfsm send` or `resume` continues it), or it stopped
+before a state at a breakpoint (`resume` continues it)."""
 INTERNAL_ERROR = 70
 """A bug in agentfsm itself; rerun with --debug for the traceback."""
 INTERRUPTED = 130

@@ -24,6 +24,10 @@ def finish(result: RunResult, *, as_json: bool, store_option: str | None = None)
         if not as_json:
             _explain_waiting(result, store_option)
         return exit_codes.PAUSED
+    if result.status == "paused":
+        if not as_json:
+            _explain_paused(result, store_option)
+        return exit_codes.PAUSED
     if result.status == "cancelled":
         if not as_json:
             say_error(f"run {result.run_id} was cancelled")
@@ -48,6 +52,18 @@ def _explain_waiting(result: RunResult, store_option: str | None) -> None:
     note(f"run {result.run_id} is waiting in state '{waiting.get('state')}' for: {', '.join(events)}{timer}")
     first = shlex.quote(events[0]) if events else "EVENT"
     note(f"continue with: agentfsm send {result.run_id} {first} --data '{{...}}'{store_hint(store_option)}")
+
+
+def _explain_paused(result: RunResult, store_option: str | None) -> None:
+    """Where a run stopped before a state (a breakpoint, `--step`'s quit) and how to go on."""
+    paused = result.paused or {}
+    state, detail = paused.get("state"), paused.get("detail") or {}
+    hint = store_hint(store_option)
+    why = f"breakpoint {detail['breakpoint']}" if detail.get("breakpoint") else paused.get("reason", "paused")
+    note(f"run {result.run_id} paused before state '{state}' ({why}) after {result.steps} step(s)")
+    note(f"continue with: agentfsm resume {result.run_id}{hint}")
+    if detail.get("breakpoint"):
+        note(f"remove the breakpoint with: agentfsm break {result.run_id} {shlex.quote(str(state))} --remove{hint}")
 
 
 def interrupted(run: RunRow | None, *, as_json: bool, store_option: str | None) -> int:

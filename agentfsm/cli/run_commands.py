@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +149,12 @@ def checkpoint_command(store: str | None, run_id: str, name: str) -> int:
 
 
 def resume_command(store: str | None, run_id: str, *, machine_file: Path | None, llm_options: list[str],
-                   as_json: bool, quiet: bool, log_steps: bool, stream: bool) -> int:
+                   as_json: bool, quiet: bool, log_steps: bool, stream: bool, breaks: Sequence[str] = ()) -> int:
     overrides = parse_llm_options(llm_options)
     with interruptible(store, run_id, as_json=as_json):
         result = drive(operations.resume_run(store, run_id, machine_file=machine_file, llms=overrides,
-                                                   observers=progress_observers(quiet=quiet, log_steps=log_steps, stream=stream)))
+                                             observers=progress_observers(quiet=quiet, log_steps=log_steps,
+                                                                          stream=stream), breakpoints=breaks))
     return finish(result, as_json=as_json, store_option=store)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from agentfsm.history import debug_trace  # noqa: F401 - registers the breakpoint and watch entries
 from agentfsm.history.children import StoredChildren
 from agentfsm.history.deltas import SNAPSHOT_EVERY, ContextNotJSON, ContextTracker
 from agentfsm.history.leases import LEASE_SECONDS, keeper, new_owner, owner_is_dead
@@ -83,7 +84,7 @@ def flagged(machine: StateMachine) -> list[str]:
 
 def _new_run(machine: StateMachine, inputs: Mapping[str, Any] | None, *, llms: Mapping[str, str] | None,
              run_id: str | None, recording: Recording, parent: Parent | None, owner: str | None,
-             status: str) -> tuple[RunRow, StateContext, ContextTracker, StepRow]:
+             status: str, breakpoints: list[str] | None = None) -> tuple[RunRow, StateContext, ContextTracker, StepRow]:
     """A new run's row (leased to `owner`, if any), context and step 0; bad inputs are refused here."""
     context = machine.new_context(inputs)
     context.run_id = run_id or new_run_id()
@@ -97,6 +98,7 @@ def _new_run(machine: StateMachine, inputs: Mapping[str, Any] | None, *, llms: M
         lease_expires=None if owner is None else now + recording.lease_seconds,
         parent_run=None if parent is None else parent.run_id,
         parent_step=None if parent is None else parent.step, child_name=None if parent is None else parent.name,
+        breakpoints=list(breakpoints or ()),
     )
     first = StepRow("main", 0, None, started_at=now, next_state=machine.initial, context_kind="snapshot",
                     context=redacted(tracker.snapshot()), tally=Tally().as_json())
@@ -106,11 +108,11 @@ def _new_run(machine: StateMachine, inputs: Mapping[str, Any] | None, *, llms: M
 async def start(store: Store, machine: StateMachine, inputs: Mapping[str, Any] | None, *,
                 llms: Mapping[str, str] | None = None, observers: Iterable[object] = (), run_id: str | None = None,
                 on_interrupt: Interrupted = "paused", recording: Recording = Recording(),
-                parent: Parent | None = None) -> RunResult:
+                parent: Parent | None = None, breakpoints: list[str] | None = None) -> RunResult:
     """Start a durable run: every step is committed to the store before the next state starts."""
     owner = new_owner()
     run, context, tracker, first = _new_run(machine, inputs, llms=llms, run_id=run_id, recording=recording,
-                                            parent=parent, owner=owner, status="running")
+                                            parent=parent, owner=owner, status="running", breakpoints=breakpoints)
     source = source_of(machine)
     namer = CheckpointNamer(flagged(machine), (), "main", recording.clock)
     await store.create_run(run, None if source is None else source.text, first,

@@ -193,12 +193,39 @@ class WaitStarted(RunEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunPaused(RunEvent):
     """The run stopped before its end without a result: interrupted (Ctrl-C, a cancelled task, `reason`
-    "interrupted"), or broken off by an error it could not record (a critical observer's, such as the
-    store's: `reason` "stopped by StoreError"); its last recorded step is where it resumes."""
+    "interrupted"), broken off by an error it could not record (a critical observer's, such as the
+    store's: `reason` "stopped by StoreError"), or paused by an observer before `state` ran (a breakpoint:
+    `reason` "breakpoint"; see `agentfsm.runtime.pausing`); its last recorded step is where it resumes."""
 
     step: int
     state: str | None
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakpointHit(RunEvent):
+    """A breakpoint (`breakpoint`: `STATE` or `STATE:GUARD` as written) stops the run before `state` runs; the
+    run then ends `paused` (`RunPaused` with reason "breakpoint"). `step`: the steps the run has taken."""
+
+    step: int
+    state: str
+    breakpoint: str
+    guard: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchChanged(RunEvent):
+    """A watched expression (`name`, `expression`) has a new `value` after step `step` of `state` (the first
+    report, `initial`, is its value when the watch began); `error` says why it could not be read (then `value`
+    is None)."""
+
+    step: int
+    state: str | None
+    name: str
+    expression: str
+    value: Any = None
+    error: str | None = None
+    initial: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,6 +323,8 @@ EVENT_METHODS: dict[type[RunEvent], str] = {
     TokenReceived: "on_token",
     WaitStarted: "on_wait",
     RunPaused: "on_pause",
+    BreakpointHit: "on_breakpoint",
+    WatchChanged: "on_watch",
     RunEnded: "on_run_ended",
     ChildStarted: "on_child_started",
     ChildEnded: "on_child_ended",

@@ -34,6 +34,7 @@ from agentfsm.runtime.events import (
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.model import UNWATCHED, Event, State, StateContext, StateTransition, StateType
 from agentfsm.runtime.observers import Observers
+from agentfsm.runtime.pausing import PauseRun, enter_run, leave_run
 from agentfsm.runtime.plan import Plan
 from agentfsm.runtime.policy import find_catch_rule, find_retry_rule, retry_delay
 from agentfsm.runtime.waiting import WaitForEvent
@@ -52,7 +53,8 @@ class RunResult:
     """How a run ended: its status, the final state's output, the context and what it cost.
 
     A `waiting` run has `waiting` set: `{"state", "events", "deadline"}` (deadline in seconds
-    since the epoch, or None).
+    since the epoch, or None); a `paused` one (an observer paused it before a state, see
+    `agentfsm.runtime.pausing`) has `paused`: `{"state", "reason", "detail"}`.
     """
 
     run_id: str
@@ -63,6 +65,7 @@ class RunResult:
     error: dict[str, Any] | None = None
     usage: Usage = field(default_factory=dict)
     waiting: dict[str, Any] | None = None
+    paused: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -250,13 +253,14 @@ def resolve(plan: Plan, name: str, context: StateContext, work: Work) -> StepEnd
 class _Drive:
     """One drive of a run by the loop, from its position to its end, a wait, or an interruption."""
 
-    __slots__ = ("machine", "plan", "context", "observers", "output", "failure", "waiting")
+    __slots__ = ("machine", "plan", "context", "observers", "output", "failure", "waiting", "halted")
 
     def __init__(self, machine: StateMachine, plan: Plan, context: StateContext) -> None:
         self.machine, self.plan, self.context, self.observers = machine, plan, context, context.observers
         self.output: Any = None
         self.failure: StateError | None = None
         self.waiting: dict[str, Any] | None = None
+        self.halted: dict[str, Any] | None = None
 
     async def drive(self) -> RunResult:
         context = self.context
@@ -293,8 +297,12 @@ class _Drive:
         if context.calls:
             context.calls = []
         if self.observers.listens(StepStarted):
-            await self.observers.publish(StepStarted(run_id=context.run_id, at=time.time(), step=context.step,
-                                                     state=name, visit=visit, data=MappingProxyType(context.data)))
+            try:
+                await self.observers.publish(StepStarted(run_id=context.run_id, at=time.time(), step=context.step,
+                                                         state=name, visit=visit, data=MappingProxyType(context.data)))
+            except PauseRun as pause:  # an observer (a breakpoint) stops the run before the state runs
+                await self.halt(name, pause)
+                return None
         if state.entry_callbacks or name in plan.entry:
             await self.enter_callbacks(name, state)
         started_at, started = time.time(), time.perf_counter()
@@ -327,6 +335,16 @@ class _Drive:
         if self.observers.listens(WaitStarted):
             await self.observers.publish(WaitStarted(run_id=context.run_id, at=time.time(), step=context.step,
                                                      state=name, events=pause.events, deadline=pause.deadline))
+
+    async def halt(self, name: str, pause: PauseRun) -> None:
+        """Stop before `name` runs: its step is undone, as a wait's is, and the run ends `paused` there."""
+        context = self.context
+        context.step -= 1
+        context.visits[name] -= 1
+        self.halted = {"state": name, "reason": pause.reason, "detail": pause.detail}
+        if self.observers.listens(RunPaused):
+            await self.observers.publish(RunPaused(run_id=context.run_id, at=time.time(), step=context.step,
+                                                   state=name, reason=pause.reason))
 
     async def conclude(self, name: str, state: State, work: Work, end: StepEnd, started_at: float,
                        duration: float) -> None:
@@ -387,13 +405,14 @@ class _Drive:
 
     async def finish(self) -> RunResult:
         context = self.context
-        status: RunStatus = "waiting" if self.waiting is not None else (
+        status: RunStatus = "waiting" if self.waiting is not None else "paused" if self.halted is not None else (
             "succeeded" if self.failure is None else "failed")
         error = None if self.failure is None else self.failure.as_dict()
         output = self.output if self.failure is None else None
         context.metadata.update(status=status, error=error, output=output)
         usage = {binding: dict(totals) for binding, totals in context.usage.items()}
-        result = RunResult(context.run_id, status, output, context, context.step, error, usage, self.waiting)
+        result = RunResult(context.run_id, status, output, context, context.step, error, usage, self.waiting,
+                           self.halted)
         if self.observers.listens(RunEnded):
             await self.observers.publish(RunEnded(run_id=context.run_id, at=time.time(), result=result))
         return result
@@ -422,6 +441,7 @@ async def run_machine(
     context.run_id = run_id or context.run_id or new_run_id()
     context.observers = Observers([*machine.observers, *observers])
     drive = _Drive(machine, plan, context)
+    running = enter_run(context)
     try:
         with budget_scope(machine.budget, machine.pricer, context.usage, resumed=context.step > 0):
             return await drive.drive()
@@ -432,4 +452,5 @@ async def run_machine(
         drive.paused(f"stopped by {type(exc).__name__}")
         raise
     finally:
+        leave_run(running)
         context.observers = UNWATCHED

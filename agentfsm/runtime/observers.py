@@ -10,13 +10,15 @@ event as the keyword argument `event`:
     on_tool_call_started(*, event: ToolCallStarted) on_tool_call_ended(*, event: ToolCallEnded)
     on_token(*, event: TokenReceived)             on_wait(*, event: WaitStarted)
     on_pause(*, event: RunPaused)                 on_run_ended(*, event: RunEnded)
+    on_breakpoint(*, event: BreakpointHit)        on_watch(*, event: WatchChanged)
     on_event(*, event: RunEvent)                  every event, after the method for its kind
 
 Any number of observers watch a run at once, called in the order they were given, each
 event delivered before the run goes on. An observer that raises is logged and the run goes
 on: watching cannot break a run. The exception is an observer whose attribute `critical`
 is true (the store's recorder, which carries durability): its failure stops the run.
-Exceptions that are not errors (Ctrl-C, a cancelled task) always propagate.
+Exceptions that are not errors (Ctrl-C, a cancelled task) always propagate, and so does
+`PauseRun` from `on_step_started`: it pauses the run before that state (`agentfsm.runtime.pausing`).
 
 `on_token` is called from inside a provider's read loop: it must be sync and quick (an
 async one is scheduled, not awaited). A run asks providers to stream only when some

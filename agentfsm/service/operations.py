@@ -7,7 +7,7 @@ return, the worker and the web UI call the same `Runs` methods on a store they k
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,16 +36,19 @@ class EventRecorded:
 
 
 async def start_run(store: str | None, machine: StateMachine, inputs: Mapping[str, Any], *,
-                    llms: Mapping[str, str], observers: list[object], run_id: str) -> RunResult:
+                    llms: Mapping[str, str], observers: list[object], run_id: str,
+                    breakpoints: Iterable[str] = ()) -> RunResult:
     """Record and run `machine` (ready, its inputs checked) in the store, creating the store if needed."""
     async with open_runs(store, create=True) as runs:
-        return await runs.start(machine, inputs, llms=llms, observers=observers, run_id=run_id)
+        return await runs.start(machine, inputs, llms=llms, observers=observers, run_id=run_id,
+                                breakpoints=breakpoints)
 
 
 async def resume_run(store: str | None, run_id: str, *, machine_file: Path | None, llms: Mapping[str, str],
-                     observers: list[object]) -> RunResult:
+                     observers: list[object], breakpoints: Iterable[str] = ()) -> RunResult:
     async with open_runs(store, create=False) as runs:
-        return await runs.resume(run_id, machine=machine_file, llms=llms, observers=observers)
+        return await runs.resume(run_id, machine=machine_file, llms=llms, observers=observers,
+                                 breakpoints=breakpoints)
 
 
 async def send_event(store: str | None, run_id: str, event: str, data: Any, *, resume: bool,

@@ -30,7 +30,9 @@ from agentfsm.history.lineage import Position, lineage, path_to, position, strea
 from agentfsm.history.points import Point, resolve_point
 from agentfsm.history.rewrite import Rollback
 from agentfsm.history.trace_read import iter_trace
+from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.loop import RunResult
+from agentfsm.service import debugging
 from agentfsm.service.inputs import checked_data, checked_inputs
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.store import open_store
@@ -69,8 +71,11 @@ class Runs:
     async def start(self, machine: MachineArgument, inputs: Mapping[str, Any] | None = None, *,
                     llms: Mapping[str, str] | None = None, observers: Iterable[object] = (),
                     run_id: str | None = None, on_interrupt: Interrupted = "paused",
-                    parent: Parent | None = None) -> RunResult:
-        """Start a durable run: every step is committed to the store before the next state starts."""
+                    parent: Parent | None = None, breakpoints: Iterable[str] = ()) -> RunResult:
+        """Start a durable run: every step is committed to the store before the next state starts.
+
+        `breakpoints` (`STATE` or `STATE:GUARD`) are kept with the run: it pauses before entering those states
+        (see `agentfsm.service.debugging`)."""
         llms = dict(llms or {})
         checked_inputs(inputs)
         if not isinstance(machine, StateMachine):
@@ -78,8 +83,12 @@ class Runs:
 
             machine = load_machine(machine, llms=llms)
         machine.check()
-        return await advance.start(self.store, machine, inputs, llms=llms, observers=observers, run_id=run_id,
-                                   on_interrupt=on_interrupt, recording=self.recording, parent=parent)
+        kept = debugging.added([], debugging.read_breakpoints(breakpoints, machine))
+        run_id = run_id or new_run_id()
+        pausing = debugging.observer(self, run_id, machine, kept, resumed=False)
+        return await advance.start(self.store, machine, inputs, llms=llms, observers=[pausing, *observers],
+                                   run_id=run_id, on_interrupt=on_interrupt, recording=self.recording,
+                                   parent=parent, breakpoints=kept)
 
     async def submit(self, machine: MachineArgument, inputs: Mapping[str, Any] | None = None, *,
                      llms: Mapping[str, str] | None = None, run_id: str | None = None) -> RunRow:
@@ -94,8 +103,10 @@ class Runs:
 
     async def resume(self, run_id: str, *, machine: MachineArgument | None = None,
                      llms: Mapping[str, str] | None = None, observers: Iterable[object] = (),
-                     on_interrupt: Interrupted = "paused", owner: str | None = None) -> RunResult:
-        """Continue a run from its head: after a crash, a wait, a pause or a rollback.
+                     on_interrupt: Interrupted = "paused", owner: str | None = None,
+                     breakpoints: Iterable[str] = ()) -> RunResult:
+        """Continue a run from its head: after a crash, a wait, a pause or a rollback (or a breakpoint: the state
+        it paused before runs first; `breakpoints` adds more, kept with the run).
 
         The run resumes with the machine it started with (kept in the store). `machine` opts
         into another one (an edited file) once the state the run is in exists in it.
@@ -105,7 +116,11 @@ class Runs:
         run = await self.store.get_run(run_id)
         advance.refuse_finished(run)
         ready, replaced = await self._machine_for(run, machine, llms)
-        return await advance.resume(self.store, run, ready, replaced=replaced, observers=observers,
+        given = debugging.read_breakpoints(breakpoints, ready)
+        if given:
+            run = await self.store.set_breakpoints(run.id, debugging.added(run.breakpoints, given), now=self.clock())
+        pausing = debugging.observer(self, run.id, ready, run.breakpoints, resumed=True)
+        return await advance.resume(self.store, run, ready, replaced=replaced, observers=[pausing, *observers],
                                     on_interrupt=on_interrupt, recording=self.recording, owner=owner)
 
     async def send(self, run_id: str, event: str, data: Any = None, *, resume: bool = True,
@@ -124,8 +139,10 @@ class Runs:
         await self.store.add_event(run.id, event, data, now=self.clock())
         if ready is None:
             return None
-        return await advance.resume(self.store, await self.store.get_run(run.id), ready[0], replaced=ready[1],
-                                    observers=observers, recording=self.recording)
+        run = await self.store.get_run(run.id)
+        pausing = debugging.observer(self, run.id, ready[0], run.breakpoints, resumed=True)
+        return await advance.resume(self.store, run, ready[0], replaced=ready[1], observers=[pausing, *observers],
+                                    recording=self.recording)
 
     async def machine(self, run_id: str, *, llms: Mapping[str, str] | None = None) -> StateMachine:
         """The machine a resume of this run would use (its stored source, with its `--llm` overrides).

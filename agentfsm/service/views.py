@@ -44,7 +44,8 @@ def status_label(run: RunRow, now: float) -> str:
 
 def result_json(result: RunResult) -> dict[str, Any]:
     """How a run that was driven ended (`run`, `resume`, `send`, `rollback --resume`): the same keys whatever
-    the status (`waiting` is null unless the run waits)."""
+    the status (`waiting` is null unless the run waits, `paused` unless it stopped before a state:
+    `{state, reason, detail}`)."""
     return {
         "run_id": result.run_id,
         "status": result.status,
@@ -54,6 +55,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         "error": result.error,
         "usage": result.usage,
         "waiting": result.waiting,
+        "paused": result.paused,
     }
 
 
@@ -63,7 +65,7 @@ def interrupted_json(run: RunRow | None) -> dict[str, Any]:
     return {"run_id": None if run is None else run.id, "status": None if run is None else run.status,
             "output": None, "context": None, "steps": 0 if run is None else run.steps,
             "error": {"type": "interrupted", "message": "interrupted (Ctrl-C)"}, "usage": None,
-            "waiting": None if run is None or run.status != "waiting" else run.waiting}
+            "waiting": None if run is None or run.status != "waiting" else run.waiting, "paused": None}
 
 
 def run_json(run: RunRow, now: float) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError
 
+from agentfsm.spec.breakpoints import split_breakpoint, unknown_state_message
 from agentfsm.spec.diagnostics import did_you_mean, dotted_path
 from agentfsm.spec.expressions import RESERVED_NAMES, compile_guard, compile_template
 from agentfsm.spec.graph import Exits, dead_ends
@@ -107,6 +108,7 @@ class _Checker:
         self.check_names()
         self.check_input_defaults()
         self.check_initial()
+        self.check_breakpoints()
         for name, state in self.states.items():
             self.check_state(name, state)
         self.check_graph()
@@ -152,6 +154,22 @@ class _Checker:
         if isinstance(initial, str) and self.states_known and initial not in self.state_names:
             hint = did_you_mean(initial, self.state_names)
             self.report(("initial",), "unknown-initial", f"initial: no state named '{initial}'{hint}")
+
+    def check_breakpoints(self) -> None:
+        found = value_of(self.machine, "breakpoints")
+        for index, text in enumerate(found if isinstance(found, list) and self.states_known else ()):
+            if not isinstance(text, str):
+                continue
+            split = split_breakpoint(text, self.state_names)
+            if split is None:
+                self.report(("breakpoints", index), "unknown-breakpoint", f"breakpoints[{index}]: "
+                            + unknown_state_message(text, self.state_names, str(value_of(self.machine, "name"))))
+            elif split[1] is not None:
+                try:
+                    compile_guard(split[1])
+                except TemplateSyntaxError as exc:
+                    self.report(("breakpoints", index), "template-syntax",
+                                f"breakpoints[{index}]: guard syntax error: {exc.message}")
 
     def check_state(self, name: str, state: Any) -> None:
         """A state's references, the rules of its kind once it is valid, and what the graph knows of its exits."""

@@ -293,6 +293,11 @@ def _machine_model() -> tuple[Any, type[LanguageModel]]:
         initial: StateName = Field(description="The state a run starts in.")
         max_steps: int = Field(1000, ge=1, description="Loop guard: the run fails when it takes more steps.")
         budget: BudgetSpec | None = Field(None, description=BUDGET_HELP)
+        breakpoints: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+            default_factory=list, description="Pause every run before it enters these states: `STATE`, or "
+            "`STATE:GUARD` to pause only when the guard (an expression over the context) holds; the run is left "
+            "`paused` for `agentfsm resume` (see docs/observability.md).",
+        )
         inline_wait: Duration = Field(
             60.0, description="A `wait` that is only a timer sleeps in the run's process when it is due within "
             "this long; a longer one suspends the run durably and `agentfsm worker` resumes it when due.",
@@ -334,6 +339,7 @@ if TYPE_CHECKING:
         initial: str
         max_steps: int
         budget: BudgetSpec | None
+        breakpoints: list[str]
         inline_wait: float
         states: dict[str, StateSpec]
 

@@ -38,6 +38,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "invalid-name": ("error", "A state, input, binding or context key name is empty, reserved or malformed."),
     # references and graph
     "unknown-initial": ("error", "`initial:` names no state."),
+    "unknown-breakpoint": ("error", "`breakpoints:` names a state the machine does not have."),
     "nested-machine": ("error", "A nested machine, branch or agent names neither a file nor inline states, or its "
                        "file has errors (each reported in that file, with its line)."),
     "nested-cycle": ("error", "Machine files include each other (directly or through others); the cycle is named."),

@@ -122,6 +122,8 @@ class RunRow:
     """For a child run: the parent's step that started it."""
     child_name: str | None = None
     """For a child run: its name in the parent (the nested state, branch or agent)."""
+    breakpoints: list[str] = field(default_factory=list)
+    """Breakpoints set on the run (`STATE` or `STATE:GUARD`, as written): it pauses before entering those states."""
 
 
 @dataclass(slots=True)

@@ -270,6 +270,15 @@ class Store:
 
         await self._batch.submit(switch)
 
+    async def set_breakpoints(self, run_id: str, breakpoints: list[str], *, now: float) -> RunRow:
+        """Replace the run's breakpoints (whoever holds its lease: a process advancing it reads them again)."""
+        async def put(tx: Transaction) -> RunRow:
+            run = await self._existing(tx, run_id)
+            return await self._updated(tx, run, {"breakpoints": list(breakpoints), "updated_at": now})
+
+        result: RunRow = await self._batch.submit(put)
+        return result
+
     async def cancel(self, run_id: str, *, now: float) -> RunRow:
         """Mark a run `cancelled` and drop any lease (a live holder finds out at its next write).
 

@@ -142,7 +142,8 @@ class _Duplicate(Exception):
 
 def _copy_run(row: RunRow) -> RunRow:
     return replace(row, llms=dict(row.llms), usage=_thawed(_frozen(row.usage)), output=_thawed(_frozen(row.output)),
-                   error=_thawed(_frozen(row.error)), waiting=_thawed(_frozen(row.waiting)))
+                   error=_thawed(_frozen(row.error)), waiting=_thawed(_frozen(row.waiting)),
+                   breakpoints=list(row.breakpoints))
 
 
 def _copy_step(row: StepRow) -> StepRow:

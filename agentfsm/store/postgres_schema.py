@@ -132,7 +132,12 @@ _V3: Migration = (
 
 _V4: Migration = postgres_tables()  # teams' message buses and shared memories
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+_V5: Migration = (
+    # breakpoints set on a run (as in SQLite, see sqlite_schema._V6)
+    "ALTER TABLE runs ADD COLUMN breakpoints TEXT",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 """The newest schema this code writes and reads."""
 

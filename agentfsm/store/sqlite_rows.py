@@ -32,10 +32,10 @@ def load(text: str | None, default: Any = None) -> Any:
 RUN_COLUMNS = (
     "id", "machine", "digest", "path", "status", "head", "created_at", "updated_at", "llms", "output", "error",
     "usage", "steps", "waiting", "wake_at", "lease_owner", "lease_expires", "parent_run", "parent_step",
-    "child_name",
+    "child_name", "breakpoints",
 )
-JSON_RUN_COLUMNS = frozenset({"llms", "output", "error", "usage", "waiting"})
-_JSON_DEFAULTS = {"llms": {}, "usage": {}}
+JSON_RUN_COLUMNS = frozenset({"llms", "output", "error", "usage", "waiting", "breakpoints"})
+_JSON_DEFAULTS: dict[str, Any] = {"llms": {}, "usage": {}, "breakpoints": []}
 SELECT_RUN = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
 INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 

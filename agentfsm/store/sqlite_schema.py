@@ -144,9 +144,14 @@ _V4: Migration = (
 
 _V5: Migration = SQLITE_TABLES  # teams' message buses and shared memories
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+_V6: Migration = (
+    # breakpoints set on a run (`agentfsm break RUN STATE`, `run --break`): a JSON list of `STATE[:GUARD]`
+    "ALTER TABLE runs ADD COLUMN breakpoints TEXT",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
-"""The newest schema this code writes and reads (5)."""
+"""The newest schema this code writes and reads (6)."""
 
 OUR_TABLES: frozenset[str] = frozenset({"meta", "sources", "runs", "branches", "steps", "checkpoints", "events",
                                         "run_inputs", "workers", "trace", "payloads"}) | TABLE_NAMES
