@@ -16,7 +16,7 @@ import typer
 
 from agentfsm import __version__
 from agentfsm.cli import usage
-from agentfsm.cli.debug_options import BreakOption
+from agentfsm.cli.debug_options import BreakOption, StepOption, WatchOption
 
 app = typer.Typer(
     name="agentfsm",
@@ -139,13 +139,16 @@ def run(
     no_stream: NoStreamOption = False,
     store: StoreOption = None,
     breaks: BreakOption = None,
+    watches: WatchOption = None,
+    step: StepOption = False,
 ) -> None:
     """Run a machine, recording every step in the store; print the run id, then its result."""
     from agentfsm.cli.commands import guarded, run_command
 
     with guarded(_options["debug"]):
         code = run_command(file, input_pairs or [], inputs_file, llm_options or [], as_json=as_json,
-                           quiet=_quiet(quiet), stream=not no_stream, store=store, breaks=breaks or [], **_driving())
+                           quiet=_quiet(quiet), stream=not no_stream, store=store, breaks=breaks or [],
+                           watches=watches or [], step=step, **_driving())
     raise typer.Exit(code)
 
 
@@ -219,6 +222,7 @@ def resume(
     no_stream: NoStreamOption = False,
     store: StoreOption = None,
     breaks: BreakOption = None,
+    watches: WatchOption = None,
 ) -> None:
     """Continue a run from its head (after a crash, a wait, a pause, a breakpoint or a rollback)."""
     from agentfsm.cli.commands import guarded
@@ -226,7 +230,8 @@ def resume(
 
     with guarded(_options["debug"]):
         code = resume_command(store, run_id, machine_file=machine, llm_options=llm_options or [], as_json=as_json,
-                              quiet=_quiet(quiet), stream=not no_stream, breaks=breaks or [], **_driving())
+                              quiet=_quiet(quiet), stream=not no_stream, breaks=breaks or [],
+                              watches=watches or [], **_driving())
     raise typer.Exit(code)
 
 

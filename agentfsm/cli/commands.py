@@ -10,6 +10,7 @@ import json
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def interruptible(store: str | None, run_id: str, *, as_json: bool) -> Iterator[
 
 
 def progress_observers(*, quiet: bool, log_steps: bool, stream: bool,
-                       warnings: tuple[object, ...] = ()) -> list[object]:
+                       warnings: tuple[object, ...] = (), live: bool = True) -> list[object]:
     """The observers a command adds to a run it drives: step logs (`-v`), live progress (unless `quiet`), and
     OpenTelemetry spans (`--otel` or the OTEL_* variables)."""
     from agentfsm.observability import otel
@@ -85,13 +86,43 @@ def progress_observers(*, quiet: bool, log_steps: bool, stream: bool,
         from agentfsm.observability.progress import progress_display
 
         # on a terminal, LLM replies stream onto the progress line unless `stream` is off (--no-stream)
-        observers += progress_display(sys.stderr, stream_replies=stream)
+        observers += progress_display(sys.stderr, stream_replies=stream, live=live)
     return observers
+
+
+def debug_observers(observers: list[object], watches: Sequence[str]) -> list[object]:
+    """`observers` with what `--watch` adds: the watches (checked first: a bad one is refused before anything runs)
+    and their printer, writing through the progress display when there is one."""
+    if not watches:
+        return observers
+    from agentfsm.observability.debugging import WatchPrinter
+    from agentfsm.service.debugging import watching
+
+    watched = watching(watches)
+    screen = next((getattr(observer, "screen") for observer in observers if hasattr(observer, "screen")), None)
+    return [*observers, watched, WatchPrinter(note if screen is None else screen.line)]
+
+
+def stepping(machine: object) -> Any:
+    """The `--step` observer, asking on this terminal; refused (exit 2) when stdin or stderr is not a terminal."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise InputError("--step needs a terminal to ask on (stdin and stderr); use --break to pause a run instead")
+    from agentfsm.observability.stepping import Stepper
+    from agentfsm.service.debugging import read_breakpoint
+
+    def ask(prompt: str) -> str | None:
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+        line = sys.stdin.readline()
+        return None if line == "" else line.rstrip("\n")
+
+    return Stepper(ask, note, lambda text: read_breakpoint(text, machine, where="b"))  # type: ignore[arg-type]
 
 
 def run_command(
     file: Path, input_pairs: list[str], inputs_file: Path | None, llm_options: list[str], *, as_json: bool,
     quiet: bool, log_steps: bool = False, stream: bool = True, store: str | None = None, breaks: Sequence[str] = (),
+    watches: Sequence[str] = (), step: bool = False,
 ) -> int:
     """`log_steps` adds step logs (`-v`); progress is off when `quiet` (which `--log-format json` implies).
 
@@ -115,9 +146,19 @@ def run_command(
         given = collect_inputs(machine, input_pairs, inputs_file)  # refused before the store is opened
         read_breakpoints(breaks, machine)  # so are breakpoints naming no state
         observers = progress_observers(quiet=quiet, log_steps=log_steps, stream=stream,
-                                       warnings=warnings)
-        result = drive(start_run(store, machine, given, llms=overrides, observers=observers, run_id=run_id,
-                                 breakpoints=breaks))
+                                       warnings=warnings, live=not step)
+        observers = debug_observers(observers, watches)
+        stepper = stepping(machine) if step else None
+        if stepper is not None:
+            observers.append(stepper)
+        try:
+            result = drive(start_run(store, machine, given, llms=overrides, observers=observers, run_id=run_id,
+                                     breakpoints=breaks))
+        finally:
+            if stepper is not None and stepper.added:
+                from agentfsm.service.operations import keep_breakpoints
+
+                drive(keep_breakpoints(store, run_id, stepper.added))
     return finish(result, as_json=as_json, store_option=store)
 
 

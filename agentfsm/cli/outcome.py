@@ -59,7 +59,9 @@ def _explain_paused(result: RunResult, store_option: str | None) -> None:
     paused = result.paused or {}
     state, detail = paused.get("state"), paused.get("detail") or {}
     hint = store_hint(store_option)
-    why = f"breakpoint {detail['breakpoint']}" if detail.get("breakpoint") else paused.get("reason", "paused")
+    reason = paused.get("reason", "paused")
+    why = f"breakpoint {detail['breakpoint']}" if detail.get("breakpoint") else (
+        "stepping stopped" if reason == "step" else reason)
     note(f"run {result.run_id} paused before state '{state}' ({why}) after {result.steps} step(s)")
     note(f"continue with: agentfsm resume {result.run_id}{hint}")
     if detail.get("breakpoint"):

@@ -10,7 +10,7 @@ from typing import Any
 
 
 from agentfsm.cli import exit_codes
-from agentfsm.cli.commands import interruptible, progress_observers
+from agentfsm.cli.commands import debug_observers, interruptible, progress_observers
 from agentfsm.cli.outcome import finish
 from agentfsm.cli.process import drive
 from agentfsm.cli.render import (
@@ -149,12 +149,13 @@ def checkpoint_command(store: str | None, run_id: str, name: str) -> int:
 
 
 def resume_command(store: str | None, run_id: str, *, machine_file: Path | None, llm_options: list[str],
-                   as_json: bool, quiet: bool, log_steps: bool, stream: bool, breaks: Sequence[str] = ()) -> int:
+                   as_json: bool, quiet: bool, log_steps: bool, stream: bool, breaks: Sequence[str] = (),
+                   watches: Sequence[str] = ()) -> int:
     overrides = parse_llm_options(llm_options)
+    observers = debug_observers(progress_observers(quiet=quiet, log_steps=log_steps, stream=stream), watches)
     with interruptible(store, run_id, as_json=as_json):
         result = drive(operations.resume_run(store, run_id, machine_file=machine_file, llms=overrides,
-                                             observers=progress_observers(quiet=quiet, log_steps=log_steps,
-                                                                          stream=stream), breakpoints=breaks))
+                                             observers=observers, breakpoints=breaks))
     return finish(result, as_json=as_json, store_option=store)
 
 

@@ -240,10 +240,11 @@ class StreamedReply:
             self.live.screen.flush()  # the first words show at once, however short the reply
 
 
-def progress_display(stream: TextIO, *, stream_replies: bool = True) -> list[object]:
-    """The observers showing a run's progress on `stream`: on a terminal with a live line, and LLM replies streamed
-    onto it unless `stream_replies` is off; colour on a terminal unless $NO_COLOR."""
-    terminal = _is_terminal(stream)
+def progress_display(stream: TextIO, *, stream_replies: bool = True, live: bool = True) -> list[object]:
+    """The observers showing a run's progress on `stream`: on a terminal with a live line (unless `live` is off: a
+    prompt shares the terminal), and LLM replies streamed onto it unless `stream_replies` is off; colour on a
+    terminal unless $NO_COLOR."""
+    terminal = _is_terminal(stream) and live
     screen = Screen(stream, color=terminal and "NO_COLOR" not in os.environ)
     from agentfsm.observability.agents import AgentLines, AgentTable
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentfsm.runtime.events import BreakpointHit, StepStarted
-from agentfsm.runtime.pausing import PauseRun, running_context
+from agentfsm.runtime.pausing import PauseRun, publish_in_run
 
 logger = logging.getLogger("agentfsm")
 
@@ -94,9 +94,6 @@ class Breakpoints:
     async def stop(self, breakpoint: Breakpoint, event: StepStarted) -> None:
         """Report the hit, then pause the run before `event.state`."""
         self.hit = breakpoint
-        context = running_context()
-        if context is not None and context.observers.listens(BreakpointHit):
-            await context.observers.publish(BreakpointHit(
-                run_id=event.run_id, at=time.time(), step=event.step - 1, state=event.state,
-                breakpoint=breakpoint.text, guard=breakpoint.guard))
+        await publish_in_run(BreakpointHit(run_id=event.run_id, at=time.time(), step=event.step - 1,
+                                           state=event.state, breakpoint=breakpoint.text, guard=breakpoint.guard))
         raise PauseRun("breakpoint", {"breakpoint": breakpoint.text})

@@ -16,6 +16,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from agentfsm.runtime.events import RunEvent
     from agentfsm.runtime.model import StateContext
 
 
@@ -34,6 +35,14 @@ _RUNNING: ContextVar[StateContext | None] = ContextVar("agentfsm_running_context
 def running_context() -> StateContext | None:
     """The context of the run whose loop is calling (from an observer's method); None outside a run."""
     return _RUNNING.get()
+
+
+async def publish_in_run(event: RunEvent) -> None:
+    """Publish an observer's own event (a breakpoint hit, a watched value) to every observer of the run whose loop
+    is calling, the trace among them; nothing outside a run."""
+    context = _RUNNING.get()
+    if context is not None and context.observers.listens(type(event)):
+        await context.observers.publish(event)
 
 
 def enter_run(context: StateContext) -> Any:

@@ -1,5 +1,6 @@
 """Breakpoints read against a machine, and kept with a stored run: what `run --break`, `breakpoints:` in YAML,
-`agentfsm break RUN STATE`, `resume --break` and the web UI's breakpoint buttons all call.
+`agentfsm break RUN STATE`, `resume --break` and the web UI's breakpoint buttons all call; and watches
+(`--watch EXPR`), read the same way.
 
 A breakpoint is written `STATE` or `STATE:GUARD` (`acting:attempts > 2`): the guard is an expression over
 the context, compiled in the same sandbox as a transition's `when:`. A text naming a state the machine
@@ -15,8 +16,9 @@ from jinja2 import TemplateSyntaxError
 
 from agentfsm.runtime.breakpoints import Breakpoint, Breakpoints
 from agentfsm.runtime.machine import StateMachine
+from agentfsm.runtime.watches import Watch, Watches
 from agentfsm.spec.breakpoints import split_breakpoint, unknown_state_message
-from agentfsm.spec.expressions import base_scope, compile_guard
+from agentfsm.spec.expressions import base_scope, compile_guard, compile_template, is_template
 from agentfsm.spec.problems import InputError
 
 if TYPE_CHECKING:
@@ -123,3 +125,26 @@ async def breakpoints_of(runs: Runs, run_id: str) -> list[str]:
     except Exception:  # noqa: BLE001 - a machine that no longer loads still has the breakpoints kept with its run
         own = []
     return added(own, [Breakpoint(text) for text in run.breakpoints])
+
+
+def read_watch(expression: str, name: str | None = None, *, where: str = "--watch") -> Watch:
+    """A watch on `expression`: a context key (`attempts`), a dotted path (`plan.steps`), an expression
+    (`observations|length`) or a template (`"{{ n }} of {{ total }}"`); InputError when it does not parse."""
+    text = expression.strip()
+    try:
+        compiled = compile_template(text) if is_template(text) else compile_guard(text)
+    except TemplateSyntaxError as exc:
+        raise InputError(f"{where} '{text}': template syntax error: {exc.message}") from None
+
+    def read(data: Mapping[str, Any], run: Mapping[str, Any]) -> Any:
+        scope = _BASE_SCOPE.copy()
+        scope.update(data)
+        scope["run"] = {**run, "data": data}
+        return compiled.render(scope)
+
+    return Watch(name or text, text, read)
+
+
+def watching(expressions: Iterable[str]) -> Watches:
+    """The observer reporting each expression's value as it changes (`--watch`), checked before anything runs."""
+    return Watches(read_watch(text) for text in expressions)

@@ -44,6 +44,15 @@ async def start_run(store: str | None, machine: StateMachine, inputs: Mapping[st
                                 breakpoints=breakpoints)
 
 
+async def keep_breakpoints(store: str | None, run_id: str, texts: Iterable[str]) -> None:
+    """Keep breakpoints with a stored run (added at `--step`'s prompt while it ran)."""
+    from agentfsm.service.debugging import set_breakpoint
+
+    async with open_runs(store, create=False) as runs:
+        for text in texts:
+            await set_breakpoint(runs, run_id, text)
+
+
 async def resume_run(store: str | None, run_id: str, *, machine_file: Path | None, llms: Mapping[str, str],
                      observers: list[object], breakpoints: Iterable[str] = ()) -> RunResult:
     async with open_runs(store, create=False) as runs:
