@@ -53,6 +53,7 @@ _EXPORTS = {
     "InputError": "agentfsm.spec.problems",
     "BindingError": "agentfsm.bindings.imports",
     "Runs": "agentfsm.service.runs",
+    "StateDebugger": "agentfsm.seed.debugging",
     "RunHandle": "agentfsm.service.handle",
     "RunRefused": "agentfsm.history.errors",
     "Rollback": "agentfsm.history.rewrite",
@@ -94,6 +95,7 @@ if TYPE_CHECKING:
     from agentfsm.history.rewrite import Rollback
     from agentfsm.service.handle import RunHandle
     from agentfsm.service.runs import Runs
+    from agentfsm.seed.debugging import StateDebugger
     from agentfsm.runtime.errors import StateError
     from agentfsm.runtime.calls import LLMCallRecord, ToolCallRecord
     from agentfsm.runtime.events import (

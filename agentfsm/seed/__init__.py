@@ -4,7 +4,7 @@
 `StateContext`, `StateType`, `StateTransition`), the agent states and
 `create_agent_state_machine`, and the persistence and history names (`StatePersistence`,
 `AutoSaveStateMachine`, `VersionedStateMachine`, `StateHistory`, `StateSnapshot`,
-`DiffTracker`), thin shells over the runtime and the store. Nothing here is a second
+`DiffTracker`), the debugger (`StateDebugger`), thin shells over the runtime and the store. Nothing here is a second
 runtime: these are the same objects a YAML machine compiles into, and the same runs
 `agentfsm history` reads.
 """
@@ -29,6 +29,7 @@ from agentfsm.seed.agent_states import (
 )
 from agentfsm.history.persistence import StatePersistence
 from agentfsm.seed.autosave import AutoSaveStateMachine
+from agentfsm.seed.debugging import StateDebugger
 from agentfsm.seed.coordination import (
     AgentMessage,
     CoordinatedAgent,
@@ -52,6 +53,7 @@ __all__ = [
     "MultiAgentCoordinator",
     "SharedMemory",
     "SharedResource",
+    "StateDebugger",
     "AgentState",
     "AutoSaveStateMachine",
     "DiffTracker",
