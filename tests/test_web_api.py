@@ -372,3 +372,31 @@ def _event(lines: Any) -> dict[str, Any]:
 
 
 pytestmark = pytest.mark.skipif(os.name == "nt", reason="the UI's server tests use POSIX signals")
+
+
+def test_breakpoints_are_set_and_removed_through_the_same_service_call_as_the_cli(db: Path) -> None:
+    async def test(client: Client, runs: Runs) -> None:
+        run_id = await waiting_run(runs)
+        made = await client.post(f"/api/runs/{run_id}/breakpoints", json={"breakpoint": "published"}, headers=ACT)
+        assert made.status_code == 200 and made.json() == {"kept": ["published"], "all": ["published"]}
+        assert (await client.get(f"/api/runs/{run_id}")).json()["breakpoints"] == ["published"]
+        listed = subprocess.run([sys.executable, "-m", "agentfsm", "break", run_id, "--json", "--store",
+                                 f"sqlite:///{db}"], capture_output=True, text=True, timeout=60,
+                                env=environment_without_proxies())
+        assert json.loads(listed.stdout) == ["published"]
+        wrong = await client.post(f"/api/runs/{run_id}/breakpoints", json={"breakpoint": "publish"}, headers=ACT)
+        assert wrong.status_code == 400
+        assert wrong.json()["error"] == ("break 'publish': machine 'approval' has no state 'publish' (did you mean "
+                                         "'published'?); its states: draft, escalate, published, review, revise")
+        empty = await client.post(f"/api/runs/{run_id}/breakpoints", json={}, headers=ACT)
+        assert empty.status_code == 400 and empty.json()["error"].startswith("breakpoint: give a state")
+        await client.post(f"/api/runs/{run_id}/send", json={"event": "approved"}, headers=ACT)
+        stopped = await until(runs, run_id, "paused")  # before `published`, as the breakpoint says
+        assert stopped.steps == 2
+        gone = await client.post(f"/api/runs/{run_id}/breakpoints", json={"breakpoint": "published", "remove": True},
+                                 headers=ACT)
+        assert gone.json() == {"kept": [], "all": []}
+        await client.post(f"/api/runs/{run_id}/resume", headers=ACT)
+        assert (await until(runs, run_id, "succeeded")).steps == 3
+
+    check(test, db)

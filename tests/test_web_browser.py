@@ -255,3 +255,19 @@ def test_screenshots_of_the_runs_page_and_a_run_page(page: Any, served: Served, 
     page.screenshot(path=str(where / "ui-run.png"))
     for name in ("ui-runs.png", "ui-run.png"):
         assert (where / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_breakpoint_is_added_and_removed_from_the_run_page(page: Any, served: Served) -> None:
+    run_id = served.start("machines/approval.yaml")
+    open_run(page, served, run_id)
+    page.fill("#breakpoint-input", "publish")
+    page.click("#breakpoint-add")
+    page.wait_for_selector("#breakpoint-problem:has-text(\"has no state 'publish'\")")
+    page.fill("#breakpoint-input", "published")
+    page.click("#breakpoint-add")
+    page.wait_for_selector('#breakpoints li[data-breakpoint="published"]')
+    assert page.text_content("#breakpoint-problem") == ""
+    assert served.agentfsm("break", run_id, "--json").stdout.strip() == '["published"]'  # kept in the store
+    page.click("#breakpoint-remove-0")
+    page.wait_for_selector("#breakpoints li.muted")
+    assert served.agentfsm("break", run_id, "--json").stdout.strip() == "[]"

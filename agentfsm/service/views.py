@@ -260,7 +260,8 @@ def run_view_json(view: RunView, now: float) -> dict[str, Any]:
                          for b in view.branches],
             "checkpoints": [checkpoint_json(checkpoint) for checkpoint in view.checkpoints],
             "states": list(view.spec.states) if view.spec is not None else [],
-            "children": [listed_run_json(kid, now) for kid in view.children]}
+            "children": [listed_run_json(kid, now) for kid in view.children],
+            "breakpoints": list(view.run.breakpoints)}
 
 
 def steps_window_json(window: StepsWindow) -> dict[str, Any]:

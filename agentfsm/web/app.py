@@ -20,7 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from agentfsm.service import browse, views
+from agentfsm.service import browse, debugging, views
 from agentfsm.service.driving import Driver
 from agentfsm.service.errors import USER_ERRORS, InputError, MachineFileError, RunNotFound
 from agentfsm.service.inputs import checked_data
@@ -207,6 +207,20 @@ async def start_run(request: Request) -> Response:
     return _json(await _run_now(request, run_id))
 
 
+@refusing
+async def change_breakpoints(request: Request) -> Response:
+    """`{"breakpoint": "STATE[:GUARD]"}` sets one on the run (as `agentfsm break RUN STATE`); with `"remove": true`
+    drops it (as `--remove`). Answers the run's breakpoints: `kept` (set on the run), `all` (the file's too)."""
+    body = await _body(request)
+    text = body.get("breakpoint")
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("breakpoint: give a state, or STATE:GUARD")
+    runs = _ui(request).runs
+    change = debugging.remove_breakpoint if body.get("remove") else debugging.set_breakpoint
+    run = await change(runs, request.path_params["run"], text)
+    return _json({"kept": run.breakpoints, "all": await debugging.breakpoints_of(runs, run.id)})
+
+
 async def _run_now(request: Request, run_id: str) -> dict[str, Any]:
     return {"run": views.listed_run_json(await _ui(request).runs.get(run_id), time.time())}
 
@@ -252,6 +266,7 @@ def create_app(runs: Runs, *, root: Path, token: str | None = None, loopback_onl
         Route("/api/runs/{run}/resume", resume_run, methods=["POST"]),
         Route("/api/runs/{run}/cancel", cancel_run, methods=["POST"]),
         Route("/api/runs/{run}/rollback", rollback_run, methods=["POST"]),
+        Route("/api/runs/{run}/breakpoints", change_breakpoints, methods=["POST"]),
         Route("/api/machines", list_machines),
         Route("/api/machines/{path:path}/start", start_run, methods=["POST"]),
         Route("/api/machines/{path:path}", show_machine),

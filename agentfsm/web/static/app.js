@@ -318,7 +318,7 @@ async function showRun(runId, query) {
     }
   };
   header();
-  side.append(checkpointsCard(view));
+  side.append(checkpointsCard(view), breakpointsCard(view));
   drawRun(page, diagram);
   const steps = await stepsList(page, timeline, pager, detail, null);
   if (!onHead) return;
@@ -422,6 +422,32 @@ function checkpointsCard(view) {
   }
   return el("div", { class: "card" }, el("h2", {}, "Branches"), branches, el("h2", { style: "margin-top:12px" },
     "Checkpoints"), view.checkpoints.length ? list : el("span", { class: "muted" }, "none"), family);
+}
+
+function breakpointsCard(view) {
+  // pause the run before a state (STATE or STATE:GUARD): the same service call as `agentfsm break RUN STATE`
+  const runId = view.run.run_id;
+  const list = el("ul", { id: "breakpoints" });
+  const input = el("input", { type: "text", id: "breakpoint-input", size: 24, placeholder: "STATE or STATE:GUARD",
+    list: "breakpoint-states" });
+  const states = el("datalist", { id: "breakpoint-states" }, view.states.map((name) => el("option", { value: name })));
+  const problem = el("span", { class: "error", id: "breakpoint-problem" });
+  const show = (kept) => put(list, kept.length ? kept.map((text, index) => el("li", { "data-breakpoint": text },
+    el("span", { class: "mono" }, text), " ", el("button", { class: "small", id: `breakpoint-remove-${index}`,
+      onclick: () => change(text, true) }, "remove"))) : el("li", { class: "muted" }, "none"));
+  const change = async (text, remove) => {
+    try {
+      const answer = await api(`/api/runs/${enc(runId)}/breakpoints`, { breakpoint: text, remove });
+      problem.textContent = "";
+      if (!remove) input.value = "";
+      show(answer.kept);
+    } catch (error) { problem.textContent = error.message; }
+  };
+  show(view.breakpoints || []);
+  return el("div", { class: "card", id: "breakpoints-card" }, el("h2", {}, "Breakpoints"),
+    el("div", { class: "muted" }, "the run pauses before entering these states; resume goes on"), list,
+    el("div", { class: "form-row" }, input, states,
+      el("button", { id: "breakpoint-add", onclick: () => change(input.value.trim(), false) }, "Add")), problem);
 }
 
 async function rollback(runId, to, resume, branchName) {
