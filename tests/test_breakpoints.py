@@ -216,3 +216,18 @@ def test_bad_input_to_break_is_one_line_exit_2_and_changes_nothing(cli: Callable
         assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, (args, bad.stderr)
         assert bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
     assert dump(store) == before
+
+
+def test_a_run_that_moved_since_its_pause_is_stopped_at_the_breakpoint_again(runs: Runs, counter: Path) -> None:
+    """Only the state a breakpoint paused the run before is let through once: a run rolled back to a state with a
+    breakpoint stops there at once."""
+    async def scenario() -> None:
+        done = await runs.start(counter)
+        await debugging.set_breakpoint(runs, done.run_id, "count")
+        back = await runs.rollback(done.run_id, 2)
+        assert back.state == "count"
+        stopped = await runs.resume(done.run_id)
+        assert (stopped.status, stopped.steps, stopped.paused["state"]) == ("paused", 1, "count")
+        assert (await runs.resume(done.run_id)).steps == 2  # now it goes past, and stops at the next visit
+
+    asyncio.run(scenario())

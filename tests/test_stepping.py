@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROMPT = r"\[Enter step, c, x, l, set, b, q, \?\] "
 
 
-def spawn(tmp_path: Path, *args: object) -> pexpect.spawn:
+def spawn(tmp_path: Path, *args: object, command: str = "run") -> pexpect.spawn:
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    argv = ["-m", "agentfsm", "run", *map(str, args), "--step", "--store", f"sqlite:///{tmp_path / 'runs.db'}"]
+    argv = ["-m", "agentfsm", command, *map(str, args), "--step", "--store", f"sqlite:///{tmp_path / 'runs.db'}"]
     return pexpect.spawn(sys.executable, argv, cwd=str(tmp_path), env=env, encoding="utf-8", timeout=60,
                          dimensions=(40, 200))
 
@@ -61,10 +61,15 @@ def test_stepping_shows_and_sets_the_context_adds_a_breakpoint_and_quits_leaving
         async with Runs(f"sqlite:///{tmp_path / 'runs.db'}") as runs:
             run = await runs.get(run_id)
             assert (run.status, run.steps, run.breakpoints) == ("paused", 2, ["done"])
-            result = await runs.resume(run_id)  # `done` runs first: the value set at the prompt was kept
-            assert (result.status, result.output) == ("succeeded", 5)
 
     asyncio.run(stored())
+    resumed = spawn(tmp_path, run_id, command="resume")  # `done` runs first, the value set at the prompt kept
+    resumed.expect("before 'done' \\(step 3\\) " + PROMPT)
+    resumed.sendline("c")
+    resumed.expect("5")
+    resumed.expect(pexpect.EOF)
+    resumed.close()
+    assert resumed.exitstatus == 0
 
 
 def test_stepping_shows_the_last_llm_exchange_then_continues_to_the_end(tmp_path: Path) -> None:

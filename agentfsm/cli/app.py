@@ -223,6 +223,7 @@ def resume(
     store: StoreOption = None,
     breaks: BreakOption = None,
     watches: WatchOption = None,
+    step: StepOption = False,
 ) -> None:
     """Continue a run from its head (after a crash, a wait, a pause, a breakpoint or a rollback)."""
     from agentfsm.cli.commands import guarded
@@ -231,7 +232,7 @@ def resume(
     with guarded(_options["debug"]):
         code = resume_command(store, run_id, machine_file=machine, llm_options=llm_options or [], as_json=as_json,
                               quiet=_quiet(quiet), stream=not no_stream, breaks=breaks or [],
-                              watches=watches or [], **_driving())
+                              watches=watches or [], step=step, **_driving())
     raise typer.Exit(code)
 
 

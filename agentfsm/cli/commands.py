@@ -10,7 +10,7 @@ import json
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +20,10 @@ from agentfsm.cli import exit_codes
 from agentfsm.cli.outcome import finish, interrupted
 from agentfsm.cli.render import note, say_error
 from agentfsm.service.errors import USER_ERRORS, InputError, MachineFileError
+
+if TYPE_CHECKING:
+    from agentfsm.observability.stepping import Stepper
+    from agentfsm.service.machines import StateMachine
 
 
 @contextmanager
@@ -103,7 +107,7 @@ def debug_observers(observers: list[object], watches: Sequence[str]) -> list[obj
     return [*observers, watched, WatchPrinter(note if screen is None else screen.line)]
 
 
-def stepping(machine: object) -> Any:
+def stepping(machine: StateMachine) -> Stepper:
     """The `--step` observer, asking on this terminal; refused (exit 2) when stdin or stderr is not a terminal."""
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         raise InputError("--step needs a terminal to ask on (stdin and stderr); use --break to pause a run instead")
@@ -116,7 +120,7 @@ def stepping(machine: object) -> Any:
         line = sys.stdin.readline()
         return None if line == "" else line.rstrip("\n")
 
-    return Stepper(ask, note, lambda text: read_breakpoint(text, machine, where="b"))  # type: ignore[arg-type]
+    return Stepper(ask, note, lambda text: read_breakpoint(text, machine, where="b"))
 
 
 def run_command(

@@ -10,7 +10,7 @@ from typing import Any
 
 
 from agentfsm.cli import exit_codes
-from agentfsm.cli.commands import debug_observers, interruptible, progress_observers
+from agentfsm.cli.commands import debug_observers, interruptible, progress_observers, stepping
 from agentfsm.cli.outcome import finish
 from agentfsm.cli.process import drive
 from agentfsm.cli.render import (
@@ -150,12 +150,20 @@ def checkpoint_command(store: str | None, run_id: str, name: str) -> int:
 
 def resume_command(store: str | None, run_id: str, *, machine_file: Path | None, llm_options: list[str],
                    as_json: bool, quiet: bool, log_steps: bool, stream: bool, breaks: Sequence[str] = (),
-                   watches: Sequence[str] = ()) -> int:
+                   watches: Sequence[str] = (), step: bool = False) -> int:
     overrides = parse_llm_options(llm_options)
-    observers = debug_observers(progress_observers(quiet=quiet, log_steps=log_steps, stream=stream), watches)
+    observers = debug_observers(progress_observers(quiet=quiet, log_steps=log_steps, stream=stream, live=not step),
+                                watches)
+    stepper = stepping(drive(operations.stored_machine(store, run_id, machine_file))) if step else None
+    if stepper is not None:
+        observers.append(stepper)
     with interruptible(store, run_id, as_json=as_json):
-        result = drive(operations.resume_run(store, run_id, machine_file=machine_file, llms=overrides,
-                                             observers=observers, breakpoints=breaks))
+        try:
+            result = drive(operations.resume_run(store, run_id, machine_file=machine_file, llms=overrides,
+                                                 observers=observers, breakpoints=breaks))
+        finally:
+            if stepper is not None and stepper.added:
+                drive(operations.keep_breakpoints(store, run_id, stepper.added))
     return finish(result, as_json=as_json, store_option=store)
 
 

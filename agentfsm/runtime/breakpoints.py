@@ -3,8 +3,9 @@
 A breakpoint is written `STATE` or `STATE:GUARD` (`acting:attempts > 2`); its guard arrives compiled
 (see `agentfsm.service.debugging`, which reads the text against a machine). `Breakpoints` raises
 `PauseRun` from `on_step_started` (see `agentfsm.runtime.pausing`), after publishing `BreakpointHit`.
-A run continued from a pause runs the state it stopped at first: the observer made for that drive
-is told so (`resumed`) and lets its first step pass, as a debugger's `continue` steps off a breakpoint.
+A run continued from where a breakpoint stopped it runs that state first: the observer made for that drive
+is told which state (`passing`) and lets the drive's first step pass when it is that state, as a debugger's
+`continue` steps off a breakpoint.
 """
 
 from __future__ import annotations
@@ -53,17 +54,19 @@ Refresh = Callable[[], Awaitable[Iterable[Breakpoint]]]
 class Breakpoints:
     """Pauses a run before the states its breakpoints name.
 
-    `resumed`: the drive continues a run from where it stopped, so its first step is let through.
+    `passing`: the state the drive continues from after a pause there (or a wait): its first step is let through
+    when it is that state.
     `refresh`: reads the breakpoints again (those set meanwhile from another process, `agentfsm break`),
     at most once per `every` seconds, at a step.
     """
 
     critical = False
 
-    def __init__(self, breakpoints: Iterable[Breakpoint] = (), *, resumed: bool = False,
+    def __init__(self, breakpoints: Iterable[Breakpoint] = (), *, passing: str | None = None,
                  refresh: Refresh | None = None, every: float = 1.0) -> None:
         self.items: list[Breakpoint] = list(breakpoints)
-        self.passing = resumed
+        self.passing = passing
+        self.first = True
         self.refresh = refresh
         self.every = every
         self.read_at = time.monotonic()
@@ -81,9 +84,10 @@ class Breakpoints:
         return removed
 
     async def on_step_started(self, *, event: StepStarted) -> None:
-        if self.passing:
-            self.passing = False
-            return
+        if self.first:
+            self.first = False
+            if self.passing == event.state:
+                return
         if self.refresh is not None and time.monotonic() - self.read_at >= self.every:
             self.read_at = time.monotonic()
             self.items = list(await self.refresh())

@@ -71,7 +71,7 @@ def added(kept: list[str], new: Iterable[Breakpoint]) -> list[str]:
 
 
 def observer(runs: Runs, run_id: str, machine: StateMachine, kept: Iterable[str], *,
-             resumed: bool) -> Breakpoints:
+             passing: str | None = None) -> Breakpoints:
     """The observer pausing a drive of a stored run at its breakpoints (the machine's own and those kept with
     the run), reading the kept ones again now and then: `agentfsm break` from another process takes effect."""
     own = machine_breakpoints(machine)
@@ -92,7 +92,26 @@ def observer(runs: Runs, run_id: str, machine: StateMachine, kept: Iterable[str]
     async def refresh() -> list[Breakpoint]:
         return current((await runs.store.get_run(run_id)).breakpoints)
 
-    return Breakpoints(current(kept), resumed=resumed, refresh=refresh)
+    return Breakpoints(current(kept), passing=passing, refresh=refresh)
+
+
+_MOVES = frozenset({"run_started", "state_entered", "state_exited", "transition", "rollback", "event_delivered"})
+
+
+async def stopped_at(runs: Runs, run: RunRow) -> str | None:
+    """The state a resume of `run` lets its breakpoints pass once: the one a breakpoint (or `--step`) paused it
+    before, as its trace's last entries say, or the wait it waits in; None for any other run."""
+    if run.status == "waiting" or run.waiting:
+        return (run.waiting or {}).get("state")
+    if run.status != "paused":
+        return None
+    end = await runs.store.trace_end(run.id)
+    for entry in reversed(await runs.trace(run.id, after=max(0, end - 8))):
+        if entry["kind"] == "paused":
+            return entry.get("state") if entry.get("reason") in ("breakpoint", "step") else None
+        if entry["kind"] in _MOVES:  # the run moved (or was rolled back) since
+            return None
+    return None
 
 
 async def set_breakpoint(runs: Runs, run_id: str, text: str) -> RunRow:

@@ -44,6 +44,16 @@ async def start_run(store: str | None, machine: StateMachine, inputs: Mapping[st
                                 breakpoints=breakpoints)
 
 
+async def stored_machine(store: str | None, run_id: str, machine_file: Path | None = None) -> StateMachine:
+    """The machine a resume of the run would use (`machine_file` when given: an edited file)."""
+    if machine_file is not None:
+        from agentfsm.service.machines import load_machine
+
+        return load_machine(machine_file)
+    async with open_runs(store, create=False) as runs:
+        return await runs.machine(run_id)
+
+
 async def keep_breakpoints(store: str | None, run_id: str, texts: Iterable[str]) -> None:
     """Keep breakpoints with a stored run (added at `--step`'s prompt while it ran)."""
     from agentfsm.service.debugging import set_breakpoint

@@ -85,7 +85,7 @@ class Runs:
         machine.check()
         kept = debugging.added([], debugging.read_breakpoints(breakpoints, machine))
         run_id = run_id or new_run_id()
-        pausing = debugging.observer(self, run_id, machine, kept, resumed=False)
+        pausing = debugging.observer(self, run_id, machine, kept)
         return await advance.start(self.store, machine, inputs, llms=llms, observers=[pausing, *observers],
                                    run_id=run_id, on_interrupt=on_interrupt, recording=self.recording,
                                    parent=parent, breakpoints=kept)
@@ -119,7 +119,8 @@ class Runs:
         given = debugging.read_breakpoints(breakpoints, ready)
         if given:
             run = await self.store.set_breakpoints(run.id, debugging.added(run.breakpoints, given), now=self.clock())
-        pausing = debugging.observer(self, run.id, ready, run.breakpoints, resumed=True)
+        pausing = debugging.observer(self, run.id, ready, run.breakpoints,
+                                     passing=await debugging.stopped_at(self, run))
         return await advance.resume(self.store, run, ready, replaced=replaced, observers=[pausing, *observers],
                                     on_interrupt=on_interrupt, recording=self.recording, owner=owner)
 
@@ -140,7 +141,8 @@ class Runs:
         if ready is None:
             return None
         run = await self.store.get_run(run.id)
-        pausing = debugging.observer(self, run.id, ready[0], run.breakpoints, resumed=True)
+        pausing = debugging.observer(self, run.id, ready[0], run.breakpoints,
+                                     passing=await debugging.stopped_at(self, run))
         return await advance.resume(self.store, run, ready[0], replaced=ready[1], observers=[pausing, *observers],
                                     recording=self.recording)
 
