@@ -85,13 +85,14 @@ async def timed_run(folder: Path, machine: Path, inputs: dict[str, object], trac
         return took, cpu, result.run_id
 
 
-Timing = tuple[float, float]
-"""Median wall-clock and CPU seconds."""
+Timing = tuple[float, float, float, float]
+"""Median wall-clock and CPU seconds, then the least of each (the run the machine disturbed least)."""
 
 
 def compare(machine: Path, inputs: dict[str, object], repeats: int) -> tuple[Timing, Timing]:
-    """Medians of a recorded run without and with the trace, runs alternating, each on a fresh store. CPU time
-    is reported beside wall-clock time: on a shared, loaded machine it is the steadier of the two."""
+    """A recorded run without and with the trace, runs alternating, each on a fresh store. CPU time is reported
+    beside wall-clock time, and the least time beside the median: on a shared, loaded machine they are the
+    steadier figures."""
     times: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
     for index in range(repeats + 1):
         for trace in (False, True):
@@ -99,12 +100,16 @@ def compare(machine: Path, inputs: dict[str, object], repeats: int) -> tuple[Tim
                 took, cpu, _ = asyncio.run(timed_run(Path(folder), machine, inputs, trace))
             if index:  # the first round warms up
                 times[trace].append((took, cpu))
-    return tuple((statistics.median(t for t, _ in times[trace]), statistics.median(c for _, c in times[trace]))
-                 for trace in (False, True))  # type: ignore[return-value]
+    found = []
+    for trace in (False, True):
+        walls, cpus = [t for t, _ in times[trace]], [c for _, c in times[trace]]
+        found.append((statistics.median(walls), statistics.median(cpus), min(walls), min(cpus)))
+    return found[0], found[1]
 
 
 def ratio(plain: Timing, traced: Timing) -> str:
-    return f"+{(traced[0] / plain[0] - 1) * 100:.1f}% wall, +{(traced[1] / plain[1] - 1) * 100:.1f}% CPU"
+    wall, cpu, least_wall, least_cpu = (f"{(t / p - 1) * 100:+.1f}%" for p, t in zip(plain, traced, strict=True))
+    return f"median {wall} wall, {cpu} CPU; least {least_wall} wall, {least_cpu} CPU"
 
 
 def cli(*args: str, env: dict[str, str]) -> float:
