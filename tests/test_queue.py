@@ -118,3 +118,28 @@ def test_two_workers_racing_for_one_run_with_an_event(postgres_server: Cluster, 
     assert sum(output.count(f"run {run_id}: succeeded") for output in outputs) == 1, outputs
     history = json.loads(cli("history", run_id, "--json", env=env).out)
     assert [row["state"] for row in history] == ["draft", "review", "published"]
+
+
+def test_a_worker_that_cannot_import_a_machines_module_leaves_the_run_queued_for_another(
+        postgres_server: Cluster, tmp_path: Path, cli: Cli) -> None:
+    """The machine's Python tool is on the disk where the run was submitted and not where the first worker runs
+    (the module is taken away meanwhile): that worker says why in one line and leaves the run queued; a worker
+    that has the module runs it."""
+    (tmp_path / "job.yaml").write_text(JOB.read_text())
+    tools = tmp_path / "queue_tools.py"
+    tools.write_text((JOB.parent / "queue_tools.py").read_text())
+    env = env_for(postgres_server.fresh_url(), tmp_path / "log")
+    submitted = cli("submit", tmp_path / "job.yaml", "--json", env=env)
+    assert submitted.code == 0, submitted
+    [run_id] = json.loads(submitted.out)
+    tools.rename(tmp_path / "elsewhere.py")
+    lacking = worker(env, "--once")
+    _, said = lacking.communicate(timeout=120)
+    assert lacking.returncode == 1, said  # --once: a run could not be resumed
+    assert said.splitlines() == [f"WARNING agentfsm: worker: run {run_id} could not be resumed: tools.mark.python: "
+                                 "cannot import module 'queue_tools' (No module named 'queue_tools')"], said
+    assert statuses(cli, env) == {"queued": 1} and not (tmp_path / "log").exists()
+    (tmp_path / "elsewhere.py").rename(tools)
+    able = worker(env, "--once")
+    _, said = able.communicate(timeout=120)
+    assert said.strip() == f"run {run_id}: succeeded after 4 steps", said
