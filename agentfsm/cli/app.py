@@ -545,3 +545,4 @@ def main() -> None:
 from agentfsm.cli import testing_commands  # noqa: E402,F401 - registers test, replay, fork, record (they use the names above)
 from agentfsm.cli import stats_commands  # noqa: E402,F401 - registers stats
 from agentfsm.cli import debug_commands  # noqa: E402,F401 - registers break
+from agentfsm.cli import observe_commands  # noqa: E402,F401 - registers trace, show, branches, switch, inspect

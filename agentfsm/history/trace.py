@@ -321,29 +321,8 @@ class TraceRecorder:
 STEP_FIELDS = ("seq", "at", "step", "state", "visit", "event", "next_state", "duration", "retries", "transition",
                "rule", "label", "exited", "ended", "extra")
 """The fields of a stored step record, in order: `seq` numbers its `state_entered` entry, `transition` and
-`exited` the other two; `extra` holds the step's result, error and event data (null when it has none)."""
-
-
-def expand(stored: dict[str, Any] | list[Any]) -> list[dict[str, Any]]:
-    """The entries a stored entry stands for: a step record's three (two for a step that ended the run)."""
-    if isinstance(stored, dict):
-        return [stored]
-    record = dict(zip(STEP_FIELDS, stored, strict=False))
-    step, state, ended = record["step"], record["state"], record["ended"]
-    extra = record.get("extra") or {}
-    found = [{"seq": record["seq"], "step": step, "at": record["at"], "kind": "state_entered", "state": state,
-              "visit": record["visit"]}]
-    if record["transition"] is not None:
-        found.append({"seq": record["transition"], "step": step, "at": ended, "kind": "transition", "source": state,
-                      "target": record["next_state"], "event": record["event"], "rule": record["rule"],
-                      "label": record["label"], "caught": extra.get("error") is not None})
-    exited = {"seq": record["exited"], "step": step, "at": ended, "kind": "state_exited", "state": state,
-              "event": record["event"], "next_state": record["next_state"], "duration": record["duration"],
-              "retries": record["retries"], "result": extra.get("result"), "error": extra.get("error")}
-    if "event_data" in extra:
-        exited["event_data"] = extra["event_data"]
-    found.append(exited)
-    return found
+`exited` the other two; `extra` holds the step's result, error and event data (null when it has none).
+Reading expands a record into its entries: `agentfsm.history.trace_read.step_entries`."""
 
 
 def lone_entry(seq: int, branch: str, step: int, at: float, entry: dict[str, Any]) -> TraceWrite:

@@ -38,6 +38,8 @@ _JSON = str.maketrans({code: f"\\u{code:04x}" for code in _CONTROL if code >= 0x
 def json_visible(text: str) -> str:
     """JSON text with the control characters JSON leaves raw (DEL, C1, bidirectional marks; json escapes C0
     itself) written as `\\u` escapes: the same JSON value, safe on a terminal."""
+    if text.isascii() and "\x7f" not in text:  # the common case, at once (translate reads every character)
+        return text
     return text.translate(_JSON)
 
 

@@ -29,7 +29,7 @@ from agentfsm.history.leases import LEASE_SECONDS
 from agentfsm.history.lineage import Position, lineage, path_to, position, stream_branch
 from agentfsm.history.points import Point, resolve_point
 from agentfsm.history.rewrite import Rollback
-from agentfsm.history.trace_read import iter_trace
+from agentfsm.history.trace_read import iter_trace, iter_trace_pages
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.loop import RunResult
 from agentfsm.service import debugging
@@ -298,6 +298,13 @@ class Runs:
         run = await self.store.get_run(run_id)
         async for entry in iter_trace(self.store, run.id, after=after, resolved=resolved):
             yield entry
+
+    async def trace_pages(self, run_id: str, *, after: int = 0, resolved: bool = True
+                          ) -> AsyncIterator[list[dict[str, Any]]]:
+        """`iter_trace` a page at a time: lists of entries, oldest first (what a long trace is written from)."""
+        run = await self.store.get_run(run_id)
+        async for page in iter_trace_pages(self.store, run.id, after=after, resolved=resolved):
+            yield page
 
     async def trace(self, run_id: str, *, after: int = 0, resolved: bool = True) -> list[dict[str, Any]]:
         """The run's trace entries (see `iter_trace`); each is the JSON described in docs/observability.md."""
