@@ -1,4 +1,5 @@
-"""Reading a run from the command line: `trace` (timeline, --json, --jsonl, -o, --follow, -v), as a user sees it.
+"""Reading a run from the command line: `trace` (timeline, --json, --jsonl, -o, --follow, -v), `show`, `branches`,
+`switch` and `inspect`, as a user sees them.
 
 Runs are seeded in this process (setup); every command under test runs as a real `python -m agentfsm`
 subprocess. Bad input must change nothing in the store: those cases compare its SQL dump before and after.
@@ -163,3 +164,149 @@ def test_bad_input_to_trace_is_one_line_exit_2_and_changes_nothing(approved: tup
     nowhere = one_error_line(cli("trace", run_id, store=tmp_path / "none.db"))
     assert "none.db" in nowhere and not (tmp_path / "none.db").exists()
     assert dump(store) == before
+
+
+@pytest.fixture(scope="module")
+def revised(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """An approval run rejected once, then approved (review visited twice): (store, run id)."""
+    store = tmp_path_factory.mktemp("revised") / "runs.db"
+    run_id = seed(store, APPROVAL, {"topic": "points"}, send="rejected")
+    return store, seed_send(store, run_id, "approved")
+
+
+def seed_send(store: Path, run_id: str, event: str) -> str:
+    import asyncio
+
+    from agentfsm import Runs
+
+    async def go() -> None:
+        async with Runs(f"sqlite:///{store}") as runs:
+            await runs.send(run_id, event)
+
+    asyncio.run(go())
+    return run_id
+
+
+def shown(store: Path, run_id: str, point: str) -> dict:
+    result = cli("show", run_id, point, "--json", store=store)
+    assert result.returncode == 0, show(result)
+    return json.loads(result.stdout)
+
+
+def test_show_prints_the_whole_context_at_a_step_a_checkpoint_or_a_state(revised: tuple[Path, str]) -> None:
+    store, run_id = revised
+    at_step = shown(store, run_id, "2")
+    assert (at_step["step"], at_step["state"], at_step["branch"]) == (2, "review", "main")
+    assert at_step["context"]["text"] == "Announcing points: faster, simpler, ready today."
+    assert at_step["context"]["revisions"] == 0 and at_step["visits"] == {"draft": 1}
+    assert shown(store, run_id, "review")["context"] == at_step["context"]  # the checkpoint names that point
+    latest = shown(store, run_id, "state:review")
+    assert (latest["step"], latest["context"]["revisions"]) == (4, 1)
+    assert latest["context"]["text"] == "Announcing it, revised: make it better."
+    end = shown(store, run_id, "head")
+    assert end["state"] is None and end["context"]["review"] is None
+    text = cli("show", run_id, "state:review", store=store)
+    assert text.returncode == 0 and json.loads(text.stdout) == latest["context"], show(text)
+    assert "just before step 4 (state review about to run)" in text.stderr
+
+
+def test_branches_lists_each_branch_and_switch_makes_one_the_head(revised: tuple[Path, str], tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    store.write_bytes(revised[0].read_bytes())
+    run_id = revised[1]
+    rolled = cli("rollback", run_id, "--to", "review", store=store)
+    assert rolled.returncode == 0, show(rolled)
+
+    def listed() -> dict[str, dict]:
+        result = cli("branches", run_id, "--json", store=store)
+        assert result.returncode == 0, show(result)
+        return {branch["name"]: branch for branch in json.loads(result.stdout)}
+
+    before = listed()
+    assert before["main"] | {"created_at": 0} == {"name": "main", "parent": None, "fork": None, "last_step": 5,
+                                                  "state": "published", "status": "succeeded", "head": False,
+                                                  "created_at": 0}
+    assert (before["rollback-1"]["parent"], before["rollback-1"]["fork"], before["rollback-1"]["state"],
+            before["rollback-1"]["status"], before["rollback-1"]["head"]) == ("main", 2, "review", "paused", True)
+    table = cli("branches", run_id, store=store)
+    assert table.returncode == 0 and "* rollback-1  main@2" in table.stdout, show(table)
+
+    switched = cli("switch", run_id, "main", store=store)
+    assert switched.returncode == 0, show(switched)
+    assert f"run {run_id}: branch 'main' is now the head (succeeded after step 5)" in switched.stderr
+    after = listed()
+    assert (after["main"]["head"], after["main"]["status"]) == (True, "succeeded")
+    assert (after["rollback-1"]["head"], after["rollback-1"]["status"]) == (False, "open")
+
+    unchanged = dump(store)
+    assert "no branch 'nowhere' (branches: main, rollback-1)" in one_error_line(
+        cli("switch", run_id, "nowhere", store=store))
+    assert "already the head" in one_error_line(cli("switch", run_id, "main", store=store))
+    assert "no checkpoint 'nowhere'" in one_error_line(cli("show", run_id, "nowhere", store=store))
+    assert "has no step 9" in one_error_line(cli("show", run_id, "9", store=store))
+    assert "never entered state 'nowhere'" in one_error_line(cli("show", run_id, "state:nowhere", store=store))
+    for command in ("branches", "inspect", "show"):
+        extra = ["2"] if command == "show" else []
+        assert "no run 'zzzzzzzz'" in one_error_line(cli(command, "zzzzzzzz", *extra, store=store))
+    assert dump(store) == unchanged
+
+
+FAILING = """\
+agentfsm: 1
+name: failing
+inputs:
+  api_key: {type: string}
+  notes: {type: string}
+llms:
+  brain: {provider: scripted, replies: [{reply: "1 / 0"}]}
+tools:
+  calc: {builtin: calculator}
+initial: plan
+states:
+  plan: {type: llm, llm: brain, prompt: "Give an expression for {{ notes | length }} notes.", save: expression,
+         next: compute}
+  compute: {type: tool, tool: calc, args: {expression: "{{ expression }}"}, save: answer, next: done}
+  done: {type: final}
+"""
+
+
+def test_inspect_tells_a_failed_runs_story_without_its_secrets(tmp_path: Path) -> None:
+    machine, store = tmp_path / "failing.yaml", tmp_path / "runs.db"
+    machine.write_text(FAILING, encoding="utf-8")
+    secret = "sk-proj-" + "a1B2" * 10
+    run_id = seed(store, machine, {"api_key": secret, "notes": "n" * 5000})
+    result = cli("inspect", run_id, store=store)
+    assert result.returncode == 0, show(result)
+    text = result.stdout
+    assert f"run {run_id}  machine failing  status failed  branch main  steps 2" in text
+    assert "plan -> compute" in text
+    assert "step 2, state compute: tool.error: calculator: division by zero" in text
+    assert "step 1, state plan: brain (scripted), " in text and "asked: Give an expression for 5000 notes." in text
+    assert "reply: 1 / 0" in text
+    assert "api_key: [redacted]" in text and secret not in text
+    assert "(5000 characters)" in text and "n" * 300 not in text
+
+    as_json = cli("inspect", run_id, "--json", store=store)
+    assert as_json.returncode == 0, show(as_json)
+    view = json.loads(as_json.stdout)
+    assert view["run"]["status"] == "failed" and view["current"] == "compute"
+    assert view["last_error"]["state"] == "compute" and view["last_error"]["caught"] is False
+    assert view["last_llm"]["reply"]["text"] == "1 / 0"
+    assert view["context"]["api_key"] == "[redacted]" and secret not in as_json.stdout
+    assert view["cost"]["bindings"]["brain"]["calls"] == 1
+    assert view["path"] == [{"states": ["plan", "compute"], "times": 1, "step": 1}]
+
+
+def test_inspect_folds_a_loop_shows_where_a_run_waits_and_lists_a_teams_agents(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    loop = seed(store, ROOT_LOOP, {"limit": 50})
+    waiting = seed(store, APPROVAL, {"topic": "waits"})
+    team = seed(store, MACHINES / "teams" / "sequential.yaml")
+    folded = cli("inspect", loop, store=store)
+    assert folded.returncode == 0 and "(inc -> check) x50 -> done" in folded.stdout, show(folded)
+    paused = cli("inspect", waiting, store=store)
+    assert paused.returncode == 0 and "waiting in review for: approved, rejected, timer due" in paused.stdout
+    assert "[checkpoint review]" in paused.stdout
+    agents = json.loads(cli("inspect", team, "--json", store=store).stdout)["children"]
+    assert [(child["child_name"], child["status"]) for child in agents] == [
+        ("editor", "succeeded"), ("writer", "succeeded"), ("researcher", "succeeded")]

@@ -137,3 +137,123 @@ def trace_command(store: str | None, run_id: str, *, as_json: bool, jsonl: bool,
 
     reading(store, work)
     return exit_codes.SUCCESS
+
+
+PointArgument = Annotated[str, typer.Argument(
+    metavar="POINT", help="A step number (just before that step), a checkpoint name, state:NAME (just before its "
+                          "latest visit), start, head; BRANCH@POINT on another branch.", show_default=False)]
+
+
+@command()
+def show(run_id: RunArgument, point: PointArgument,
+         as_json: Annotated[bool, typer.Option("--json", help="Print {run_id, point, branch, step, state, context, "
+                                                              "visits} on one line.")] = False,
+         store: StoreOption = None) -> None:
+    """Print the whole context of a run at a point (a step, a checkpoint, state:NAME)."""
+    from agentfsm.cli.commands import guarded
+
+    with guarded(_options["debug"]):
+        code = show_command(store, run_id, point, as_json=as_json)
+    raise typer.Exit(code)
+
+
+def show_command(store: str | None, run_id: str, point: str, *, as_json: bool) -> int:
+    from agentfsm.cli.render import note, print_json
+    from agentfsm.cli.run_commands import reading
+    from agentfsm.service import views
+    from agentfsm.service.inspection import context_at
+
+    at = reading(store, lambda runs: context_at(runs, run_id, point))
+    if as_json:
+        print_json(views.point_context_json(at))
+        return exit_codes.SUCCESS
+    about = f"state {at.state} about to run" if at.state else "the run had ended"
+    note(f"run {at.run_id}, branch {at.branch}, {at.label}: just before step {at.point} ({about})")
+    print_json(at.context, indent=2)
+    return exit_codes.SUCCESS
+
+
+@command()
+def branches(run_id: RunArgument, as_json: JsonOption = False, store: StoreOption = None) -> None:
+    """List a run's branches: where each forked, its newest step, its status; the head is marked."""
+    from agentfsm.cli.commands import guarded
+
+    with guarded(_options["debug"]):
+        code = branches_command(store, run_id, as_json=as_json)
+    raise typer.Exit(code)
+
+
+def branches_command(store: str | None, run_id: str, *, as_json: bool) -> int:
+    from agentfsm.cli.render import print_json, table, when
+    from agentfsm.cli.run_commands import reading
+    from agentfsm.service import views
+    from agentfsm.service.inspection import branch_list
+
+    found = reading(store, lambda runs: branch_list(runs, run_id))
+    if as_json:
+        print_json([views.branch_json(branch) for branch in found])
+        return exit_codes.SUCCESS
+    table(["branch", "from", "last step", "state", "status", "created"],
+          [[("* " if b.head else "  ") + b.name, f"{b.parent}@{b.fork}" if b.parent else "-", str(b.last),
+            b.state or "(end)", b.status, when(b.created_at)] for b in found])
+    return exit_codes.SUCCESS
+
+
+@command()
+def switch(run_id: RunArgument,
+           branch: Annotated[str, typer.Argument(metavar="BRANCH", help="The branch to make the head.",
+                                                 show_default=False)],
+           as_json: Annotated[bool, typer.Option("--json", help="Print the run as `runs --json` lists it.")] = False,
+           store: StoreOption = None) -> None:
+    """Make another branch of a run its head; the run is paused there (resume continues it) unless it had ended."""
+    from agentfsm.cli.commands import guarded
+
+    with guarded(_options["debug"]):
+        code = switch_command(store, run_id, branch, as_json=as_json)
+    raise typer.Exit(code)
+
+
+def switch_command(store: str | None, run_id: str, branch: str, *, as_json: bool) -> int:
+    import time
+
+    from agentfsm.cli.render import note, print_json, store_hint
+    from agentfsm.cli.run_commands import reading
+    from agentfsm.service import views
+
+    run = reading(store, lambda runs: runs.switch_branch(run_id, branch))
+    if as_json:
+        print_json(views.run_json(run, time.time()))
+        return exit_codes.SUCCESS
+    note(f"run {run.id}: branch '{run.head}' is now the head ({run.status} after step {run.steps})")
+    if run.status == "paused":
+        note(f"continue with: agentfsm resume {run.id}{store_hint(store)}")
+    return exit_codes.SUCCESS
+
+
+@command()
+def inspect(run_id: RunArgument,
+            as_json: Annotated[bool, typer.Option("--json", help="Print it all as one JSON object.")] = False,
+            store: StoreOption = None) -> None:
+    """One screen on a run: where it went and stands, its last error and LLM call, its cost, context, children."""
+    from agentfsm.cli.commands import guarded
+
+    with guarded(_options["debug"]):
+        code = inspect_command(store, run_id, as_json=as_json)
+    raise typer.Exit(code)
+
+
+def inspect_command(store: str | None, run_id: str, *, as_json: bool) -> int:
+    import time
+
+    from agentfsm.cli.inspect_view import render_inspection
+    from agentfsm.cli.render import print_json
+    from agentfsm.cli.run_commands import reading
+    from agentfsm.service import views
+    from agentfsm.service.inspection import inspect_run
+
+    shown = views.inspection_json(reading(store, lambda runs: inspect_run(runs, run_id)), time.time())
+    if as_json:
+        print_json(shown)
+    else:
+        render_inspection(shown)
+    return exit_codes.SUCCESS

@@ -15,7 +15,7 @@ from agentfsm.history.leases import owner_is_dead
 from agentfsm.history.lineage import last_step, lineage, step_at
 from agentfsm.history.points import is_point_syntax, resolve_point
 from agentfsm.history.trace import lone_entry
-from agentfsm.store.base import FINISHED, BranchRow, CheckpointRow, RunFilter, RunRow, lease_live
+from agentfsm.store.base import FINISHED, BranchRow, CheckpointRow, RunFilter, RunRow, StepRow, lease_live
 from agentfsm.store.core import Store
 
 DEFAULT_PRUNE_AGE = 30 * 86400.0
@@ -77,11 +77,19 @@ async def switch_branch(store: Store, run_id: str, name: str, *, clock: Callable
     if name == run.head:  # switching would only drop what the run waits for (its events, its timer)
         raise RunRefused(f"branch '{name}' is already the head of run {run.id}")
     last = await last_step(store, run.id, lineage(branches, name))
-    if last.step > 0 and last.next_state is None:  # that branch had ended: it ends the same way again
-        failed = last.error is not None or last.event == "fail"
-        return await store.switch_branch(run.id, name, "failed" if failed else "succeeded", last.step,
-                                         now=clock(), output=None if failed else last.result, error=last.error)
+    ended = ended_status(last)
+    if ended is not None:  # that branch had ended: it ends the same way again
+        failed = ended == "failed"
+        return await store.switch_branch(run.id, name, ended, last.step, now=clock(),
+                                         output=None if failed else last.result, error=last.error)
     return await store.switch_branch(run.id, name, "paused", last.step, now=clock())
+
+
+def ended_status(last: StepRow) -> str | None:
+    """How a branch whose newest step is `last` ended (`succeeded` or `failed`); None when it goes on."""
+    if last.step > 0 and last.next_state is None:
+        return "failed" if last.error is not None or last.event == "fail" else "succeeded"
+    return None
 
 
 async def name_checkpoint(store: Store, run_id: str, name: str, *, clock: Callable[[], float]) -> CheckpointRow:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from agentfsm.runtime.loop import RunResult
     from agentfsm.service.costs import Cost
     from agentfsm.service.stats import MachineStats, RunStats
+    from agentfsm.service.inspection import BranchInfo, Inspection, PointContext
     from agentfsm.service.browse import MachineView, RunChange, RunsPage, RunView, StepsWindow, StepView
     from agentfsm.store.base import CheckpointRow, RunRow, StepRow
     from agentfsm.store.queue import WorkerView
@@ -294,3 +295,27 @@ def machine_view_json(view: MachineView) -> dict[str, Any]:
             "name": view.spec.name if view.spec is not None else None,
             "description": view.spec.description if view.spec is not None else None,
             "inputs": {name: spec.model_dump(mode="json") for name, spec in view.inputs.items()}}
+
+
+# -- looking into one run (agentfsm.service.inspection) -------------------------------------------------------
+
+
+def point_context_json(at: PointContext) -> dict[str, Any]:
+    """`show RUN POINT --json`: the context just before step `step` of `branch` (`state` about to run)."""
+    return {"run_id": at.run_id, "point": at.label, "branch": at.branch, "step": at.point, "state": at.state,
+            "context": at.context, "visits": at.visits}
+
+
+def branch_json(branch: BranchInfo) -> dict[str, Any]:
+    return {"name": branch.name, "parent": branch.parent, "fork": branch.fork, "last_step": branch.last,
+            "state": branch.state, "status": branch.status, "head": branch.head, "created_at": branch.created_at}
+
+
+def inspection_json(view: Inspection, now: float) -> dict[str, Any]:
+    """`inspect RUN --json`: the run, where it stands, its path, what went wrong last, its last LLM call, its cost,
+    its context (long values cut, secret-looking ones masked) and its child runs."""
+    return {"run": run_json(view.run, now), "branch": view.branch, "current": view.current, "paused": view.paused,
+            "path": view.path, "checkpoints": [checkpoint_json(c) for c in view.checkpoints],
+            "branches": [branch_json(branch) for branch in view.branches], "last_error": view.last_error,
+            "last_llm": view.last_llm, "cost": cost_json(view.cost), "context": view.context,
+            "children": [run_json(child, now) for child in view.children]}
