@@ -112,6 +112,10 @@ def _wait(entry: dict[str, Any]) -> str:
     return f"{entry.get('state')} for {', '.join(entry.get('events') or [])}{until}"
 
 
+def _megabytes(value: Any) -> str:
+    return f"{value / 1e6:.1f} MB" if isinstance(value, int | float) else "?"
+
+
 def _from(entry: dict[str, Any]) -> str:
     return f" (agent run {entry['from_run']} step {entry.get('from_step')})" if entry.get("from_run") else ""
 
@@ -137,6 +141,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "message_received": lambda e: f"{e.get('agent')} <- {e.get('sender')} #{e.get('message_id')}{_from(e)}",
     "memory_write": lambda e: f"{e.get('agent')} {e.get('op')} {e.get('key')} = {_quoted(e.get('value'))} "
                               f"(version {e.get('version')}){_from(e)}",
+    "memory": lambda e: f"rss {_megabytes(e.get('rss'))}, peak {_megabytes(e.get('peak'))} (pid {e.get('pid')})",
     "child_started": lambda e: f"{e.get('child')} run {e.get('child_run')}" + (" (found again)" if e.get("reused") else ""),
     "child_ended": lambda e: f"{e.get('child')} run {e.get('child_run')} {e.get('status')}" + (
         f": {_error(e['error'])}" if e.get("error") else ""),
