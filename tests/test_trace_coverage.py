@@ -99,3 +99,25 @@ def test_retries_and_the_rule_that_matched_are_traced(runs: Runs, tmp_path: Path
     assert all(entry["error"]["type"] == "tool.error" and entry["state"] == "compute" for entry in retries)
     assert len(of_kind(entries, "tool_call")) == 3
     assert of_kind(entries, "error")[0]["caught_by"] == "done"
+
+
+def test_a_waits_timer_running_out_is_a_delivered_event(runs: Runs, tmp_path: Path) -> None:
+    machine = tmp_path / "delay.yaml"
+    machine.write_text(textwrap.dedent("""\
+        agentfsm: 1
+        name: delay
+        initial: pause
+        states:
+          pause:
+            type: wait
+            timeout: 0.01s
+            transitions: [{event: timeout, to: done}]
+          done: {type: final}
+        """), encoding="utf-8")
+    result = run(runs.start(machine))
+    assert result.status == "succeeded", result.error
+    entries = run(runs.trace(result.run_id))
+    delivered = of_kind(entries, "event_delivered")
+    assert [(entry["event"], entry["data"], entry["step"]) for entry in delivered] == [("timeout", None, 1)]
+    transition = of_kind(entries, "transition")[0]
+    assert (transition["source"], transition["target"], transition["event"]) == ("pause", "done", "timeout")

@@ -46,6 +46,7 @@ class ReceiveState(State):
         place = seat(self.name)
         message = await place.space.receive(place.agent, self.sender, self.topic, self.wait_for, writer_of(context))
         if message is None:
+            context.mailbox.timer_ran_out(RECEIVE_TIMEOUT_EVENT)
             return Event(RECEIVE_TIMEOUT_EVENT)
         if context.observers.listens(MessageReceived):
             await context.observers.publish(MessageReceived(

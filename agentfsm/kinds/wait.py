@@ -157,6 +157,7 @@ class WaitState(State):
                 await asyncio.sleep(remaining)
                 remaining = 0
             if remaining <= 0:
+                context.mailbox.timer_ran_out(WAIT_TIMEOUT_EVENT)
                 return Event(WAIT_TIMEOUT_EVENT)
         raise WaitForEvent(self.events, deadline)
 

@@ -50,6 +50,11 @@ class Mailbox:
         return None
 
 
+    def timer_ran_out(self, name: str) -> None:
+        """A wait's timer produced `name` (`timeout`): the step took it as it takes a delivery (the trace says so)."""
+        self.taken = Delivery(name)
+
+
 class WaitForEvent(BaseException):  # noqa: N818 - a signal, like CancelledError, not an error to retry or catch
     """Raised by a waiting state with nothing to take: the run suspends at that state.
 
