@@ -312,3 +312,15 @@ def test_inspect_folds_a_loop_shows_where_a_run_waits_and_lists_a_teams_agents(t
     agents = json.loads(cli("inspect", team, "--json", store=store).stdout)["children"]
     assert [(child["child_name"], child["status"]) for child in agents] == [
         ("editor", "succeeded"), ("writer", "succeeded"), ("researcher", "succeeded")]
+
+
+def test_a_breakpoint_shows_in_the_trace_and_in_inspect(tmp_path: Path) -> None:
+    store = tmp_path / "runs.db"
+    paused = cli("run", ROOT_LOOP, "-i", "limit=3", "--break", "check:n > 1", "-q", store=store)
+    assert paused.returncode == 3, show(paused)
+    run_id = json.loads(cli("runs", "--json", store=store).stdout)[0]["run_id"]
+    timeline = cli("trace", run_id, store=store).stdout.splitlines()
+    assert any(line.endswith("breakpoint       before check: check:n > 1 (guard n > 1 held)") for line in timeline)
+    assert any(line.endswith("paused           check: breakpoint") for line in timeline)
+    story = cli("inspect", run_id, store=store)
+    assert f"paused before check (breakpoint); continue with: agentfsm resume {run_id}" in story.stdout, show(story)

@@ -6,7 +6,6 @@ from typing import Any
 
 from agentfsm.cli.render import say, when
 from agentfsm.cli.timeline import folded
-from agentfsm.service.views import short_id
 
 PATH_ITEMS = 40
 """Pieces of a (folded) path shown: the first ten and the last thirty, when there are more."""
@@ -84,8 +83,7 @@ def render_inspection(view: dict[str, Any]) -> None:
             due = f", timer due {when(paused['deadline'])}" if paused.get("deadline") else ""
             say(f"waiting in {paused['state']} for: {', '.join(paused.get('events') or [])}{due}")
         else:
-            say(f"paused before {paused['state']} ({paused['reason']}); continue with: agentfsm resume "
-                f"{short_id(run['run_id'])}")
+            say(f"paused before {paused['state']} ({paused['reason']}); continue with: agentfsm resume {run['run_id']}")
     elif view["current"]:
         say(f"{'ended in' if run['status'] in ('succeeded', 'failed', 'cancelled') else 'at'} {view['current']}")
     _section("path", [path_text(view["path"])])

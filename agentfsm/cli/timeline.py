@@ -19,7 +19,7 @@ FOLD = 60
 
 PAYLOADS = {"llm_call": ("request", "reply", "error"), "tool_call": ("arguments", "result", "error"),
             "state_exited": ("result", "error", "event_data"), "event_delivered": ("data",),
-            "message_sent": ("data",), "memory_write": ("value",), "run_ended": ("output", "error", "usage")}
+            "message_sent": ("data",), "memory_write": ("value",), "watch": ("value",), "run_ended": ("output", "error", "usage")}
 """The fields `-v` writes out whole, per kind."""
 
 _COMMON = ("seq", "run_id", "branch", "step", "at", "kind")
@@ -141,6 +141,10 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "message_received": lambda e: f"{e.get('agent')} <- {e.get('sender')} #{e.get('message_id')}{_from(e)}",
     "memory_write": lambda e: f"{e.get('agent')} {e.get('op')} {e.get('key')} = {_quoted(e.get('value'))} "
                               f"(version {e.get('version')}){_from(e)}",
+    "breakpoint": lambda e: f"before {e.get('state')}: {e.get('breakpoint')}" + (
+        f" (guard {e['guard']} held)" if e.get("guard") else ""),
+    "watch": lambda e: f"{e.get('name')} = " + (f"error: {e['error']}" if e.get("error") else _quoted(e.get("value")))
+                       + f" at {e.get('state')}" + (" (initial)" if e.get("initial") else ""),
     "memory": lambda e: f"rss {_megabytes(e.get('rss'))}, peak {_megabytes(e.get('peak'))} (pid {e.get('pid')})",
     "child_started": lambda e: f"{e.get('child')} run {e.get('child_run')}" + (" (found again)" if e.get("reused") else ""),
     "child_ended": lambda e: f"{e.get('child')} run {e.get('child_run')} {e.get('status')}" + (
