@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentfsm.history.trace import STEP_FIELDS
-from agentfsm.history.trace_read import PAGE
 from agentfsm.service.costs import Pricing, Pricings, run_usage, usage_cost
 from agentfsm.store.base import FINISHED, Damaged, RunFilter, RunRow
 from agentfsm.store.core import Store
@@ -27,6 +26,10 @@ from agentfsm.store.core import Store
 _STATE, _DURATION, _NEXT, _EVENT, _TRANSITION = (STEP_FIELDS.index(name) for name in
                                                    ("state", "duration", "next_state", "event", "transition"))
 _AT, _ENDED = STEP_FIELDS.index("at"), STEP_FIELDS.index("ended")
+
+PAGE = 5000
+"""Trace rows read at a time: a store finds a page by scanning the run's rows, so few large pages read a long run
+fastest (a row is one step's entries, without its large values: a page holds a few MB at most)."""
 
 
 def summarize(values: list[float]) -> dict[str, float | int]:
