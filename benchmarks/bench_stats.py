@@ -104,6 +104,8 @@ def measure(store: str, label: str, steps: int, count: int, repeats: int, folder
     started = time.perf_counter()
     run_id = long_run(store, steps)
     print(f"made a {steps}-step run in {time.perf_counter() - started:.1f} s")
+    floor = median_seconds(lambda: cli(store, "runs", "--limit", "1", "--json"), repeats)
+    print(f"the CLI's floor (runs --limit 1: starting Python, reading one row): {floor:.3f} s")
     own = median_seconds(in_process(store, lambda runs: stats_json_of(runs, run_id)), repeats)
     via_cli = median_seconds(lambda: cli(store, "stats", run_id, "--json"), repeats)
     history = median_seconds(lambda: cli(store, "history", run_id, "--json"), repeats)
@@ -136,12 +138,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--only-postgres", action="store_true", help="skip SQLite")
     options = parser.parse_args()
     print(f"load average: {os.getloadavg()}; cpus: {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as folder:
-        measure(f"sqlite:///{Path(folder) / 'runs.db'}", "SQLite", options.steps, options.runs, options.repeats,
-                Path(folder))
-        if options.postgres:
+        if not options.only_postgres:
+            measure(f"sqlite:///{Path(folder) / 'runs.db'}", "SQLite", options.steps, options.runs, options.repeats,
+                    Path(folder))
+        if options.postgres or options.only_postgres:
             from tests.postgres import Cluster, find_bin_dir
 
             bin_dir = find_bin_dir()
