@@ -163,3 +163,47 @@ def test_a_team_budget_covers_its_agents_together(tmp_path: Path, limit: int) ->
     else:
         assert result.output == "'c' failed: the budget of team state 'team' is spent (2 llm_calls of 2)"
         assert result.usage["brain"]["calls"] == 2
+
+
+def test_a_team_budget_holds_across_a_resume(tmp_path: Path) -> None:
+    """Agent a calls once and ends; b calls once and waits; after the resume (a new Runs over the store) b calls
+    again: three calls, the budget. Then c's call is refused: a's (read back, not run again) and b's first call
+    count."""
+    path = tmp_path / "team.yaml"
+    path.write_text(textwrap.dedent("""\
+        agentfsm: 1
+        name: team-resume
+        llms:
+          brain: {provider: scripted, replies: ["alpha", "beta"]}
+        initial: team
+        states:
+          team:
+            type: team
+            strategy: sequential
+            budget: {llm_calls: 3}
+            agents:
+              a: {initial: s, states: {s: {type: llm, llm: brain, prompt: a, save: x, next: e}, e: {type: final}}}
+              b:
+                initial: s
+                states:
+                  s: {type: llm, llm: brain, prompt: b, save: x, next: hold}
+                  hold: {type: wait, event: go, transitions: [{event: go, to: t}]}
+                  t: {type: llm, llm: brain, prompt: b2, save: x, next: e}
+                  e: {type: final}
+              c: {initial: s, states: {s: {type: llm, llm: brain, prompt: c, save: x, next: e}, e: {type: final}}}
+            save: work
+            catch: [{errors: [limit.budget], to: partial, as: why}]
+            next: done
+          partial: {type: final, output: "{{ why.message }}"}
+          done: {type: final, output: "all three"}
+        """), encoding="utf-8")
+    store = str(tmp_path / "runs.db")
+    waiting = start(path, store)
+    assert waiting.status == "waiting"
+
+    async def resume() -> Any:
+        async with Runs(store) as runs:
+            return await runs.send(waiting.run_id, "go")
+    result = asyncio.run(resume())
+    assert result.status == "succeeded"
+    assert result.output == "'c' failed: the budget of team state 'team' is spent (3 llm_calls of 3)"
