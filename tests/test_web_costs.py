@@ -52,9 +52,12 @@ def test_the_runs_page_api_has_each_run_s_cost(tmp_path: Path) -> None:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8321") as client:
                 listed = (await client.get("/api/runs")).json()
+                one = (await client.get(f"/api/runs/{priced}")).json()
             await app.app.state.ui.driver.close()
-            return {run["run_id"]: run for run in listed["runs"]}
+            return {"page": one, **{run["run_id"]: run for run in listed["runs"]}}
     runs = asyncio.run(go())
+    assert runs["page"]["cost"]["cost"] == pytest.approx(cost)  # a run's page: its path's cost, per binding
+    assert runs["page"]["cost"]["bindings"]["brain"]["model"] == "gpt-4o-mini"
     assert runs[priced]["cost"] == pytest.approx(cost) and runs[priced]["unpriced"] == []
     assert runs[unpriced]["cost"] is None and runs[unpriced]["unpriced"] == ["brain"]
     assert runs[unpriced]["tokens"] > 0  # tokens shown without a cost, never a guessed one
@@ -88,3 +91,9 @@ def test_the_runs_table_shows_a_cost_column(page: Any, ui: tuple[str, str, str, 
     assert shown == "$" + f"{float(f'{cost:.2g}'):.12f}".rstrip("0")  # two significant digits of a small amount
     unknown = page.locator(f'#runs tr[data-run="{unpriced}"] td').last
     assert unknown.inner_text() == "?" and unknown.get_attribute("title") == "no price for: brain"
+    page.goto(f"{url}#/runs/{priced}")
+    page.wait_for_selector("#run-status")
+    assert page.locator("h1").inner_text().endswith(f" tokens · {shown}")  # the run's page says it too
+    page.goto(f"{url}#/runs/{unpriced}")
+    page.wait_for_selector("#run-status")
+    assert page.locator("h1").inner_text().endswith(" tokens · no price")

@@ -111,6 +111,8 @@ class RunView:
     """The machine the run started with (None for one built in Python)."""
     children: list[RunRow] = field(default_factory=list)
     """The runs it started (a nested machine, parallel branches, a team's agents), newest first."""
+    cost: Cost | None = None
+    """What the LLM calls on the branch's path cost (its children's included)."""
 
 
 _SPECS: dict[str, LoadedSpec] = {}
@@ -142,8 +144,9 @@ async def run_view(runs: Runs, run_id: str, branch: str | None = None) -> RunVie
         current = run.waiting.get("state", current)
     loaded = await stored_spec(runs, run)
     children = await runs.store.list_runs(RunFilter(parent_run=run.id, limit=MOST))
+    cost = usage_cost(where.usage, await Pricings(runs.store).of(run))
     return RunView(run, shown, branches, await runs.store.checkpoints(run.id), newest.step, current, where.visits,
-                   loaded.spec if loaded is not None else None, children)
+                   loaded.spec if loaded is not None else None, children, cost)
 
 
 @dataclass(slots=True)

@@ -262,7 +262,8 @@ def run_view_json(view: RunView, now: float) -> dict[str, Any]:
             "checkpoints": [checkpoint_json(checkpoint) for checkpoint in view.checkpoints],
             "states": list(view.spec.states) if view.spec is not None else [],
             "children": [listed_run_json(kid, now) for kid in view.children],
-            "breakpoints": list(view.run.breakpoints)}
+            "breakpoints": list(view.run.breakpoints),
+            "cost": None if view.cost is None else cost_json(view.cost)}
 
 
 def steps_window_json(window: StepsWindow) -> dict[str, Any]:

@@ -309,7 +309,8 @@ async function showRun(runId, query) {
       el("span", { id: "run-status" }, badge(page.run.status)), el("span", { class: "muted" }, page.run.machine),
       el("span", { class: "muted" }, "branch"), choose,
       el("span", { class: "muted" }, `${page.run.steps} step${page.run.steps === 1 ? "" : "s"} · ${duration(page.run.duration)}`
-        + (page.run.tokens ? ` · ${page.run.tokens} tokens` : "")));
+        + (page.run.tokens ? ` · ${page.run.tokens} tokens` : "")
+        + (view.cost && view.cost.tokens ? ` · ${view.cost.cost === null ? "no price" : usd(view.cost.cost, view.cost.unpriced)}` : "")));
     // the actions change with the run's status only: redrawing them on every step would wipe what is typed
     const key = JSON.stringify([page.run.status, page.run.waiting, page.run.error]);
     if (actions.dataset.key !== key) {
