@@ -8,7 +8,11 @@ text, either ``{"ok": False, "error": "<Mermaid's message>"}`` or::
      "diagramType": "stateDiagram",            # Mermaid's id for stateDiagram-v2
      "states": {id: label, ...},               # nested states included, [*] left out
      "parents": {id: composite_id, ...},       # only states inside a composite
-     "transitions": [{"from": id, "to": id, "label": str}, ...]}   # [*] -> "[*]"
+     "transitions": [{"from": id, "to": id, "label": str}, ...],  # [*] -> "[*]"
+     "shapes": {id: shape, ...},               # "rect", "rectWithTitle" (with descriptions), "choice",
+                                               # "roundedWithTitle" (a composite)...
+     "classes": {id: [class, ...], ...},       # given by `class` statements (only states that have some)
+     "notes": {id: text, ...}}                 # the note beside a state (`note right of id : text`)
 
 Labels are the text Mermaid displays: entities decoded (``#58;`` -> ``:``),
 markdown applied (``**x**`` -> ``x``), tags dropped, ``<br>`` reported as ``\\n``;

@@ -31,7 +31,9 @@ ALLOWED = {
     "observability": {"spec", "runtime", "bindings", "store", "history", "diagram", "limits"},
     # Amazon States Language in and out: reads and writes the language's documents (spec) only
     "asl": {"spec", "limits"},
-    "service": {"spec", "runtime", "bindings", "compiler", "store", "history", "testing", "limits", "asl"},
+    # run-aware diagrams: the application layer reads a run's path and draws it with the observability renderers
+    "service": {"spec", "runtime", "bindings", "compiler", "store", "history", "testing", "limits", "asl",
+                "diagram", "observability"},
     "api": {"runtime", "service", "limits"},
     "reference": {"spec", "runtime", "testing", "limits"},
     "seed": {"runtime", "store", "history", "service", "limits"},

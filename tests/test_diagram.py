@@ -90,8 +90,15 @@ def python_machine() -> StateMachine:
     return machine
 
 
+def names(result: dict[str, Any]) -> dict[str, str]:
+    """Mermaid id -> the state's name: a choice node's is the note beside it, any other's its label's first line
+    (the lines under it are what its kind shows: `llm: brain`)."""
+    return {sid: result["notes"][sid] if result["shapes"][sid] == "choice" else label.split("\n")[0]
+            for sid, label in result["states"].items()}
+
+
 def arrows(result: dict[str, Any]) -> set[tuple[str, str, str]]:
-    labels = result["states"]
+    labels = names(result)
     return {(labels.get(t["from"], t["from"]), labels.get(t["to"], t["to"]), t["label"]) for t in result["transitions"]}
 
 
@@ -100,7 +107,7 @@ def test_every_example_diagram_parses_with_all_states_and_rules(parsed: dict[str
     result = parsed[example]
     assert result["ok"], result.get("error")
     spec = load_spec(ROOT / "machines" / example).spec
-    assert sorted(result["states"].values()) == sorted(spec.states)
+    assert sorted(names(result).values()) == sorted(spec.states)
     found = arrows(result)
     assert ("[*]", spec.initial, "") in found
     for name, state in spec.states.items():
@@ -120,6 +127,18 @@ def test_react_agent_arrows_carry_events_guards_and_errors(parsed: dict[str, Any
     assert ("thinking", "error_recovery", "error: llm") in found
 
 
+def test_kinds_are_visible_choice_nodes_waits_and_bindings(parsed: dict[str, Any]) -> None:
+    react = parsed["react_agent.yaml"]
+    ids = {name: sid for sid, name in names(react).items()}
+    assert {name for name, sid in ids.items() if react["shapes"][sid] == "choice"} == {
+        "initial", "reflecting", "error_recovery"}
+    assert react["states"][ids["thinking"]] == "thinking\nllm: brain"
+    assert react["states"][ids["acting"]] == "acting\ntool: calculator"
+    review = {names(parsed["approval.yaml"])[sid]: label for sid, label in parsed["approval.yaml"]["states"].items()}
+    assert review["review"] == "review\nwaits for: approved | rejected\ntimer: 2d"
+    assert react["classes"] == {ids["error"]: ["fail"], ids["finalizing"]: ["final"]}
+
+
 def test_approval_wait_arrows_carry_its_events_and_the_timer(parsed: dict[str, Any]) -> None:
     found = arrows(parsed["approval.yaml"])
     assert {("review", "published", "approved"), ("review", "revise", "rejected"),
@@ -129,7 +148,7 @@ def test_approval_wait_arrows_carry_its_events_and_the_timer(parsed: dict[str, A
 def test_awkward_state_names_survive_as_labels(parsed: dict[str, Any]) -> None:
     result = parsed["awkward"]
     assert result["ok"], result.get("error")
-    assert sorted(result["states"].values()) == sorted(AWKWARD_NAMES)
+    assert sorted(names(result).values()) == sorted(AWKWARD_NAMES)
     found = arrows(result)
     for before, after in zip(AWKWARD_NAMES[:-2], AWKWARD_NAMES[1:-1], strict=True):
         assert (before, after, "[n < 2]") in found

@@ -178,27 +178,6 @@ def validate(
 
 
 @command()
-def diagram(
-    file: MachineFileArgument,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", metavar="FILE",
-                                  help="Write to this file; a .md file gets a mermaid block.")
-    ] = None,
-    coverage: Annotated[
-        Path | None, typer.Option("--coverage", metavar="REPORT",
-                                  help="Draw a coverage report of agentfsm test --coverage: states entered, "
-                                       "arrows with how often the cases took them.")
-    ] = None,
-) -> None:
-    """Print the machine as a Mermaid stateDiagram-v2 (made locally)."""
-    from agentfsm.cli.commands import diagram_command, guarded
-
-    with guarded(_options["debug"]):
-        code = diagram_command(file, output, coverage)
-    raise typer.Exit(code)
-
-
-@command()
 def schema() -> None:
     """Print the JSON Schema of the machine language."""
     from agentfsm.cli.commands import guarded, schema_command
@@ -546,3 +525,4 @@ from agentfsm.cli import testing_commands  # noqa: E402,F401 - registers test, r
 from agentfsm.cli import stats_commands  # noqa: E402,F401 - registers stats
 from agentfsm.cli import debug_commands  # noqa: E402,F401 - registers break
 from agentfsm.cli import observe_commands  # noqa: E402,F401 - registers trace, show, branches, switch, inspect
+from agentfsm.cli import diagram_commands  # noqa: E402,F401 - registers diagram

@@ -1,4 +1,4 @@
-"""What `run`, `validate`, `diagram` and `schema` do: parse what `app.py` hands over, call the application
+"""What `run`, `validate` and `schema` do: parse what `app.py` hands over, call the application
 layer (`agentfsm.service`), render what it returns. Every failure becomes one line and an exit code (`guarded`).
 
 Heavy modules are imported inside the commands, so `agentfsm --help` and `validate` start fast.
@@ -202,30 +202,6 @@ def paths_command(files: list[Path], *, as_json: bool, max_length: int) -> int:
             note(f"{file}: no path reaches a final or fail state within {max_length} states")
         if listing.truncated:
             note(f"{file}: more paths exist (longer than {max_length} states, or over 1000); see --max-length")
-    return exit_codes.SUCCESS
-
-
-def diagram_command(file: Path, output: Path | None, coverage: Path | None = None) -> int:
-    from agentfsm.observability.diagram import mermaid_from_spec, mermaid_with_coverage
-    from agentfsm.service.language import load_definition
-
-    spec = load_definition(file).spec
-    if coverage is None:
-        text = mermaid_from_spec(spec)
-    else:
-        from agentfsm.service.tests import machine_coverage
-
-        text = mermaid_with_coverage(spec, machine_coverage(coverage, file))
-    if output is None:
-        typer.echo(text, nl=False)
-        return exit_codes.SUCCESS
-    if output.suffix.lower() in (".md", ".markdown"):
-        text = f"```mermaid\n{text}```\n"
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write {output}: {exc.strerror}") from None
-    note(f"wrote {output}")
     return exit_codes.SUCCESS
 
 

@@ -4,14 +4,20 @@ Any state name is safe: ids are sanitised (`s_` + letters, digits, `_`) and name
 shown through `state "label" as id`; characters Mermaid would read as syntax are written
 as entity codes (`#58;` for `:`, `#59;` for `;`), and the word `direction`, which
 Mermaid's lexer takes as a keyword anywhere, is never written bare.
+
+A run-aware diagram (`DiagramGraph.run`) labels each arrow the run took with how often it took it, marks the
+state the run is in (`classDef`/`class`: current, waiting, paused, failed, ended) and dims the states it never
+entered; composite states say it in their title instead, as Mermaid cannot style them.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 
-from agentfsm.diagram.model import DiagramGraph
+from agentfsm.diagram.marks import shown_name, state_classes, state_notes, taken_label
+from agentfsm.diagram.model import DiagramGraph, RunMarks
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_]")
 _DIRECTION = re.compile(r"(?i)d(?=irection)")
@@ -59,14 +65,35 @@ _CLASS_STYLES = {
     "fail": "fill:#fce8e6,stroke:#c5221f",
     "error": "fill:#fce8e6,stroke:#c5221f",
     "visited": "stroke:#1a73e8,stroke-width:2px",
+    "unvisited": "fill:#f8f9fa,stroke:#dadce0,color:#9aa0a6",
     "current": "fill:#fff4cc,stroke:#f9ab00,stroke-width:3px",
+    "waiting": "fill:#e8f0fe,stroke:#1a73e8,stroke-width:3px",
+    "paused": "fill:#fef7e0,stroke:#e37400,stroke-width:3px",
+    "failed": "fill:#fce8e6,stroke:#c5221f,stroke-width:3px",
+    "cancelled": "fill:#f1f3f4,stroke:#5f6368,stroke-width:3px",
+    "ended": "fill:#e6f4ea,stroke:#188038,stroke-width:3px",
 }
+
+
+def _state_lines(graph: DiagramGraph, ids: dict[str, str], indent: str) -> list[str]:
+    lines = []
+    for name in graph.kinds:
+        if name in graph.choices and name not in graph.regions:
+            # a choice node shows no text: a note beside it names it
+            lines.append(f"{indent}state {ids[name]} <<choice>>")
+            lines.append(f"{indent}note right of {ids[name]} : {escape_label(shown_name(graph, name))}")
+            continue
+        lines.append(f'{indent}state "{escape_label(shown_name(graph, name))}" as {ids[name]}')
+        if name in graph.regions:  # a description would replace a composite state's title
+            continue
+        lines.extend(f"{indent}{ids[name]} : {escape_label(note)}" for note in state_notes(graph, name))
+    return lines
 
 
 def _body(graph: DiagramGraph, prefix: str, indent: str) -> tuple[list[str], dict[str, str]]:
     """The lines drawing `graph`'s states (composite ones with their regions inside) and arrows."""
     ids = {name: prefix + found for name, found in state_ids(graph.kinds).items()}
-    lines = [f'{indent}state "{escape_label(graph.labels.get(name, name))}" as {ids[name]}' for name in graph.kinds]
+    lines = _state_lines(graph, ids, indent)
     for name, regions in graph.regions.items():
         if name not in ids or not regions:
             continue
@@ -88,7 +115,7 @@ def _body(graph: DiagramGraph, prefix: str, indent: str) -> tuple[list[str], dic
         lines.append(f"{indent}[*] --> {ids[graph.initial]}")
     for edge in graph.edges:
         if edge.source in ids and edge.target in ids:
-            label = escape_label(edge.label)
+            label = escape_label(taken_label(edge.label, edge.taken))
             suffix = f" : {label}" if label else ""
             lines.append(f"{indent}{ids[edge.source]} --> {ids[edge.target]}{suffix}")
     for name in graph.terminals:
@@ -97,18 +124,16 @@ def _body(graph: DiagramGraph, prefix: str, indent: str) -> tuple[list[str], dic
 
 
 def render(graph: DiagramGraph, *, visited: Iterable[str] = (), current: str | None = None) -> str:
+    """Mermaid source for `graph` (`visited`/`current`: a run drawn over it, when `graph.run` does not say)."""
+    seen = list(visited)
+    if graph.run is None and (seen or current is not None):
+        graph = replace(graph, run=RunMarks({name: 1 for name in seen}, current))
     body, ids = _body(graph, "", "    ")
     lines = ["stateDiagram-v2", *body]
-    classes: dict[str, list[str]] = {}
-    for name, kind in graph.kinds.items():
-        if kind in ("final", "fail", "error"):
-            classes.setdefault(kind, []).append(ids[name])
-    seen = [ids[name] for name in dict.fromkeys(visited) if name in ids and name != current]
-    if seen:
-        classes["visited"] = seen
-    if current in ids:
-        classes["current"] = [ids[current]]
-    for css_class, members in classes.items():
+    grouped: dict[str, list[str]] = {}
+    for name, css_class in state_classes(graph).items():
+        grouped.setdefault(css_class, []).append(ids[name])
+    for css_class, members in grouped.items():
         lines.append(f"    classDef {css_class} {_CLASS_STYLES[css_class]}")
         lines.append(f"    class {','.join(members)} {css_class}")
     return "\n".join(lines) + "\n"

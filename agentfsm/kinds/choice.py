@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -14,6 +14,8 @@ from agentfsm.spec.models import Reporter, StateSpec, TransitionRule
 
 class ChoiceStateSpec(StateSpec):
     """Route by guards; does no work."""
+
+    diagram_choice: ClassVar[bool] = True
 
     type: Literal["choice"]
     transitions: list[TransitionRule] = Field(

@@ -96,6 +96,9 @@ class LlmStateSpec(ActiveStateSpec):
         None, description="Template for the event name (sees `result`); default `done`.", json_schema_extra=TEXT_TEMPLATE
     )
 
+    def diagram_notes(self) -> list[str]:
+        return [f"llm: {self.llm}", *([f"tools: {', '.join(self.tools)}"] if self.tools else [])]
+
     def check(self, name: str, reporter: Reporter) -> None:
         """`schema:` and `parse_retries:` need `parse: json`; an inline schema must be a valid JSON Schema."""
         super().check(name, reporter)

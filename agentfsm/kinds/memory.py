@@ -37,6 +37,9 @@ class MemoryStateSpec(ActiveStateSpec):
                                                       "operation; a key never written reads `{value: null, "
                                                       "version: 0}`).")
 
+    def diagram_notes(self) -> list[str]:
+        return [f"memory: {self.op} {self.key}"]
+
     def check(self, name: str, reporter: Reporter) -> None:
         super().check(name, reporter)
         if self.op == "cas" and self.expect_version is None:

@@ -31,6 +31,10 @@ class ParallelStateSpec(ActiveStateSpec):
     save: Identifier | None = Field(None, description="Context key the outputs are saved under: branch name -> "
                                                       "output (the branches that succeeded).")
 
+    def diagram_label(self, name: str) -> str:
+        """How a diagram names the state: with its join (its branches are drawn inside it)."""
+        return f"{name} (parallel, join {self.join})"
+
     def nested(self) -> Iterator[NestedRef]:
         for name, ref in self.branches.items():
             yield ("branches", name), ref, frozenset()

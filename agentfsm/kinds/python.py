@@ -24,6 +24,9 @@ class PythonStateSpec(ActiveStateSpec):
     type: Literal["python"]
     call: PythonRef = Field(description="`module:StateSubclass`; the machine file's folder is searched first.")
 
+    def diagram_notes(self) -> list[str]:
+        return [f"python: {self.call}"]
+
 
 def compile_python(name: str, spec: PythonStateSpec, env: CompileEnv) -> State:
     """An instance of the user's class, with the options the YAML writes (others stay as the class made them)."""

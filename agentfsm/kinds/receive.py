@@ -12,6 +12,7 @@ from agentfsm.kinds.send import writer_of
 from agentfsm.runtime.events import MessageReceived
 from agentfsm.runtime.model import Event, State, StateContext
 from agentfsm.runtime.teams import seat
+from agentfsm.spec.durations import duration_text
 from agentfsm.spec.kinds import Kind, register
 from agentfsm.spec.models import Identifier, PositiveDuration, RoutedStateSpec
 
@@ -35,6 +36,11 @@ class ReceiveStateSpec(RoutedStateSpec):
     @property
     def next_label(self) -> str:
         return "done | timeout" if self.timeout is not None else "done"
+
+    def diagram_notes(self) -> list[str]:
+        source = f"receives from: {self.from_}" if self.from_ else "receives a message"
+        notes = [source + (f" (topic {self.topic})" if self.topic else "")]
+        return [*notes, f"timer: {duration_text(self.timeout)}"] if self.timeout is not None else notes
 
 
 class ReceiveState(State):

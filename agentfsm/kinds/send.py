@@ -26,6 +26,9 @@ class SendStateSpec(ActiveStateSpec):
     topic: str | None = Field(None, description="A label `receive` can filter on.")
     content: Any = Field(None, description="Value template of the message.", json_schema_extra=VALUE_TEMPLATE)
 
+    def diagram_notes(self) -> list[str]:
+        return [f"sends to: {self.to}" + (f" (topic {self.topic})" if self.topic else "")]
+
 
 def writer_of(context: StateContext) -> str:
     """The step writing (`run:branch:step`): the same step taken again after a crash is known by it."""

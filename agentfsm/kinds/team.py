@@ -91,6 +91,10 @@ class TeamStateSpec(ActiveStateSpec):
         if self.judge is not None:
             yield "judge", ("judge",), self.judge, given | STRATEGY_INPUTS["judge"]
 
+    def diagram_label(self, name: str) -> str:
+        """How a diagram names the state: with its strategy (its agents are drawn inside it)."""
+        return f"{name} (team, {self.strategy})"
+
     def nested(self) -> Iterator[NestedRef]:
         for _, where, agent, extra in self.members():
             yield where, agent, extra

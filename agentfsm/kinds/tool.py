@@ -33,6 +33,9 @@ class ToolStateSpec(ActiveStateSpec):
         None, description="Template for the event name (sees `result`); default `done`.", json_schema_extra=TEXT_TEMPLATE
     )
 
+    def diagram_notes(self) -> list[str]:
+        return [f"tool: {self.tool}"]
+
 
 class ToolState(State):
     """Render the args, call the binding, save, emit."""

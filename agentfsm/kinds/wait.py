@@ -21,7 +21,7 @@ from agentfsm.runtime.errors import StateError
 from agentfsm.runtime.model import Event, State, StateContext, StateType
 from agentfsm.runtime.waiting import WaitForEvent
 from agentfsm.spec.diagnostics import did_you_mean
-from agentfsm.spec.durations import parse_duration, parse_positive_duration
+from agentfsm.spec.durations import duration_text, parse_duration, parse_positive_duration
 from agentfsm.spec.expressions import is_template
 from agentfsm.spec.fields import TEMPLATE_KEY, Timer
 from agentfsm.spec.kinds import Kind, register
@@ -71,6 +71,15 @@ class WaitStateSpec(RoutedStateSpec):
         """`next:` takes whichever event arrives, so its arrow names them (and the timer's `timeout`)."""
         names = [*self.events, WAIT_TIMEOUT_EVENT] if self.has_timer else self.events
         return " | ".join(names)
+
+    def diagram_notes(self) -> list[str]:
+        """The events it waits for and its timer (a template shows as written: it is rendered on entry)."""
+        notes = [f"waits for: {' | '.join(self.events)}"] if self.events else []
+        if self.timeout is not None:
+            notes.append(f"timer: {duration_text(self.timeout) if isinstance(self.timeout, float) else self.timeout}")
+        elif self.until is not None:
+            notes.append(f"until: {self.until}")
+        return notes
 
     def check(self, name: str, reporter: Reporter) -> None:
         """The events a wait lists are distinct and not `timeout`; its rules route only events it can produce."""

@@ -5,12 +5,13 @@ Any state name is safe (see `agentfsm.diagram.mermaid`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
 
 from agentfsm.diagram import DiagramEdge, DiagramGraph, render, state_ids
-
+from agentfsm.diagram.model import RunMarks
 from agentfsm.runtime.diagram import graph_from_machine
 from agentfsm.spec.models import MachineSpec
 from agentfsm.spec.nesting import NestedMachine, inline_document
@@ -20,20 +21,36 @@ __all__ = ["graph_from_machine", "graph_from_spec", "mermaid_from_spec", "state_
 
 def graph_from_spec(spec: MachineSpec) -> DiagramGraph:
     """States with their kinds and every way out of each (`next`, rules, catches) as an arrow; a state running
-    machines (a nested machine, parallel branches, team agents) is a composite state holding them."""
+    machines (a nested machine, parallel branches, team agents) is a composite state holding them. Each kind
+    says what it shows (its module's `diagram_label`, `diagram_notes`, `diagram_choice`)."""
     graph = DiagramGraph(spec.initial)
     for name, state in spec.states.items():
         graph.kinds[name] = getattr(state, "type", "state")
-        label = getattr(state, "diagram_label", None)
-        if label is not None:  # a composite state showing more than its name (a map, with its concurrency)
-            graph.labels[name] = label(name)
+        label = state.diagram_label(name)
+        if label != name:
+            graph.labels[name] = label
+        notes = state.diagram_notes()
+        if notes:
+            graph.notes[name] = notes
+        if state.diagram_choice:
+            graph.choices.add(name)
         if state.is_terminal:
             graph.terminals.append(name)
-        graph.edges.extend(DiagramEdge(name, e.target, e.label, e.is_error) for e in state.edges())
+        graph.edges.extend(DiagramEdge(name, e.target, e.label, e.is_error, _answers(state, e.path))
+                           for e in state.edges())
         nested = getattr(state, "nested", None)
         if nested is not None:
             graph.regions[name] = [_region(where, ref) for where, ref, _ in nested()]
     return graph
+
+
+def _answers(state: Any, path: tuple[str | int, ...]) -> tuple[str, ...]:
+    """The events a rule takes (a catch: its error types), so a run's transitions find their arrows."""
+    if len(path) > 1 and path[0] in ("transitions", "catch") and isinstance(path[1], int):
+        rule = getattr(state, str(path[0]))[path[1]]
+        names = rule.event if path[0] == "transitions" else rule.errors
+        return tuple(names or ())
+    return ()
 
 
 def _region(where: tuple[str | int, ...], ref: NestedMachine) -> tuple[str, DiagramGraph]:
@@ -54,10 +71,9 @@ def mermaid_from_spec(spec: MachineSpec, **options: Any) -> str:
     return render(graph_from_spec(spec), **options)
 
 
-
-def mermaid_with_coverage(spec: MachineSpec, machine: dict[str, Any]) -> str:
-    """The diagram of a machine with a test coverage report's counts (`agentfsm test --coverage`): the states the
-    cases entered are highlighted, and each arrow says how often the cases took it (`never` when they did not)."""
+def graph_with_coverage(spec: MachineSpec, machine: dict[str, Any]) -> DiagramGraph:
+    """The diagram of a machine with a test coverage report's counts (`agentfsm test --coverage`): each arrow
+    says how often the cases took it (`never` when they did not), the states they never entered are dimmed."""
     graph = graph_from_spec(spec)
     counts: dict[tuple[str, str, str], int] = {}
     for taken in machine.get("transitions", []):
@@ -66,8 +82,14 @@ def mermaid_with_coverage(spec: MachineSpec, machine: dict[str, Any]) -> str:
     edges = []
     for edge in graph.edges:
         count = counts.get((edge.source, edge.target, edge.label))
-        note = "" if count is None else (f" ({count}x)" if count else " (never)")
-        edges.append(DiagramEdge(edge.source, edge.target, (edge.label + note).strip(), edge.is_error))
+        if count == 0:
+            edge = DiagramEdge(edge.source, edge.target, f"{edge.label} (never)".strip(), edge.is_error, edge.answers)
+        edges.append(replace(edge, taken=count or None))
     graph.edges = edges
-    entered = [name for name, count in (machine.get("states") or {}).items() if count]
-    return render(graph, visited=entered)
+    entered = {name: int(count) for name, count in (machine.get("states") or {}).items() if count}
+    graph.run = RunMarks(entered, None)
+    return graph
+
+
+def mermaid_with_coverage(spec: MachineSpec, machine: dict[str, Any]) -> str:
+    return render(graph_with_coverage(spec, machine))

@@ -18,9 +18,12 @@ def graph_from_machine(machine: StateMachine) -> DiagramGraph:
         if state.is_terminal:
             graph.terminals.append(name)
         for rule in machine.transitions_from(name):
-            graph.edges.append(DiagramEdge(name, rule.target, rule.label or _trigger_label(rule.trigger)))
+            answers = (rule.trigger,) if isinstance(rule.trigger, str) else tuple(rule.trigger or ())
+            graph.edges.append(DiagramEdge(name, rule.target, rule.label or _trigger_label(rule.trigger),
+                                           answers=answers))
         for catch in state.catch:
-            graph.edges.append(DiagramEdge(name, catch.target, "error: " + ", ".join(catch.errors), is_error=True))
+            graph.edges.append(DiagramEdge(name, catch.target, "error: " + ", ".join(catch.errors), is_error=True,
+                                           answers=tuple(catch.errors)))
     return graph
 
 

@@ -34,3 +34,12 @@ def parse_positive_duration(value: Any) -> float:
     if seconds <= 0:
         raise ValueError("must be more than zero")
     return seconds
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds written back in the largest unit that keeps them whole (`86400` -> `1d`, `90` -> `90s`)."""
+    for unit in ("d", "h", "m", "s"):
+        count = seconds / _UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"

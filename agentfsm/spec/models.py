@@ -178,9 +178,20 @@ class StateSpec(LanguageModel):
     checkpoint: bool = Field(False, description="Name a checkpoint just before this state runs, on each visit: NAME, then NAME#2...")
     max_visits: int | None = Field(None, ge=1, description="Fail the run if the state is entered more often.")
 
+    diagram_choice: ClassVar[bool] = False
+    """A diagram draws a state of this kind as a choice node (it only routes)."""
+
     @property
     def is_terminal(self) -> bool:
         return self.terminal
+
+    def diagram_label(self, name: str) -> str:
+        """How a diagram names the state (a kind may add to its name: a map its concurrency)."""
+        return name
+
+    def diagram_notes(self) -> list[str]:
+        """What a diagram shows under the state's name: what the kind binds or waits for (`llm: brain`)."""
+        return []
 
     @property
     def next_label(self) -> str:

@@ -122,7 +122,7 @@ async def list_runs(request: Request) -> Response:
 async def show_run(request: Request) -> Response:
     view = await browse.run_view(_ui(request).runs, request.path_params["run"],
                                  request.query_params.get("branch") or None)
-    return _json({**views.run_view_json(view, time.time()), **run_diagram(view)})
+    return _json({**views.run_view_json(view, time.time()), **await run_diagram(_ui(request).runs, view)})
 
 
 @refusing

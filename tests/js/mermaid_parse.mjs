@@ -5,7 +5,8 @@
 //   {"ok": true, "diagramType": "stateDiagram",
 //    "states": {id: label, ...},            // [*] pseudo-states left out
 //    "parents": {id: compositeId, ...},     // only for states nested in a composite
-//    "transitions": [{"from": id, "to": id, "label": str}, ...]}  // [*] -> "[*]"
+//    "transitions": [{"from": id, "to": id, "label": str}, ...],  // [*] -> "[*]"
+//    "shapes": {id: shape}, "classes": {id: [class, ...]}, "notes": {id: text}}
 //   {"ok": false, "error": "<Mermaid's message>"}
 //
 // Acceptance is decided by `mermaid.parse`; the states and transitions come from
@@ -132,8 +133,25 @@ async function analyse(text) {
       states.set(node.id, lines.map(displayText).join('\n'));
       if (node.parentId) parents.set(node.id, node.parentId);
     }
+    // What a state is drawn as (rect, choice, roundedWithTitle for a composite...) and the classes it
+    // was given with `class` (Mermaid's own statediagram-* classes left out).
+    const shapes = {};
+    const classes = {};
+    for (const node of nodes) {
+      if (!states.has(node.id)) continue;
+      shapes[node.id] = node.shape;
+      const given = String(node.cssClasses ?? '').split(/\s+/).filter((c) => c && !c.startsWith('statediagram'));
+      if (given.length) classes[node.id] = given;
+    }
+    const noteText = new Map(nodes.filter((n) => n.shape === 'note').map((n) => [n.id, displayText(n.label)]));
+    const notes = {};
     const endpoint = (id) => (PSEUDO_SHAPES.has(shapeOf.get(id)) ? '[*]' : id);
     for (const edge of edges) {
+      if (String(edge.classes).includes('note-edge')) { // a note's connector: which state it is about
+        const [note, state] = noteText.has(edge.start) ? [edge.start, edge.end] : [edge.end, edge.start];
+        if (noteText.has(note)) notes[state] = noteText.get(note);
+        continue;
+      }
       if (edge.classes !== 'transition') continue; // note connectors
       result.transitions.push({
         from: endpoint(edge.start),
@@ -143,6 +161,7 @@ async function analyse(text) {
     }
     result.states = Object.fromEntries(states);
     result.parents = Object.fromEntries(parents);
+    Object.assign(result, { shapes, classes, notes });
     return result;
   } catch (err) {
     return { ok: false, error: errorMessage(err) };

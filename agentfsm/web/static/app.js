@@ -335,7 +335,24 @@ async function showRun(runId, query) {
       if (page.run.status === "waiting" && page.run.waiting) page.current = page.run.waiting.state;
       highlight(page.nodes, page.visits, page.current, page.run.status);
       header();
+      if (change.steps.length) recount(page, diagram);
     });
+}
+
+function recount(page, diagram) {
+  // the arrows' counts change with the steps: the diagram is read and drawn again, at most once a second
+  if (page.recounting) { page.recountAgain = true; return; }
+  page.recounting = setTimeout(async () => {
+    try {
+      const view = await api(`/api/runs/${enc(page.run.run_id)}?branch=${enc(page.view.branch)}`);
+      if (view.diagram && view.diagram !== page.view.diagram) {
+        page.view.diagram = view.diagram;
+        await drawRun(page, diagram);
+      }
+    } catch (error) { /* the next change tries again */ }
+    page.recounting = null;
+    if (page.recountAgain) { page.recountAgain = false; recount(page, diagram); }
+  }, 1000);
 }
 
 async function drawRun(page, diagram) {
