@@ -153,10 +153,14 @@ def test_a_waiting_run_is_highlighted_and_approved_from_the_form_live(page: Any,
 def test_a_run_advanced_by_another_process_updates_the_open_page(page: Any, served: Served) -> None:
     run_id = served.start("machines/approval.yaml")
     open_run(page, served, run_id)
+    edges = "#diagram svg .edgeLabel"
+    assert "done (1x)" in page.locator(edges).all_text_contents()  # the arrow the run took, with its count
     assert served.agentfsm("send", run_id, "rejected", "--data", '{"comment": "shorter"}', "--no-resume").returncode == 0
     resumed = served.agentfsm("resume", run_id)
     assert resumed.returncode == 3, resumed.stderr  # waiting again, after a revision
     page.wait_for_selector('#timeline tr[data-step="3"]', timeout=2000)
+    # the counts are drawn again as the run moves
+    page.locator(edges).filter(has_text=re.compile(r"^rejected \(1x\)$")).first.wait_for(timeout=5000)
     assert page.locator("#diagram svg g.node.current").get_attribute("data-state") == "review"
     assert page.get_attribute('#diagram svg g.node[data-state="revise"]', "data-visits") == "1"
     page.click('#timeline tr[data-step="2"]')
