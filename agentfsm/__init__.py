@@ -66,6 +66,7 @@ _EXPORTS = {
     "Conflict": "agentfsm.store.base",
     "RunNotFound": "agentfsm.store.base",
     "Delivery": "agentfsm.runtime.waiting",
+    "StateMonitor": "agentfsm.service.monitor",
     "StateMetrics": "agentfsm.observability.metrics",
     "Budget": "agentfsm.runtime.budget",
 }
@@ -94,6 +95,7 @@ if TYPE_CHECKING:
     from agentfsm.history.errors import RunRefused
     from agentfsm.history.rewrite import Rollback
     from agentfsm.service.handle import RunHandle
+    from agentfsm.service.monitor import StateMonitor
     from agentfsm.service.runs import Runs
     from agentfsm.seed.debugging import StateDebugger
     from agentfsm.runtime.errors import StateError

@@ -16,7 +16,7 @@ from agentfsm.runtime.diagram import graph_from_machine
 from agentfsm.spec.models import MachineSpec
 from agentfsm.spec.nesting import NestedMachine, inline_document
 
-__all__ = ["graph_from_machine", "graph_from_spec", "mermaid_from_spec", "state_ids"]
+__all__ = ["graph_from_machine", "graph_from_spec", "machine_graph", "mermaid_from_spec", "state_ids"]
 
 
 def graph_from_spec(spec: MachineSpec) -> DiagramGraph:
@@ -65,6 +65,13 @@ def _region(where: tuple[str | int, ...], ref: NestedMachine) -> tuple[str, Diag
             return label, graph_from_spec(inner)
     shown = f"{label}: {ref.machine}" if ref.machine else label
     return "", DiagramGraph(shown, {shown: "machine"})
+
+
+def machine_graph(machine: Any) -> DiagramGraph:
+    """A compiled machine's diagram: read from its YAML spec when it was compiled from one (kinds visible), else
+    from its runtime objects (a machine built in Python)."""
+    spec = getattr(getattr(machine, "source", None), "spec", None)
+    return graph_from_spec(spec) if spec is not None else graph_from_machine(machine)
 
 
 def mermaid_from_spec(spec: MachineSpec, **options: Any) -> str:

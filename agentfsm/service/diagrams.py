@@ -25,9 +25,10 @@ from agentfsm.diagram.dot import render_dot
 from agentfsm.diagram.graphviz import GraphvizError, render_image
 from agentfsm.diagram.mermaid import render
 from agentfsm.diagram.model import DiagramGraph
-from agentfsm.observability.diagram import graph_from_spec, graph_with_coverage
+from agentfsm.observability.diagram import graph_from_spec, graph_with_coverage, machine_graph
 from agentfsm.observability.run_diagram import RunPath
 from agentfsm.service.browse import stored_spec
+from agentfsm.runtime.machine import StateMachine
 from agentfsm.service.runs import RunRow, Runs
 from agentfsm.spec.loader import load_spec
 from agentfsm.spec.models import MachineSpec
@@ -36,7 +37,7 @@ from agentfsm.spec.problems import InputError
 FORMATS = ("mermaid", "dot", "svg", "png")
 """What a diagram can be written as: Mermaid or Graphviz source (text), or a picture drawn by the local `dot`."""
 
-__all__ = ["FORMATS", "coverage_diagram", "draw", "machine_diagram", "run_diagram", "run_graph", "run_path"]
+__all__ = ["FORMATS", "coverage_diagram", "draw", "live_diagram", "machine_diagram", "run_diagram", "run_graph", "run_path"]
 
 
 def draw(graph: DiagramGraph, diagram_format: str = "mermaid") -> str | bytes:
@@ -66,6 +67,13 @@ def coverage_diagram(file: str | Path, report: str | Path, diagram_format: str =
 
     graph = graph_with_coverage(load_spec(Path(file)).spec, machine_coverage(Path(report), Path(file)))
     return draw(graph, diagram_format)
+
+
+def live_diagram(machine: StateMachine, path: RunPath | None = None, diagram_format: str = "mermaid") -> str | bytes:
+    """A machine's diagram with a run it watched live drawn over it (`path`: a `RunPath` attached to the run as
+    an observer), as `StateMonitor.get_diagram` and `StateDebugger.generate_mermaid_diagram` draw it."""
+    graph = machine_graph(machine)
+    return draw(path.draw(graph) if path is not None else graph, diagram_format)
 
 
 async def run_path(runs: Runs, run_id: str, branch: str | None = None) -> RunPath:
