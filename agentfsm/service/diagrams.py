@@ -25,10 +25,14 @@ from agentfsm.diagram.dot import render_dot
 from agentfsm.diagram.graphviz import GraphvizError, render_image
 from agentfsm.diagram.mermaid import render
 from agentfsm.diagram.model import DiagramGraph
-from agentfsm.observability.diagram import graph_from_spec, graph_with_coverage, machine_graph
+from agentfsm.observability.diagram import (
+    graph_from_spec,
+    graph_with_coverage,
+    machine_graph,
+)
 from agentfsm.observability.run_diagram import RunPath
-from agentfsm.service.browse import stored_spec
 from agentfsm.runtime.machine import StateMachine
+from agentfsm.service.browse import stored_spec
 from agentfsm.service.runs import RunRow, Runs
 from agentfsm.spec.loader import load_spec
 from agentfsm.spec.models import MachineSpec
