@@ -195,11 +195,18 @@ def test_a_composite_state_says_what_the_run_did_in_its_title_never_by_a_class(m
     result = made["parsed"]["team"]
     composite = [sid for sid, shape in result["shapes"].items() if shape == "roundedWithTitle"
                  and sid not in result["parents"]]
-    assert [result["states"][sid] for sid in composite] == ["team (team, sequential) (1x)"]
+    assert [result["states"][sid] for sid in composite] == ["team (team, sequential) (entered 1x)"]
     assert not set(composite) & set(result["classes"])
-    assert classes(result)["done"] == ["ended"]
-    inner = {label.split("\n")[0] for sid, label in result["states"].items() if sid in result["parents"]}
-    assert {"researcher", "research", "writer", "write", "editor", "edit"} <= inner
+    assert result["classes"]["s_done"] == ["ended"]
+    # each agent's child run drawn inside its region: its path, its marks
+    inner = {sid: label.split("\n")[0] for sid, label in result["states"].items() if sid in result["parents"]}
+    assert {"researcher", "research", "writer", "write", "editor", "edit"} <= set(inner.values())
+    for agent, state in (("researcher", "research"), ("writer", "write"), ("editor", "edit")):
+        (region,) = [sid for sid, name in inner.items() if name == agent]
+        moves = [move for move in result["transitions"] if result["parents"].get(move["from"]) == region]
+        (first,) = [move for move in moves if move["from"] != "[*]" and inner[move["from"]] == state]
+        assert first["label"] == "done (1x)"
+        assert result["classes"][first["from"]] == ["visited"] and result["classes"][first["to"]] == ["ended"]
 
 
 def test_hostile_state_names_survive_in_mermaid(made: dict[str, Any]) -> None:

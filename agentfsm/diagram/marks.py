@@ -20,7 +20,7 @@ def shown_name(graph: DiagramGraph, name: str) -> str:
     if name == run.current:
         return f"{label} ({run.mark})"
     visits = run.visits.get(name, 0)
-    return f"{label} ({visits}x)" if visits else f"{label} (not visited)"
+    return f"{label} (entered {visits}x)" if visits else f"{label} (not visited)"
 
 
 def state_notes(graph: DiagramGraph, name: str) -> list[str]:

@@ -90,8 +90,9 @@ def _state_lines(graph: DiagramGraph, ids: dict[str, str], indent: str) -> list[
     return lines
 
 
-def _body(graph: DiagramGraph, prefix: str, indent: str) -> tuple[list[str], dict[str, str]]:
-    """The lines drawing `graph`'s states (composite ones with their regions inside) and arrows."""
+def _body(graph: DiagramGraph, prefix: str, indent: str, classes: dict[str, list[str]]) -> list[str]:
+    """The lines drawing `graph`'s states (composite ones with their regions inside) and arrows; the states'
+    classes, at every level, are added to `classes` (class -> ids)."""
     ids = {name: prefix + found for name, found in state_ids(graph.kinds).items()}
     lines = _state_lines(graph, ids, indent)
     for name, regions in graph.regions.items():
@@ -103,12 +104,12 @@ def _body(graph: DiagramGraph, prefix: str, indent: str) -> tuple[list[str], dic
                 lines.append(f"{indent}    --")
             region_id = f"{ids[name]}__{index}"
             if not label:  # a machine file: one state naming it
-                lines.extend(_body(inner, region_id + "_", indent + "    ")[0])
+                lines.extend(_body(inner, region_id + "_", indent + "    ", classes))
                 continue
             # an inline machine: a composite state named after the branch or agent, its states inside
             lines.append(f'{indent}    state "{escape_label(label)}" as {region_id}')
             lines.append(f"{indent}    state {region_id} {{")
-            lines.extend(_body(inner, region_id + "_", indent + "        ")[0])
+            lines.extend(_body(inner, region_id + "_", indent + "        ", classes))
             lines.append(f"{indent}    }}")
         lines.append(f"{indent}}}")
     if graph.initial in ids:
@@ -120,7 +121,9 @@ def _body(graph: DiagramGraph, prefix: str, indent: str) -> tuple[list[str], dic
             lines.append(f"{indent}{ids[edge.source]} --> {ids[edge.target]}{suffix}")
     for name in graph.terminals:
         lines.append(f"{indent}{ids[name]} --> [*]")
-    return lines, ids
+    for name, css_class in state_classes(graph).items():
+        classes.setdefault(css_class, []).append(ids[name])
+    return lines
 
 
 def render(graph: DiagramGraph, *, visited: Iterable[str] = (), current: str | None = None) -> str:
@@ -128,12 +131,9 @@ def render(graph: DiagramGraph, *, visited: Iterable[str] = (), current: str | N
     seen = list(visited)
     if graph.run is None and (seen or current is not None):
         graph = replace(graph, run=RunMarks({name: 1 for name in seen}, current))
-    body, ids = _body(graph, "", "    ")
-    lines = ["stateDiagram-v2", *body]
-    grouped: dict[str, list[str]] = {}
-    for name, css_class in state_classes(graph).items():
-        grouped.setdefault(css_class, []).append(ids[name])
-    for css_class, members in grouped.items():
+    classes: dict[str, list[str]] = {}
+    lines = ["stateDiagram-v2", *_body(graph, "", "    ", classes)]
+    for css_class, members in classes.items():
         lines.append(f"    classDef {css_class} {_CLASS_STYLES[css_class]}")
         lines.append(f"    class {','.join(members)} {css_class}")
     return "\n".join(lines) + "\n"

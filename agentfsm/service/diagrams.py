@@ -38,6 +38,8 @@ from agentfsm.spec.loader import load_spec
 from agentfsm.spec.models import MachineSpec
 from agentfsm.spec.problems import InputError
 
+MAX_DEPTH = 8
+"""Levels of child runs drawn inside composite states."""
 FORMATS = ("mermaid", "dot", "svg", "png")
 """What a diagram can be written as: Mermaid or Graphviz source (text), or a picture drawn by the local `dot`."""
 
@@ -104,7 +106,29 @@ async def run_graph(runs: Runs, run_id: str, *, file: str | Path | None = None,
     path = await run_path(runs, run.id, branch)
     if path.current is None and path.status in ("queued", "running", "paused"):
         path.current = spec.initial  # no step yet: it stands before its first state
-    return path.draw(graph_from_spec(spec))
+    return await _with_children(runs, run.id, path.draw(graph_from_spec(spec)))
+
+
+async def _with_children(runs: Runs, run_id: str, graph: DiagramGraph, depth: int = 0) -> DiagramGraph:
+    """Composite states with the paths of the child runs they started drawn inside: in each region (a nested
+    machine, a branch, an agent written inline) the newest child run of that name."""
+    if not graph.regions or depth > MAX_DEPTH:
+        return graph
+    newest: dict[str, RunRow] = {}
+    for child in await runs.list(parent=run_id):  # newest first
+        newest.setdefault(child.child_name or "", child)
+    regions = {}
+    for name, parts in graph.regions.items():
+        drawn = []
+        for label, inner in parts:
+            child = newest.get(label or name)
+            if child is not None:
+                path = await run_path(runs, child.id)
+                if path.current in inner.kinds:  # drawn inline (a machine file shows only its name)
+                    inner = await _with_children(runs, child.id, path.draw(inner), depth + 1)
+            drawn.append((label, inner))
+        regions[name] = drawn
+    return replace(graph, regions=regions)
 
 
 async def run_diagram(runs: Runs, run_id: str, diagram_format: str = "mermaid", *, file: str | Path | None = None,
