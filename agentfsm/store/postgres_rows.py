@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 _INSERT_RUN = INSERT_RUN.replace("?", "%s")
 _INSERT_STEP = INSERT_STEP.replace("?", "%s")
-_UPDATES: dict[tuple[tuple[str, ...], bool], str] = {}
+_UPDATES: dict[tuple[tuple[str, ...], bool, bool], str] = {}
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -331,19 +331,21 @@ class PostgresTransaction:
 
     async def update_run(self, run_id: str, values: Mapping[str, Any], *, owner: str | None = None) -> bool:
         columns = tuple(values)
-        key = (columns, owner is not None)
+        watched = await self.watched.watching(self.db)
+        key = (columns, owner is not None, watched)
         query = _UPDATES.get(key)
         if query is None:  # a few shapes, built once each
             query = f"UPDATE runs SET {', '.join(f'{column} = %s' for column in columns)} WHERE id = %s"
             query += " AND lease_owner = %s" if owner is not None else ""
+            query += " RETURNING pg_notify(%s, id)" if watched else ""  # the watchers told, in the same round trip
             _UPDATES[key] = query
         params = [column_value(column, value) for column, value in values.items()]
         params.append(run_id)
         if owner is not None:
             params.append(owner)
+        if watched:
+            params.append(self.watched.channel)
         written = (await self.db.execute(query, params)).rowcount > 0
-        if written:
-            await self.watched.changed(self.db, run_id)
         if written and values.get("status") == "running" and "lease_owner" in values and values["lease_owner"] is None:
             await self._wake_workers()  # a run handed back (a worker stopped): the next worker takes it at once
         return written

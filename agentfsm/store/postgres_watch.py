@@ -48,15 +48,19 @@ class Watched:
         self._until = 0.0
         self._watched = False
 
-    async def changed(self, db: psycopg.AsyncConnection[Any], run_id: str) -> None:
-        """Tell the watchers, if any, that the run's row changed (delivered when the transaction commits)."""
+    async def watching(self, db: psycopg.AsyncConnection[Any]) -> bool:
+        """Whether a watcher listens (as last looked up, at most `WATCH_REFRESH` seconds ago)."""
         now = time.monotonic()
         if now >= self._until:
             cursor = await db.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = %s "
                                       "AND datname = current_database())", (self.name,))
             row = await cursor.fetchone()
             self._watched, self._until = bool(row and row[0]), now + WATCH_REFRESH
-        if self._watched:
+        return self._watched
+
+    async def changed(self, db: psycopg.AsyncConnection[Any], run_id: str) -> None:
+        """Tell the watchers, if any, that the run's row changed (delivered when the transaction commits)."""
+        if await self.watching(db):
             await db.execute("SELECT pg_notify(%s, %s)", (self.channel, run_id))
 
 
