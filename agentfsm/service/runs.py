@@ -32,7 +32,6 @@ from agentfsm.history.rewrite import Rollback
 from agentfsm.history.trace_read import iter_trace, iter_trace_pages
 from agentfsm.runtime.ids import new_run_id
 from agentfsm.runtime.loop import RunResult
-from agentfsm.service import debugging
 from agentfsm.service.inputs import checked_data, checked_inputs
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.store import open_store
@@ -76,6 +75,8 @@ class Runs:
 
         `breakpoints` (`STATE` or `STATE:GUARD`) are kept with the run: it pauses before entering those states
         (see `agentfsm.service.debugging`)."""
+        from agentfsm.service import debugging  # Jinja2 and the language: not for reading commands
+
         llms = dict(llms or {})
         checked_inputs(inputs)
         if not isinstance(machine, StateMachine):
@@ -113,6 +114,8 @@ class Runs:
         `on_interrupt` says how a run interrupted after it took a step is left. `owner`: the lease a worker's
         claim already holds on the run.
         """
+        from agentfsm.service import debugging  # Jinja2 and the language: not for reading commands
+
         run = await self.store.get_run(run_id)
         advance.refuse_finished(run)
         ready, replaced = await self._machine_for(run, machine, llms)
@@ -132,6 +135,8 @@ class Runs:
         The machine is made ready first (as `resume` takes it), so an event that could not be acted on
         is refused, not left behind in the store.
         """
+        from agentfsm.service import debugging  # Jinja2 and the language: not for reading commands
+
         checked_data(data, "the event's data")
         run = await self.store.get_run(run_id)
         # a run that is not waiting is refused by add_event, with the reason: no need to compile its machine
