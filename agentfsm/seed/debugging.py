@@ -28,6 +28,7 @@ from agentfsm.runtime.events import RunEvent, RunPaused, RunStarted, StepEnded, 
 from agentfsm.runtime.machine import StateMachine
 from agentfsm.runtime.watches import Watches
 from agentfsm.service.debugging import read_breakpoint, read_watch
+from agentfsm.service.diagrams import RunPath, live_diagram
 
 
 class StateDebugger:
@@ -43,10 +44,12 @@ class StateDebugger:
         self.paused: dict[str, Any] | None = None
         """Where the latest run stopped before a state: `{"run_id", "state", "reason", "step"}`, or None."""
         self.current_state: str | None = None
-        self.visited: list[str] = []
         self._held: dict[str, str] = {}
         """Runs this debugger paused, and the state each stopped before: that state runs first when it goes on."""
+        self.path = RunPath()
+        """The latest run's path (visits, transitions taken and how often, where it stands), for the diagram."""
         state_machine.add_observer(self)
+        state_machine.add_observer(self.path)
 
     # -- the mission's calls ------------------------------------------------------------------------------
 
@@ -75,9 +78,10 @@ class StateDebugger:
         return path
 
     def generate_mermaid_diagram(self) -> str:
-        """The machine's Mermaid diagram, the states the runs visited marked and the current (or paused) one
-        highlighted."""
-        return self.state_machine.visualize(visited=self.visited, current=self.current_state)
+        """The machine's Mermaid diagram with the latest run drawn over it (as `agentfsm diagram RUN` draws a
+        stored one): transitions taken with how often, states never visited dimmed, where it stands (paused,
+        waiting, failed) highlighted."""
+        return str(live_diagram(self.state_machine, self.path, "mermaid"))
 
     def summary(self) -> dict[str, Any]:
         """What `print_summary` prints, as data."""
@@ -122,7 +126,6 @@ class StateDebugger:
         if self._held.pop(event.run_id, None) != event.state:  # a run going on from a pause runs that state
             await self.breakpoints.on_step_started(event=event)
         self.record(event)
-        self.visited.append(event.state)
 
     async def on_step_ended(self, *, event: StepEnded) -> None:
         self.record(event)
