@@ -207,3 +207,16 @@ def test_a_team_budget_holds_across_a_resume(tmp_path: Path) -> None:
     result = asyncio.run(resume())
     assert result.status == "succeeded"
     assert result.output == "'c' failed: the budget of team state 'team' is spent (3 llm_calls of 3)"
+
+
+@pytest.mark.parametrize(("price", "warned"), [("", True), ("{input: 1, output: 2}", False)])
+def test_a_cost_budget_warns_of_calls_it_cannot_price(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                     price: str, warned: bool) -> None:
+    from agentfsm.service.machines import load_machine
+
+    with caplog.at_level("WARNING", logger="agentfsm"):
+        load_machine(loop_machine(tmp_path, "{cost: 1.0}", price=price))
+    said = [record.getMessage() for record in caplog.records if "has no price" in record.getMessage()]
+    assert said == (["budget.cost of machine 'budgeted': LLM binding 'brain' (model scripted) has no price, so its "
+                     "calls count as free; give it `price: {input: USD, output: USD}` or add the model to a price "
+                     "file"] if warned else [])

@@ -155,3 +155,10 @@ def _own_price(config: Any) -> Price | None:
     if isinstance(price, Mapping):
         return Price(float(price["input"]), float(price["output"]))
     return None if price is None else Price(price.input, price.output)
+
+
+def unpriced_bindings(llms: Mapping[str, Any], table: PriceTable | None = None) -> list[str]:
+    """The bindings (of a spec's `llms:`) whose calls have no price: no `price:` and a model the table lacks."""
+    table = price_table() if table is None else table
+    return [name for name, config in llms.items()
+            if _own_price(config) is None and table.price(configured_model(config)) is None]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from agentfsm.bindings.llm import LLMClient
 from agentfsm.bindings.llms import make_llm
-from agentfsm.bindings.prices import binding_pricer
+from agentfsm.bindings.prices import binding_pricer, unpriced_bindings
 from agentfsm.bindings.tools import ToolClient, make_tool
 from agentfsm.compiler.env import CompileEnv
 from agentfsm.compiler.scope import BOXED, CONTEXT_OBJECT, compile_assignments, compile_value, make_scope, rendered
@@ -32,6 +33,8 @@ from agentfsm.spec.loader import LoadedSpec
 from agentfsm.spec.nesting import Including
 from agentfsm.spec.overrides import apply_llm_overrides
 from agentfsm.spec.models import ActiveStateSpec, RoutedStateSpec, SetAction, StateSpec, TransitionRule
+
+logger = logging.getLogger("agentfsm")
 
 
 def compile_machine(loaded: LoadedSpec, overrides: Mapping[str, str] | None = None,
@@ -68,6 +71,7 @@ def compile_machine(loaded: LoadedSpec, overrides: Mapping[str, str] | None = No
     machine.pricer = binding_pricer(spec.llms)
     if spec.budget is not None:
         machine.budget = Budget(spec.budget.tokens, spec.budget.cost, spec.budget.llm_calls, f"machine '{spec.name}'")
+        _warn_unpriced(spec)
     registry = kinds()
     with Including(loaded.path):  # a nested machine including this file again is refused, not compiled for ever
         for name, state_spec in spec.states.items():
@@ -76,6 +80,17 @@ def compile_machine(loaded: LoadedSpec, overrides: Mapping[str, str] | None = No
             machine.add_state(state, initial=name == spec.initial)
             _add_rules(machine, name, state_spec)
     return machine
+
+
+def _warn_unpriced(spec: Any) -> None:
+    """A cost budget cannot count calls it has no price for: say so when the run starts, rather than let the
+    budget look enforced."""
+    if spec.budget.cost is None:
+        return
+    for name in unpriced_bindings(spec.llms):
+        logger.warning("budget.cost of machine '%s': LLM binding '%s' (model %s) has no price, so its calls count "
+                       "as free; give it `price: {input: USD, output: USD}` or add the model to a price file",
+                       spec.name, name, getattr(spec.llms[name], "model", None))
 
 
 def _add_common(state: State, name: str, spec: StateSpec) -> None:
