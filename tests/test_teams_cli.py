@@ -171,10 +171,11 @@ def test_diagrams_draw_nested_machines_branches_and_agents_as_composite_states()
     parsed = dict(zip([p.name for p in paths], parse_mermaid_many(texts), strict=True))
     assert all(result["ok"] for result in parsed.values()), parsed
     chat = parsed["group_chat.yaml"]
-    labels = set(chat["states"].values())
-    assert {"chat", "writer", "critic", "draft", "review", "approve"} <= labels
+    names = {sid: label.split("\n")[0] for sid, label in chat["states"].items()}  # below the name: `llm: brain`
+    labels = set(names.values())
+    assert {"chat (team, collaborative)", "writer", "critic", "draft", "review", "approve"} <= labels
     inside = {state for state, parent in chat["parents"].items()}
-    assert any(chat["states"].get(state) == "draft" for state in inside)  # the agents' states are inside the team
+    assert any(names.get(state) == "draft" for state in inside)  # the agents' states are inside the team
     math = texts[[p.name for p in paths].index("parallel_math.yaml")]
     assert [line.strip() for line in math.splitlines()].count("--") == 2  # three agents side by side
     crash = parsed["crash_team.yaml"]

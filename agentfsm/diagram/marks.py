@@ -20,13 +20,15 @@ def shown_name(graph: DiagramGraph, name: str) -> str:
     if name == run.current:
         return f"{label} ({run.mark})"
     visits = run.visits.get(name, 0)
-    return f"{label} (entered {visits}x)" if visits else f"{label} (not visited)"
+    if not visits:
+        return f"{label} (not visited)"
+    return f"{label} (entered {visits}x)" if run.counted else f"{label} (visited)"
 
 
 def state_notes(graph: DiagramGraph, name: str) -> list[str]:
     """The lines under a (simple) state's name: what its kind shows, then how often the run entered it."""
     notes = [note for note in graph.notes.get(name, ()) if note.strip()]
-    if graph.run is not None and graph.run.visits.get(name):
+    if graph.run is not None and graph.run.counted and graph.run.visits.get(name):
         notes.append(f"entered {graph.run.visits[name]}x")
     return notes
 

@@ -130,7 +130,7 @@ def render(graph: DiagramGraph, *, visited: Iterable[str] = (), current: str | N
     """Mermaid source for `graph` (`visited`/`current`: a run drawn over it, when `graph.run` does not say)."""
     seen = list(visited)
     if graph.run is None and (seen or current is not None):
-        graph = replace(graph, run=RunMarks({name: 1 for name in seen}, current))
+        graph = replace(graph, run=RunMarks({name: 1 for name in seen}, current, counted=False))
     classes: dict[str, list[str]] = {}
     lines = ["stateDiagram-v2", *_body(graph, "", "    ", classes)]
     for css_class, members in classes.items():

@@ -34,6 +34,8 @@ class RunMarks:
     current: str | None = None
     mark: str = "current"
     """One of `MARKS`: how the state `current` is marked."""
+    counted: bool = True
+    """False when `visits` only says which states were entered, not how often (no counts are shown)."""
 
 
 @dataclass(slots=True)
