@@ -60,19 +60,24 @@ def test_until_a_moment_past_or_coming(tmp_path: Path) -> None:
 
 def test_a_long_delay_suspends_and_the_worker_resumes_it_when_due(tmp_path: Path) -> None:
     path = write(tmp_path, 'timeout: "{{ seconds }}"', inline="0.1s")
-    first = agentfsm_cmd("run", path, "-i", "seconds=1.5", "--json", cwd=tmp_path)
+
+    def statuses() -> dict[str, str]:
+        return {run["run_id"]: run["status"] for run in json.loads(agentfsm_cmd("runs", "--json", cwd=tmp_path).stdout)}
+
+    # One run far from due and one due soon: however slow the machine, the worker leaves the first waiting
+    # and takes the second once its moment has passed.
+    far = json.loads(agentfsm_cmd("run", path, "-i", "seconds=600", "--json", cwd=tmp_path).stdout)
+    first = agentfsm_cmd("run", path, "-i", "seconds=0.5", "--json", cwd=tmp_path)
     assert first.returncode == 3, first.stderr
     view = json.loads(first.stdout)
     assert view["status"] == "waiting" and view["waiting"]["events"] == []
     early = agentfsm_cmd("worker", "--once", cwd=tmp_path)
     assert early.returncode == 0, early.stderr
-    listed = json.loads(agentfsm_cmd("runs", "--json", cwd=tmp_path).stdout)
-    assert [run["status"] for run in listed] == ["waiting"]
+    assert statuses()[far["run_id"]] == "waiting"
     time.sleep(max(0.0, view["waiting"]["deadline"] - time.time()) + 0.05)
     later = agentfsm_cmd("worker", "--once", cwd=tmp_path)
     assert later.returncode == 0, later.stderr
-    listed = json.loads(agentfsm_cmd("runs", "--json", cwd=tmp_path).stdout)
-    assert [run["status"] for run in listed] == ["succeeded"]
+    assert statuses() == {far["run_id"]: "waiting", view["run_id"]: "succeeded"}
     shown = agentfsm_cmd("run", path, "-i", "seconds=600", cwd=tmp_path)
     assert shown.returncode == 3
     assert "is waiting in state 'pause' until" in shown.stderr and "agentfsm worker" in shown.stderr
