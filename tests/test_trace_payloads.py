@@ -130,3 +130,19 @@ def test_a_text_holding_a_secret_is_never_kept_as_a_change_of_a_clean_one() -> N
         forget_secrets()
     assert all(secret not in data for data in written.values())
     assert json.loads(written[stand_in["$ref"]]) == "x" * 5000 + "[redacted]" + "y" * 10
+
+
+def test_what_a_trace_remembers_of_its_long_texts_is_bounded_in_size() -> None:
+    import os
+    import tracemalloc
+
+    payloads = Payloads()
+    tracemalloc.start()
+    try:
+        for _ in range(40):  # a tool that returns a new 1 MB document at every step
+            payloads.stand_in(os.urandom(500_000).hex(), "result")
+            payloads.take()  # written with its step
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 12_000_000, f"{held / 1e6:.0f} MB still held after 40 documents of 1 MB were stored"

@@ -24,6 +24,10 @@ LARGE = 1024
 KNOWN_TEXTS = 512
 """How many stored strings a run remembers (to find a repeat by identity) before it starts over."""
 
+KNOWN_CHARS = 8_000_000
+"""How many characters of stored strings a run remembers before it starts over: a tool returning a new
+5 MB document at every step must not keep hundreds of them alive after the context has let them go."""
+
 def _json_default(value: Any) -> Any:
     """Values that are not JSON (a tool's odd result object) are kept as their text."""
     if isinstance(value, set | frozenset | tuple):
@@ -50,13 +54,15 @@ class Payloads:
     one more look-up.
     """
 
-    __slots__ = ("known", "pending", "bases")
+    __slots__ = ("known", "known_chars", "pending", "bases")
 
     def __init__(self) -> None:
         self.known: dict[int, tuple[str, dict[str, Any]]] = {}
         """id(text) -> (text, its stand-in) for the strings this run stored: a conversation sends the same message
         objects again at every call, and finding them by identity costs nothing, where hashing 50 KB does not.
         Holding the text keeps its id from being reused."""
+        self.known_chars = 0
+        """The characters the texts in `known` hold (bounded by KNOWN_CHARS)."""
         self.pending: dict[str, str] = {}
         """Digest -> JSON text not written yet."""
         self.bases: dict[str, tuple[str, str]] = {}
@@ -95,8 +101,9 @@ class Payloads:
         base = self.bases.get(slot)
         if base is not None and base[0] == text:  # the same text again (a memcmp, no digest)
             return {"$ref": base[1]}
-        if len(self.known) >= KNOWN_TEXTS:  # a bound on what a long run holds
+        if len(self.known) >= KNOWN_TEXTS or self.known_chars + len(text) > KNOWN_CHARS:  # what a long run holds
             self.known.clear()
+            self.known_chars = 0
         secrets = known_secrets()
         # a text holding a secret is kept whole (redacted): a change must not split a secret across its base
         clean = not secrets or not any(secret in text for secret in secrets)
@@ -114,6 +121,7 @@ class Payloads:
             self.pending[digest] = data
             found = {"$ref": digest}
         self.known[id(text)] = (text, found)
+        self.known_chars += len(text)
         return found
 
     def take(self) -> dict[str, str]:
