@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import json
 import os
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -277,3 +279,61 @@ def test_a_worker_exports_the_spans_of_the_runs_it_advances(collector: Collector
     runs = [span for _, span in collector.spans() if span.name == "invoke_workflow helper"]
     assert [_attributes(span)["agentfsm.run.id"] for span in runs] == [run_id]
     assert sum(span.name.startswith("chat ") for _, span in collector.spans()) == 2
+
+
+def test_the_otel_flag_alone_turns_export_on(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                             machine: Path, tmp_path: Path) -> None:
+    from agentfsm.observability import otel
+    from tests.cli_inprocess import Cli
+
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        monkeypatch.delenv(name)  # nothing but the flag asks for traces
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(otel, "_PROVIDER", provider)  # the exporter the flag's provider would send to
+    monkeypatch.setattr(otel, "_requested", False)  # restored after the test: --otel sets it for the process
+    cli, store = Cli(monkeypatch, capsys), f"sqlite:///{tmp_path / 'runs.db'}"
+    plain = cli("run", machine, "-i", "question=1 + 2?", "--json", "-q", store=store)
+    assert plain.code == 0, plain
+    assert exporter.get_finished_spans() == ()
+    flagged = cli("run", machine, "-i", "question=1 + 2?", "--json", "-q", "--otel", store=store)
+    assert flagged.code == 0, flagged
+    assert "invoke_workflow helper" in [span.name for span in exporter.get_finished_spans()]
+
+
+def test_a_run_continued_from_the_web_ui_exports_its_spans(collector: Collector, tmp_path: Path) -> None:
+    import re
+
+    import httpx
+
+    from tests.helpers import environment_without_proxies
+
+    store = f"sqlite:///{tmp_path / 'runs.db'}"
+    env = {**environment_without_proxies(), "OTEL_SERVICE_NAME": "agentfsm-ui"}
+    waiting = agentfsm("run", str(ROOT / "machines/approval.yaml"), "-i", "topic=spans", "--json", "-q",
+                       "--store", store, env=env, cwd=tmp_path)
+    assert waiting.returncode == 3, waiting.stderr
+    run_id = json.loads(waiting.stdout)["run_id"]
+    server = subprocess.Popen([sys.executable, "-m", "agentfsm", "ui", "--port", "0", "--store", store, "--otel"],
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                              env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url})
+    try:
+        assert server.stderr is not None
+        lines = [server.stderr.readline(), server.stderr.readline()]
+        found = re.search(r"open (http://127\.0\.0\.1:\d+/)", lines[1])
+        assert found, lines
+        with httpx.Client(base_url=found.group(1), timeout=30) as client:
+            sent = client.post(f"api/runs/{run_id}/send", json={"event": "approved"},
+                               headers={"X-Agentfsm-Token": ""})
+            assert sent.status_code == 200, sent.text
+            for _ in range(200):
+                if client.get(f"api/runs/{run_id}").json()["run"]["status"] == "succeeded":
+                    break
+                time.sleep(0.05)
+    finally:
+        server.terminate()  # a stopped server flushes its spans on the way out
+        server.wait(timeout=30)
+    assert server.returncode == 0
+    names = [span.name for _, span in collector.spans()]
+    assert "invoke_workflow approval" in names and any(name.startswith("step ") for name in names)

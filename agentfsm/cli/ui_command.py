@@ -17,5 +17,10 @@ def ui_command(store: str | None, *, host: str, port: int, token: str | None, op
                          "pip install 'agentfsm[ui]'") from None
     if not 0 <= port <= 65535:
         raise InputError(f"--port: {port} is not a port (0 to 65535; 0 picks a free one)")
-    serve(store, host=host, port=port, token=token, open_browser=open_browser, root=Path.cwd(), say=note)
+    from agentfsm.cli.commands import progress_observers
+
+    # the runs the page starts or continues log with their run context and export spans (--otel), as the CLI's do
+    watching = progress_observers(quiet=True, log_steps=False, stream=False)
+    serve(store, host=host, port=port, token=token, open_browser=open_browser, root=Path.cwd(), say=note,
+          observers=watching)
     return exit_codes.SUCCESS

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from agentfsm.history.rewrite import Rollback
@@ -35,10 +35,12 @@ class _Moving:
 
 
 class Driver:
-    """Starts, continues and rolls back runs in `runs`, each left to go on in a background task."""
+    """Starts, continues and rolls back runs in `runs`, each left to go on in a background task; `observers`
+    watch every run it advances (the logs' run context and OpenTelemetry spans, as for the CLI's runs)."""
 
-    def __init__(self, runs: Runs) -> None:
+    def __init__(self, runs: Runs, observers: Iterable[object] = ()) -> None:
         self.runs = runs
+        self.observers = tuple(observers)
         self.tasks: set[asyncio.Task[RunResult | tuple[Rollback, RunResult]]] = set()
 
     async def start(self, machine: StateMachine, inputs: Mapping[str, Any]) -> str:
@@ -71,7 +73,7 @@ class Driver:
 
         async def go() -> Any:
             try:
-                return await advance([moving])
+                return await advance([*self.observers, moving])
             except Exception as exc:  # noqa: BLE001 - once moving, a failure is the run's, recorded with it
                 if not moving.started.is_set():
                     raise

@@ -10,7 +10,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 class UI:
     """What the handlers share: the runs of one store, the driver advancing runs, the folder of machine files."""
 
-    def __init__(self, runs: Runs, root: Path, poll: float) -> None:
+    def __init__(self, runs: Runs, root: Path, poll: float, observers: Iterable[object] = ()) -> None:
         self.runs = runs
-        self.driver = Driver(runs)
+        self.driver = Driver(runs, observers)
         self.root = root
         self.poll = poll
         self.changes = live.Changes(runs.store.backend, poll)
@@ -245,9 +245,10 @@ _PAGE_HEADERS = {
 
 
 def create_app(runs: Runs, *, root: Path, token: str | None = None, loopback_only: bool = True,
-               poll: float = live.POLL) -> Guard:
-    """The UI over `runs`, machine files from `root`; `token` (if any) is needed by every request."""
-    ui = UI(runs, root, poll)
+               poll: float = live.POLL, observers: Iterable[object] = ()) -> Guard:
+    """The UI over `runs`, machine files from `root`; `token` (if any) is needed by every request; `observers`
+    watch the runs it starts and continues."""
+    ui = UI(runs, root, poll, observers)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

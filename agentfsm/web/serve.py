@@ -12,7 +12,7 @@ import secrets
 import socket
 import threading
 import webbrowser
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -39,7 +39,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(store: str | None, *, host: str, port: int, token: str | None, open_browser: bool, root: Path,
-          say: Callable[[str], None]) -> None:
+          say: Callable[[str], None], observers: Iterable[object] = ()) -> None:
     """Serve until Ctrl-C or SIGTERM. Off loopback a token is required: `token`, else one made and said once."""
     if token is not None and not token.strip():
         raise InputError("--token must not be empty")
@@ -52,7 +52,8 @@ def serve(store: str | None, *, host: str, port: int, token: str | None, open_br
 
     async def main() -> None:
         async with open_runs(store, create=True) as runs:
-            app = create_app(runs, root=root, token=token, loopback_only=is_loopback(host), poll=poll)
+            app = create_app(runs, root=root, token=token, loopback_only=is_loopback(host), poll=poll,
+                             observers=observers)
             config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on",
                                     access_log=False)
             server = uvicorn.Server(config)
