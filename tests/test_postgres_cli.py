@@ -116,6 +116,21 @@ def test_a_server_too_old_and_a_store_too_new_are_refused(postgres_server: Clust
         asyncio.run(listing())
 
 
+def test_a_schema_of_the_longest_name_queues_runs_and_takes_events(postgres_server: Cluster) -> None:
+    """Wake-up channels are named after the schema; a name as long as PostgreSQL allows still makes one."""
+    url = postgres_server.url("s" * 63)
+
+    async def scenario() -> None:
+        from agentfsm import Runs
+
+        async with Runs(url) as runs:
+            assert (await runs.submit(ROOT / "tests" / "machines" / "counter.yaml", {"limit": 1})).status == "queued"
+            waiting = await runs.start(APPROVAL)
+            assert (await runs.send(waiting.run_id, "approved")).status == "succeeded"
+
+    asyncio.run(scenario())
+
+
 def test_a_connection_lost_mid_run_is_made_again_and_no_step_is_lost_or_doubled(postgres_server: Cluster) -> None:
     """The server drops a running `agentfsm run`'s connection (as a restart or a network cut does): the process
     says so, connects again, runs the step whose transaction never committed again, and finishes; its history is

@@ -23,7 +23,7 @@ from typing import Any
 from agentfsm.store.base import Conflict, NoStore, StepRow, StoreError, Transient
 from agentfsm.store.postgres_rows import PostgresTransaction
 from agentfsm.store.postgres_schema import MIGRATIONS, OUR_TABLES, SCHEMA_VERSION
-from agentfsm.store.postgres_watch import PostgresWatcher, Watched, listen
+from agentfsm.store.postgres_watch import PostgresWatcher, Watched, channel_name, listen
 from agentfsm.store.urls import parse_postgres
 
 try:
@@ -50,7 +50,7 @@ class PostgresBackend:
         target = parse_postgres(url)
         self.conninfo, self.schema, self.url = target.conninfo, target.schema, target.shown
         self.create = create
-        self.channel = f"agentfsm_{self.schema}"
+        self.channel = channel_name("agentfsm_", self.schema)
         """The LISTEN/NOTIFY channel on which this store's workers are woken."""
         self.watched = Watched(self.schema)
         """What this process's writers know of the readers watching runs change (the web UI)."""

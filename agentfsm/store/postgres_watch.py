@@ -33,6 +33,7 @@ logger = logging.getLogger("agentfsm")
 
 
 def channel_name(prefix: str, schema: str) -> str:
+    """A LISTEN/NOTIFY channel (or connection name) for a schema: `prefix` + the schema, hashed when too long."""
     name = prefix + schema
     return name if len(name) <= _NAME_BYTES else prefix + hashlib.sha256(schema.encode()).hexdigest()[:16]
 
