@@ -123,3 +123,24 @@ def test_the_price_field_is_checked_by_validate(tmp_path: Path) -> None:
     assert any("price.input" in str(problem) for problem in report.problems), [str(p) for p in report.problems]
     shipped = json.loads((Path(__file__).parent.parent / "agentfsm" / "bindings" / "prices.json").read_text())
     assert shipped["as_of"] and shipped["sources"]
+
+
+def test_a_bad_price_file_never_stops_a_run_a_budget_or_the_costs_shown(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.cli_inprocess import Cli
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [1, 2", encoding="utf-8")
+    monkeypatch.setenv(PRICES_ENV, str(bad))
+    path = tmp_path / "priced.yaml"
+    text = MACHINE.replace("MODEL", "gpt-4o-mini").replace("PRICE", "")
+    path.write_text(text.replace("initial: ask", "budget: {cost: 1.0}\ninitial: ask"), encoding="utf-8")
+    cli, store = Cli(monkeypatch, capsys), f"sqlite:///{tmp_path / 'runs.db'}"
+    hello = cli("run", Path(__file__).parent.parent / "machines/hello.yaml", "--json", "-q", store=store)
+    assert hello.code == 0, hello
+    ran = cli("run", path, "--json", "-q", store=store)
+    assert ran.code == 0, ran
+    assert f"{bad}:1:" in ran.err and "costs are shown from the shipped price table" in ran.err
+    stats = cli("stats", json.loads(ran.out)["run_id"], "--json", store=store)
+    assert stats.code == 0, stats
+    assert json.loads(stats.out)["llm"]["brain"]["cost"] == pytest.approx((2 * 0.15 + 4 * 0.6) / 1e6)

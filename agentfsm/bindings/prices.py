@@ -71,6 +71,25 @@ def user_price_file() -> Path | None:
     return config if config.is_file() else None
 
 
+def usable_price_table() -> PriceTable:
+    """The price table for showing and budgeting costs: a user price file that cannot be used is said once (a
+    warning naming it and why) and the shipped table is used instead, so a bad price file never stops a run,
+    a worker or the web UI's pages."""
+    try:
+        return price_table()
+    except PriceFileError as exc:
+        path = user_price_file()
+        _warn_once(str(exc), path.stat().st_mtime if path is not None and path.exists() else 0.0)
+        return _table(None, 0.0)
+
+
+@lru_cache(maxsize=8)
+def _warn_once(problem: str, stamp: float) -> None:
+    import logging
+
+    logging.getLogger("agentfsm").warning("%s: costs are shown from the shipped price table", problem)
+
+
 def price_table() -> PriceTable:
     """The shipped table with the user file's models over it (read once per file and change)."""
     path = user_price_file()
@@ -133,12 +152,16 @@ CallPricer = Callable[[str, "str | None", int, int], "float | None"]
 def binding_pricer(llms: Mapping[str, Any], table: PriceTable | None = None) -> CallPricer:
     """What a call of one of these LLM bindings (the spec's `llms:`) costs: the binding's own `price:`, else the
     table's price of the model the call names (else of the binding's configured model)."""
-    table = price_table() if table is None else table
     own = {name: price for name, config in llms.items() if (price := _own_price(config)) is not None}
     configured = {name: configured_model(config) for name, config in llms.items()}
+    tables = [] if table is None else [table]  # read at the first call without a price of its own
 
     def cost(binding: str, model: str | None, prompt_tokens: int, completion_tokens: int) -> float | None:
-        price = own.get(binding) or table.price(model) or table.price(configured.get(binding))
+        price = own.get(binding)
+        if price is None:
+            if not tables:
+                tables.append(usable_price_table())
+            price = tables[0].price(model) or tables[0].price(configured.get(binding))
         return None if price is None else price.cost(prompt_tokens, completion_tokens)
 
     return cost
@@ -159,6 +182,6 @@ def _own_price(config: Any) -> Price | None:
 
 def unpriced_bindings(llms: Mapping[str, Any], table: PriceTable | None = None) -> list[str]:
     """The bindings (of a spec's `llms:`) whose calls have no price: no `price:` and a model the table lacks."""
-    table = price_table() if table is None else table
+    table = usable_price_table() if table is None else table
     return [name for name, config in llms.items()
             if _own_price(config) is None and table.price(configured_model(config)) is None]

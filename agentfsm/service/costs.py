@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentfsm.bindings.prices import CallPricer, binding_pricer, configured_model, price_table
+from agentfsm.bindings.prices import CallPricer, binding_pricer, configured_model, usable_price_table
 from agentfsm.store.base import RunRow
 from agentfsm.store.core import Store
 
@@ -108,7 +108,7 @@ def machine_pricing(source: str | None, llms: Mapping[str, str] | None = None) -
 
     The source a run keeps was validated when the run started: only its `llms:` are read (plain YAML, no
     validation, so pricing a run costs no compile). None or unreadable: prices by model name only."""
-    table = price_table()
+    table = usable_price_table()
     bindings = _llms_of(source)
     for name, text in (llms or {}).items():
         if name in bindings:  # an override replaces the binding, its `price:` with it
