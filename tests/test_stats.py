@@ -156,7 +156,7 @@ def test_a_machine_s_runs_together(tmp_path: Path) -> None:
     assert none_since["runs"] == 0 and none_since["success_rate"] is None
     completed = cli("stats", "--machine", "busy", "--since", "7d", store=store)
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.startswith("machine busy: 3 runs in the last ") and "success rate: 66.7%" in completed.stdout
+    assert completed.stdout.startswith("machine busy: 3 runs in the last 7d (") and "success rate: 66.7%" in completed.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -156,9 +156,23 @@ def _print_machine(shown: dict[str, Any]) -> None:
     from agentfsm.cli.render import say
 
     rate = shown["success_rate"]
-    since = "" if shown["since"] is None else f" in the last {seconds(shown['since'])}"
+    since = "" if shown["since"] is None else f" in the last {_age(shown['since'])}"
     statuses = ", ".join(f"{count} {status}" for status, count in sorted(shown["statuses"].items()))
     say(f"machine {shown['machine']}: {shown['runs']} runs{since} ({statuses or 'none'})")
     say(f"success rate: {'-' if rate is None else f'{rate:.1%}'}; mean steps {shown['mean_steps']:.1f}; "
         f"duration p50 {seconds(shown['duration']['p50'])}, p95 {seconds(shown['duration']['p95'])}")
     say(f"LLM calls {shown['llm_calls']}; {_cost_line(shown)}")
+
+
+def _age(total: float) -> str:
+    """An age as a person says it: 7d, 1d 6h, 2h 30m, 45m, 30s."""
+    units = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+    parts = []
+    left = round(total)
+    for name, size in units:
+        if left >= size:
+            parts.append(f"{left // size}{name}")
+            left %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts) or "0s"
