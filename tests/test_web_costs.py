@@ -97,3 +97,35 @@ def test_the_runs_table_shows_a_cost_column(page: Any, ui: tuple[str, str, str, 
     page.goto(f"{url}#/runs/{unpriced}")
     page.wait_for_selector("#run-status")
     assert page.locator("h1").inner_text().endswith(" tokens · no price")
+
+
+def test_a_page_read_again_prices_only_the_runs_that_moved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentfsm.service import browse
+
+    priced_runs: list[str] = []
+    usage = browse.run_usage
+
+    async def counted(store: Any, run: Any) -> Any:
+        priced_runs.append(run.id)
+        return await usage(store, run)
+
+    monkeypatch.setattr(browse, "run_usage", counted)
+    machine = Path(__file__).resolve().parent.parent / "machines/approval.yaml"
+
+    async def go() -> tuple[list[str], list[str], list[str], str]:
+        async with Runs(f"sqlite:///{tmp_path / 'runs.db'}") as runs:
+            await runs.start(Path(__file__).resolve().parent.parent / "machines/hello.yaml")
+            waiting = (await runs.start(machine, {"topic": "costs"})).run_id
+            priced: browse.PricedRuns = {}
+            await browse.runs_page(runs, priced=priced)
+            first = list(priced_runs)
+            priced_runs.clear()
+            await browse.runs_page(runs, priced=priced)  # nothing moved: nothing priced
+            unmoved = list(priced_runs)
+            await runs.send(waiting, "approved")
+            await browse.runs_page(runs, priced=priced)
+            return first, unmoved, priced_runs, waiting
+
+    first, unmoved, moved, waiting = asyncio.run(go())
+    assert len(first) == 2 and unmoved == []
+    assert moved == [waiting]  # the run that took its event, not the one that ended before

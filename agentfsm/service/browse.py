@@ -64,9 +64,16 @@ def parse_cursor(text: str) -> tuple[float, str]:
         raise InputError(f"cursor: '{text}' is not a cursor this server gave") from None
 
 
+PricedRuns = dict[tuple[str, int, float], Cost]
+"""(run id, steps, updated at) -> what the run had cost then: a live page reprices only the runs that moved."""
+
+
 async def runs_page(runs: Runs, *, status: str | None = None, machine: str | None = None,
-                    cursor: str | None = None, limit: int | None = None) -> RunsPage:
-    """A page of top-level runs (newest first) with their children; the same `status`/`machine` filters as `runs`."""
+                    cursor: str | None = None, limit: int | None = None, priced: PricedRuns | None = None) -> RunsPage:
+    """A page of top-level runs (newest first) with their children; the same `status`/`machine` filters as `runs`.
+
+    `priced` (kept by a caller that reads the page again and again) holds the costs found before; it is
+    left holding this page's."""
     if status is not None and status not in STATUSES:
         raise InputError(f"status: '{status}' is not a status ({', '.join(STATUSES)})")
     size = page_size(limit, RUNS_PAGE)
@@ -75,10 +82,22 @@ async def runs_page(runs: Runs, *, status: str | None = None, machine: str | Non
     found = await runs.store.list_runs(where)
     shown = found[:size]
     children = await descendants(runs, [run.id for run in shown])
-    pricings = Pricings(runs.store)
-    costs = {run.id: usage_cost(await run_usage(runs.store, run), await pricings.of(run))
-             for run in [*shown, *(kid for kids in children.values() for kid in kids)]}
+    listed = [*shown, *(kid for kids in children.values() for kid in kids)]
+    costs = await _costs(runs, listed, {} if priced is None else priced)
     return RunsPage(shown, children, cursor_of(shown[-1]) if len(found) > size else None, costs)
+
+
+async def _costs(runs: Runs, listed: list[RunRow], priced: PricedRuns) -> dict[str, Cost]:
+    """What each listed run cost, priced again only where it moved since `priced` was filled."""
+    pricings = Pricings(runs.store)
+    found: PricedRuns = {}
+    for run in listed:
+        key = (run.id, run.steps, run.updated_at)
+        cost = priced.get(key)
+        found[key] = cost if cost is not None else usage_cost(await run_usage(runs.store, run), await pricings.of(run))
+    priced.clear()
+    priced.update(found)
+    return {run_id: cost for (run_id, _, _), cost in found.items()}
 
 
 async def descendants(runs: Runs, run_ids: list[str]) -> dict[str, list[RunRow]]:

@@ -135,13 +135,15 @@ async def runs_stream(request: Request) -> Response:
 
     async def messages() -> AsyncIterator[str]:
         shown: list[tuple[Any, ...]] | None = None
+        priced: browse.PricedRuns = {}  # a run that did not move is not priced again
         spoke = time.monotonic()
         with ui.changes.watch(None) as changed:
             while True:
                 try:
                     page = await browse.runs_page(ui.runs, status=query.get("status") or None,
                                                   machine=query.get("machine") or None,
-                                                  cursor=query.get("cursor") or None, limit=_limit(query.get("limit")))
+                                                  cursor=query.get("cursor") or None, limit=_limit(query.get("limit")),
+                                                  priced=priced)
                 except USER_ERRORS as exc:
                     yield _message("refused", {"error": str(exc)})
                     return
