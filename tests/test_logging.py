@@ -40,6 +40,7 @@ EXAMPLE_INPUTS = {
     "react_native_tools.yaml": ["-i", "task=What is 17 * 23?"],
     "ticket_triage.yaml": ["-i", "ticket=My invoice is wrong, I was charged twice."],
     "approval.yaml": [],
+    "summarize_each.yaml": [],
 }
 WAITING_EXAMPLES = {"approval.yaml"}
 """Examples that stop at a `wait` state: `run` exits 3 (paused) with the steps before the wait."""
