@@ -154,7 +154,7 @@ def test_ctrl_c_with_json_still_prints_one_object(tmp_path: Path, gate: Path) ->
     assert code == 130, err
     [line] = out.splitlines()
     document = json.loads(line)
-    assert set(document) == {"run_id", "status", "output", "context", "steps", "error", "usage", "waiting"}
+    assert set(document) == {"run_id", "status", "output", "context", "steps", "error", "usage", "waiting", "paused"}
     assert (document["run_id"], document["status"], document["steps"]) == (run_id, "paused", 2)
     assert document["error"]["type"] == "interrupted"
 
