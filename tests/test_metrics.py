@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,21 @@ from agentfsm.observability.metrics import monitor
 from tests.test_stats import BUSY
 
 
+WATCHED: list[StateMetrics] = []
+"""The metrics `Slow` waits on: it runs until their sampler has sampled twice while it runs."""
+
+
 class Slow(State):
-    """A state that takes a while (a python state the machine below calls)."""
+    """A state that takes a while (a python state the machine below calls): until the watched metrics have
+    two samples more than when it started, however slowly a loaded machine runs the sampler."""
 
     async def execute(self, context: StateContext) -> Any:
-        await asyncio.sleep(0.3)
+        metrics = WATCHED[-1]
+        wanted = len(metrics.memory_usage) + 2
+        for _ in range(1000):
+            if len(metrics.memory_usage) >= wanted:
+                break
+            await asyncio.sleep(0.01)
         return Event("done")
 
 
@@ -86,10 +96,10 @@ def test_memory_is_sampled_while_a_long_step_runs(tmp_path: Path) -> None:
                     "  wait_a_bit: {type: python, call: 'tests.test_metrics:Slow', next: done}\n"
                     "  done: {type: final}\n", encoding="utf-8")
     metrics = StateMetrics(memory_every=0.05)
-    started = time.perf_counter()
+    importlib.import_module("tests.test_metrics").WATCHED.append(metrics)  # the module the machine's call imports
     result = asyncio.run(agentfsm.load_machine(path).run({}, observers=[metrics]))
-    assert result.succeeded and time.perf_counter() - started >= 0.3
+    assert result.succeeded
     summary = metrics.get_summary()
-    # one sample at the start, one at the end, and the sampler's during the 0.3 s step
+    # one sample at the start, one at the end, and the sampler's (at least two) while the step ran
     assert summary["memory"]["samples"] >= 4
-    assert summary["states"]["wait_a_bit"]["max_time"] >= 0.3
+    assert summary["states"]["wait_a_bit"]["max_time"] >= 0.05
