@@ -17,6 +17,7 @@ from typing import Any
 
 from agentfsm.bindings.known_secrets import known_secrets
 from agentfsm.history.recorder import redacted
+from agentfsm.store.base import inline_base  # noqa: F401 - the trace's readers take it from here
 
 LARGE = 1024
 """Strings longer than this many characters are kept as payloads, once per run and digest."""
@@ -183,12 +184,6 @@ def _change(text: str, base: tuple[str, str]) -> dict[str, Any] | None:
     if (start + end) * 2 < len(text):  # less than half of it is shared: keep it whole, as the next base
         return None
     return {"$base": digest, "start": start, "end": end, "middle": text[start:len(text) - end]}
-
-
-def inline_base(value: dict[str, Any]) -> str | None:
-    """The base's digest when `value` (a dict in an entry) is a change kept in the entry itself, else None."""
-    base = value.get("$base")
-    return base if isinstance(base, str) and len(value) == 4 and "middle" in value else None
 
 
 def changed(base: str, change: dict[str, Any]) -> str:

@@ -225,6 +225,12 @@ def payload_base(data: str) -> str | None:
     return base if isinstance(base, str) else None
 
 
+def inline_base(value: dict[str, Any]) -> str | None:
+    """The base's digest when `value` (a dict in an entry) is a change kept in the entry itself, else None."""
+    base = value.get("$base")
+    return base if isinstance(base, str) and len(value) == 4 and "middle" in value else None
+
+
 @dataclass(slots=True)
 class MessageRow:
     """A message on a team's bus, addressed to one agent (a message to `all` is one row per recipient)."""

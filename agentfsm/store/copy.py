@@ -30,6 +30,7 @@ from agentfsm.store.base import (
     TraceWrite,
     Transaction,
     WriteRow,
+    inline_base,
     payload_base,
 )
 from agentfsm.store.core import Store
@@ -97,8 +98,8 @@ def _refs(value: Any, found: set[str]) -> set[str]:
     if isinstance(value, dict):
         if set(value) == {"$ref"} and isinstance(value["$ref"], str):
             found.add(value["$ref"])
-        elif isinstance(value.get("$base"), str) and "middle" in value:  # a change kept in the entry: its base
-            found.add(value["$base"])
+        elif (base := inline_base(value)) is not None:  # a change kept in the entry: its base
+            found.add(base)
         for item in value.values():
             _refs(item, found)
     elif isinstance(value, list):
