@@ -22,6 +22,8 @@ class Point:
     index: int
     delay: float
     outcome: str = ""
+    finished_at_kill: int = -1
+    """How many agents had finished when the run was killed (-1: it was not killed mid-run)."""
 
 
 def plan(count: int, seed: int) -> list[Point]:
@@ -68,6 +70,7 @@ def run_point(point: Point, workdir: Path, store_url: str | None = None) -> str:
         return harness.BEFORE_START
     run_id = match.group("id")
     before = children(store, run_id)
+    point.finished_at_kill = sum(status == "succeeded" for _, status in before.values())
     calls_before = calls(log)
     evidence = f"point {point.index} (kill {point.delay}s after the first line)\n{killed.show()}"
     stored = {run["run_id"]: run for run in harness.stored_runs(store)}[run_id]

@@ -94,6 +94,13 @@ def test_nested_machines_and_a_waiting_child_on_postgresql(postgres_server: Clus
 
 def test_a_team_killed_mid_run_resumes_on_postgresql_without_rerunning_finished_agents(
         postgres_server: Cluster, tmp_path: Path) -> None:
-    # 0.35 s after the run's first line: some of the five agents (0.05 s to 0.3 s a step) have finished, some not
-    outcome = children_crash.run_point(children_crash.Point(0, 0.35), tmp_path, postgres_server.fresh_url())
-    assert outcome == children_crash.harness.MID_RUN
+    # Killed when some of the five agents (0.05 s to 0.3 s a step, three steps) have finished and some have not:
+    # only then does "finished agents are not run again" check anything. A loaded machine may shift the moment,
+    # so up to three kill moments are tried; run_point checks every one of them.
+    points = [children_crash.Point(index, delay) for index, delay in enumerate((0.35, 0.5, 0.25))]
+    for point in points:
+        outcome = children_crash.run_point(point, tmp_path, postgres_server.fresh_url())
+        if outcome == children_crash.harness.MID_RUN and 0 < point.finished_at_kill < len(children_crash.AGENTS):
+            break
+    assert any(0 < point.finished_at_kill < len(children_crash.AGENTS) for point in points), \
+        [(point.delay, point.finished_at_kill) for point in points]
