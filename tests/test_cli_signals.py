@@ -40,13 +40,19 @@ def cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Complete
                           stdin=subprocess.DEVNULL)
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it: a shell's background job (`pytest ... &`) starts with SIGINT ignored,
+    and a Python started with SIGINT ignored never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Started:
     """A command running in the background; its stderr lines are collected as they come."""
 
     def __init__(self, args: list[object], env: dict[str, str]) -> None:
         self.process = subprocess.Popen([sys.executable, "-m", "agentfsm", *map(str, args)], cwd=ROOT, env=env,
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, encoding="utf-8")
+                                        text=True, encoding="utf-8", preexec_fn=_as_from_a_terminal)
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
