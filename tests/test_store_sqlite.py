@@ -23,7 +23,6 @@ import pytest
 from agentfsm.store import (
     BranchRow,
     CheckpointRow,
-    EventRow,
     RunFilter,
     RunRow,
     StepRow,

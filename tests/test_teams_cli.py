@@ -7,7 +7,6 @@ import asyncio
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path

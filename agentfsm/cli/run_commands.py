@@ -31,7 +31,6 @@ from agentfsm.service.runs import (
     STATUSES,
     Rollback,
     RunDiff,
-    RunResult,
     RunRow,
     Runs,
     StepRow,

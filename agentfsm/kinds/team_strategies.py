@@ -13,7 +13,7 @@ from agentfsm.runtime.loop import RunResult
 from agentfsm.runtime.model import StateContext
 
 if TYPE_CHECKING:
-    from agentfsm.kinds.team import Agent, TeamState
+    from agentfsm.kinds.team import TeamState
 
 
 async def sequential(team: TeamState, context: StateContext) -> dict[str, Any]:

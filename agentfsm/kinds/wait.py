@@ -10,19 +10,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import Field
 
 from agentfsm.compiler.env import CompileEnv, state_options
 from agentfsm.compiler.scope import compile_value, make_scope, rendered
-from agentfsm.limits import MAX_DURATION_SECONDS
 from agentfsm.runtime.errors import StateError
 from agentfsm.runtime.model import Event, State, StateContext, StateType
 from agentfsm.runtime.waiting import WaitForEvent
 from agentfsm.spec.diagnostics import did_you_mean
-from agentfsm.spec.durations import duration_text, parse_duration, parse_positive_duration
-from agentfsm.spec.expressions import is_template
+from agentfsm.spec.durations import duration_text, parse_duration
 from agentfsm.spec.fields import TEMPLATE_KEY, Timer
 from agentfsm.spec.kinds import Kind, register
 from agentfsm.spec.models import EventNames, Identifier, Reporter, RoutedStateSpec
