@@ -32,7 +32,7 @@ def trace(
                                                                   "and results out whole under their line.")] = False,
     store: StoreOption = None,
 ) -> None:
-    """Show a run's trace: one line per entry (state entered, transition, LLM and tool call, error...)."""
+    """Show a run's trace, one line per entry: states, transitions, LLM and tool calls, errors."""
     from agentfsm.cli.commands import guarded
 
     with guarded(_options["debug"]):
@@ -175,7 +175,7 @@ def show_command(store: str | None, run_id: str, point: str, *, as_json: bool) -
 
 @command()
 def branches(run_id: RunArgument, as_json: JsonOption = False, store: StoreOption = None) -> None:
-    """List a run's branches: where each forked, its newest step, its status; the head is marked."""
+    """List a run's branches: fork point, newest step, status; the head is marked."""
     from agentfsm.cli.commands import guarded
 
     with guarded(_options["debug"]):
